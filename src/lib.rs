@@ -1,0 +1,16 @@
+//! shardmq: a thread-per-core MQTT broker for fleets of mobile clients.
+//!
+//! # Layout
+//! - [`protocol`]: the sans-IO codec for MQTT 3.1, 3.1.1 and 5.0, both directions,
+//!   including the Courier clients' 3.1.1 extensions. No sockets, no runtime: the
+//!   broker and the load tester both drive it over a `BytesMut`.
+//! - [`topic`]: validated topic names and filters, the subscription trie and the
+//!   index of which shards hold subscribers for a topic.
+//!
+//! # Why
+//! Parsing and matching run for every packet of millions of connections, and they
+//! are the first thing a hostile client reaches. Keeping them pure functions over
+//! buffers makes them easy to test byte for byte, to fuzz, and to benchmark.
+
+pub mod protocol;
+pub mod topic;
