@@ -27,7 +27,7 @@ mod subscribe;
 mod write;
 
 #[cfg(any(test, feature = "arbitrary"))]
-pub mod arbitrary;
+pub mod generate;
 
 use std::num::NonZeroU16;
 
@@ -142,3 +142,6 @@ impl Packet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
