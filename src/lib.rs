@@ -14,3 +14,8 @@
 
 pub mod protocol;
 pub mod topic;
+
+/// The README's Rust examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
