@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardmq::protocol::{
-    decode, encode, Connect, ConnectProperties, Packet, Publish, PublishProperties, QoS,
-    Version, MAX_PACKET_SIZE,
+    decode, encode, Connect, ConnectProperties, Packet, Publish, PublishProperties, QoS, Version,
+    MAX_PACKET_SIZE,
 };
 use shardmq::topic::TopicName;
 
@@ -100,7 +100,9 @@ fn codec(c: &mut Criterion) {
             let mut write = BytesMut::with_capacity(64 * 1024);
             b.iter(|| {
                 read.extend_from_slice(&bytes);
-                let packet = decode(&mut read, version, MAX_PACKET_SIZE).unwrap().unwrap();
+                let packet = decode(&mut read, version, MAX_PACKET_SIZE)
+                    .unwrap()
+                    .unwrap();
                 encode(&packet, version, &mut write).unwrap();
                 write.clear();
             })

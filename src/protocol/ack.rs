@@ -22,7 +22,11 @@ pub struct Ack {
 impl Ack {
     /// A successful acknowledgement with no properties.
     pub fn new(packet_id: PacketId) -> Ack {
-        Ack { packet_id, reason_code: ReasonCode::Success, properties: AckProperties::default() }
+        Ack {
+            packet_id,
+            reason_code: ReasonCode::Success,
+            properties: AckProperties::default(),
+        }
     }
 
     pub(crate) fn decode(
@@ -72,7 +76,10 @@ pub(crate) fn read_reason_code(
     let code = r.u8("reason code")?;
     ReasonCode::from_u8(code)
         .filter(|c| c.allowed_in(kind))
-        .ok_or(DecodeError::InvalidReasonCode { packet: r.packet, code })
+        .ok_or(DecodeError::InvalidReasonCode {
+            packet: r.packet,
+            code,
+        })
 }
 
 /// The properties of acknowledgements (PUBACK..PUBCOMP, SUBACK, UNSUBACK):

@@ -32,7 +32,10 @@ pub fn decode(
     };
     let size = 1 + len_len + remaining as usize;
     if size > max_packet_size {
-        return Err(DecodeError::PacketTooLarge { size, max: max_packet_size });
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: max_packet_size,
+        });
     }
     if buf.len() < size {
         buf.reserve(size - buf.len());
@@ -114,7 +117,12 @@ fn packet_name(kind: u8) -> &'static str {
 
 /// Checks the fixed header's flag bits [MQTT-2.1.3-1]. PUBLISH flags are
 /// checked by [`Publish::decode`].
-fn check_flags(kind: u8, flags: u8, version: Version, name: &'static str) -> Result<(), DecodeError> {
+fn check_flags(
+    kind: u8,
+    flags: u8,
+    version: Version,
+    name: &'static str,
+) -> Result<(), DecodeError> {
     let ok = match kind {
         0 => return Err(DecodeError::ReservedPacketType),
         15 if !version.is_v5() => return Err(DecodeError::AuthBeforeV5),
@@ -124,7 +132,10 @@ fn check_flags(kind: u8, flags: u8, version: Version, name: &'static str) -> Res
         _ => flags == 0,
     };
     if !ok {
-        return Err(DecodeError::InvalidHeaderFlags { packet: name, flags });
+        return Err(DecodeError::InvalidHeaderFlags {
+            packet: name,
+            flags,
+        });
     }
     Ok(())
 }
@@ -150,7 +161,10 @@ pub fn encoded_len(packet: &Packet, version: Version) -> Result<usize, EncodeErr
 
 fn body_len(packet: &Packet, version: Version) -> Result<usize, EncodeError> {
     if matches!(packet, Packet::Auth(_)) && !version.is_v5() {
-        return Err(EncodeError::NotInVersion { packet: "AUTH", version: version.name() });
+        return Err(EncodeError::NotInVersion {
+            packet: "AUTH",
+            version: version.name(),
+        });
     }
     let mut counter = Counter::default();
     emit_body(packet, version, &mut counter)?;

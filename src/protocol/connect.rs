@@ -75,7 +75,9 @@ impl Connect {
             (b"MQTT", 4) => Version::V3_1_1,
             (b"MQTT", 5) => Version::V5,
             (b"MQIsdp", 3) => Version::V3_1,
-            (b"MQTT" | b"MQIsdp", level) => return Err(DecodeError::UnsupportedProtocolLevel(level)),
+            (b"MQTT" | b"MQIsdp", level) => {
+                return Err(DecodeError::UnsupportedProtocolLevel(level))
+            }
             _ => return Err(DecodeError::InvalidProtocolName),
         };
         let flags = r.u8("connect flags")?;
@@ -104,17 +106,34 @@ impl Connect {
         };
         let client_id = r.string("client identifier")?;
         let will = if has_will {
-            let properties =
-                if version.is_v5() { WillProperties::decode(&mut r)? } else { Default::default() };
+            let properties = if version.is_v5() {
+                WillProperties::decode(&mut r)?
+            } else {
+                Default::default()
+            };
             let topic = r.string("will topic")?;
             let topic = TopicName::new(topic).map_err(DecodeError::InvalidTopicName)?;
             let payload = r.binary("will payload")?;
-            Some(LastWill { qos: will_qos, retain: will_retain, topic, payload, properties })
+            Some(LastWill {
+                qos: will_qos,
+                retain: will_retain,
+                topic,
+                payload,
+                properties,
+            })
         } else {
             None
         };
-        let username = if has_username { Some(r.string("user name")?) } else { None };
-        let password = if has_password { Some(r.binary("password")?) } else { None };
+        let username = if has_username {
+            Some(r.string("user name")?)
+        } else {
+            None
+        };
+        let password = if has_password {
+            Some(r.binary("password")?)
+        } else {
+            None
+        };
         if version == Version::V3_1_1 {
             decode_courier_properties(&mut r, &mut properties.user_properties)?;
         }
@@ -133,7 +152,11 @@ impl Connect {
 
     pub(crate) fn emit(&self, s: &mut impl Sink) -> Result<(), EncodeError> {
         let version = self.version;
-        let name: &[u8] = if version == Version::V3_1 { b"MQIsdp" } else { b"MQTT" };
+        let name: &[u8] = if version == Version::V3_1 {
+            b"MQIsdp"
+        } else {
+            b"MQTT"
+        };
         put_binary(s, name)?;
         s.put_u8(version as u8);
         let mut flags = 0u8;
@@ -185,10 +208,7 @@ impl Connect {
 /// Courier's extension: after the last CONNECT field, a 3.1.1 client may send
 /// MQTT 5-style user properties (`0x26`, name, value), with no length prefix; the
 /// remaining length covers them.
-fn decode_courier_properties(
-    r: &mut Reader,
-    into: &mut UserProperties,
-) -> Result<(), DecodeError> {
+fn decode_courier_properties(r: &mut Reader, into: &mut UserProperties) -> Result<(), DecodeError> {
     while !r.is_empty() {
         let id = r.u8("user property")?;
         if id != USER_PROPERTY {
@@ -231,8 +251,14 @@ impl ConnectProperties {
             p.opt_two(RECEIVE_MAXIMUM, self.receive_maximum);
             p.opt_four(MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
             p.opt_two(TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-            p.opt_bool(REQUEST_RESPONSE_INFORMATION, self.request_response_information);
-            p.opt_bool(REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+            p.opt_bool(
+                REQUEST_RESPONSE_INFORMATION,
+                self.request_response_information,
+            );
+            p.opt_bool(
+                REQUEST_PROBLEM_INFORMATION,
+                self.request_problem_information,
+            );
             p.users(&self.user_properties)?;
             p.opt_str(AUTHENTICATION_METHOD, self.authentication_method.as_ref())?;
             p.opt_binary(AUTHENTICATION_DATA, self.authentication_data.as_deref())
@@ -265,7 +291,10 @@ impl WillProperties {
             p.opt_bool(PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
             p.opt_four(MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
             p.opt_str(CONTENT_TYPE, self.content_type.as_ref())?;
-            p.opt_str(RESPONSE_TOPIC, self.response_topic.as_ref().map(|t| t.as_bytestring()))?;
+            p.opt_str(
+                RESPONSE_TOPIC,
+                self.response_topic.as_ref().map(|t| t.as_bytestring()),
+            )?;
             p.opt_binary(CORRELATION_DATA, self.correlation_data.as_deref())?;
             p.users(&self.user_properties)
         })
@@ -316,17 +345,27 @@ impl ConnAck {
             return Err(DecodeError::ConnAckReservedFlags);
         }
         let code = r.u8("reason code")?;
-        let invalid = DecodeError::InvalidReasonCode { packet: CONNACK, code };
+        let invalid = DecodeError::InvalidReasonCode {
+            packet: CONNACK,
+            code,
+        };
         let (reason_code, properties) = if version.is_v5() {
             let reason = ReasonCode::from_u8(code)
                 .filter(|c| c.allowed_in(ReasonPacket::ConnAck))
                 .ok_or(invalid)?;
             (reason, ConnAckProperties::decode(&mut r)?)
         } else {
-            (ReasonCode::from_v3_connack(code).ok_or(invalid)?, ConnAckProperties::default())
+            (
+                ReasonCode::from_v3_connack(code).ok_or(invalid)?,
+                ConnAckProperties::default(),
+            )
         };
         r.finish()?;
-        Ok(ConnAck { session_present: flags & 0x01 != 0, reason_code, properties })
+        Ok(ConnAck {
+            session_present: flags & 0x01 != 0,
+            reason_code,
+            properties,
+        })
     }
 
     pub(crate) fn emit(&self, version: Version, s: &mut impl Sink) -> Result<(), EncodeError> {
@@ -351,7 +390,11 @@ impl ConnAckProperties {
                 RECEIVE_MAXIMUM => p.receive_maximum = Some(pr.non_zero_u16()?),
                 MAXIMUM_QOS => {
                     let one = pr.bool()?;
-                    p.maximum_qos = Some(if one { QoS::AtLeastOnce } else { QoS::AtMostOnce });
+                    p.maximum_qos = Some(if one {
+                        QoS::AtLeastOnce
+                    } else {
+                        QoS::AtMostOnce
+                    });
                 }
                 RETAIN_AVAILABLE => p.retain_available = Some(pr.bool()?),
                 MAXIMUM_PACKET_SIZE => p.maximum_packet_size = Some(pr.non_zero_u32()?),
@@ -385,13 +428,25 @@ impl ConnAckProperties {
             p.opt_byte(MAXIMUM_QOS, self.maximum_qos.map(|q| (q as u8).min(1)));
             p.opt_bool(RETAIN_AVAILABLE, self.retain_available);
             p.opt_four(MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-            p.opt_str(ASSIGNED_CLIENT_IDENTIFIER, self.assigned_client_identifier.as_ref())?;
+            p.opt_str(
+                ASSIGNED_CLIENT_IDENTIFIER,
+                self.assigned_client_identifier.as_ref(),
+            )?;
             p.opt_two(TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
             p.opt_str(REASON_STRING, self.reason_string.as_ref())?;
             p.users(&self.user_properties)?;
-            p.opt_bool(WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
-            p.opt_bool(SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifiers_available);
-            p.opt_bool(SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
+            p.opt_bool(
+                WILDCARD_SUBSCRIPTION_AVAILABLE,
+                self.wildcard_subscription_available,
+            );
+            p.opt_bool(
+                SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+                self.subscription_identifiers_available,
+            );
+            p.opt_bool(
+                SHARED_SUBSCRIPTION_AVAILABLE,
+                self.shared_subscription_available,
+            );
             p.opt_two(SERVER_KEEP_ALIVE, self.server_keep_alive);
             p.opt_str(RESPONSE_INFORMATION, self.response_information.as_ref())?;
             p.opt_str(SERVER_REFERENCE, self.server_reference.as_ref())?;

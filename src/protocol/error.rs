@@ -10,7 +10,9 @@ use crate::topic::TopicError;
 /// tells the peer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DecodeError {
-    #[error("[MQTT-3.2.2.3.6] packet of {size} bytes exceeds the maximum packet size of {max} bytes")]
+    #[error(
+        "[MQTT-3.2.2.3.6] packet of {size} bytes exceeds the maximum packet size of {max} bytes"
+    )]
     PacketTooLarge { size: usize, max: usize },
     #[error("[MQTT-1.5.5] variable byte integer is longer than 4 bytes")]
     MalformedVarInt,
@@ -21,9 +23,16 @@ pub enum DecodeError {
     #[error("[MQTT-2.1.3-1] reserved flags 0x{flags:x} in the fixed header of {packet}")]
     InvalidHeaderFlags { packet: &'static str, flags: u8 },
     #[error("[MQTT-2.1.4] {packet} must have a remaining length of {expected}, not {actual}")]
-    InvalidRemainingLength { packet: &'static str, expected: &'static str, actual: usize },
+    InvalidRemainingLength {
+        packet: &'static str,
+        expected: &'static str,
+        actual: usize,
+    },
     #[error("[MQTT-2.1.4] {packet} ended before its {field}")]
-    Truncated { packet: &'static str, field: &'static str },
+    Truncated {
+        packet: &'static str,
+        field: &'static str,
+    },
     #[error("[MQTT-2.1.4] {packet} has {extra} bytes after its last field")]
     TrailingBytes { packet: &'static str, extra: usize },
     #[error("[MQTT-1.5.4-1] a UTF-8 string in {packet} is not valid UTF-8")]
@@ -32,7 +41,9 @@ pub enum DecodeError {
     NulInString { packet: &'static str },
     #[error("[MQTT-3.1.2-1] protocol name must be \"MQTT\" (or \"MQIsdp\" for 3.1)")]
     InvalidProtocolName,
-    #[error("[MQTT-3.1.2-2] unsupported protocol level {0}: shardmq speaks 3 (3.1), 4 (3.1.1) and 5")]
+    #[error(
+        "[MQTT-3.1.2-2] unsupported protocol level {0}: shardmq speaks 3 (3.1), 4 (3.1.1) and 5"
+    )]
     UnsupportedProtocolLevel(u8),
     #[error("[MQTT-3.1.2-3] reserved flag set in CONNECT")]
     ConnectReservedFlag,
@@ -70,7 +81,9 @@ pub enum DecodeError {
     PropertyNotAllowed { packet: &'static str, id: u8 },
     #[error("[MQTT-2.2.2-2] property 0x{id:02x} appears more than once in {packet}")]
     DuplicateProperty { packet: &'static str, id: u8 },
-    #[error("[MQTT-2.2.2] property 0x{id:02x} has the value {value}, which the spec does not allow")]
+    #[error(
+        "[MQTT-2.2.2] property 0x{id:02x} has the value {value}, which the spec does not allow"
+    )]
     InvalidPropertyValue { id: u8, value: u32 },
     #[error("[MQTT-3.8.3-2] SUBSCRIBE with no topic filters")]
     EmptySubscribe,
@@ -122,11 +135,18 @@ pub enum EncodeError {
     #[error("a value of {0} does not fit a variable byte integer (max 268435455)")]
     VarIntTooLarge(usize),
     #[error("{packet} does not exist in MQTT {version}")]
-    NotInVersion { packet: &'static str, version: &'static str },
+    NotInVersion {
+        packet: &'static str,
+        version: &'static str,
+    },
     #[error("PUBLISH with QoS {qos} must {} a packet identifier", if *.qos == 0 { "not have" } else { "have" })]
     PacketIdMismatch { qos: u8 },
     #[error("{packet} needs at least one topic filter")]
     Empty { packet: &'static str },
     #[error("reason code 0x{code:02x} cannot be sent in {packet} in MQTT {version}")]
-    ReasonCodeNotInVersion { packet: &'static str, code: u8, version: &'static str },
+    ReasonCodeNotInVersion {
+        packet: &'static str,
+        code: u8,
+        version: &'static str,
+    },
 }

@@ -42,7 +42,11 @@ pub fn packet(u: &mut Unstructured, version: Version) -> Result<Packet> {
             } else {
                 Vec::new()
             },
-            properties: if v5 { ack_properties(u)? } else { Default::default() },
+            properties: if v5 {
+                ack_properties(u)?
+            } else {
+                Default::default()
+            },
         }),
         12 => Packet::PingReq,
         13 => Packet::PingResp,
@@ -75,19 +79,27 @@ fn connect(u: &mut Unstructured, version: Version) -> Result<Connect> {
     let v5 = version.is_v5();
     let username = opt(u, string)?;
     // MQTT 3 allows a password only with a user name [MQTT-3.1.2-22].
-    let password = if username.is_some() || v5 { opt(u, binary)? } else { None };
+    let password = if username.is_some() || v5 {
+        opt(u, binary)?
+    } else {
+        None
+    };
     let mut properties = ConnectProperties::default();
     if v5 {
         let method = opt(u, string)?;
         properties = ConnectProperties {
             session_expiry_interval: u.arbitrary()?,
             receive_maximum: opt(u, non_zero_u16)?,
-            maximum_packet_size: opt(u, |u| Ok(u.int_in_range(1..=u32::MAX)?))?,
+            maximum_packet_size: opt(u, |u| u.int_in_range(1..=u32::MAX))?,
             topic_alias_maximum: u.arbitrary()?,
             request_response_information: u.arbitrary()?,
             request_problem_information: u.arbitrary()?,
             user_properties: user_properties(u)?,
-            authentication_data: if method.is_some() { opt(u, binary)? } else { None },
+            authentication_data: if method.is_some() {
+                opt(u, binary)?
+            } else {
+                None
+            },
             authentication_method: method,
         };
     } else if version == Version::V3_1_1 {
@@ -147,7 +159,7 @@ fn connack(u: &mut Unstructured, version: Version) -> Result<ConnAck> {
             receive_maximum: opt(u, non_zero_u16)?,
             maximum_qos: opt(u, |u| Ok(*u.choose(&[QoS::AtMostOnce, QoS::AtLeastOnce])?))?,
             retain_available: u.arbitrary()?,
-            maximum_packet_size: opt(u, |u| Ok(u.int_in_range(1..=u32::MAX)?))?,
+            maximum_packet_size: opt(u, |u| u.int_in_range(1..=u32::MAX))?,
             assigned_client_identifier: opt(u, string)?,
             topic_alias_maximum: u.arbitrary()?,
             reason_string: opt(u, string)?,
@@ -158,7 +170,11 @@ fn connack(u: &mut Unstructured, version: Version) -> Result<ConnAck> {
             server_keep_alive: u.arbitrary()?,
             response_information: opt(u, string)?,
             server_reference: opt(u, string)?,
-            authentication_data: if method.is_some() { opt(u, binary)? } else { None },
+            authentication_data: if method.is_some() {
+                opt(u, binary)?
+            } else {
+                None
+            },
             authentication_method: method,
         },
     })
@@ -166,7 +182,11 @@ fn connack(u: &mut Unstructured, version: Version) -> Result<ConnAck> {
 
 fn publish(u: &mut Unstructured, version: Version) -> Result<Publish> {
     let qos = qos(u)?;
-    let packet_id = if qos == QoS::AtMostOnce { None } else { Some(packet_id(u)?) };
+    let packet_id = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        Some(packet_id(u)?)
+    };
     let mut properties = PublishProperties::default();
     let mut topic = topic_name(u)?;
     if version.is_v5() {
@@ -211,7 +231,10 @@ fn ack(u: &mut Unstructured, version: Version, kind: ReasonPacket) -> Result<Ack
 fn subscribe(u: &mut Unstructured, version: Version) -> Result<Subscribe> {
     let filters = non_empty(u, |u| {
         let filter = topic_filter(u)?;
-        let mut o = SubscriptionOptions { qos: qos(u)?, ..Default::default() };
+        let mut o = SubscriptionOptions {
+            qos: qos(u)?,
+            ..Default::default()
+        };
         match version {
             Version::V5 => {
                 o.no_local = filter.share_group().is_none() && u.arbitrary()?;
@@ -232,13 +255,17 @@ fn subscribe(u: &mut Unstructured, version: Version) -> Result<Subscribe> {
     })?;
     let properties = if version.is_v5() {
         SubscribeProperties {
-            subscription_identifier: opt(u, |u| Ok(u.int_in_range(1..=MAX_SUBSCRIPTION_ID)?))?,
+            subscription_identifier: opt(u, |u| u.int_in_range(1..=MAX_SUBSCRIPTION_ID))?,
             user_properties: user_properties(u)?,
         }
     } else {
         Default::default()
     };
-    Ok(Subscribe { packet_id: packet_id(u)?, filters, properties })
+    Ok(Subscribe {
+        packet_id: packet_id(u)?,
+        filters,
+        properties,
+    })
 }
 
 fn suback(u: &mut Unstructured, version: Version) -> Result<SubAck> {
@@ -256,17 +283,26 @@ fn suback(u: &mut Unstructured, version: Version) -> Result<SubAck> {
     Ok(SubAck {
         packet_id: packet_id(u)?,
         reason_codes,
-        properties: if version.is_v5() { ack_properties(u)? } else { Default::default() },
+        properties: if version.is_v5() {
+            ack_properties(u)?
+        } else {
+            Default::default()
+        },
     })
 }
 
 fn ack_properties(u: &mut Unstructured) -> Result<AckProperties> {
-    Ok(AckProperties { reason_string: opt(u, string)?, user_properties: user_properties(u)? })
+    Ok(AckProperties {
+        reason_string: opt(u, string)?,
+        user_properties: user_properties(u)?,
+    })
 }
 
 fn reason(u: &mut Unstructured, kind: ReasonPacket) -> Result<ReasonCode> {
-    let allowed: Vec<ReasonCode> =
-        (0..=255).filter_map(ReasonCode::from_u8).filter(|c| c.allowed_in(kind)).collect();
+    let allowed: Vec<ReasonCode> = (0..=255)
+        .filter_map(ReasonCode::from_u8)
+        .filter(|c| c.allowed_in(kind))
+        .collect();
     Ok(*u.choose(&allowed)?)
 }
 
@@ -321,10 +357,16 @@ const LEVELS: &[&str] = &["a", "b", "", "$SYS", "dev-1", "ü", "x y"];
 
 fn topic_name(u: &mut Unstructured) -> Result<TopicName> {
     let n = u.int_in_range(1..=4)?;
-    let levels: Vec<&str> = (0..n).map(|_| u.choose(LEVELS).copied()).collect::<Result<_>>()?;
+    let levels: Vec<&str> = (0..n)
+        .map(|_| u.choose(LEVELS).copied())
+        .collect::<Result<_>>()?;
     let name = levels.join("/");
-    Ok(TopicName::new(if name.is_empty() { "/".to_owned() } else { name })
-        .unwrap_or_else(|_| TopicName::new("a").expect("'a' is a valid topic name")))
+    Ok(TopicName::new(if name.is_empty() {
+        "/".to_owned()
+    } else {
+        name
+    })
+    .unwrap_or_else(|_| TopicName::new("a").expect("'a' is a valid topic name")))
 }
 
 fn topic_filter(u: &mut Unstructured) -> Result<TopicFilter> {

@@ -33,7 +33,9 @@ use std::num::NonZeroU16;
 
 pub use ack::{Ack, AckProperties, Auth, AuthProperties, Disconnect, DisconnectProperties};
 pub use codec::{decode, encode, encoded_len};
-pub use connect::{ConnAck, ConnAckProperties, Connect, ConnectProperties, LastWill, WillProperties};
+pub use connect::{
+    ConnAck, ConnAckProperties, Connect, ConnectProperties, LastWill, WillProperties,
+};
 pub use error::{DecodeError, EncodeError};
 pub use property::{UserProperties, MAX_SUBSCRIPTION_ID};
 pub use publish::{Publish, PublishProperties};

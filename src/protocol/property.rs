@@ -9,9 +9,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use super::read::Reader;
-use crate::topic::TopicName;
 use super::write::{put_binary, put_str, put_var_int, Counter, Sink};
 use super::{DecodeError, EncodeError};
+use crate::topic::TopicName;
 
 pub(crate) const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
 pub(crate) const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
@@ -94,7 +94,10 @@ impl PropertyReader {
         self.id = id as u8;
         let bit = 1u64 << id;
         if self.seen & bit != 0 && self.repeatable & bit == 0 {
-            return Err(DecodeError::DuplicateProperty { packet, id: self.id });
+            return Err(DecodeError::DuplicateProperty {
+                packet,
+                id: self.id,
+            });
         }
         self.seen |= bit;
         Ok(Some(self.id))
@@ -106,7 +109,10 @@ impl PropertyReader {
         if is_known(id) {
             DecodeError::PropertyNotAllowed { packet, id }
         } else {
-            DecodeError::UnknownProperty { packet, id: u32::from(id) }
+            DecodeError::UnknownProperty {
+                packet,
+                id: u32::from(id),
+            }
         }
     }
 
@@ -119,7 +125,10 @@ impl PropertyReader {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            v => Err(DecodeError::InvalidPropertyValue { id: self.id, value: u32::from(v) }),
+            v => Err(DecodeError::InvalidPropertyValue {
+                id: self.id,
+                value: u32::from(v),
+            }),
         }
     }
 
@@ -130,7 +139,10 @@ impl PropertyReader {
     /// A two-byte property where 0 is a protocol error (receive maximum, topic alias).
     pub(crate) fn non_zero_u16(&mut self) -> Result<u16, DecodeError> {
         match self.u16()? {
-            0 => Err(DecodeError::InvalidPropertyValue { id: self.id, value: 0 }),
+            0 => Err(DecodeError::InvalidPropertyValue {
+                id: self.id,
+                value: 0,
+            }),
             v => Ok(v),
         }
     }
@@ -142,7 +154,10 @@ impl PropertyReader {
     /// A four-byte property where 0 is a protocol error (maximum packet size).
     pub(crate) fn non_zero_u32(&mut self) -> Result<u32, DecodeError> {
         match self.u32()? {
-            0 => Err(DecodeError::InvalidPropertyValue { id: self.id, value: 0 }),
+            0 => Err(DecodeError::InvalidPropertyValue {
+                id: self.id,
+                value: 0,
+            }),
             v => Ok(v),
         }
     }
@@ -150,7 +165,10 @@ impl PropertyReader {
     /// A subscription identifier: a variable byte integer, never 0.
     pub(crate) fn subscription_id(&mut self) -> Result<u32, DecodeError> {
         match self.r.var_int("property value")? {
-            0 => Err(DecodeError::InvalidPropertyValue { id: self.id, value: 0 }),
+            0 => Err(DecodeError::InvalidPropertyValue {
+                id: self.id,
+                value: 0,
+            }),
             v => Ok(v),
         }
     }
@@ -168,10 +186,7 @@ impl PropertyReader {
         self.r.binary("property value")
     }
 
-    pub(crate) fn user_property(
-        &mut self,
-        into: &mut UserProperties,
-    ) -> Result<(), DecodeError> {
+    pub(crate) fn user_property(&mut self, into: &mut UserProperties) -> Result<(), DecodeError> {
         let name = self.string()?;
         let value = self.string()?;
         into.push((name, value));
@@ -288,7 +303,8 @@ pub(crate) trait PropSinkExt: PropSink {
         self.opt_binary(id, v.map(|s| s.as_bytes().as_ref()))
     }
     fn users(&mut self, v: &UserProperties) -> Result<(), EncodeError> {
-        v.iter().try_for_each(|(k, v)| self.pair(USER_PROPERTY, k, v))
+        v.iter()
+            .try_for_each(|(k, v)| self.pair(USER_PROPERTY, k, v))
     }
 }
 

@@ -78,7 +78,10 @@ impl PublishProperties {
             p.opt_bool(PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
             p.opt_four(MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
             p.opt_two(TOPIC_ALIAS, self.topic_alias);
-            p.opt_str(RESPONSE_TOPIC, self.response_topic.as_ref().map(|t| t.as_bytestring()))?;
+            p.opt_str(
+                RESPONSE_TOPIC,
+                self.response_topic.as_ref().map(|t| t.as_bytestring()),
+            )?;
             p.opt_binary(CORRELATION_DATA, self.correlation_data.as_deref())?;
             p.users(&self.user_properties)?;
             for &id in &self.subscription_identifiers {
@@ -95,7 +98,11 @@ impl Publish {
         (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
     }
 
-    pub(crate) fn decode(mut r: Reader, flags: u8, version: Version) -> Result<Publish, DecodeError> {
+    pub(crate) fn decode(
+        mut r: Reader,
+        flags: u8,
+        version: Version,
+    ) -> Result<Publish, DecodeError> {
         let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::InvalidPublishQos)?;
         let dup = flags & 0x08 != 0;
         if dup && qos == QoS::AtMostOnce {
@@ -108,8 +115,11 @@ impl Publish {
             let id = r.u16("packet identifier")?;
             Some(PacketId::new(id).ok_or(DecodeError::ZeroPacketId { packet: "PUBLISH" })?)
         };
-        let properties =
-            if version.is_v5() { PublishProperties::decode(&mut r)? } else { Default::default() };
+        let properties = if version.is_v5() {
+            PublishProperties::decode(&mut r)?
+        } else {
+            Default::default()
+        };
         let topic = if topic.is_empty() && version.is_v5() {
             if properties.topic_alias.is_none() {
                 return Err(DecodeError::EmptyTopicWithoutAlias);

@@ -31,7 +31,10 @@ impl Reader {
 
     fn need(&self, n: usize, field: &'static str) -> Result<(), DecodeError> {
         if self.buf.len() < n {
-            return Err(DecodeError::Truncated { packet: self.packet, field });
+            return Err(DecodeError::Truncated {
+                packet: self.packet,
+                field,
+            });
         }
         Ok(())
     }
@@ -57,7 +60,10 @@ impl Reader {
                 self.buf.advance(len);
                 Ok(value)
             }
-            None => Err(DecodeError::Truncated { packet: self.packet, field }),
+            None => Err(DecodeError::Truncated {
+                packet: self.packet,
+                field,
+            }),
         }
     }
 
@@ -82,15 +88,22 @@ impl Reader {
     pub(crate) fn string(&mut self, field: &'static str) -> Result<ByteString, DecodeError> {
         let bytes = self.binary(field)?;
         if memchr::memchr(0, &bytes).is_some() {
-            return Err(DecodeError::NulInString { packet: self.packet });
+            return Err(DecodeError::NulInString {
+                packet: self.packet,
+            });
         }
-        ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8 { packet: self.packet })
+        ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8 {
+            packet: self.packet,
+        })
     }
 
     /// Fails with [`DecodeError::TrailingBytes`] unless everything was read.
     pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if !self.buf.is_empty() {
-            return Err(DecodeError::TrailingBytes { packet: self.packet, extra: self.buf.len() });
+            return Err(DecodeError::TrailingBytes {
+                packet: self.packet,
+                extra: self.buf.len(),
+            });
         }
         Ok(())
     }

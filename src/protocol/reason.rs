@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn v3_connack_codes_round_trip() {
         for code in 0..=5 {
-            assert_eq!(ReasonCode::from_v3_connack(code).unwrap().to_v3_connack(), code);
+            assert_eq!(
+                ReasonCode::from_v3_connack(code).unwrap().to_v3_connack(),
+                code
+            );
         }
         assert_eq!(ReasonCode::from_v3_connack(6), None);
     }

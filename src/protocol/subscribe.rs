@@ -65,7 +65,10 @@ impl SubscriptionOptions {
             return Err(DecodeError::SubscriptionReservedBits(byte & reserved));
         }
         let qos = QoS::from_u8(byte & 0x03).ok_or(DecodeError::InvalidSubscriptionQos)?;
-        let mut o = SubscriptionOptions { qos, ..Default::default() };
+        let mut o = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
         if version.is_v5() {
             o.no_local = byte & 0x04 != 0;
             o.retain_as_published = byte & 0x08 != 0;
@@ -134,12 +137,18 @@ impl Subscribe {
         if filters.is_empty() {
             return Err(DecodeError::EmptySubscribe);
         }
-        Ok(Subscribe { packet_id, filters, properties })
+        Ok(Subscribe {
+            packet_id,
+            filters,
+            properties,
+        })
     }
 
     pub(crate) fn emit(&self, version: Version, s: &mut impl Sink) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
-            return Err(EncodeError::Empty { packet: "SUBSCRIBE" });
+            return Err(EncodeError::Empty {
+                packet: "SUBSCRIBE",
+            });
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {
@@ -172,20 +181,33 @@ pub struct SubAck {
 impl SubAck {
     pub(crate) fn decode(mut r: Reader, version: Version) -> Result<SubAck, DecodeError> {
         let packet_id = read_packet_id(&mut r)?;
-        let properties =
-            if version.is_v5() { AckProperties::decode(&mut r)? } else { Default::default() };
+        let properties = if version.is_v5() {
+            AckProperties::decode(&mut r)?
+        } else {
+            Default::default()
+        };
         let mut reason_codes = Vec::with_capacity(r.remaining());
         while !r.is_empty() {
             let code = read_reason_code(&mut r, ReasonPacket::SubAck)?;
             if !version.is_v5() && !is_v3_suback_code(code) {
-                return Err(DecodeError::InvalidReasonCode { packet: r.packet, code: code as u8 });
+                return Err(DecodeError::InvalidReasonCode {
+                    packet: r.packet,
+                    code: code as u8,
+                });
             }
             reason_codes.push(code);
         }
         if reason_codes.is_empty() {
-            return Err(DecodeError::Truncated { packet: r.packet, field: "reason codes" });
+            return Err(DecodeError::Truncated {
+                packet: r.packet,
+                field: "reason codes",
+            });
         }
-        Ok(SubAck { packet_id, reason_codes, properties })
+        Ok(SubAck {
+            packet_id,
+            reason_codes,
+            properties,
+        })
     }
 
     pub(crate) fn emit(&self, version: Version, s: &mut impl Sink) -> Result<(), EncodeError> {
@@ -243,12 +265,18 @@ impl Unsubscribe {
         if filters.is_empty() {
             return Err(DecodeError::EmptyUnsubscribe);
         }
-        Ok(Unsubscribe { packet_id, filters, user_properties })
+        Ok(Unsubscribe {
+            packet_id,
+            filters,
+            user_properties,
+        })
     }
 
     pub(crate) fn emit(&self, version: Version, s: &mut impl Sink) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
-            return Err(EncodeError::Empty { packet: "UNSUBSCRIBE" });
+            return Err(EncodeError::Empty {
+                packet: "UNSUBSCRIBE",
+            });
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {
@@ -273,14 +301,22 @@ pub struct UnsubAck {
 impl UnsubAck {
     pub(crate) fn decode(mut r: Reader, version: Version) -> Result<UnsubAck, DecodeError> {
         let packet_id = read_packet_id(&mut r)?;
-        let mut ack = UnsubAck { packet_id, reason_codes: Vec::new(), properties: Default::default() };
+        let mut ack = UnsubAck {
+            packet_id,
+            reason_codes: Vec::new(),
+            properties: Default::default(),
+        };
         if version.is_v5() {
             ack.properties = AckProperties::decode(&mut r)?;
             while !r.is_empty() {
-                ack.reason_codes.push(read_reason_code(&mut r, ReasonPacket::UnsubAck)?);
+                ack.reason_codes
+                    .push(read_reason_code(&mut r, ReasonPacket::UnsubAck)?);
             }
             if ack.reason_codes.is_empty() {
-                return Err(DecodeError::Truncated { packet: r.packet, field: "reason codes" });
+                return Err(DecodeError::Truncated {
+                    packet: r.packet,
+                    field: "reason codes",
+                });
             }
         }
         r.finish()?;

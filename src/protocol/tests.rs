@@ -42,13 +42,21 @@ fn generated_packets_round_trip_in_every_version() {
     for _ in 0..20_000 {
         let data = rng.bytes(256);
         let mut u = Unstructured::new(&data);
-        let Ok(version) = generate::version(&mut u) else { continue };
-        let Ok(packet) = generate::packet(&mut u, version) else { continue };
+        let Ok(version) = generate::version(&mut u) else {
+            continue;
+        };
+        let Ok(packet) = generate::packet(&mut u, version) else {
+            continue;
+        };
         kinds.insert((packet.name(), version));
         round_trip(&packet, version);
     }
     // 14 packet types in three versions, plus AUTH in MQTT 5.
-    assert_eq!(kinds.len(), 14 * 3 + 1, "not every packet was generated: {kinds:?}");
+    assert_eq!(
+        kinds.len(),
+        14 * 3 + 1,
+        "not every packet was generated: {kinds:?}"
+    );
 }
 
 #[test]
@@ -57,15 +65,25 @@ fn decoding_is_incremental_at_every_split() {
     for _ in 0..500 {
         let data = rng.bytes(200);
         let mut u = Unstructured::new(&data);
-        let Ok(version) = generate::version(&mut u) else { continue };
-        let Ok(packet) = generate::packet(&mut u, version) else { continue };
+        let Ok(version) = generate::version(&mut u) else {
+            continue;
+        };
+        let Ok(packet) = generate::packet(&mut u, version) else {
+            continue;
+        };
         let mut wire = BytesMut::new();
         encode(&packet, version, &mut wire).unwrap();
         for split in 0..wire.len() {
             let mut buf = BytesMut::from(&wire[..split]);
-            assert_eq!(decode(&mut buf, version, MAX_PACKET_SIZE), Ok(None), "split {split}");
+            assert_eq!(
+                decode(&mut buf, version, MAX_PACKET_SIZE),
+                Ok(None),
+                "split {split}"
+            );
             buf.extend_from_slice(&wire[split..]);
-            assert!(decode(&mut buf, version, MAX_PACKET_SIZE).unwrap().is_some());
+            assert!(decode(&mut buf, version, MAX_PACKET_SIZE)
+                .unwrap()
+                .is_some());
         }
     }
 }
@@ -76,8 +94,14 @@ fn two_packets_in_one_buffer_decode_in_order() {
     encode(&Packet::PingReq, Version::V3_1_1, &mut buf).unwrap();
     encode(&Packet::PingResp, Version::V3_1_1, &mut buf).unwrap();
     buf.extend_from_slice(&[0xc0]); // the start of a third
-    assert_eq!(decode(&mut buf, Version::V3_1_1, 100), Ok(Some(Packet::PingReq)));
-    assert_eq!(decode(&mut buf, Version::V3_1_1, 100), Ok(Some(Packet::PingResp)));
+    assert_eq!(
+        decode(&mut buf, Version::V3_1_1, 100),
+        Ok(Some(Packet::PingReq))
+    );
+    assert_eq!(
+        decode(&mut buf, Version::V3_1_1, 100),
+        Ok(Some(Packet::PingResp))
+    );
     assert_eq!(decode(&mut buf, Version::V3_1_1, 100), Ok(None));
     assert_eq!(&buf[..], &[0xc0]);
 }
@@ -89,14 +113,20 @@ fn oversized_packet_is_refused_before_reserving() {
     let capacity = buf.capacity();
     assert_eq!(
         decode(&mut buf, Version::V5, 1024),
-        Err(DecodeError::PacketTooLarge { size: MAX_PACKET_SIZE, max: 1024 })
+        Err(DecodeError::PacketTooLarge {
+            size: MAX_PACKET_SIZE,
+            max: 1024
+        })
     );
     assert_eq!(buf.capacity(), capacity);
     // Exactly at the limit is fine: a 1024-byte packet has a 3-byte header.
     let mut buf = BytesMut::from(&[0x30, 0xfd, 0x07][..]);
     assert_eq!(decode(&mut buf, Version::V5, 1024), Ok(None));
     let mut buf = BytesMut::from(&[0x30, 0xfe, 0x07][..]);
-    assert!(matches!(decode(&mut buf, Version::V5, 1024), Err(DecodeError::PacketTooLarge { .. })));
+    assert!(matches!(
+        decode(&mut buf, Version::V5, 1024),
+        Err(DecodeError::PacketTooLarge { .. })
+    ));
 }
 
 #[test]

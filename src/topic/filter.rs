@@ -30,8 +30,8 @@ impl TopicFilter {
         }
         let filter_start = match full.strip_prefix(SHARE_PREFIX) {
             Some(rest) => {
-                let group_len = memchr::memchr(b'/', rest.as_bytes())
-                    .ok_or(TopicError::InvalidShareName)?;
+                let group_len =
+                    memchr::memchr(b'/', rest.as_bytes()).ok_or(TopicError::InvalidShareName)?;
                 let group = &rest[..group_len];
                 if group.is_empty() {
                     return Err(TopicError::EmptyShareName);
@@ -173,7 +173,11 @@ mod tests {
             ("$share/g/a/#/b", Err(MultiLevelWildcard)),
         ];
         for (input, want) in cases {
-            assert_eq!(TopicFilter::new(input.to_string()).map(|_| ()), *want, "{input:?}");
+            assert_eq!(
+                TopicFilter::new(input.to_string()).map(|_| ()),
+                *want,
+                "{input:?}"
+            );
         }
     }
 

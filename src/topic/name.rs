@@ -123,7 +123,11 @@ mod tests {
             (&long, Err(TopicError::TooLong)),
         ];
         for (input, want) in cases {
-            assert_eq!(TopicName::new(input.to_string()).map(|_| ()), *want, "{input:?}");
+            assert_eq!(
+                TopicName::new(input.to_string()).map(|_| ()),
+                *want,
+                "{input:?}"
+            );
         }
     }
 
