@@ -5,13 +5,22 @@
 //! Both are checked once, when they enter the broker, so the rest of the code can
 //! rely on them without re-validating.
 
+mod children;
 mod error;
 mod filter;
+mod level_trie;
+mod members;
+#[cfg(test)]
+mod model_tests;
 mod name;
+mod shard_index;
+mod trie;
 
 pub use error::TopicError;
 pub use filter::TopicFilter;
 pub use name::TopicName;
+pub use shard_index::{ShardIndex, ShardMask, MAX_SHARDS};
+pub use trie::{Match, SubscriptionTrie};
 
 /// Longest topic name or filter MQTT can carry: a UTF-8 string has a 2-byte length.
 pub const MAX_TOPIC_LEN: usize = u16::MAX as usize;
