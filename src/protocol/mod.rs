@@ -147,3 +147,7 @@ impl Packet {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod malformed;
