@@ -206,9 +206,10 @@ impl Auth {
                     _ => return Err(pr.unexpected()),
                 }
             }
-            if p.authentication_data.is_some() && p.authentication_method.is_none() {
-                return Err(DecodeError::AuthDataWithoutMethod);
-            }
+        }
+        // Only the empty form (remaining length 0) may leave the method out.
+        if a != Auth::default() && a.properties.authentication_method.is_none() {
+            return Err(DecodeError::AuthWithoutMethod);
         }
         r.finish()?;
         Ok(a)

@@ -362,14 +362,15 @@ impl ConnAck {
         };
         r.finish()?;
         Ok(ConnAck {
-            session_present: flags & 0x01 != 0,
+            session_present: flags & 0x01 != 0 && version != Version::V3_1,
             reason_code,
             properties,
         })
     }
 
     pub(crate) fn emit(&self, version: Version, s: &mut impl Sink) -> Result<(), EncodeError> {
-        s.put_u8(u8::from(self.session_present));
+        // 3.1 has no session present flag: its first byte is reserved.
+        s.put_u8(u8::from(self.session_present && version != Version::V3_1));
         if version.is_v5() {
             s.put_u8(self.reason_code as u8);
             self.properties.emit(s)
@@ -424,8 +425,9 @@ impl ConnAckProperties {
         put_properties(s, |p| {
             p.opt_four(SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
             p.opt_two(RECEIVE_MAXIMUM, self.receive_maximum);
-            // Only 0 or 1 can be sent; a server that allows QoS 2 omits the property.
-            p.opt_byte(MAXIMUM_QOS, self.maximum_qos.map(|q| (q as u8).min(1)));
+            // Only 0 or 1 can be sent: leaving the property out means QoS 2.
+            let max_qos = self.maximum_qos.filter(|&q| q != QoS::ExactlyOnce);
+            p.opt_byte(MAXIMUM_QOS, max_qos.map(|q| q as u8));
             p.opt_bool(RETAIN_AVAILABLE, self.retain_available);
             p.opt_four(MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
             p.opt_str(

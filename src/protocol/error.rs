@@ -59,15 +59,17 @@ pub enum DecodeError {
     InvalidCourierProperty(u8),
     #[error("[MQTT-3.1.2.11.10] authentication data without an authentication method")]
     AuthDataWithoutMethod,
+    #[error("[MQTT-3.15.2.2.2] AUTH without an authentication method")]
+    AuthWithoutMethod,
     #[error("[MQTT-3.2.2-1] reserved bits set in CONNACK acknowledge flags")]
     ConnAckReservedFlags,
     #[error("[MQTT-3.3.1-2] DUP must be 0 on a QoS 0 PUBLISH")]
     DupOnQos0,
     #[error("[MQTT-3.3.1-4] PUBLISH with QoS 3")]
     InvalidPublishQos,
-    #[error("invalid topic name: {0}")]
+    #[error("{0} (topic name)")]
     InvalidTopicName(TopicError),
-    #[error("invalid topic filter: {0}")]
+    #[error("{0} (topic filter)")]
     InvalidTopicFilter(TopicError),
     #[error("[MQTT-3.3.2-1] PUBLISH with an empty topic and no topic alias")]
     EmptyTopicWithoutAlias,
@@ -111,12 +113,14 @@ impl DecodeError {
             DecodeError::PacketTooLarge { .. } => R::PacketTooLarge,
             DecodeError::UnsupportedProtocolLevel(_) => R::UnsupportedProtocolVersion,
             DecodeError::InvalidTopicFilter(_) => R::TopicFilterInvalid,
-            DecodeError::InvalidTopicName(_) | DecodeError::EmptyTopicWithoutAlias => {
-                R::TopicNameInvalid
-            }
+            DecodeError::InvalidTopicName(_) => R::TopicNameInvalid,
             DecodeError::ZeroTopicAlias => R::TopicAliasInvalid,
             DecodeError::AuthBeforeV5
-            | DecodeError::ConnectReservedFlag
+            | DecodeError::AuthDataWithoutMethod
+            | DecodeError::AuthWithoutMethod
+            | DecodeError::EmptySubscribe
+            | DecodeError::EmptyUnsubscribe
+            | DecodeError::EmptyTopicWithoutAlias
             | DecodeError::DuplicateProperty { .. }
             | DecodeError::InvalidPropertyValue { .. }
             | DecodeError::NoLocalOnSharedSubscription

@@ -1584,13 +1584,10 @@ fn auth_cannot_be_encoded_for_v3() {
 }
 
 // ---------------------------------------------------------------------------
-// Suspected codec bugs: correct by the spec, failing today.
+// Regressions: codec bugs found by these fixtures, now fixed.
 // ---------------------------------------------------------------------------
 
 #[test]
-#[ignore = "codec bug: MQTT 5 3.2.2.3.4 -- Maximum QoS may only be 0 or 1 and its absence means \
-            QoS 2; ConnAckProperties::emit sends maximum_qos Some(ExactlyOnce) as 0x24 0x01, \
-            capping the client at QoS 1, instead of omitting the property"]
 fn connack_maximum_qos_2_is_sent_by_omitting_the_property() {
     let packet = Packet::ConnAck(ConnAck {
         properties: ConnAckProperties {
@@ -1604,9 +1601,6 @@ fn connack_maximum_qos_2_is_sent_by_omitting_the_property() {
 }
 
 #[test]
-#[ignore = "codec bug: MQTT 3.1 CONNACK byte 1 is reserved ('Topic Name Compression Response', \
-            not used); session present only exists from 3.1.1 (MQTT-3.2.2), but ConnAck::emit \
-            writes it for 3.1 peers too"]
 fn v3_1_connack_has_no_session_present_flag() {
     let packet = Packet::ConnAck(connack(true, ReasonCode::Success));
     encodes_to(V3_1, &packet, b"\x20\x02\x00\x00");

@@ -145,7 +145,7 @@ fn connack(u: &mut Unstructured, version: Version) -> Result<ConnAck> {
     if !version.is_v5() {
         let code = u.int_in_range(0..=5)?;
         return Ok(ConnAck {
-            session_present: u.arbitrary()?,
+            session_present: version == Version::V3_1_1 && u.arbitrary()?,
             reason_code: ReasonCode::from_v3_connack(code).unwrap_or_default(),
             properties: Default::default(),
         });

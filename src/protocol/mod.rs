@@ -146,8 +146,8 @@ impl Packet {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod fixtures;
 #[cfg(test)]
 mod malformed;
+#[cfg(test)]
+mod tests;
