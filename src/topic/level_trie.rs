@@ -1,4 +1,5 @@
-//! The level structure shared by the subscription trie and the shard index.
+//! The level structure that holds the wildcard filters of the subscription trie
+//! and the shard index (literal filters go to a flat table, see `filter_table`).
 //!
 //! A node per filter level; `+` and `#` get their own slots instead of living among
 //! the literal children, so matching a topic level is one lookup for the literal
@@ -158,6 +159,11 @@ impl<S> LevelTrie<S> {
     /// Nodes below the root. Zero once every filter is gone.
     pub(crate) fn node_count(&self) -> usize {
         self.nodes
+    }
+
+    /// Whether no filter is stored: then matching can skip the walk.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.root.is_empty()
     }
 }
 

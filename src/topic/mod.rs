@@ -8,6 +8,7 @@
 mod children;
 mod error;
 mod filter;
+mod filter_table;
 mod level_trie;
 mod members;
 #[cfg(test)]

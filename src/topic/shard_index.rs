@@ -11,7 +11,8 @@
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
-use super::level_trie::{LevelTrie, Slot};
+use super::filter_table::FilterTable;
+use super::level_trie::Slot;
 use super::{TopicFilter, TopicName};
 
 /// Shards a [`ShardMask`] can name: one bit each in a `u64`.
@@ -107,7 +108,7 @@ impl fmt::Debug for ShardMask {
 /// member that gets the message may live on any of them.
 #[derive(Default)]
 pub struct ShardIndex {
-    levels: LevelTrie<ShardRefs>,
+    filters: FilterTable<ShardRefs>,
     /// (filter, shard) pairs with a reference.
     len: usize,
 }
@@ -157,9 +158,10 @@ impl ShardIndex {
         self.len == 0
     }
 
-    /// Trie nodes in use, for memory metrics; zero when the index is empty.
+    /// Nodes of the wildcard trie in use, for memory metrics; zero once no
+    /// wildcard filter is left.
     pub fn node_count(&self) -> usize {
-        self.levels.node_count()
+        self.filters.node_count()
     }
 
     /// Adds a reference from `shard` to `filter`; gives the new count.
@@ -169,7 +171,7 @@ impl ShardIndex {
     pub fn add(&mut self, filter: &TopicFilter, shard: usize) -> u32 {
         let bit = ShardMask::single(shard);
         let group = filter.share_group();
-        let refs = self.levels.get_or_create(filter.filter());
+        let refs = self.filters.get_or_create(filter.filter());
         if let Some(at) = refs.position(group, shard) {
             let r = &mut refs.refs[at];
             // Four billion subscriptions to one filter on one shard cannot exist;
@@ -192,7 +194,7 @@ impl ShardIndex {
     /// if there was none to drop (a repeated unsubscribe, say), changing nothing.
     pub fn remove(&mut self, filter: &TopicFilter, shard: usize) -> Option<u32> {
         let group = filter.share_group();
-        let left = self.levels.update(filter.filter(), |refs| {
+        let left = self.filters.update(filter.filter(), |refs| {
             let at = refs.position(group, shard)?;
             let r = &mut refs.refs[at];
             r.count -= 1;
@@ -215,7 +217,7 @@ impl ShardIndex {
 
     /// References from `shard` to `filter`.
     pub fn count(&self, filter: &TopicFilter, shard: usize) -> u32 {
-        self.levels
+        self.filters
             .get(filter.filter())
             .and_then(|refs| {
                 refs.position(filter.share_group(), shard)
@@ -230,7 +232,7 @@ impl ShardIndex {
     pub fn shards_for(&self, topic: &TopicName) -> ShardMask {
         let mut mask = ShardMask::EMPTY;
         if !topic.is_alias_only() {
-            self.levels
+            self.filters
                 .for_each_match(topic.as_str(), |refs| mask |= refs.mask);
         }
         mask
@@ -239,7 +241,7 @@ impl ShardIndex {
     /// Checks the node count and that no empty node or slot was left behind.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
-        self.levels.check_invariants();
+        self.filters.check_invariants();
     }
 }
 
@@ -247,7 +249,7 @@ impl fmt::Debug for ShardIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShardIndex")
             .field("len", &self.len)
-            .field("nodes", &self.levels.node_count())
+            .field("nodes", &self.filters.node_count())
             .finish_non_exhaustive()
     }
 }

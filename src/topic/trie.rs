@@ -9,11 +9,16 @@
 //! a PUBLISH goes to one member of each matching group, and which one is the
 //! broker's choice (round-robin, skipping offline sessions), so matching hands it
 //! the whole group as a slice.
+//!
+//! Filters without wildcards, the bulk of a fleet's subscriptions, are found with
+//! one hash of the topic; only filters with `+` or `#` are walked level by level
+//! (see `filter_table`).
 
 use std::fmt;
 use std::hash::Hash;
 
-use super::level_trie::{LevelTrie, Slot};
+use super::filter_table::FilterTable;
+use super::level_trie::Slot;
 use super::members::Members;
 use super::{TopicFilter, TopicName};
 
@@ -37,7 +42,7 @@ use super::{TopicFilter, TopicName};
 /// assert_eq!(groups, [("$share/workers/devices/#", 2)]);
 /// ```
 pub struct SubscriptionTrie<K, V> {
-    levels: LevelTrie<Subscribers<K, V>>,
+    filters: FilterTable<Subscribers<K, V>>,
     /// Subscriptions stored, a shared one counting once per member.
     len: usize,
 }
@@ -106,7 +111,7 @@ impl<K: Eq + Hash + Clone, V> Subscribers<K, V> {
 impl<K, V> Default for SubscriptionTrie<K, V> {
     fn default() -> Self {
         SubscriptionTrie {
-            levels: LevelTrie::default(),
+            filters: FilterTable::default(),
             len: 0,
         }
     }
@@ -126,17 +131,18 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
         self.len == 0
     }
 
-    /// Trie nodes in use, for memory metrics. Zero when the trie is empty: removal
-    /// prunes every node that no longer leads to a subscription.
+    /// Nodes of the wildcard trie in use, for memory metrics (filters without
+    /// wildcards sit in a flat table and take none). Zero once no wildcard
+    /// subscription is left: removal prunes every node that no longer leads to one.
     pub fn node_count(&self) -> usize {
-        self.levels.node_count()
+        self.filters.node_count()
     }
 
     /// Subscribes `key` to `filter` with `value`. Gives back the previous value if
     /// `key` was already subscribed to this exact filter (same share group, if
     /// any), which the new one replaces.
     pub fn insert(&mut self, filter: &TopicFilter, key: K, value: V) -> Option<V> {
-        let subscribers = self.levels.get_or_create(filter.filter());
+        let subscribers = self.filters.get_or_create(filter.filter());
         let old = match filter.share_group() {
             None => subscribers.direct.insert(key, value),
             Some(name) => match subscribers.group_position(name) {
@@ -162,7 +168,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
     /// its value. Nodes left without subscriptions are freed.
     pub fn remove(&mut self, filter: &TopicFilter, key: &K) -> Option<V> {
         let removed =
-            self.levels
+            self.filters
                 .update(filter.filter(), |subscribers| match filter.share_group() {
                     None => subscribers.direct.remove(key),
                     Some(name) => {
@@ -185,7 +191,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
 
     /// The value `key` subscribed to `filter` with.
     pub fn get(&self, filter: &TopicFilter, key: &K) -> Option<&V> {
-        let subscribers = self.levels.get(filter.filter())?;
+        let subscribers = self.filters.get(filter.filter())?;
         match filter.share_group() {
             None => subscribers.direct.get(key),
             Some(name) => subscribers.group(name)?.members.get(key),
@@ -203,7 +209,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
         if topic.is_alias_only() {
             return;
         }
-        self.levels.for_each_match(topic.as_str(), |subscribers| {
+        self.filters.for_each_match(topic.as_str(), |subscribers| {
             for (key, value) in subscribers.direct.as_slice() {
                 visit(Match::Direct { key, value });
             }
@@ -219,7 +225,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
     /// Checks the node count and that no empty node or slot was left behind.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
-        self.levels.check_invariants();
+        self.filters.check_invariants();
     }
 }
 
@@ -227,7 +233,7 @@ impl<K, V> fmt::Debug for SubscriptionTrie<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubscriptionTrie")
             .field("len", &self.len)
-            .field("nodes", &self.levels.node_count())
+            .field("nodes", &self.filters.node_count())
             .finish_non_exhaustive()
     }
 }
