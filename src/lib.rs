@@ -12,7 +12,9 @@
 //! are the first thing a hostile client reaches. Keeping them pure functions over
 //! buffers makes them easy to test byte for byte, to fuzz, and to benchmark.
 
+pub mod message;
 pub mod protocol;
+pub mod session;
 pub mod topic;
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true.

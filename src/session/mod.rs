@@ -1,0 +1,390 @@
+//! A client's session: its subscriptions and the state of every QoS 1/2 flow,
+//! kept across connections for persistent sessions.
+//!
+//! Sans-IO like the codec: methods take what happened (a message to deliver, an
+//! acknowledgement, a reconnect) and push the packets to send into an output
+//! `Vec<Packet>`. The connection task encodes them. Everything here is owned by
+//! one shard, so it is plain data with no locks.
+
+mod inflight;
+mod queue;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use bytestring::ByteString;
+
+pub use inflight::{Inflight, InflightEntry, OutState};
+pub use queue::{OverflowPolicy, Queue};
+
+use crate::message::Message;
+use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, SubscriptionOptions};
+use crate::topic::TopicFilter;
+
+/// Bounds on what one session may hold, from `[mqtt]` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Unacknowledged QoS 1/2 messages sent to the client at once.
+    pub max_inflight: u16,
+    /// Messages queued behind a full inflight window while the client is online.
+    pub max_online_messages: usize,
+    /// Messages queued while the client is offline.
+    pub max_offline_messages: usize,
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_inflight: 100,
+            max_online_messages: 1000,
+            max_offline_messages: 1000,
+            overflow: OverflowPolicy::DropNewest,
+        }
+    }
+}
+
+/// One message on its way to one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Message,
+    /// The lower of the published QoS and the subscription's.
+    pub qos: QoS,
+    /// RETAIN as sent: the published flag for retain-as-published subscriptions and
+    /// retained messages sent on subscribe, else false [MQTT-3.3.1-12].
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+    /// Courier: send once, never resend; dropped if not acked before a reconnect.
+    pub non_retry: bool,
+    /// Courier: never queued for an offline session, never resent after a reconnect.
+    pub non_persistence: bool,
+}
+
+/// Why a delivery was dropped: counted, and reported as `on_message_drop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session's queue was full.
+    QueueFull,
+    /// The MQTT 5 message expiry interval ran out.
+    Expired,
+    /// QoS 0, or a non_persistence subscription, while the client was offline.
+    Offline,
+    /// A non_retry or non_persistence message unacknowledged at reconnect.
+    NotAcked,
+}
+
+/// A subscription as the session remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub options: SubscriptionOptions,
+    /// MQTT 5 subscription identifier, if the SUBSCRIBE carried one.
+    pub id: Option<u32>,
+}
+
+/// A client's session state.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: ByteString,
+    limits: Limits,
+    /// The inflight window in use: `max-inflight`, or less if the client's MQTT 5
+    /// receive maximum asks for less.
+    window: u16,
+    online: bool,
+    inflight: Inflight,
+    queue: Queue,
+    /// QoS 2 packet ids received from the client and not yet released by PUBREL:
+    /// a resent PUBLISH with one of them must not be routed twice [MQTT-4.3.3-10].
+    incoming_qos2: HashSet<u16>,
+    /// The packet id tried next for an outgoing message.
+    next_packet_id: u16,
+    subscriptions: HashMap<TopicFilter, Subscription>,
+}
+
+impl Session {
+    pub fn new(client_id: ByteString, limits: Limits) -> Session {
+        Session {
+            client_id,
+            limits,
+            window: limits.max_inflight,
+            online: false,
+            inflight: Inflight::default(),
+            queue: Queue::default(),
+            incoming_qos2: HashSet::new(),
+            next_packet_id: 1,
+            subscriptions: HashMap::new(),
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Messages queued behind the window or for an offline client.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn inflight(&self) -> &Inflight {
+        &self.inflight
+    }
+
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&TopicFilter, &Subscription)> {
+        self.subscriptions.iter()
+    }
+
+    /// Adds or replaces a subscription; says whether it existed (for retain
+    /// handling 1, "send retained only if new").
+    pub fn subscribe(&mut self, filter: TopicFilter, subscription: Subscription) -> bool {
+        self.subscriptions
+            .insert(filter.detached(), subscription)
+            .is_some()
+    }
+
+    pub fn unsubscribe(&mut self, filter: &TopicFilter) -> bool {
+        self.subscriptions.remove(filter).is_some()
+    }
+
+    /// The client connected (again). `receive_maximum` is its MQTT 5 limit. For a
+    /// resumed session, unacknowledged messages are resent, in their original
+    /// order, with DUP set [MQTT-4.4.0-1], then the queue fills the window.
+    pub fn connect(
+        &mut self,
+        receive_maximum: Option<u16>,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> Vec<(Delivery, DropReason)> {
+        self.online = true;
+        self.window = receive_maximum.map_or(self.limits.max_inflight, |r| {
+            r.min(self.limits.max_inflight)
+        });
+        let mut dropped: Vec<_> = self
+            .inflight
+            .drain_unless(|e| {
+                e.state == OutState::AwaitingPubComp
+                    || !(e.delivery.non_retry || e.delivery.non_persistence)
+            })
+            .into_iter()
+            .map(|e| (e.delivery, DropReason::NotAcked))
+            .collect();
+        for e in self.inflight.iter() {
+            out.push(match e.state {
+                OutState::AwaitingPubComp => Packet::PubRel(Ack::new(e.packet_id)),
+                _ => Packet::Publish(to_publish(&e.delivery, Some(e.packet_id), true, now)),
+            });
+        }
+        self.fill_window(now, out, &mut dropped);
+        dropped
+    }
+
+    /// The connection is gone; the session stays for the client to resume.
+    /// Queued non_persistence messages are dropped: they are never kept for an
+    /// offline client.
+    pub fn disconnect(&mut self) -> Vec<(Delivery, DropReason)> {
+        self.online = false;
+        self.queue
+            .drain_unless(|d| !d.non_persistence)
+            .into_iter()
+            .map(|d| (d, DropReason::Offline))
+            .collect()
+    }
+
+    /// Sends `delivery` now if the client is online and the window has room,
+    /// else queues it within the limits. Gives it back if it is dropped.
+    pub fn deliver(
+        &mut self,
+        delivery: Delivery,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> Option<(Delivery, DropReason)> {
+        if delivery.message.is_expired(now) {
+            return Some((delivery, DropReason::Expired));
+        }
+        if !self.online {
+            if delivery.qos == QoS::AtMostOnce || delivery.non_persistence {
+                return Some((delivery, DropReason::Offline));
+            }
+            let capacity = self.limits.max_offline_messages;
+            return self.enqueue(delivery, capacity);
+        }
+        if delivery.qos == QoS::AtMostOnce {
+            out.push(Packet::Publish(to_publish(&delivery, None, false, now)));
+            return None;
+        }
+        if self.queue.is_empty() && self.inflight.len() < usize::from(self.window) {
+            self.send(delivery, now, out);
+            return None;
+        }
+        let capacity = self.limits.max_online_messages;
+        self.enqueue(delivery, capacity)
+    }
+
+    fn enqueue(&mut self, delivery: Delivery, capacity: usize) -> Option<(Delivery, DropReason)> {
+        self.queue
+            .push(delivery, capacity, self.limits.overflow)
+            .map(|d| (d, DropReason::QueueFull))
+    }
+
+    /// Sends a QoS 1/2 delivery under a fresh packet id and tracks it.
+    fn send(&mut self, delivery: Delivery, now: Instant, out: &mut Vec<Packet>) {
+        let packet_id = self.next_packet_id();
+        out.push(Packet::Publish(to_publish(
+            &delivery,
+            Some(packet_id),
+            false,
+            now,
+        )));
+        let state = match delivery.qos {
+            QoS::ExactlyOnce => OutState::AwaitingPubRec,
+            _ => OutState::AwaitingPubAck,
+        };
+        self.inflight.push(InflightEntry {
+            packet_id,
+            state,
+            delivery,
+        });
+    }
+
+    /// Moves queued deliveries into the window while it has room.
+    fn fill_window(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Packet>,
+        dropped: &mut Vec<(Delivery, DropReason)>,
+    ) {
+        if !self.online {
+            return;
+        }
+        while self.inflight.len() < usize::from(self.window) {
+            let Some(delivery) = self.queue.pop() else {
+                return;
+            };
+            if delivery.message.is_expired(now) {
+                dropped.push((delivery, DropReason::Expired));
+            } else {
+                self.send(delivery, now, out);
+            }
+        }
+    }
+
+    /// A packet id not used by any inflight message.
+    fn next_packet_id(&mut self) -> PacketId {
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if let Some(id) = PacketId::new(candidate) {
+                if !self.inflight.contains(id) {
+                    return id;
+                }
+            }
+        }
+    }
+
+    /// PUBACK from the client. `false` if nothing was waiting for it.
+    pub fn puback(
+        &mut self,
+        packet_id: PacketId,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> (bool, Vec<(Delivery, DropReason)>) {
+        self.complete(packet_id, OutState::AwaitingPubAck, now, out)
+    }
+
+    /// PUBREC from the client: answer PUBREL. An MQTT 5 PUBREC with an error reason
+    /// ends the flow there [MQTT-4.3.3-4]. A repeated PUBREC gets PUBREL again.
+    pub fn pubrec(
+        &mut self,
+        packet_id: PacketId,
+        failed: bool,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> (bool, Vec<(Delivery, DropReason)>) {
+        match self.inflight.state(packet_id) {
+            Some(OutState::AwaitingPubRec) if failed => {
+                self.complete(packet_id, OutState::AwaitingPubRec, now, out)
+            }
+            Some(OutState::AwaitingPubRec | OutState::AwaitingPubComp) => {
+                self.inflight
+                    .set_state(packet_id, OutState::AwaitingPubComp);
+                out.push(Packet::PubRel(Ack::new(packet_id)));
+                (true, Vec::new())
+            }
+            _ => (false, Vec::new()),
+        }
+    }
+
+    /// PUBCOMP from the client: the QoS 2 flow is done.
+    pub fn pubcomp(
+        &mut self,
+        packet_id: PacketId,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> (bool, Vec<(Delivery, DropReason)>) {
+        self.complete(packet_id, OutState::AwaitingPubComp, now, out)
+    }
+
+    fn complete(
+        &mut self,
+        packet_id: PacketId,
+        expected: OutState,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> (bool, Vec<(Delivery, DropReason)>) {
+        if self.inflight.state(packet_id) != Some(expected) {
+            return (false, Vec::new());
+        }
+        self.inflight.remove(packet_id);
+        let mut dropped = Vec::new();
+        self.fill_window(now, out, &mut dropped);
+        (true, dropped)
+    }
+
+    /// A QoS 2 PUBLISH arrived. `true` if it is new and must be routed; `false`
+    /// for a resend of one already routed.
+    pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.incoming_qos2.insert(packet_id.get())
+    }
+
+    /// QoS 2 PUBLISHes received and not yet released, for the MQTT 5 receive
+    /// maximum the server announced.
+    pub fn pending_qos2(&self) -> usize {
+        self.incoming_qos2.len()
+    }
+
+    /// PUBREL from the client. `false` if the id was unknown.
+    pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.incoming_qos2.remove(&packet_id.get())
+    }
+}
+
+/// The PUBLISH that carries `delivery` to the client.
+fn to_publish(
+    delivery: &Delivery,
+    packet_id: Option<PacketId>,
+    dup: bool,
+    now: Instant,
+) -> Publish {
+    let message = &delivery.message;
+    let mut properties = message.properties.as_deref().cloned().unwrap_or_default();
+    properties
+        .subscription_identifiers
+        .clone_from(&delivery.subscription_ids);
+    if let Some(at) = message.expires_at {
+        // The interval left, rounded up so it never reads 0 while still valid.
+        let left = at.saturating_duration_since(now);
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        properties.message_expiry_interval = Some(u32::try_from(secs).unwrap_or(u32::MAX));
+    }
+    Publish {
+        dup,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        topic: message.topic.clone(),
+        packet_id,
+        payload: message.payload.clone(),
+        properties,
+    }
+}
+
+#[cfg(test)]
+mod tests;

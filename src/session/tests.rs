@@ -1,0 +1,311 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use super::*;
+use crate::topic::TopicName;
+
+fn message(n: u8, qos: QoS) -> Message {
+    Message {
+        topic: TopicName::new("t").unwrap(),
+        payload: Bytes::from(vec![n]),
+        qos,
+        retain: false,
+        properties: None,
+        publisher: ByteString::from("pub"),
+        expires_at: None,
+    }
+}
+
+fn delivery(n: u8, qos: QoS) -> Delivery {
+    Delivery {
+        message: message(n, qos),
+        qos,
+        retain: false,
+        subscription_ids: Vec::new(),
+        non_retry: false,
+        non_persistence: false,
+    }
+}
+
+fn limits(max_inflight: u16, queue: usize) -> Limits {
+    Limits {
+        max_inflight,
+        max_online_messages: queue,
+        max_offline_messages: queue,
+        overflow: OverflowPolicy::DropNewest,
+    }
+}
+
+fn online(l: Limits) -> Session {
+    let mut s = Session::new(ByteString::from("c"), l);
+    let mut out = Vec::new();
+    assert!(s.connect(None, Instant::now(), &mut out).is_empty());
+    assert!(out.is_empty());
+    s
+}
+
+/// The payload byte and packet id of each PUBLISH in `out`, and whether DUP was set.
+fn publishes(out: &[Packet]) -> Vec<(u8, Option<u16>, bool)> {
+    out.iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((p.payload[0], p.packet_id.map(|id| id.get()), p.dup)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pid(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+#[test]
+fn qos0_goes_straight_out_and_is_not_tracked() {
+    let mut s = online(limits(1, 10));
+    let mut out = Vec::new();
+    for n in 0..3 {
+        assert_eq!(
+            s.deliver(delivery(n, QoS::AtMostOnce), Instant::now(), &mut out),
+            None
+        );
+    }
+    assert_eq!(
+        publishes(&out),
+        [(0, None, false), (1, None, false), (2, None, false)]
+    );
+    assert!(s.inflight().is_empty());
+}
+
+#[test]
+fn window_limits_inflight_and_acks_release_the_queue_in_order() {
+    let now = Instant::now();
+    let mut s = online(limits(2, 10));
+    let mut out = Vec::new();
+    for n in 0..5 {
+        assert_eq!(
+            s.deliver(delivery(n, QoS::AtLeastOnce), now, &mut out),
+            None
+        );
+    }
+    assert_eq!(publishes(&out), [(0, Some(1), false), (1, Some(2), false)]);
+    assert_eq!(s.queued(), 3);
+    out.clear();
+    assert_eq!(s.puback(pid(2), now, &mut out), (true, vec![]));
+    assert_eq!(publishes(&out), [(2, Some(3), false)]);
+    out.clear();
+    // Unknown and repeated acks change nothing.
+    assert_eq!(s.puback(pid(2), now, &mut out).0, false);
+    assert_eq!(s.puback(pid(77), now, &mut out).0, false);
+    assert!(out.is_empty());
+    s.puback(pid(1), now, &mut out);
+    s.puback(pid(3), now, &mut out);
+    assert_eq!(publishes(&out), [(3, Some(4), false), (4, Some(5), false)]);
+    assert_eq!(s.queued(), 0);
+}
+
+#[test]
+fn receive_maximum_narrows_the_window() {
+    let mut s = Session::new(ByteString::from("c"), limits(10, 10));
+    let mut out = Vec::new();
+    s.connect(Some(1), Instant::now(), &mut out);
+    for n in 0..3 {
+        s.deliver(delivery(n, QoS::AtLeastOnce), Instant::now(), &mut out);
+    }
+    assert_eq!(publishes(&out).len(), 1);
+}
+
+#[test]
+fn qos2_flow_and_repeated_pubrec() {
+    let now = Instant::now();
+    let mut s = online(limits(1, 10));
+    let mut out = Vec::new();
+    s.deliver(delivery(0, QoS::ExactlyOnce), now, &mut out);
+    s.deliver(delivery(1, QoS::ExactlyOnce), now, &mut out);
+    assert_eq!(publishes(&out), [(0, Some(1), false)]);
+    out.clear();
+    // PUBACK is the wrong answer to a QoS 2 PUBLISH.
+    assert_eq!(s.puback(pid(1), now, &mut out).0, false);
+    assert_eq!(s.pubrec(pid(1), false, now, &mut out).0, true);
+    assert_eq!(out, [Packet::PubRel(Ack::new(pid(1)))]);
+    out.clear();
+    assert_eq!(s.pubrec(pid(1), false, now, &mut out).0, true);
+    assert_eq!(out, [Packet::PubRel(Ack::new(pid(1)))]);
+    out.clear();
+    assert_eq!(s.pubcomp(pid(1), now, &mut out).0, true);
+    assert_eq!(publishes(&out), [(1, Some(2), false)]);
+}
+
+#[test]
+fn failed_pubrec_ends_the_flow() {
+    let now = Instant::now();
+    let mut s = online(limits(1, 10));
+    let mut out = Vec::new();
+    s.deliver(delivery(0, QoS::ExactlyOnce), now, &mut out);
+    out.clear();
+    assert_eq!(s.pubrec(pid(1), true, now, &mut out).0, true);
+    assert!(s.inflight().is_empty());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn reconnect_resends_in_order_with_dup_and_pubrel() {
+    let now = Instant::now();
+    let mut s = online(limits(3, 10));
+    let mut out = Vec::new();
+    s.deliver(delivery(0, QoS::AtLeastOnce), now, &mut out);
+    s.deliver(delivery(1, QoS::ExactlyOnce), now, &mut out);
+    s.deliver(delivery(2, QoS::ExactlyOnce), now, &mut out);
+    s.deliver(delivery(3, QoS::AtLeastOnce), now, &mut out); // queued
+    s.pubrec(pid(2), false, now, &mut out);
+    assert!(s.disconnect().is_empty());
+    // Offline: QoS 1 is queued, QoS 0 is dropped.
+    out.clear();
+    assert_eq!(
+        s.deliver(delivery(4, QoS::AtLeastOnce), now, &mut out),
+        None
+    );
+    let dropped = s.deliver(delivery(5, QoS::AtMostOnce), now, &mut out);
+    assert_eq!(dropped.map(|d| d.1), Some(DropReason::Offline));
+    assert!(out.is_empty());
+
+    assert!(s.connect(None, now, &mut out).is_empty());
+    assert_eq!(
+        out[0],
+        Packet::Publish(to_publish(
+            &delivery(0, QoS::AtLeastOnce),
+            Some(pid(1)),
+            true,
+            now
+        ))
+    );
+    assert_eq!(out[1], Packet::PubRel(Ack::new(pid(2))));
+    assert_eq!(publishes(&out[2..3]), [(2, Some(3), true)]);
+    assert_eq!(out.len(), 3, "the window of 3 is full: {out:?}");
+    out.clear();
+    s.puback(pid(1), now, &mut out);
+    assert_eq!(publishes(&out), [(3, Some(4), false)]);
+}
+
+#[test]
+fn courier_bits_drop_instead_of_resending() {
+    let now = Instant::now();
+    let mut s = online(limits(10, 10));
+    let mut out = Vec::new();
+    let mut non_retry = delivery(0, QoS::AtLeastOnce);
+    non_retry.non_retry = true;
+    let mut non_persistent = delivery(1, QoS::AtLeastOnce);
+    non_persistent.non_persistence = true;
+    s.deliver(non_retry.clone(), now, &mut out);
+    s.deliver(non_persistent.clone(), now, &mut out);
+    s.deliver(delivery(2, QoS::AtLeastOnce), now, &mut out);
+    assert_eq!(s.disconnect(), vec![]);
+    // Offline: non_persistence is not queued.
+    let dropped = s.deliver(non_persistent.clone(), now, &mut out);
+    assert_eq!(dropped.map(|d| d.1), Some(DropReason::Offline));
+    out.clear();
+    let dropped = s.connect(None, now, &mut out);
+    assert_eq!(
+        dropped.iter().map(|d| d.1).collect::<Vec<_>>(),
+        [DropReason::NotAcked; 2]
+    );
+    assert_eq!(publishes(&out), [(2, Some(3), true)]);
+}
+
+#[test]
+fn queue_limits_and_overflow_policies() {
+    let now = Instant::now();
+    for (policy, kept, dropped) in [
+        (OverflowPolicy::DropNewest, [1, 2], 3),
+        (OverflowPolicy::DropOldest, [2, 3], 1),
+    ] {
+        let mut s = Session::new(
+            ByteString::from("c"),
+            Limits {
+                overflow: policy,
+                ..limits(1, 2)
+            },
+        );
+        let mut out = Vec::new();
+        for n in 1..=2 {
+            assert_eq!(
+                s.deliver(delivery(n, QoS::AtLeastOnce), now, &mut out),
+                None
+            );
+        }
+        let d = s
+            .deliver(delivery(3, QoS::AtLeastOnce), now, &mut out)
+            .expect("a drop");
+        assert_eq!(
+            (d.0.message.payload[0], d.1),
+            (dropped, DropReason::QueueFull)
+        );
+        s.connect(None, now, &mut out);
+        let first = s.queued();
+        assert_eq!(first, 1);
+        out.clear();
+        s.puback(pid(1), now, &mut out);
+        let mut got = vec![];
+        // The first was sent on connect with id 1; the second now.
+        got.push(kept[0]);
+        got.extend(publishes(&out).iter().map(|p| p.0));
+        assert_eq!(got, kept);
+    }
+}
+
+#[test]
+fn expired_messages_are_dropped_not_sent() {
+    let now = Instant::now();
+    let mut s = online(limits(1, 10));
+    let mut out = Vec::new();
+    let mut d = delivery(0, QoS::AtLeastOnce);
+    d.message.expires_at = Some(now + Duration::from_secs(10));
+    s.deliver(delivery(9, QoS::AtLeastOnce), now, &mut out);
+    s.deliver(d, now, &mut out); // queued behind the full window
+    out.clear();
+    let later = now + Duration::from_secs(11);
+    let (_, dropped) = s.puback(pid(1), later, &mut out);
+    assert_eq!(
+        dropped.iter().map(|d| d.1).collect::<Vec<_>>(),
+        [DropReason::Expired]
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn expiry_left_is_sent_rounded_up() {
+    let now = Instant::now();
+    let mut d = delivery(0, QoS::AtMostOnce);
+    d.message.expires_at = Some(now + Duration::from_millis(2500));
+    let p = to_publish(&d, None, false, now);
+    assert_eq!(p.properties.message_expiry_interval, Some(3));
+}
+
+#[test]
+fn packet_ids_skip_those_in_flight_and_wrap() {
+    let now = Instant::now();
+    let mut s = online(limits(3, 10));
+    s.next_packet_id = u16::MAX;
+    let mut out = Vec::new();
+    for n in 0..3 {
+        s.deliver(delivery(n, QoS::AtLeastOnce), now, &mut out);
+    }
+    let ids: Vec<_> = publishes(&out).iter().map(|p| p.1).collect();
+    assert_eq!(ids, [Some(u16::MAX), Some(1), Some(2)]);
+    out.clear();
+    s.puback(pid(1), now, &mut out);
+    s.next_packet_id = 2; // 2 is still in flight, so 3 comes next
+    s.deliver(delivery(3, QoS::AtLeastOnce), now, &mut out);
+    assert_eq!(publishes(&out).last().map(|p| p.1), Some(Some(3)));
+}
+
+#[test]
+fn incoming_qos2_is_routed_once() {
+    let mut s = online(limits(1, 1));
+    assert!(s.receive_qos2(pid(7)));
+    assert!(!s.receive_qos2(pid(7)));
+    assert_eq!(s.pending_qos2(), 1);
+    assert!(s.release_qos2(pid(7)));
+    assert!(!s.release_qos2(pid(7)));
+    assert!(s.receive_qos2(pid(7)));
+}
