@@ -95,8 +95,8 @@ fn window_limits_inflight_and_acks_release_the_queue_in_order() {
     assert_eq!(publishes(&out), [(2, Some(3), false)]);
     out.clear();
     // Unknown and repeated acks change nothing.
-    assert_eq!(s.puback(pid(2), now, &mut out).0, false);
-    assert_eq!(s.puback(pid(77), now, &mut out).0, false);
+    assert!(!s.puback(pid(2), now, &mut out).0);
+    assert!(!s.puback(pid(77), now, &mut out).0);
     assert!(out.is_empty());
     s.puback(pid(1), now, &mut out);
     s.puback(pid(3), now, &mut out);
@@ -125,14 +125,14 @@ fn qos2_flow_and_repeated_pubrec() {
     assert_eq!(publishes(&out), [(0, Some(1), false)]);
     out.clear();
     // PUBACK is the wrong answer to a QoS 2 PUBLISH.
-    assert_eq!(s.puback(pid(1), now, &mut out).0, false);
-    assert_eq!(s.pubrec(pid(1), false, now, &mut out).0, true);
+    assert!(!s.puback(pid(1), now, &mut out).0);
+    assert!(s.pubrec(pid(1), false, now, &mut out).0);
     assert_eq!(out, [Packet::PubRel(Ack::new(pid(1)))]);
     out.clear();
-    assert_eq!(s.pubrec(pid(1), false, now, &mut out).0, true);
+    assert!(s.pubrec(pid(1), false, now, &mut out).0);
     assert_eq!(out, [Packet::PubRel(Ack::new(pid(1)))]);
     out.clear();
-    assert_eq!(s.pubcomp(pid(1), now, &mut out).0, true);
+    assert!(s.pubcomp(pid(1), now, &mut out).0);
     assert_eq!(publishes(&out), [(1, Some(2), false)]);
 }
 
@@ -143,7 +143,7 @@ fn failed_pubrec_ends_the_flow() {
     let mut out = Vec::new();
     s.deliver(delivery(0, QoS::ExactlyOnce), now, &mut out);
     out.clear();
-    assert_eq!(s.pubrec(pid(1), true, now, &mut out).0, true);
+    assert!(s.pubrec(pid(1), true, now, &mut out).0);
     assert!(s.inflight().is_empty());
     assert!(out.is_empty());
 }
