@@ -14,6 +14,8 @@
 
 pub mod message;
 pub mod protocol;
+pub mod retained;
+pub mod router;
 pub mod session;
 pub mod topic;
 
