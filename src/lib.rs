@@ -12,6 +12,7 @@
 //! are the first thing a hostile client reaches. Keeping them pure functions over
 //! buffers makes them easy to test byte for byte, to fuzz, and to benchmark.
 
+pub mod broker;
 pub mod connection;
 pub mod message;
 pub mod protocol;

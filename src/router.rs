@@ -13,6 +13,14 @@ use crate::message::Message;
 use crate::session::{Delivery, Subscription};
 use crate::topic::{Match, SubscriptionTrie, TopicFilter};
 
+/// Where routed messages go: the shard's sessions.
+pub trait Recipients {
+    /// Whether `client` has a connection, for share groups to prefer it.
+    fn is_online(&self, client: &ByteString) -> bool;
+    /// Hands `delivery` to `client`'s session.
+    fn deliver(&mut self, client: &ByteString, delivery: Delivery);
+}
+
 /// The subscriptions of the sessions on one shard.
 #[derive(Default)]
 pub struct Router {
@@ -64,20 +72,15 @@ impl Router {
         self.trie.is_empty()
     }
 
-    /// Calls `deliver` once per local session that gets `message`.
+    /// Calls [`Recipients::deliver`] once per local session that gets `message`.
     ///
     /// - Overlapping subscriptions of one session give one delivery, at the
     ///   highest QoS granted, with every subscription identifier [MQTT-3.3.4-2].
     /// - No-local subscriptions skip the publisher's own messages [MQTT-3.8.3-3].
     /// - Each matching share group gives one delivery, round-robin over its
-    ///   members, skipping those `is_online` says are offline while any is online.
+    ///   members, skipping offline ones while any member is online.
     /// - RETAIN is kept only for retain-as-published subscriptions [MQTT-3.3.1-12].
-    pub fn route(
-        &mut self,
-        message: &Message,
-        is_online: impl Fn(&ByteString) -> bool,
-        mut deliver: impl FnMut(&ByteString, Delivery),
-    ) {
+    pub fn route(&mut self, message: &Message, recipients: &mut impl Recipients) {
         let Router {
             trie,
             cursors,
@@ -96,11 +99,11 @@ impl Router {
                 let start = *cursor % n;
                 let pick = (0..n)
                     .map(|i| (start + i) % n)
-                    .find(|&i| is_online(&members[i].0))
+                    .find(|&i| recipients.is_online(&members[i].0))
                     .unwrap_or(start);
                 *cursor = pick + 1;
                 let (key, value) = &members[pick];
-                deliver(key, delivery(message, &[*value]));
+                recipients.deliver(key, delivery(message, &[*value]));
             }
         });
         if scratch.len() > 1 {
@@ -110,7 +113,7 @@ impl Router {
         while let Some((client, _)) = rest.first() {
             let same = rest.iter().take_while(|(c, _)| c == client).count();
             let subs: Vec<Subscription> = rest[..same].iter().map(|(_, s)| *s).collect();
-            deliver(client, delivery(message, &subs));
+            recipients.deliver(client, delivery(message, &subs));
             rest = &rest[same..];
         }
     }

@@ -32,16 +32,28 @@ fn filter(f: &str) -> TopicFilter {
     TopicFilter::new(f.to_owned()).unwrap()
 }
 
+struct Collect<'a> {
+    offline: HashSet<&'a str>,
+    got: Vec<(String, Delivery)>,
+}
+
+impl Recipients for Collect<'_> {
+    fn is_online(&self, client: &ByteString) -> bool {
+        !self.offline.contains(&client[..])
+    }
+    fn deliver(&mut self, client: &ByteString, delivery: Delivery) {
+        self.got.push((client.to_string(), delivery));
+    }
+}
+
 fn route_all(r: &mut Router, m: &Message, offline: &[&str]) -> Vec<(String, Delivery)> {
-    let offline: HashSet<&str> = offline.iter().copied().collect();
-    let mut got = Vec::new();
-    r.route(
-        m,
-        |c| !offline.contains(&c[..]),
-        |c, d| got.push((c.to_string(), d)),
-    );
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    got
+    let mut c = Collect {
+        offline: offline.iter().copied().collect(),
+        got: Vec::new(),
+    };
+    r.route(m, &mut c);
+    c.got.sort_by(|a, b| a.0.cmp(&b.0));
+    c.got
 }
 
 #[test]

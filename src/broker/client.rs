@@ -1,0 +1,78 @@
+//! What the broker knows about one connection, beside its session.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use crate::connection::handshake::Accepted;
+use crate::message::Message;
+use crate::protocol::{Connect, LastWill, Publish, PublishProperties, Version};
+use crate::topic::TopicName;
+
+/// Identifies a connection on its shard.
+pub type ConnId = u64;
+
+/// Per-connection state: owned by the connection task, passed to the broker with
+/// each packet.
+#[derive(Debug)]
+pub struct Client {
+    pub conn: ConnId,
+    pub client_id: ByteString,
+    pub version: Version,
+    /// Close the connection after this much silence (1.5 × keepalive).
+    pub idle_timeout: Option<Duration>,
+    /// The largest packet the client accepts (MQTT 5); larger ones are not sent.
+    pub max_packet_size: Option<u32>,
+    /// The will to publish if the connection ends without a normal DISCONNECT.
+    pub will: Option<LastWill>,
+    /// Topic aliases the client set, for PUBLISHes that name their topic by alias.
+    pub(super) aliases: HashMap<u16, TopicName>,
+}
+
+impl Client {
+    pub(super) fn new(
+        conn: ConnId,
+        client_id: ByteString,
+        connect: &Connect,
+        accepted: &Accepted,
+    ) -> Client {
+        Client {
+            conn,
+            client_id,
+            version: connect.version,
+            idle_timeout: accepted.idle_timeout,
+            max_packet_size: connect.properties.maximum_packet_size,
+            will: connect.will.clone().map(|mut w| {
+                // Kept past the CONNECT: copy it out of the read buffer.
+                w.topic = w.topic.detached();
+                w.payload = bytes::Bytes::copy_from_slice(&w.payload);
+                w
+            }),
+            aliases: HashMap::new(),
+        }
+    }
+
+    /// The message a will becomes when it is published.
+    pub(super) fn will_message(&self, will: &LastWill, now: Instant) -> Message {
+        let p = &will.properties;
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic.clone(),
+            packet_id: None,
+            payload: will.payload.clone(),
+            properties: PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                content_type: p.content_type.clone(),
+                response_topic: p.response_topic.clone(),
+                correlation_data: p.correlation_data.clone(),
+                user_properties: p.user_properties.clone(),
+                ..Default::default()
+            },
+        };
+        Message::from_publish(&publish, &self.client_id, now)
+    }
+}

@@ -1,0 +1,303 @@
+//! The broker state of one shard, sans-IO: sessions, subscriptions, retained
+//! messages and the shard index, driven by packets and cross-shard messages.
+//!
+//! Every session lives on the shard `shards::shard_for(client_id)` picks, so a
+//! session takeover is always local to one shard: the connection layer moves a
+//! connection to its owner shard right after reading CONNECT. The only traffic
+//! between shards is publishes, retained updates and shard-index updates
+//! ([`Forward`]).
+//!
+//! Methods push packets into per-connection [`Output`]s and cross-shard messages
+//! into `forwards`; the connection and mesh layers drain them.
+
+mod client;
+mod forward;
+mod publish;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+pub use client::{Client, ConnId};
+pub use forward::Forward;
+
+use crate::connection::handshake::{self, ConnectPolicy};
+use crate::message::Message;
+use crate::protocol::{Connect, LastWill, Packet, ReasonCode};
+use crate::retained::RetainedStore;
+use crate::router::Router;
+use crate::session::{Delivery, DropReason, Limits, Session};
+use crate::topic::ShardIndex;
+
+/// Settings the broker applies, from `[mqtt]` in the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub connect: ConnectPolicy,
+    pub limits: Limits,
+    pub max_topic_levels: usize,
+    /// The topic alias maximum announced to MQTT 5 clients.
+    pub topic_alias_maximum: u16,
+}
+
+/// Counters the metrics endpoint reads.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub connections: u64,
+    pub messages_in: [u64; 3],
+    pub messages_out: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_expired: u64,
+    pub dropped_offline: u64,
+    pub dropped_not_acked: u64,
+}
+
+impl Stats {
+    fn count_drops(&mut self, drops: &[(Delivery, DropReason)]) {
+        for (_, reason) in drops {
+            *match reason {
+                DropReason::QueueFull => &mut self.dropped_queue_full,
+                DropReason::Expired => &mut self.dropped_expired,
+                DropReason::Offline => &mut self.dropped_offline,
+                DropReason::NotAcked => &mut self.dropped_not_acked,
+            } += 1;
+        }
+    }
+}
+
+/// What one connection has to send, and whether it must close.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub packets: Vec<Packet>,
+    /// Set when the broker closes the connection (takeover, protocol error):
+    /// the writer sends what is queued, then a DISCONNECT with this reason to an
+    /// MQTT 5 client, then closes.
+    pub close: Option<ReasonCode>,
+}
+
+/// A session and what the broker keeps beside it.
+struct Entry {
+    session: Session,
+    /// The connection currently attached, if the client is online.
+    conn: Option<ConnId>,
+    /// How long the session outlives its connection.
+    expiry: Duration,
+    /// When an offline session ends, if it does.
+    expires_at: Option<Instant>,
+    /// A will waiting for its MQTT 5 will delay, published at this instant unless
+    /// the client comes back first [MQTT-3.1.3-9].
+    pending_will: Option<(Instant, Message)>,
+}
+
+/// The broker state of one shard.
+pub struct Broker {
+    shard: usize,
+    nr_shards: usize,
+    settings: Settings,
+    sessions: HashMap<ByteString, Entry>,
+    router: Router,
+    retained: RetainedStore,
+    index: ShardIndex,
+    outputs: HashMap<ConnId, Output>,
+    /// Messages for other shards: `(shard, message)`, drained by the mesh layer.
+    pub forwards: Vec<(usize, Forward)>,
+    /// Serial for server-assigned client ids.
+    next_assigned: u64,
+    pub stats: Stats,
+}
+
+impl Broker {
+    pub fn new(shard: usize, nr_shards: usize, settings: Settings) -> Broker {
+        Broker {
+            shard,
+            nr_shards,
+            settings,
+            sessions: HashMap::new(),
+            router: Router::default(),
+            retained: RetainedStore::default(),
+            index: ShardIndex::new(),
+            outputs: HashMap::new(),
+            forwards: Vec::new(),
+            next_assigned: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Sessions held, online or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Retained topics, replicated on every shard.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// A client id for a client that sent none: unique per shard and node start.
+    pub fn assign_client_id(&mut self) -> ByteString {
+        self.next_assigned += 1;
+        ByteString::from(format!("shardmq-{}-{}", self.shard, self.next_assigned))
+    }
+
+    /// Packets queued for `conn`, and whether it must close. Empty if nothing.
+    pub fn take_output(&mut self, conn: ConnId) -> Output {
+        self.outputs.remove(&conn).unwrap_or_default()
+    }
+
+    /// Whether `conn` has anything waiting.
+    pub fn has_output(&self, conn: ConnId) -> bool {
+        self.outputs.contains_key(&conn)
+    }
+
+    fn output(&mut self, conn: ConnId) -> &mut Output {
+        self.outputs.entry(conn).or_default()
+    }
+
+    /// Accepts or refuses `connect` on connection `conn`. On success the CONNACK
+    /// is queued on `conn` followed by anything the resumed session resends; on
+    /// refusal the reason is returned (see [`handshake::refusal`]).
+    ///
+    /// A session of the same client id that is online is taken over: its
+    /// connection is told to close with "session taken over" and its will is
+    /// not published [MQTT-3.1.4-3].
+    pub fn connect(
+        &mut self,
+        conn: ConnId,
+        connect: &Connect,
+        now: Instant,
+    ) -> Result<Client, ReasonCode> {
+        let policy = self.settings.connect.clone();
+        let mut assigned = None;
+        let accepted = handshake::accept(connect, &policy, || {
+            let id = self.assign_client_id();
+            assigned = Some(id.clone());
+            id
+        })?;
+        let client_id = accepted.client_id.clone();
+
+        let mut session_present = false;
+        if let Some(old) = self.sessions.get_mut(&client_id) {
+            if let Some(old_conn) = old.conn.take() {
+                self.outputs.entry(old_conn).or_default().close =
+                    Some(ReasonCode::SessionTakenOver);
+            }
+            // Coming back before the will delay ran out cancels the will.
+            old.pending_will = None;
+            if connect.clean_start {
+                self.end_session(&client_id);
+            } else {
+                session_present = true;
+            }
+        }
+        let limits = self.settings.limits;
+        let entry = self
+            .sessions
+            .entry(client_id.clone())
+            .or_insert_with(|| Entry {
+                session: Session::new(client_id.clone(), limits),
+                conn: None,
+                expiry: Duration::ZERO,
+                expires_at: None,
+                pending_will: None,
+            });
+        entry.conn = Some(conn);
+        entry.expiry = accepted.session_expiry;
+        entry.expires_at = None;
+
+        let mut connack = handshake::connack(&accepted, session_present, &policy);
+        connack.properties.topic_alias_maximum =
+            Some(self.settings.topic_alias_maximum).filter(|&m| m > 0);
+        let mut packets = vec![Packet::ConnAck(connack)];
+        let receive_maximum = connect.properties.receive_maximum;
+        let drops = entry.session.connect(receive_maximum, now, &mut packets);
+        self.stats.count_drops(&drops);
+        self.stats.connections += 1;
+        self.output(conn).packets.extend(packets);
+        Ok(Client::new(conn, client_id, connect, &accepted))
+    }
+
+    /// The connection of `client` is gone. `will` is what to publish for an
+    /// abnormal close (the caller passes `None` after a DISCONNECT without
+    /// "with will", or when the session was taken over).
+    pub fn disconnected(&mut self, client: &Client, will: Option<LastWill>, now: Instant) {
+        self.outputs.remove(&client.conn);
+        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+            return;
+        };
+        if entry.conn != Some(client.conn) {
+            // Taken over: the new connection owns the session now.
+            return;
+        }
+        entry.conn = None;
+        let drops = entry.session.disconnect();
+        self.stats.count_drops(&drops);
+        let will = will.map(|w| (w.properties.will_delay_interval.unwrap_or(0), w));
+        let expiry = entry.expiry;
+        match will {
+            Some((0, w)) => {
+                let message = client.will_message(&w, now);
+                self.publish_message(message, now);
+            }
+            Some((delay, w)) => {
+                // The will goes out at the will delay or when the session ends,
+                // whichever comes first [MQTT-3.1.3-9].
+                let at = now + Duration::from_secs(u64::from(delay)).min(expiry);
+                entry.pending_will = Some((at, client.will_message(&w, now)));
+            }
+            None => {}
+        }
+        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+            return;
+        };
+        if expiry == Duration::ZERO && entry.pending_will.is_none() {
+            self.end_session(&client.client_id);
+        } else if expiry != Duration::MAX {
+            entry.expires_at = Some(now + expiry);
+        }
+    }
+
+    /// Publishes delayed wills and ends expired sessions. Call about once a second.
+    pub fn tick(&mut self, now: Instant) {
+        let mut wills = Vec::new();
+        let mut expired = Vec::new();
+        for (id, entry) in &mut self.sessions {
+            if let Some((at, _)) = &entry.pending_will {
+                if *at <= now {
+                    wills.extend(entry.pending_will.take().map(|(_, m)| m));
+                }
+            }
+            if entry.conn.is_none() && entry.expires_at.is_some_and(|at| at <= now) {
+                expired.push(id.clone());
+            }
+        }
+        for message in wills {
+            self.publish_message(message, now);
+        }
+        for id in expired {
+            self.end_session(&id);
+        }
+    }
+
+    /// Removes a session and its subscriptions.
+    fn end_session(&mut self, client_id: &ByteString) {
+        let Some(entry) = self.sessions.remove(client_id) else {
+            return;
+        };
+        let filters: Vec<_> = entry
+            .session
+            .subscriptions()
+            .map(|(f, _)| f.clone())
+            .collect();
+        for filter in filters {
+            self.drop_subscription(client_id, &filter);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

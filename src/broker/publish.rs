@@ -1,0 +1,237 @@
+//! Packets from a connected client, and routing what they publish.
+
+use std::time::Instant;
+
+use std::collections::HashMap;
+
+use bytestring::ByteString;
+
+use super::{Broker, Client, ConnId, Entry, Forward, Output, Stats};
+use crate::message::Message;
+use crate::protocol::{Ack, Packet, Publish, QoS, ReasonCode};
+use crate::router::Recipients;
+use crate::session::{Delivery, DropReason, Session};
+
+/// How a DISCONNECT from the client ended the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Normal disconnection: the will is discarded [MQTT-3.14.4-3].
+    Normal,
+    /// MQTT 5 "disconnect with will message": the will is published.
+    WithWill,
+}
+
+impl Broker {
+    /// Handles one packet from a connected client. `Ok(Some(_))` when the client
+    /// sent DISCONNECT; `Err(reason)` when it broke the protocol and must be
+    /// disconnected with that reason.
+    pub fn handle(
+        &mut self,
+        client: &mut Client,
+        packet: Packet,
+        now: Instant,
+    ) -> Result<Option<Closed>, ReasonCode> {
+        match packet {
+            Packet::Publish(publish) => self.publish(client, publish, now)?,
+            Packet::PubAck(ack) => {
+                self.session_ack(client, |s, out| s.puback(ack.packet_id, now, out))
+            }
+            Packet::PubRec(ack) => {
+                let failed = ack.reason_code.is_error();
+                self.session_ack(client, |s, out| s.pubrec(ack.packet_id, failed, now, out))
+            }
+            Packet::PubComp(ack) => {
+                self.session_ack(client, |s, out| s.pubcomp(ack.packet_id, now, out))
+            }
+            Packet::PubRel(ack) => {
+                let known = self
+                    .sessions
+                    .get_mut(&client.client_id)
+                    .is_some_and(|e| e.session.release_qos2(ack.packet_id));
+                let mut comp = Ack::new(ack.packet_id);
+                if !known {
+                    comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.output(client.conn).packets.push(Packet::PubComp(comp));
+            }
+            Packet::Subscribe(subscribe) => self.subscribe(client, subscribe, now),
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(client, unsubscribe),
+            Packet::PingReq => self.output(client.conn).packets.push(Packet::PingResp),
+            Packet::Disconnect(d) => {
+                if let (Some(expiry), Some(entry)) = (
+                    d.properties.session_expiry_interval,
+                    self.sessions.get_mut(&client.client_id),
+                ) {
+                    // Setting an expiry on DISCONNECT when CONNECT had none is a
+                    // protocol error [MQTT-3.14.2-2].
+                    if entry.expiry.is_zero() && expiry != 0 {
+                        return Err(ReasonCode::ProtocolError);
+                    }
+                    entry.expiry = match expiry {
+                        u32::MAX => std::time::Duration::MAX,
+                        secs => std::time::Duration::from_secs(u64::from(secs)),
+                    };
+                }
+                return Ok(Some(
+                    if d.reason_code == ReasonCode::DisconnectWithWillMessage {
+                        Closed::WithWill
+                    } else {
+                        Closed::Normal
+                    },
+                ));
+            }
+            // A second CONNECT is a protocol error [MQTT-3.1.0-2].
+            Packet::Connect(_) => return Err(ReasonCode::ProtocolError),
+            // Extended authentication is not offered, so AUTH is unexpected.
+            Packet::Auth(_) => return Err(ReasonCode::BadAuthenticationMethod),
+            // Server-to-client packets.
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Err(ReasonCode::ProtocolError)
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs an acknowledgement through the session and sends what it releases.
+    fn session_ack(
+        &mut self,
+        client: &Client,
+        ack: impl FnOnce(&mut Session, &mut Vec<Packet>) -> (bool, Vec<(Delivery, DropReason)>),
+    ) {
+        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+            return;
+        };
+        let mut packets = Vec::new();
+        let (_known, drops) = ack(&mut entry.session, &mut packets);
+        self.stats.count_drops(&drops);
+        if !packets.is_empty() {
+            self.stats.messages_out += packets.len() as u64;
+            self.output(client.conn).packets.extend(packets);
+        }
+    }
+
+    /// An inbound PUBLISH: resolve its topic alias, acknowledge it, route it.
+    fn publish(
+        &mut self,
+        client: &mut Client,
+        mut publish: Publish,
+        now: Instant,
+    ) -> Result<(), ReasonCode> {
+        if let Some(alias) = publish.properties.topic_alias {
+            if alias > self.settings.topic_alias_maximum {
+                return Err(ReasonCode::TopicAliasInvalid);
+            }
+            if publish.topic.is_alias_only() {
+                publish.topic = client
+                    .aliases
+                    .get(&alias)
+                    .cloned()
+                    .ok_or(ReasonCode::ProtocolError)?;
+            } else {
+                client.aliases.insert(alias, publish.topic.detached());
+            }
+        }
+        if publish.topic.levels().count() > self.settings.max_topic_levels {
+            return Err(ReasonCode::TopicNameInvalid);
+        }
+        self.stats.messages_in[publish.qos as usize] += 1;
+        let route = match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.output(client.conn)
+                    .packets
+                    .push(Packet::PubAck(Ack::new(id)));
+                true
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+                    return Ok(());
+                };
+                let new = entry.session.receive_qos2(id);
+                if entry.session.pending_qos2() > usize::from(self.settings.connect.receive_maximum)
+                {
+                    return Err(ReasonCode::ReceiveMaximumExceeded);
+                }
+                self.output(client.conn)
+                    .packets
+                    .push(Packet::PubRec(Ack::new(id)));
+                new
+            }
+            _ => true,
+        };
+        if route {
+            let message = Message::from_publish(&publish, &client.client_id, now);
+            self.publish_message(message, now);
+        }
+        Ok(())
+    }
+
+    /// Routes a message from this shard: retained store, local subscribers, and
+    /// once to each other shard with subscribers.
+    pub(super) fn publish_message(&mut self, message: Message, now: Instant) {
+        if message.retain {
+            self.retained.set(&message);
+            self.broadcast(Forward::Retain(message.clone()));
+        }
+        for shard in self
+            .index
+            .shards_for(&message.topic)
+            .without(self.shard)
+            .iter()
+        {
+            self.forwards
+                .push((shard, Forward::Publish(message.clone())));
+        }
+        self.route_local(&message, now);
+    }
+
+    /// Delivers a message to this shard's subscribers.
+    pub(super) fn route_local(&mut self, message: &Message, now: Instant) {
+        let Broker {
+            router,
+            sessions,
+            outputs,
+            stats,
+            ..
+        } = self;
+        router.route(
+            message,
+            &mut Sessions {
+                sessions,
+                outputs,
+                stats,
+                now,
+            },
+        );
+    }
+}
+
+/// The shard's sessions as the router's [`Recipients`].
+struct Sessions<'a> {
+    sessions: &'a mut HashMap<ByteString, Entry>,
+    outputs: &'a mut HashMap<ConnId, Output>,
+    stats: &'a mut Stats,
+    now: Instant,
+}
+
+impl Recipients for Sessions<'_> {
+    fn is_online(&self, client: &ByteString) -> bool {
+        self.sessions.get(client).is_some_and(|e| e.conn.is_some())
+    }
+
+    fn deliver(&mut self, client: &ByteString, delivery: Delivery) {
+        let Some(entry) = self.sessions.get_mut(client) else {
+            return;
+        };
+        // Offline sessions send nothing, so their output stays unallocated.
+        let mut offline = Vec::new();
+        let out = match entry.conn {
+            Some(conn) => &mut self.outputs.entry(conn).or_default().packets,
+            None => &mut offline,
+        };
+        let before = out.len();
+        if let Some(drop) = entry.session.deliver(delivery, self.now, out) {
+            self.stats.count_drops(std::slice::from_ref(&drop));
+        }
+        self.stats.messages_out += (out.len() - before) as u64;
+    }
+}

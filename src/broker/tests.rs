@@ -1,0 +1,402 @@
+//! The broker driven packet by packet, without sockets.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use super::*;
+use crate::protocol::{
+    Ack, ConnectProperties, Disconnect, LastWill, Publish, PublishProperties, QoS, Subscribe,
+    SubscribeProperties, SubscriptionOptions, Unsubscribe, WillProperties,
+};
+use crate::session::OverflowPolicy;
+use crate::topic::{TopicFilter, TopicName};
+
+fn settings() -> Settings {
+    Settings {
+        connect: ConnectPolicy {
+            allowed_versions: vec![Version::V3_1, Version::V3_1_1, Version::V5],
+            max_client_id_len: 64,
+            max_keepalive: None,
+            max_packet_size: 1 << 20,
+            receive_maximum: 10,
+        },
+        limits: Limits {
+            max_inflight: 10,
+            max_online_messages: 10,
+            max_offline_messages: 3,
+            overflow: OverflowPolicy::DropNewest,
+        },
+        max_topic_levels: 8,
+        topic_alias_maximum: 4,
+    }
+}
+
+use crate::protocol::Version;
+
+fn connect(version: Version, id: &str, clean: bool) -> Connect {
+    Connect {
+        version,
+        clean_start: clean,
+        keep_alive: 30,
+        client_id: ByteString::from(id),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties::default(),
+    }
+}
+
+fn publish(topic: &str, qos: QoS, id: u16, payload: &'static [u8]) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: TopicName::new(topic.to_owned()).unwrap(),
+        packet_id: crate::protocol::PacketId::new(id),
+        payload: Bytes::from_static(payload),
+        properties: PublishProperties::default(),
+    })
+}
+
+fn subscribe(filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: pid(1),
+        filters: vec![(
+            TopicFilter::new(filter.to_owned()).unwrap(),
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        )],
+        properties: SubscribeProperties::default(),
+    })
+}
+
+fn pid(n: u16) -> crate::protocol::PacketId {
+    crate::protocol::PacketId::new(n).unwrap()
+}
+
+/// Connects and drops the CONNACK output.
+fn online(b: &mut Broker, conn: ConnId, c: Connect) -> Client {
+    let client = b.connect(conn, &c, Instant::now()).expect("accepted");
+    let out = b.take_output(conn);
+    assert!(matches!(out.packets[0], Packet::ConnAck(_)));
+    client
+}
+
+/// Payloads of the PUBLISHes queued for `conn`.
+fn received(b: &mut Broker, conn: ConnId) -> Vec<(Bytes, QoS, bool)> {
+    b.take_output(conn)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((p.payload, p.qos, p.retain)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn qos1_publish_reaches_a_subscriber_and_is_acked() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V3_1_1, "sub", true));
+    let mut publ = online(&mut b, 2, connect(Version::V5, "pub", true));
+    b.handle(&mut sub, subscribe("a/+", QoS::AtLeastOnce), now)
+        .unwrap();
+    assert!(
+        matches!(&b.take_output(1).packets[..], [Packet::SubAck(s)] if s.reason_codes == [ReasonCode::GrantedQos1])
+    );
+    b.handle(&mut publ, publish("a/b", QoS::AtLeastOnce, 7, b"hi"), now)
+        .unwrap();
+    assert_eq!(b.take_output(2).packets, [Packet::PubAck(Ack::new(pid(7)))]);
+    assert_eq!(
+        received(&mut b, 1),
+        [(Bytes::from_static(b"hi"), QoS::AtLeastOnce, false)]
+    );
+}
+
+#[test]
+fn qos2_resend_is_routed_once_and_pubrel_completes() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V5, "sub", true));
+    let mut publ = online(&mut b, 2, connect(Version::V5, "pub", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    for _ in 0..2 {
+        b.handle(&mut publ, publish("t", QoS::ExactlyOnce, 5, b"x"), now)
+            .unwrap();
+        assert_eq!(b.take_output(2).packets, [Packet::PubRec(Ack::new(pid(5)))]);
+    }
+    assert_eq!(received(&mut b, 1).len(), 1);
+    b.handle(&mut publ, Packet::PubRel(Ack::new(pid(5))), now)
+        .unwrap();
+    assert_eq!(
+        b.take_output(2).packets,
+        [Packet::PubComp(Ack::new(pid(5)))]
+    );
+    b.handle(&mut publ, Packet::PubRel(Ack::new(pid(5))), now)
+        .unwrap();
+    let Packet::PubComp(c) = &b.take_output(2).packets[0] else {
+        panic!()
+    };
+    assert_eq!(c.reason_code, ReasonCode::PacketIdentifierNotFound);
+}
+
+#[test]
+fn takeover_closes_the_old_connection_and_keeps_the_session() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut first = online(&mut b, 1, connect(Version::V5, "c", false));
+    b.handle(&mut first, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let second = b
+        .connect(2, &connect(Version::V5, "c", false), now)
+        .unwrap();
+    assert_eq!(b.take_output(1).close, Some(ReasonCode::SessionTakenOver));
+    let Packet::ConnAck(ack) = &b.take_output(2).packets[0] else {
+        panic!()
+    };
+    assert!(ack.session_present);
+    // The old connection ends after the takeover; the session stays with the new.
+    b.disconnected(&first, first.will.clone(), now);
+    let mut publ = online(&mut b, 3, connect(Version::V5, "p", true));
+    b.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    assert_eq!(received(&mut b, second.conn).len(), 1);
+}
+
+#[test]
+fn persistent_session_queues_while_offline_within_the_limit() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V3_1_1, "s", false));
+    b.handle(&mut sub, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    b.disconnected(&sub, None, now);
+    let mut publ = online(&mut b, 2, connect(Version::V3_1_1, "p", true));
+    for n in 0..5 {
+        b.handle(&mut publ, publish("t", QoS::AtLeastOnce, n + 1, b"q"), now)
+            .unwrap();
+    }
+    assert_eq!(b.stats.dropped_queue_full, 2, "max-offline-messages is 3");
+    let _sub = b
+        .connect(3, &connect(Version::V3_1_1, "s", false), now)
+        .unwrap();
+    let out = b.take_output(3).packets;
+    let Packet::ConnAck(ack) = &out[0] else {
+        panic!()
+    };
+    assert!(ack.session_present);
+    assert_eq!(out.len(), 4, "CONNACK and the three queued messages");
+}
+
+#[test]
+fn clean_session_ends_on_disconnect() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V3_1_1, "s", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.disconnected(&sub, None, now);
+    assert_eq!(b.session_count(), 0);
+    assert!(b.router.is_empty());
+    assert!(b.index.is_empty());
+}
+
+fn will(topic: &str, delay: Option<u32>) -> LastWill {
+    LastWill {
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: TopicName::new(topic.to_owned()).unwrap(),
+        payload: Bytes::from_static(b"gone"),
+        properties: WillProperties {
+            will_delay_interval: delay,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn will_on_abnormal_close_only() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut watcher = online(&mut b, 1, connect(Version::V5, "w", true));
+    b.handle(&mut watcher, subscribe("wills/#", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut c = connect(Version::V5, "dies", true);
+    c.will = Some(will("wills/dies", None));
+    let dying = online(&mut b, 2, c.clone());
+    b.disconnected(&dying, dying.will.clone(), now);
+    assert_eq!(received(&mut b, 1).len(), 1);
+    // A normal DISCONNECT discards the will.
+    let mut polite = online(&mut b, 3, c);
+    assert_eq!(
+        b.handle(&mut polite, Packet::Disconnect(Disconnect::default()), now),
+        Ok(Some(publish::Closed::Normal))
+    );
+    b.disconnected(&polite, None, now);
+    assert!(received(&mut b, 1).is_empty());
+}
+
+#[test]
+fn delayed_will_is_cancelled_by_reconnect_or_sent_later() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut watcher = online(&mut b, 1, connect(Version::V5, "w", true));
+    b.handle(&mut watcher, subscribe("wills/#", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut c = connect(Version::V5, "d", false);
+    c.properties.session_expiry_interval = Some(100);
+    c.will = Some(will("wills/d", Some(10)));
+    let dying = online(&mut b, 2, c.clone());
+    b.disconnected(&dying, dying.will.clone(), now);
+    b.tick(now + Duration::from_secs(5));
+    assert!(received(&mut b, 1).is_empty());
+    // Back within the delay: no will.
+    let back = online(&mut b, 3, c.clone());
+    b.tick(now + Duration::from_secs(20));
+    assert!(received(&mut b, 1).is_empty());
+    // Gone again: the will goes out after the delay.
+    b.disconnected(&back, back.will.clone(), now);
+    b.tick(now + Duration::from_secs(11));
+    assert_eq!(received(&mut b, 1).len(), 1);
+    // And the session expires after its interval.
+    assert_eq!(b.session_count(), 2);
+    b.tick(now + Duration::from_secs(101));
+    assert_eq!(b.session_count(), 1);
+}
+
+#[test]
+fn retained_messages_follow_retain_handling() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut publ = online(&mut b, 1, connect(Version::V5, "p", true));
+    let Packet::Publish(mut p) = publish("r/1", QoS::AtLeastOnce, 1, b"kept") else {
+        unreachable!()
+    };
+    p.retain = true;
+    b.handle(&mut publ, Packet::Publish(p.clone()), now)
+        .unwrap();
+    let mut sub = online(&mut b, 2, connect(Version::V5, "s", true));
+    let mut options = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        ..Default::default()
+    };
+    let sub_packet = |options| {
+        Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            filters: vec![(TopicFilter::new("r/+").unwrap(), options)],
+            properties: SubscribeProperties::default(),
+        })
+    };
+    b.handle(&mut sub, sub_packet(options), now).unwrap();
+    assert_eq!(
+        received(&mut b, 2),
+        [(Bytes::from_static(b"kept"), QoS::AtMostOnce, true)]
+    );
+    options.retain_handling = crate::protocol::RetainHandling::OnNewSubscribe;
+    b.handle(&mut sub, sub_packet(options), now).unwrap();
+    assert!(
+        received(&mut b, 2).is_empty(),
+        "not new: nothing retained sent"
+    );
+    options.retain_handling = crate::protocol::RetainHandling::OnSubscribe;
+    b.handle(&mut sub, sub_packet(options), now).unwrap();
+    assert_eq!(received(&mut b, 2).len(), 1);
+    // An empty retained payload clears it.
+    p.payload = Bytes::new();
+    b.handle(&mut publ, Packet::Publish(p), now).unwrap();
+    assert_eq!(b.retained_count(), 0);
+}
+
+#[test]
+fn topic_alias_sets_then_resolves() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("long/topic", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V5, "p", true));
+    let Packet::Publish(mut p) = publish("long/topic", QoS::AtMostOnce, 0, b"1") else {
+        unreachable!()
+    };
+    p.properties.topic_alias = Some(2);
+    b.handle(&mut publ, Packet::Publish(p.clone()), now)
+        .unwrap();
+    let mut by_alias = p.clone();
+    by_alias.topic = TopicName::alias_only();
+    b.handle(&mut publ, Packet::Publish(by_alias.clone()), now)
+        .unwrap();
+    assert_eq!(received(&mut b, 1).len(), 2);
+    by_alias.properties.topic_alias = Some(3);
+    assert_eq!(
+        b.handle(&mut publ, Packet::Publish(by_alias.clone()), now),
+        Err(ReasonCode::ProtocolError)
+    );
+    by_alias.properties.topic_alias = Some(5);
+    assert_eq!(
+        b.handle(&mut publ, Packet::Publish(by_alias), now),
+        Err(ReasonCode::TopicAliasInvalid)
+    );
+}
+
+#[test]
+fn publishes_cross_shards_through_the_index() {
+    let now = Instant::now();
+    let mut shards = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    let mut sub = online(&mut shards[1], 1, connect(Version::V3_1_1, "s", true));
+    shards[1]
+        .handle(&mut sub, subscribe("x/#", QoS::AtMostOnce), now)
+        .unwrap();
+    shards[1].take_output(1);
+    deliver_forwards(&mut shards, now);
+    let mut publ = online(&mut shards[0], 1, connect(Version::V3_1_1, "p", true));
+    shards[0]
+        .handle(&mut publ, publish("x/y", QoS::AtMostOnce, 0, b"far"), now)
+        .unwrap();
+    shards[0]
+        .handle(&mut publ, publish("z", QoS::AtMostOnce, 0, b"nobody"), now)
+        .unwrap();
+    assert_eq!(shards[0].forwards.len(), 1, "only x/y is forwarded");
+    deliver_forwards(&mut shards, now);
+    assert_eq!(
+        received(&mut shards[1], 1),
+        [(Bytes::from_static(b"far"), QoS::AtMostOnce, false)]
+    );
+    // Unsubscribing tells the other shard to stop forwarding.
+    shards[1]
+        .handle(
+            &mut sub,
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id: pid(2),
+                filters: vec![TopicFilter::new("x/#").unwrap()],
+                user_properties: Vec::new(),
+            }),
+            now,
+        )
+        .unwrap();
+    deliver_forwards(&mut shards, now);
+    shards[0]
+        .handle(&mut publ, publish("x/y", QoS::AtMostOnce, 0, b"far"), now)
+        .unwrap();
+    assert!(shards[0].forwards.is_empty());
+}
+
+fn deliver_forwards(shards: &mut [Broker; 2], now: Instant) {
+    for from in 0..2 {
+        let forwards = std::mem::take(&mut shards[from].forwards);
+        for (to, f) in forwards {
+            shards[to].on_forward(from, f, now);
+        }
+    }
+}
