@@ -12,6 +12,7 @@
 
 mod client;
 mod forward;
+mod output;
 mod publish;
 mod subscribe;
 
@@ -22,6 +23,8 @@ use bytestring::ByteString;
 
 pub use client::{Client, ConnId};
 pub use forward::Forward;
+pub use output::Output;
+use output::Outputs;
 
 use crate::connection::handshake::{self, ConnectPolicy};
 use crate::message::Message;
@@ -66,16 +69,6 @@ impl Stats {
     }
 }
 
-/// What one connection has to send, and whether it must close.
-#[derive(Debug, Default)]
-pub struct Output {
-    pub packets: Vec<Packet>,
-    /// Set when the broker closes the connection (takeover, protocol error):
-    /// the writer sends what is queued, then a DISCONNECT with this reason to an
-    /// MQTT 5 client, then closes.
-    pub close: Option<ReasonCode>,
-}
-
 /// A session and what the broker keeps beside it.
 struct Entry {
     session: Session,
@@ -99,7 +92,7 @@ pub struct Broker {
     router: Router,
     retained: RetainedStore,
     index: ShardIndex,
-    outputs: HashMap<ConnId, Output>,
+    outputs: Outputs,
     /// Messages for other shards: `(shard, message)`, drained by the mesh layer.
     pub forwards: Vec<(usize, Forward)>,
     /// Serial for server-assigned client ids.
@@ -117,7 +110,7 @@ impl Broker {
             router: Router::default(),
             retained: RetainedStore::default(),
             index: ShardIndex::new(),
-            outputs: HashMap::new(),
+            outputs: Outputs::default(),
             forwards: Vec::new(),
             next_assigned: 0,
             stats: Stats::default(),
@@ -138,24 +131,43 @@ impl Broker {
         self.retained.len()
     }
 
-    /// A client id for a client that sent none: unique per shard and node start.
+    /// A client id for a client that sent none: unique per shard and node start,
+    /// and owned by this shard (`shards::shard_for`), so the session can stay here.
     pub fn assign_client_id(&mut self) -> ByteString {
-        self.next_assigned += 1;
-        ByteString::from(format!("shardmq-{}-{}", self.shard, self.next_assigned))
+        loop {
+            self.next_assigned += 1;
+            let id = format!("shardmq-{}-{}", self.shard, self.next_assigned);
+            if shards::shard_for(id.as_bytes(), self.nr_shards) == self.shard {
+                return ByteString::from(id);
+            }
+        }
     }
 
     /// Packets queued for `conn`, and whether it must close. Empty if nothing.
     pub fn take_output(&mut self, conn: ConnId) -> Output {
-        self.outputs.remove(&conn).unwrap_or_default()
+        self.outputs.take(conn)
+    }
+
+    /// Connections that got output since the last call: wake their writers.
+    pub fn take_dirty(&mut self) -> Vec<ConnId> {
+        self.outputs.take_dirty()
+    }
+
+    /// Tells every connected client to close with `reason` (shutdown).
+    pub fn close_all(&mut self, reason: ReasonCode) {
+        let conns: Vec<ConnId> = self.sessions.values().filter_map(|e| e.conn).collect();
+        for conn in conns {
+            self.outputs.to(conn).close = Some(reason);
+        }
     }
 
     /// Whether `conn` has anything waiting.
     pub fn has_output(&self, conn: ConnId) -> bool {
-        self.outputs.contains_key(&conn)
+        self.outputs.contains(conn)
     }
 
     fn output(&mut self, conn: ConnId) -> &mut Output {
-        self.outputs.entry(conn).or_default()
+        self.outputs.to(conn)
     }
 
     /// Accepts or refuses `connect` on connection `conn`. On success the CONNACK
@@ -183,8 +195,7 @@ impl Broker {
         let mut session_present = false;
         if let Some(old) = self.sessions.get_mut(&client_id) {
             if let Some(old_conn) = old.conn.take() {
-                self.outputs.entry(old_conn).or_default().close =
-                    Some(ReasonCode::SessionTakenOver);
+                self.outputs.to(old_conn).close = Some(ReasonCode::SessionTakenOver);
             }
             // Coming back before the will delay ran out cancels the will.
             old.pending_will = None;
@@ -225,7 +236,7 @@ impl Broker {
     /// abnormal close (the caller passes `None` after a DISCONNECT without
     /// "with will", or when the session was taken over).
     pub fn disconnected(&mut self, client: &Client, will: Option<LastWill>, now: Instant) {
-        self.outputs.remove(&client.conn);
+        self.outputs.take(client.conn);
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
         };

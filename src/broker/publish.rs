@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bytestring::ByteString;
 
-use super::{Broker, Client, ConnId, Entry, Forward, Output, Stats};
+use super::{Broker, Client, Entry, Forward, Outputs, Stats};
 use crate::message::Message;
 use crate::protocol::{Ack, Packet, Publish, QoS, ReasonCode};
 use crate::router::Recipients;
@@ -186,6 +186,7 @@ impl Broker {
 
     /// Delivers a message to this shard's subscribers.
     pub(super) fn route_local(&mut self, message: &Message, now: Instant) {
+        let output_limit = self.settings.limits.max_online_messages;
         let Broker {
             router,
             sessions,
@@ -200,6 +201,7 @@ impl Broker {
                 outputs,
                 stats,
                 now,
+                output_limit,
             },
         );
     }
@@ -208,9 +210,13 @@ impl Broker {
 /// The shard's sessions as the router's [`Recipients`].
 struct Sessions<'a> {
     sessions: &'a mut HashMap<ByteString, Entry>,
-    outputs: &'a mut HashMap<ConnId, Output>,
+    outputs: &'a mut Outputs,
     stats: &'a mut Stats,
     now: Instant,
+    /// Packets an unwritten output may hold before QoS 0 messages to it are
+    /// dropped: a slow reader must not take memory without bound. (QoS 1/2 are
+    /// bounded by the session's inflight window and queue.)
+    output_limit: usize,
 }
 
 impl Recipients for Sessions<'_> {
@@ -225,10 +231,14 @@ impl Recipients for Sessions<'_> {
         // Offline sessions send nothing, so their output stays unallocated.
         let mut offline = Vec::new();
         let out = match entry.conn {
-            Some(conn) => &mut self.outputs.entry(conn).or_default().packets,
+            Some(conn) => &mut self.outputs.to(conn).packets,
             None => &mut offline,
         };
         let before = out.len();
+        if delivery.qos == QoS::AtMostOnce && before >= self.output_limit {
+            self.stats.dropped_queue_full += 1;
+            return;
+        }
         if let Some(drop) = entry.session.deliver(delivery, self.now, out) {
             self.stats.count_drops(std::slice::from_ref(&drop));
         }

@@ -68,7 +68,7 @@ impl Broker {
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
         };
-        let out = &mut self.outputs.entry(client.conn).or_default().packets;
+        let out = &mut self.outputs.to(client.conn).packets;
         for delivery in retained {
             if let Some(drop) = entry.session.deliver(delivery, now, out) {
                 self.stats.count_drops(std::slice::from_ref(&drop));

@@ -400,3 +400,22 @@ fn deliver_forwards(shards: &mut [Broker; 2], now: Instant) {
         }
     }
 }
+
+#[test]
+fn slow_reader_output_is_bounded_for_qos0() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V3_1_1, "slow", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V3_1_1, "p", true));
+    for _ in 0..25 {
+        b.handle(&mut publ, publish("t", QoS::AtMostOnce, 0, b"x"), now)
+            .unwrap();
+    }
+    assert_eq!(received(&mut b, 1).len(), 10, "max-online-messages is 10");
+    assert_eq!(b.stats.dropped_queue_full, 15);
+    // Each time an output goes from empty to non-empty, its writer is woken.
+    assert_eq!(b.take_dirty(), [1, 1, 2, 1]);
+}

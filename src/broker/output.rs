@@ -1,0 +1,48 @@
+//! What each connection has to send, and which connections have something new.
+
+use std::collections::HashMap;
+
+use super::ConnId;
+use crate::protocol::{Packet, ReasonCode};
+
+/// What one connection has to send, and whether it must close.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub packets: Vec<Packet>,
+    /// Set when the broker closes the connection (takeover, shutdown): the
+    /// writer sends what is queued, then a DISCONNECT with this reason to an
+    /// MQTT 5 client, then closes.
+    pub close: Option<ReasonCode>,
+}
+
+/// The outputs of all connections on the shard, plus the list of connections
+/// whose output went from empty to non-empty, so the I/O layer wakes exactly
+/// those writers.
+#[derive(Debug, Default)]
+pub(super) struct Outputs {
+    map: HashMap<ConnId, Output>,
+    dirty: Vec<ConnId>,
+}
+
+impl Outputs {
+    /// The output of `conn`, marking it for a wake-up.
+    pub(super) fn to(&mut self, conn: ConnId) -> &mut Output {
+        let dirty = &mut self.dirty;
+        self.map.entry(conn).or_insert_with(|| {
+            dirty.push(conn);
+            Output::default()
+        })
+    }
+
+    pub(super) fn take(&mut self, conn: ConnId) -> Output {
+        self.map.remove(&conn).unwrap_or_default()
+    }
+
+    pub(super) fn contains(&self, conn: ConnId) -> bool {
+        self.map.contains_key(&conn)
+    }
+
+    pub(super) fn take_dirty(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.dirty)
+    }
+}
