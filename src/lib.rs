@@ -21,6 +21,7 @@ pub mod router;
 pub mod session;
 pub mod topic;
 
+
 /// The README's Rust examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -23,6 +23,7 @@ use bytestring::ByteString;
 
 pub use client::{Client, ConnId};
 pub use forward::Forward;
+pub use publish::Closed;
 pub use output::Output;
 use output::Outputs;
 

@@ -1,4 +1,10 @@
 //! One client connection: the CONNECT handshake and the per-packet protocol
-//! rules, kept apart from the socket so they can be tested without one.
+//! rules (`handshake`), the socket tasks that drive the shard's broker
+//! (`serve`), and the wake-up between them (`notify`).
 
 pub mod handshake;
+mod notify;
+mod serve;
+
+pub use notify::Notify;
+pub use serve::{serve, Shard, ShardMsg};

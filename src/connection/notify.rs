@@ -1,0 +1,36 @@
+//! A wake-up between two tasks of one shard: "there is output for you".
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+/// Wakes one waiting task; a wake-up sent while nobody waits is kept, so it is
+/// never lost. Holds at most one waker, which keeps glommio's waker count
+/// bounded however often it is awaited.
+#[derive(Debug, Default)]
+pub struct Notify {
+    pending: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Notify {
+    pub fn notify(&self) {
+        self.pending.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves at the next (or a kept) wake-up.
+    pub async fn notified(&self) {
+        poll_fn(|cx| {
+            if self.pending.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,412 @@
+//! The socket side of a connection: read packets into the shard's broker, write
+//! what the broker queues for it.
+//!
+//! Each connection has two tasks on its shard. The reader decodes packets and
+//! hands them to the [`Broker`]; the writer waits for a [`Notify`], takes the
+//! connection's queued packets, encodes them all into one buffer and writes it
+//! with one call (writes are coalesced per wake-up). They use two descriptors of
+//! the same socket (a `dup`), so neither waits on the other.
+//!
+//! A session lives on the shard `shards::shard_for(client_id)` names. A
+//! connection accepted elsewhere is handed to that shard right after its CONNECT
+//! (descriptor, CONNECT and unread bytes), so takeovers never cross shards.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tracing::debug;
+
+use super::handshake::refusal;
+use super::Notify;
+use crate::broker::{Broker, Client, Closed, ConnId, Forward};
+use crate::protocol::{
+    decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
+};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What one shard sends another.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Broker traffic: publishes, retained updates, shard-index updates.
+    Forward(Forward),
+    /// A connection whose session this shard owns: its socket, its CONNECT and
+    /// whatever the client sent after it.
+    Handoff {
+        fd: OwnedFd,
+        buffered: Bytes,
+        connect: Box<Connect>,
+    },
+}
+
+/// Everything of one shard that its connection tasks share.
+pub struct Shard {
+    pub id: usize,
+    pub nr_shards: usize,
+    pub broker: RefCell<Broker>,
+    /// Wake-ups of the writers, by connection.
+    writers: RefCell<HashMap<ConnId, Rc<ConnState>>>,
+    next_conn: Cell<ConnId>,
+    /// Messages for other shards, taken by the mesh flusher task.
+    pub mesh_out: RefCell<Vec<(usize, ShardMsg)>>,
+    /// Wakes the mesh flusher task.
+    pub flush: Notify,
+    /// Counts live connection tasks, so shutdown can wait for them.
+    pub tracker: shards::TaskTracker,
+    pub max_packet_size: usize,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+/// What a connection's reader and writer share.
+#[derive(Debug, Default)]
+struct ConnState {
+    notify: Notify,
+    /// Why the broker closed the connection (takeover, shutdown), once it has.
+    closed_by_broker: Cell<Option<ReasonCode>>,
+    /// Set when the reader has ended; the writer then flushes and closes.
+    reader_done: Cell<bool>,
+    /// The reason to send in DISCONNECT when the reader ends on an error.
+    reader_error: Cell<Option<ReasonCode>>,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        nr_shards: usize,
+        broker: Broker,
+        max_packet_size: usize,
+        connect_timeout: Duration,
+    ) -> Shard {
+        Shard {
+            id,
+            nr_shards,
+            broker: RefCell::new(broker),
+            writers: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            mesh_out: RefCell::new(Vec::new()),
+            flush: Notify::default(),
+            tracker: shards::TaskTracker::new(),
+            max_packet_size,
+            connect_timeout,
+        }
+    }
+
+    /// Wakes the writers the broker queued output for, and the mesh flusher if
+    /// the broker has messages for other shards. Call after every broker change.
+    pub fn wake(&self) {
+        let mut broker = self.broker.borrow_mut();
+        let dirty = broker.take_dirty();
+        let writers = self.writers.borrow();
+        for conn in dirty {
+            if let Some(state) = writers.get(&conn) {
+                state.notify.notify();
+            }
+        }
+        if !broker.forwards.is_empty() {
+            let mut out = self.mesh_out.borrow_mut();
+            out.extend(
+                broker
+                    .forwards
+                    .drain(..)
+                    .map(|(to, f)| (to, ShardMsg::Forward(f))),
+            );
+            self.flush.notify();
+        }
+    }
+
+    /// Wakes every writer (shutdown).
+    pub fn wake_all(&self) {
+        for state in self.writers.borrow().values() {
+            state.notify.notify();
+        }
+    }
+}
+
+/// Serves one connection until it ends. `handoff` is set for a connection
+/// another shard accepted and passed here with its CONNECT already read.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, handoff: Option<(BytesMut, Box<Connect>)>) {
+    let _token = shard.tracker.token();
+    if let Err(e) = serve_connection(&shard, stream, handoff).await {
+        debug!(shard = shard.id, error = %e, "connection ended");
+    }
+}
+
+async fn serve_connection(
+    shard: &Rc<Shard>,
+    mut stream: TcpStream,
+    handoff: Option<(BytesMut, Box<Connect>)>,
+) -> io::Result<()> {
+    let (mut rbuf, connect) = match handoff {
+        Some(h) => h,
+        None => match read_connect(shard, &mut stream).await? {
+            Some(c) => c,
+            None => return Ok(()),
+        },
+    };
+    if !connect.client_id.is_empty() {
+        let owner = shards::shard_for(connect.client_id.as_bytes(), shard.nr_shards);
+        if owner != shard.id {
+            let fd = dup(&stream)?;
+            drop(stream);
+            let buffered = rbuf.freeze();
+            shard.mesh_out.borrow_mut().push((
+                owner,
+                ShardMsg::Handoff {
+                    fd,
+                    buffered,
+                    connect,
+                },
+            ));
+            shard.flush.notify();
+            return Ok(());
+        }
+    }
+
+    let conn = shard.next_conn.get();
+    shard.next_conn.set(conn + 1);
+    let accepted = shard
+        .broker
+        .borrow_mut()
+        .connect(conn, &connect, Instant::now());
+    let mut client = match accepted {
+        Ok(client) => client,
+        Err(reason) => {
+            let mut wbuf = BytesMut::new();
+            if encode(
+                &Packet::ConnAck(refusal(reason)),
+                connect.version,
+                &mut wbuf,
+            )
+            .is_ok()
+            {
+                stream.write_all(&wbuf).await?;
+            }
+            return Ok(());
+        }
+    };
+    drop(connect);
+
+    let state = Rc::new(ConnState::default());
+    shard.writers.borrow_mut().insert(conn, state.clone());
+    let writer_stream = {
+        let fd = dup(&stream)?;
+        // SAFETY: `fd` is a freshly duplicated descriptor that nothing else owns.
+        unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+    };
+    let writer = glommio::spawn_local(write_loop(
+        shard.clone(),
+        writer_stream,
+        conn,
+        client.version,
+        client.max_packet_size,
+        state.clone(),
+    ));
+    shard.wake();
+
+    stream.set_read_timeout(client.idle_timeout)?;
+    let end = read_loop(shard, &mut stream, &mut rbuf, &mut client, &state).await;
+    let will = match end {
+        End::Abnormal | End::Closed(Closed::WithWill) => client.will.take(),
+        End::Closed(Closed::Normal) | End::ByBroker => None,
+    };
+    shard
+        .broker
+        .borrow_mut()
+        .disconnected(&client, will, Instant::now());
+    state.reader_done.set(true);
+    state.notify.notify();
+    shard.wake();
+    writer.await;
+    shard.writers.borrow_mut().remove(&conn);
+    debug!(shard = shard.id, fd = stream.as_raw_fd(), client = %client.client_id, ?end, "disconnected");
+    Ok(())
+}
+
+/// A second descriptor for the socket of `stream` (close-on-exec).
+fn dup(stream: &TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    fd.try_clone_to_owned()
+}
+
+/// Reads until the first packet, which must be CONNECT [MQTT-3.1.0-1], within
+/// the connect timeout. `None` when the connection should just be closed.
+async fn read_connect(
+    shard: &Shard,
+    stream: &mut TcpStream,
+) -> io::Result<Option<(BytesMut, Box<Connect>)>> {
+    stream.set_read_timeout(Some(shard.connect_timeout))?;
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        // Any version will do: CONNECT carries its own.
+        match decode(&mut rbuf, Version::V5, shard.max_packet_size) {
+            Ok(Some(Packet::Connect(connect))) => return Ok(Some((rbuf, connect))),
+            Ok(Some(_)) => return Ok(None),
+            Ok(None) => {
+                if read_more(stream, &mut rbuf).await? == 0 {
+                    return Ok(None);
+                }
+            }
+            Err(DecodeError::UnsupportedProtocolLevel(level)) => {
+                // CONNACK "unacceptable protocol version" in the oldest form,
+                // which every client can read [MQTT-3.1.2-2].
+                debug!(level, "unsupported protocol level");
+                stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                debug!(error = %e, "malformed CONNECT");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// How the reader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent DISCONNECT.
+    Closed(Closed),
+    /// The broker closed it (takeover, shutdown): no will.
+    ByBroker,
+    /// Network failure, keepalive timeout or protocol error: the will goes out.
+    Abnormal,
+}
+
+async fn read_loop(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    client: &mut Client,
+    state: &ConnState,
+) -> End {
+    loop {
+        loop {
+            match decode(rbuf, client.version, shard.max_packet_size) {
+                Ok(Some(packet)) => {
+                    let result = shard
+                        .broker
+                        .borrow_mut()
+                        .handle(client, packet, Instant::now());
+                    match result {
+                        Ok(None) => {}
+                        Ok(Some(closed)) => {
+                            shard.wake();
+                            return End::Closed(closed);
+                        }
+                        Err(reason) => {
+                            shard.wake();
+                            state.reader_error.set(Some(reason));
+                            return End::Abnormal;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(client = %client.client_id, error = %e, "protocol error");
+                    shard.wake();
+                    state.reader_error.set(Some(e.reason_code()));
+                    return End::Abnormal;
+                }
+            }
+        }
+        shard.wake();
+        if state.closed_by_broker.get().is_some() {
+            return End::ByBroker;
+        }
+        match read_more(stream, rbuf).await {
+            Ok(0) => {
+                return if state.closed_by_broker.get().is_some() {
+                    End::ByBroker
+                } else {
+                    End::Abnormal
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if state.closed_by_broker.get().is_some() {
+                    return End::ByBroker;
+                }
+                if e.kind() == io::ErrorKind::TimedOut {
+                    state.reader_error.set(Some(ReasonCode::KeepAliveTimeout));
+                }
+                return End::Abnormal;
+            }
+        }
+    }
+}
+
+/// Appends what one read returns to `buf`; 0 at end of stream.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let len = buf.len();
+    buf.resize(len + READ_CHUNK, 0);
+    let result = stream.read(&mut buf[len..]).await;
+    buf.truncate(len + *result.as_ref().unwrap_or(&0));
+    result
+}
+
+async fn write_loop(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    conn: ConnId,
+    version: Version,
+    max_packet_size: Option<u32>,
+    state: Rc<ConnState>,
+) {
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        state.notify.notified().await;
+        let out = shard.broker.borrow_mut().take_output(conn);
+        for packet in &out.packets {
+            // Never send an MQTT 5 client more than it accepts [MQTT-3.1.2-24].
+            if let (Some(max), Ok(len)) = (max_packet_size, encoded_len(packet, version)) {
+                if len > max as usize {
+                    continue;
+                }
+            }
+            if let Err(e) = encode(packet, version, &mut wbuf) {
+                debug!(error = %e, packet = packet.name(), "not encodable");
+            }
+        }
+        if let Some(reason) = out.close {
+            state.closed_by_broker.set(Some(reason));
+        }
+        let done = state.reader_done.get();
+        let reason = out
+            .close
+            .or(if done { state.reader_error.get() } else { None });
+        if let (Some(reason), Version::V5) = (reason, version) {
+            let disconnect = Disconnect {
+                reason_code: reason,
+                ..Default::default()
+            };
+            let _ = encode(&Packet::Disconnect(disconnect), version, &mut wbuf);
+        }
+        if !wbuf.is_empty() {
+            if stream.write_all(&wbuf).await.is_err() {
+                state.closed_by_broker.set(
+                    state
+                        .closed_by_broker
+                        .get()
+                        .or(Some(ReasonCode::UnspecifiedError)),
+                );
+                let _ = stream.shutdown(std::net::Shutdown::Both).await;
+                return;
+            }
+            wbuf.clear();
+        }
+        if reason.is_some() || done {
+            let _ = stream.shutdown(std::net::Shutdown::Both).await;
+            return;
+        }
+    }
+}
