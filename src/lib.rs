@@ -13,6 +13,7 @@
 //! buffers makes them easy to test byte for byte, to fuzz, and to benchmark.
 
 pub mod broker;
+pub mod config;
 pub mod connection;
 pub mod message;
 pub mod protocol;

@@ -1,0 +1,269 @@
+//! What the config may contain, for error messages: the keys of each section (read
+//! from the serde derives, so they cannot drift), what each key allows, and its
+//! default as `configs/default.toml` writes it.
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+use super::locate::Index;
+use super::sections::{HttpConfig, ListenerConfig, LogConfig, MqttConfig, ShardsConfig, SysConfig};
+use super::{Config, ConfigError, Location, DEFAULT_TOML};
+
+/// The sections, in the order `configs/default.toml` has them.
+pub(super) const SECTIONS: &[&str] = &["shards", "listeners", "mqtt", "http", "log", "sys"];
+
+/// The keys a section may hold: `""` is the top level, `listeners` one
+/// `[[listeners]]` entry. `None` for anything that is not a section.
+pub(super) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
+    Some(match section {
+        "" => fields_of::<Config>(),
+        "shards" => fields_of::<ShardsConfig>(),
+        "listeners" => fields_of::<ListenerConfig>(),
+        "mqtt" => fields_of::<MqttConfig>(),
+        "http" => fields_of::<HttpConfig>(),
+        "log" => fields_of::<LogConfig>(),
+        "sys" => fields_of::<SysConfig>(),
+        _ => return None,
+    })
+}
+
+/// What `key` (a schema key: `mqtt.max-inflight`, `listeners.bind`) accepts.
+pub(super) fn allowed(key: &str) -> &'static str {
+    match key {
+        "shards" => "a [shards] table",
+        "shards.cores" => {
+            "\"all\", or a non-empty list of distinct CPU numbers below 64, such as [0, 1]"
+        }
+        "listeners" => "one or more [[listeners]] tables, each with `bind` and `protocol`",
+        "listeners.bind" => {
+            "an IP address and port, such as \"127.0.0.1:1883\", \"0.0.0.0:1883\" or \
+             \"[::]:1883\"; distinct across listeners and from [http] bind"
+        }
+        "listeners.protocol" => "\"tcp\" (\"tls\" and \"ws\" are planned, not supported yet)",
+        "mqtt" => "an [mqtt] table",
+        "mqtt.max-packet-size" => "an integer number of bytes from 16 to 268435460",
+        "mqtt.max-inflight" => "an integer from 1 to 65535",
+        "mqtt.max-offline-messages" => {
+            "an integer from 0 (queue nothing while offline) to 4294967295"
+        }
+        "mqtt.max-online-messages" => {
+            "an integer from 0 (no queue behind the inflight window) to 4294967295"
+        }
+        "mqtt.max-client-id-len" => "an integer number of bytes from 1 to 65535",
+        "mqtt.max-keepalive" => {
+            "a whole number of seconds from \"1s\" to \"65535s\" (18h 12m 15s), written as a \
+             duration such as \"300s\" or \"1h\""
+        }
+        "mqtt.retry-interval" => {
+            "a duration such as \"500ms\", \"20s\" or \"1m\"; \"0s\" resends only on reconnect"
+        }
+        "mqtt.allowed-protocol-versions" => {
+            "a non-empty list of distinct versions among \"3.1\", \"3.1.1\" and \"5\""
+        }
+        "mqtt.max-topic-levels" => "an integer from 1 to 65535",
+        "mqtt.max-connections" => "an integer from 0 (no limit) to 4294967295",
+        "mqtt.connect-timeout" => "a duration above zero, such as \"500ms\", \"10s\" or \"1m\"",
+        "mqtt.queue-overflow" => "\"drop-newest\" or \"drop-oldest\"",
+        "http" => "an [http] table",
+        "http.bind" => {
+            "an IP address and port, such as \"127.0.0.1:8888\", that no MQTT listener uses"
+        }
+        "log" => "a [log] table",
+        "log.level" => {
+            "a tracing filter: a level (trace, debug, info, warn, error or off), or \
+             comma-separated directives such as \"info,shardmq::session=debug\""
+        }
+        "sys" => "a [sys] table",
+        "sys.interval" => "\"0s\" (off), or a duration of at least 1s such as \"10s\" or \"1m\"",
+        _ => "see `shardmq --print-default-config`",
+    }
+}
+
+/// `listeners[1].bind` → `listeners.bind`, `shards.cores[2]` → `shards.cores`.
+pub(super) fn schema_key(path: &str) -> String {
+    let mut key = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => key.push(c),
+            _ => {}
+        }
+    }
+    key
+}
+
+/// `max-inflight = 100`: the line `configs/default.toml` has for `key`, if any.
+pub(super) fn default_line(key: &str) -> Option<String> {
+    // Sections are tables: quoting a whole one would not help.
+    let (_, name) = key.rsplit_once('.')?;
+    let index = Index::parse(DEFAULT_TOML).ok()?;
+    // `listeners.bind` is written `bind` in the first `[[listeners]]` entry.
+    let path = match key.strip_prefix("listeners.") {
+        Some(rest) => format!("listeners[0].{rest}"),
+        None => key.to_owned(),
+    };
+    let span = index.get(&path)?.value_span.clone()?;
+    let value = DEFAULT_TOML.get(span)?;
+    Some(format!("{name} = {value}"))
+}
+
+/// How a section is written in the file: `[mqtt]`, `[[listeners]]` entry 2.
+pub(super) fn section_display(section: &str) -> String {
+    match section.strip_prefix("listeners[") {
+        Some(rest) => {
+            let n = rest
+                .trim_end_matches(']')
+                .parse::<usize>()
+                .map_or(0, |i| i + 1);
+            format!("[[listeners]] (entry {n})")
+        }
+        None if section == "listeners" => "[[listeners]]".to_owned(),
+        None => format!("[{section}]"),
+    }
+}
+
+/// An out-of-range, wrong-typed or conflicting value at `path`, with what is allowed
+/// and how to fix it. `fix` replaces the generic advice when the rule has a better one.
+pub(super) fn invalid(
+    at: Location,
+    path: &str,
+    problem: String,
+    fix: Option<String>,
+) -> ConfigError {
+    let key = schema_key(path);
+    let fix = fix.unwrap_or_else(|| generic_fix(path, &key));
+    ConfigError::Invalid {
+        at: at.into(),
+        key: path.to_owned(),
+        problem,
+        allowed: allowed(&key).to_owned(),
+        fix,
+    }
+}
+
+/// Keys that have no default within their table.
+const REQUIRED: &[&str] = &["listeners.bind"];
+
+/// "set `max-inflight` in [mqtt] to an allowed value, or delete it to use the
+/// default `max-inflight = 100`".
+fn generic_fix(path: &str, key: &str) -> String {
+    let Some((_, name)) = key.rsplit_once('.') else {
+        return format!(
+            "write {} as a section of settings, or delete it to use its defaults",
+            section_display(key)
+        );
+    };
+    // The section as written in the file: `listeners[1]` names the entry.
+    let section = path.rfind(&format!(".{name}")).map_or(path, |i| &path[..i]);
+    let place = format!("`{name}` in {}", section_display(section));
+    match default_line(key) {
+        Some(line) if !REQUIRED.contains(&key) => {
+            format!("set {place} to an allowed value, or delete it to use the default `{line}`")
+        }
+        _ => format!("set {place} to an allowed value"),
+    }
+}
+
+/// The closest of `candidates` to a misspelt `word`, if close enough to suggest.
+pub(super) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The field names serde's derive gives a struct, read by asking it to deserialize
+/// from a deserializer that only records them.
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldProbe(&mut fields));
+    fields
+}
+
+struct FieldProbe<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldProbe<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(de::Error::custom("fields recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+        identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_structs() {
+        assert_eq!(section_keys(""), Some(SECTIONS));
+        assert_eq!(section_keys("listeners"), Some(&["bind", "protocol"][..]));
+        assert!(section_keys("mqtt").unwrap().contains(&"max-inflight"));
+        assert_eq!(section_keys("mqtt.max-inflight"), None);
+    }
+
+    #[test]
+    fn schema_keys_drop_indices() {
+        assert_eq!(schema_key("listeners[1].bind"), "listeners.bind");
+        assert_eq!(schema_key("shards.cores[2]"), "shards.cores");
+        assert_eq!(schema_key("mqtt.max-inflight"), "mqtt.max-inflight");
+    }
+
+    #[test]
+    fn defaults_are_quoted_from_default_toml() {
+        assert_eq!(
+            default_line("mqtt.max-inflight").as_deref(),
+            Some("max-inflight = 100")
+        );
+        assert_eq!(
+            default_line("listeners.bind").as_deref(),
+            Some("bind = \"127.0.0.1:1883\"")
+        );
+        assert_eq!(default_line("mqtt.nope"), None);
+        assert_eq!(default_line("mqtt"), None);
+    }
+
+    #[test]
+    fn suggestions_are_close_words_only() {
+        let keys = section_keys("mqtt").unwrap();
+        assert_eq!(suggest("max-inflite", keys), Some("max-inflight"));
+        assert_eq!(suggest("retry_interval", keys), Some("retry-interval"));
+        assert_eq!(suggest("colour", keys), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

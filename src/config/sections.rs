@@ -1,0 +1,191 @@
+//! One struct per config section, with the defaults `configs/default.toml` documents.
+//!
+//! Every struct is `#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]`:
+//! a missing key takes its default, an unknown key is an error. Field-level rules
+//! (ranges, duplicates) live in `validate.rs`, not here.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::de;
+use crate::protocol::Version;
+use crate::session::OverflowPolicy;
+
+/// `[shards]`: which cores run a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ShardsConfig {
+    /// One shard (executor) is pinned to each of these CPUs. Whether a CPU exists is
+    /// checked at start-up by the runtime, which knows the machine.
+    pub cores: Cores,
+}
+
+impl Default for ShardsConfig {
+    fn default() -> Self {
+        ShardsConfig { cores: Cores::All }
+    }
+}
+
+/// `cores = "all"` or `cores = [0, 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cores {
+    /// Every CPU the process may run on, as the runtime finds them at start-up.
+    All,
+    /// Exactly these CPU numbers, in this order: shard `i` runs on `cores[i]`.
+    List(Vec<usize>),
+}
+
+/// One `[[listeners]]` entry: an MQTT listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ListenerConfig {
+    /// Address and port to accept MQTT clients on. Required in each entry: a listener
+    /// without an address is a mistake, not a wish for the default.
+    pub bind: SocketAddr,
+    /// Transport; only plain TCP exists today.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+}
+
+impl ListenerConfig {
+    /// The default listener: plain TCP on 127.0.0.1:1883.
+    pub fn default_tcp() -> Self {
+        ListenerConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
+            protocol: ListenerProtocol::Tcp,
+        }
+    }
+}
+
+/// The transport of a listener. `tls` and `ws` are planned; naming them today is an
+/// error that says so (see `de.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerProtocol {
+    /// MQTT over plain TCP.
+    #[default]
+    Tcp,
+}
+
+/// `[mqtt]`: protocol limits, per client unless said otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MqttConfig {
+    /// Largest packet accepted from a client, fixed header included; refused before
+    /// any memory is reserved for it. Also sent to v5 clients as Maximum Packet Size.
+    pub max_packet_size: u32,
+    /// QoS 1 and 2 messages in flight to one client (sent, not yet acknowledged).
+    /// The v5 Receive Maximum the broker announces.
+    pub max_inflight: u16,
+    /// Messages queued for one offline persistent session; more are dropped by
+    /// `queue-overflow`. 0: nothing is queued while offline.
+    pub max_offline_messages: u32,
+    /// Messages queued for one online client whose inflight window is full; past it
+    /// QoS 0 is dropped and QoS 1/2 disconnects the client. 0: no queue.
+    pub max_online_messages: u32,
+    /// Longest client id accepted, in bytes.
+    pub max_client_id_len: u16,
+    /// Longest keepalive an MQTT 5 client may keep (longer or zero ones are told this
+    /// value); whole seconds, 1 s ..= 65535 s, and 65535 s means no cap.
+    #[serde(with = "de::duration")]
+    pub max_keepalive: Duration,
+    /// How long an unacknowledged QoS 1/2 message waits before it is sent again to a
+    /// connected client. Zero: only on reconnect, as the MQTT spec says.
+    #[serde(with = "de::duration")]
+    pub retry_interval: Duration,
+    /// Protocol versions accepted in CONNECT; others get "unacceptable protocol version".
+    #[serde(with = "de::versions")]
+    pub allowed_protocol_versions: Vec<Version>,
+    /// Most `/`-separated levels in a topic name or filter.
+    pub max_topic_levels: u16,
+    /// Concurrent client connections on this node, all listeners and shards together.
+    /// 0: no limit other than the process's open-file limit.
+    pub max_connections: u32,
+    /// A connection that has not completed CONNECT within this time is closed.
+    #[serde(with = "de::duration")]
+    pub connect_timeout: Duration,
+    /// Which message a full queue drops: the newest (arriving) or the oldest.
+    #[serde(with = "de::overflow")]
+    pub queue_overflow: OverflowPolicy,
+}
+
+impl MqttConfig {
+    /// `max-keepalive` as a cap in seconds, as MQTT carries it; `None` at 65535 s,
+    /// the largest keepalive MQTT can express, which means no cap.
+    pub fn keepalive_cap(&self) -> Option<u16> {
+        match u16::try_from(self.max_keepalive.as_secs()) {
+            Ok(u16::MAX) | Err(_) => None,
+            Ok(secs) => Some(secs),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_packet_size: 1_048_576,
+            max_inflight: 100,
+            max_offline_messages: 1000,
+            max_online_messages: 1000,
+            max_client_id_len: 128,
+            max_keepalive: Duration::from_secs(65535),
+            retry_interval: Duration::from_secs(20),
+            allowed_protocol_versions: vec![Version::V3_1, Version::V3_1_1, Version::V5],
+            max_topic_levels: 32,
+            max_connections: 0,
+            connect_timeout: Duration::from_secs(10),
+            queue_overflow: OverflowPolicy::DropNewest,
+        }
+    }
+}
+
+/// `[http]`: the listener for `/health` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpConfig {
+    /// Address and port of the HTTP listener.
+    pub bind: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8888),
+        }
+    }
+}
+
+/// `[log]`: what the broker logs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// A `tracing` filter: a level, or `target=level` directives separated by commas.
+    /// `RUST_LOG`, when set, replaces it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[sys]`: the `$SYS/broker/...` topics.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SysConfig {
+    /// How often the `$SYS` topics are published. Zero: never.
+    #[serde(with = "de::duration")]
+    pub interval: Duration,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        SysConfig {
+            interval: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Rules serde's types cannot express: ranges, non-empty lists, duplicates, and
+//! settings that must agree with each other (TiKV's `validate()` after parsing).
+//!
+//! A rule names the key path it is about; the loader turns that into a line.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::sections::{Cores, LogConfig};
+use super::Config;
+use crate::topic::MAX_SHARDS;
+
+/// The largest packet MQTT can describe (see `protocol::MAX_PACKET_SIZE`).
+const MAX_PACKET_SIZE: u32 = crate::protocol::MAX_PACKET_SIZE as u32;
+/// The smallest `max-packet-size`: room for a CONNECT with a short client id.
+const MIN_PACKET_SIZE: u32 = 16;
+
+/// One broken rule: the key path it is about and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Violation {
+    /// `mqtt.max-inflight`, `listeners[1].bind`, `shards.cores[2]`.
+    pub path: String,
+    pub problem: String,
+    /// Advice better than "set it to an allowed value", when the rule has some.
+    pub fix: Option<String>,
+}
+
+fn violation(path: impl Into<String>, problem: impl Into<String>) -> Violation {
+    Violation {
+        path: path.into(),
+        problem: problem.into(),
+        fix: None,
+    }
+}
+
+/// Checks every rule, in file order, and returns the first broken one.
+pub(super) fn check(config: &Config) -> Result<(), Violation> {
+    check_cores(&config.shards.cores)?;
+    check_listeners(config)?;
+    check_mqtt(config)?;
+    check_log(&config.log)?;
+    check_sys(config.sys.interval)
+}
+
+fn check_cores(cores: &Cores) -> Result<(), Violation> {
+    let Cores::List(list) = cores else {
+        return Ok(());
+    };
+    if list.is_empty() {
+        return Err(violation(
+            "shards.cores",
+            "the list is empty: no shard would run",
+        ));
+    }
+    if let Some(i) = list.iter().position(|&c| c >= MAX_SHARDS) {
+        return Err(violation(
+            format!("shards.cores[{i}]"),
+            format!(
+                "CPU {} is out of range (shard masks hold {MAX_SHARDS} shards)",
+                list[i]
+            ),
+        ));
+    }
+    if let Some((i, first)) = first_duplicate(list) {
+        return Err(Violation {
+            path: format!("shards.cores[{i}]"),
+            problem: format!(
+                "CPU {} is listed twice (elements {first} and {i}): two shards cannot share a core",
+                list[i]
+            ),
+            fix: Some("list each CPU once".to_owned()),
+        });
+    }
+    Ok(())
+}
+
+fn check_listeners(config: &Config) -> Result<(), Violation> {
+    if config.listeners.is_empty() {
+        return Err(Violation {
+            path: "listeners".to_owned(),
+            problem: "no MQTT listener: clients could not connect".to_owned(),
+            fix: Some(
+                "add a [[listeners]] table with `bind = \"127.0.0.1:1883\"`, or remove \
+                 `listeners = []` to use the default listener"
+                    .to_owned(),
+            ),
+        });
+    }
+    // Port 0 asks the OS for a free port, so several port-0 binds do not collide.
+    let binds: Vec<SocketAddr> = config.listeners.iter().map(|l| l.bind).collect();
+    let fixed: Vec<(usize, SocketAddr)> = binds
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, a)| a.port() != 0)
+        .collect();
+    let addrs: Vec<SocketAddr> = fixed.iter().map(|(_, a)| *a).collect();
+    if let Some((j, first)) = first_duplicate(&addrs) {
+        let (i, addr) = fixed[j];
+        return Err(Violation {
+            path: format!("listeners[{i}].bind"),
+            problem: format!(
+                "{addr} is already the address of listeners[{}]; with SO_REUSEPORT both \
+                 would bind and silently split the connections",
+                fixed[first].0
+            ),
+            fix: Some("give each listener its own address or port".to_owned()),
+        });
+    }
+    let http = config.http.bind;
+    if http.port() != 0 {
+        if let Some(i) = binds.iter().position(|&b| b == http) {
+            return Err(Violation {
+                path: "http.bind".to_owned(),
+                problem: format!("{http} is also the address of MQTT listeners[{i}]"),
+                fix: Some("give [http] bind a port no MQTT listener uses".to_owned()),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_mqtt(config: &Config) -> Result<(), Violation> {
+    let m = &config.mqtt;
+    if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&m.max_packet_size) {
+        return Err(violation(
+            "mqtt.max-packet-size",
+            format!("{} is out of range", m.max_packet_size),
+        ));
+    }
+    if m.max_inflight == 0 {
+        return Err(violation(
+            "mqtt.max-inflight",
+            "0 is out of range: no QoS 1 or 2 message could ever be sent",
+        ));
+    }
+    if m.max_client_id_len == 0 {
+        return Err(violation(
+            "mqtt.max-client-id-len",
+            "0 is out of range: every client id would be refused",
+        ));
+    }
+    let keepalive = m.max_keepalive;
+    if keepalive.subsec_nanos() != 0 || !(1..=u64::from(u16::MAX)).contains(&keepalive.as_secs()) {
+        return Err(violation(
+            "mqtt.max-keepalive",
+            format!(
+                "{} is not a whole number of seconds from 1 to 65535 (MQTT carries the \
+                 keepalive as a 16-bit number of seconds)",
+                humantime::format_duration(keepalive)
+            ),
+        ));
+    }
+    let versions = &m.allowed_protocol_versions;
+    if versions.is_empty() {
+        return Err(violation(
+            "mqtt.allowed-protocol-versions",
+            "the list is empty: every client would be refused",
+        ));
+    }
+    if let Some((i, _)) = first_duplicate(versions) {
+        return Err(violation(
+            format!("mqtt.allowed-protocol-versions[{i}]"),
+            format!("\"{}\" is listed twice", versions[i].name()),
+        ));
+    }
+    if m.max_topic_levels == 0 {
+        return Err(violation(
+            "mqtt.max-topic-levels",
+            "0 is out of range: every topic has at least one level",
+        ));
+    }
+    if m.connect_timeout.is_zero() {
+        return Err(violation(
+            "mqtt.connect-timeout",
+            "0s would drop every client before it could send CONNECT",
+        ));
+    }
+    Ok(())
+}
+
+/// Bare words in a filter are `tracing` targets, so a misspelt level ("infoo") would
+/// silently mean "everything from target infoo". Only levels may stand alone here.
+fn check_log(log: &LogConfig) -> Result<(), Violation> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let level = log.level.trim();
+    if level.is_empty() {
+        return Err(violation("log.level", "the filter is empty"));
+    }
+    for directive in level.split(',').map(str::trim) {
+        let bare = !directive.contains('=') && !directive.contains('[');
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(violation(
+                "log.level",
+                format!(
+                    "\"{directive}\" is not a level; to filter a target write `{directive}=info`"
+                ),
+            ));
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        return Err(violation(
+            "log.level",
+            format!("\"{level}\" is not a valid filter ({e})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_sys(interval: Duration) -> Result<(), Violation> {
+    if !interval.is_zero() && interval < Duration::from_secs(1) {
+        return Err(violation(
+            "sys.interval",
+            format!(
+                "{} is below 1s: $SYS topics that often cost more than they tell",
+                humantime::format_duration(interval)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `(i, j)`: `items[i]` is the first element equal to an earlier one, `items[j]`.
+fn first_duplicate<T: Eq + Hash>(items: &[T]) -> Option<(usize, usize)> {
+    let mut seen = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if let Some(&j) = seen.get(item) {
+            return Some((i, j));
+        }
+        seen.insert(item, i);
+    }
+    None
+}
