@@ -1,29 +1,117 @@
-//! The `shardmq` binary: parse the command line and act on it.
+//! The `shardmq` binary. It only parses the command line, loads and validates the
+//! config, sets up logging, and hands over to the broker; everything else lives in
+//! the library, so tests and embedders start the same broker through `run`.
 
-use anyhow::bail;
+use std::env::{self, VarError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
 use clap::Parser;
-
-/// The embedded default configuration, documented setting by setting.
-const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
+use shardmq::config::{Config, DEFAULT_ORIGIN, DEFAULT_TOML};
+use tracing_subscriber::EnvFilter;
 
 /// shardmq: a thread-per-core MQTT broker.
-#[derive(Parser)]
+///
+/// Without --config it runs on the built-in default config (print it with
+/// --print-default-config).
+#[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Print the embedded default configuration and exit.
-    #[arg(long)]
+    /// Run on this config file; settings it leaves out keep their defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Accept MQTT clients on ADDR (e.g. 127.0.0.1:18830) instead of the first
+    /// [[listeners]] address of the config.
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+
+    /// Print the built-in default config, every setting documented, and exit.
+    #[arg(long, conflicts_with_all = ["config", "bind", "check_config"])]
     print_default_config: bool,
+
+    /// Check FILE and exit: print "FILE: ok" (exit 0), or what is wrong, where and
+    /// how to fix it (exit 1).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "bind"])]
+    check_config: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.print_default_config {
-        print!("{DEFAULT_CONFIG}");
-        return Ok(());
+    let result = if cli.print_default_config {
+        print!("{DEFAULT_TOML}");
+        Ok(())
+    } else if let Some(path) = &cli.check_config {
+        Config::from_file(path)
+            .map(|_| println!("{}: ok", path.display()))
+            .map_err(anyhow::Error::from)
+    } else {
+        serve(&cli)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Loads the config, starts logging, and runs the broker until shutdown.
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let (mut config, origin) = match &cli.config {
+        Some(path) => (Config::from_file(path)?, path.display().to_string()),
+        None => (Config::embedded_default()?, DEFAULT_ORIGIN.to_owned()),
+    };
+    if let Some(addr) = cli.bind {
+        config.set_bind(addr);
+        config
+            .validate()
+            .with_context(|| format!("with --bind {addr}"))?;
+    }
+    init_logging(&config)?;
+    tracing::info!(config = %origin, "configuration loaded");
+
+    // ---- SWITCH-OVER: the one call into the broker. ----
+    // When `src/server.rs` provides
+    //     pub fn run(config: config::Config, shutdown: Shutdown) -> Result<(), RunError>
+    // replace the `bail!` below with
+    //     shardmq::run(config, shutdown).context("the broker stopped")
+    // where `shutdown` is the SIGINT/SIGTERM signal the `shards` runtime provides.
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| l.bind.to_string())
+        .collect();
     bail!(
-        "shardmq {} has its protocol codec and topic engine but no network listener yet; \
-         serving clients arrives with the broker issue. Try --print-default-config.",
-        env!("CARGO_PKG_VERSION")
+        "the configuration is valid, but shardmq {} cannot serve clients yet: the network \
+         server is still being written, so nothing listens on {}",
+        env!("CARGO_PKG_VERSION"),
+        listeners.join(", ")
     )
+}
+
+/// Logs go to stderr, filtered by `[log] level`, or by `RUST_LOG` when it is set.
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = match env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .with_context(|| {
+                format!(
+                    "RUST_LOG={directives:?} is not a valid tracing filter; it replaces \
+                     [log] level when set: fix it (e.g. RUST_LOG=info) or unset it"
+                )
+            })?,
+        Err(VarError::NotUnicode(_)) => {
+            bail!("RUST_LOG is not valid UTF-8: fix it (e.g. RUST_LOG=info) or unset it")
+        }
+        // Validated with the config already.
+        _ => EnvFilter::try_new(&config.log.level).context("[log] level")?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow!("cannot start logging: {e}"))
 }
