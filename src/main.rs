@@ -3,6 +3,7 @@
 //! the library, so tests and embedders start the same broker through `run`.
 
 use std::env::{self, VarError};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,12 +42,11 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = if cli.print_default_config {
-        print!("{DEFAULT_TOML}");
-        Ok(())
+        write_stdout(DEFAULT_TOML)
     } else if let Some(path) = &cli.check_config {
         Config::from_file(path)
-            .map(|_| println!("{}: ok", path.display()))
             .map_err(anyhow::Error::from)
+            .and_then(|_| write_stdout(&format!("{}: ok\n", path.display())))
     } else {
         serve(&cli)
     };
@@ -56,6 +56,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`shardmq --print-default-config | head`)
+/// is not an error, where `print!` would panic.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
     }
 }
 
@@ -112,6 +122,8 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal, plain text for files and journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| anyhow!("cannot start logging: {e}"))
 }
