@@ -160,52 +160,50 @@ fn check_keys(index: &Index, origin: &str, text: &str) -> Result<(), ConfigError
         if valid.contains(&key) {
             continue;
         }
-        let at = Location::at(origin, text, entry.span());
-        let advice = "`shardmq --print-default-config` documents every setting";
-        if entry.parent.is_empty() {
-            let section = if entry.is_table {
-                format!("[{key}]")
-            } else {
-                format!("`{key}`")
-            };
-            let fix = match (home_section(key), schema::suggest(key, valid)) {
-                (Some(home), _) => format!(
-                    "`{key}` is a setting of {}: move it there; {advice}",
-                    schema::section_display(home)
-                ),
-                (None, Some(near)) => format!(
-                    "did you mean {}? Rename or delete it; {advice}",
-                    schema::section_display(near)
-                ),
-                (None, None) => format!("rename or delete it; {advice}"),
-            };
-            let valid = valid.iter().map(|s| schema::section_display(s)).collect();
-            return Err(ConfigError::UnknownSection {
-                at: at.into(),
-                section,
-                valid: join(valid),
+        let at = Location::at(origin, text, entry.span()).into();
+        let top_level = entry.parent.is_empty();
+        let fix = unknown_key_fix(key, valid, top_level);
+        return Err(if top_level {
+            let shown: Vec<String> = valid.iter().map(|s| schema::section_display(s)).collect();
+            ConfigError::UnknownSection {
+                at,
+                section: if entry.is_table {
+                    format!("[{key}]")
+                } else {
+                    format!("`{key}`")
+                },
+                valid: shown.join(", "),
                 fix,
-            });
-        }
-        let fix = match schema::suggest(key, valid) {
-            Some(near) => format!("did you mean `{near}`? Rename or delete the key; {advice}"),
-            None => match home_section(key) {
-                Some(home) => format!(
-                    "`{key}` is a setting of {}: move it there; {advice}",
-                    schema::section_display(home)
-                ),
-                None => format!("rename or delete the key; {advice}"),
-            },
-        };
-        return Err(ConfigError::UnknownKey {
-            at: at.into(),
-            section: schema::section_display(&entry.parent),
-            key: key.to_owned(),
-            valid: valid.join(", "),
-            fix,
+            }
+        } else {
+            ConfigError::UnknownKey {
+                at,
+                section: schema::section_display(&entry.parent),
+                key: key.to_owned(),
+                valid: valid.join(", "),
+                fix,
+            }
         });
     }
     Ok(())
+}
+
+/// Advice for an unknown `key` among `valid`: the section where a key of that exact
+/// name lives, else the closest valid name, else just the way to the docs.
+fn unknown_key_fix(key: &str, valid: &[&str], top_level: bool) -> String {
+    let advice = "`shardmq --print-default-config` documents every setting";
+    if let Some(home) = home_section(key) {
+        let home = schema::section_display(home);
+        return format!("`{key}` is a setting of {home}: move it there; {advice}");
+    }
+    match schema::suggest(key, valid) {
+        Some(near) if top_level => format!(
+            "did you mean {}? Rename or delete it; {advice}",
+            schema::section_display(near)
+        ),
+        Some(near) => format!("did you mean `{near}`? Rename or delete the key; {advice}"),
+        None => format!("rename or delete it; {advice}"),
+    }
 }
 
 /// The section that has a key named `key`, for keys put in the wrong place.
@@ -268,8 +266,4 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect();
     lines.join("; ")
-}
-
-fn join(items: Vec<String>) -> String {
-    items.join(", ")
 }
