@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use glommio::channels::channel_mesh::Senders;
 
-use crate::{Inbox, Listener, Outbox, Shutdown, ShutdownHandle};
+use crate::{Inbox, Listener, Outbox, OutboxMaker, Shutdown, ShutdownHandle};
 
 /// Everything one shard needs from the runtime. Passed by value to the
 /// pool's factory on the shard's own thread; `!Send`.
@@ -14,6 +14,7 @@ pub struct ShardContext<M: Send + 'static> {
     id: usize,
     /// The CPU the shard is pinned to, for logs.
     cpu: usize,
+    /// Pool size, for `shard_for` and broadcast loops.
     nr_shards: usize,
     /// Shared by every outbox on this shard: one connected sender per peer.
     senders: Rc<Senders<Vec<M>>>,
@@ -21,7 +22,9 @@ pub struct ShardContext<M: Send + 'static> {
     inbox: Option<Inbox<M>>,
     /// This shard's socket for each configured listener, in config order.
     listeners: Vec<Option<Listener>>,
+    /// This shard's copy of the signal, fired by the relay task.
     shutdown: Shutdown,
+    /// The pool-wide trigger, for shards that must stop everything.
     handle: ShutdownHandle,
     /// Default flush threshold for outboxes made here.
     max_batch: usize,
@@ -83,6 +86,11 @@ impl<M: Send + 'static> ShardContext<M> {
     /// (per connection, say) and flush it at the end of each read loop.
     pub fn outbox(&self) -> Outbox<M> {
         Outbox::new(self.id, Rc::clone(&self.senders), self.max_batch)
+    }
+
+    /// A clonable maker of outboxes, for callbacks that outlive this borrow.
+    pub fn outbox_maker(&self) -> OutboxMaker<M> {
+        OutboxMaker::new(self.id, Rc::clone(&self.senders), self.max_batch)
     }
 
     /// The receiving end of the mesh; `None` after the first call, because

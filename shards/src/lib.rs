@@ -71,7 +71,7 @@ pub use context::ShardContext;
 pub use cpus::{online_cpus, CpuList};
 pub use error::{JoinError, MeshError, StartError};
 pub use listener::{set_send_buffer, AcceptStats, Listener, ListenerConfig};
-pub use mesh::{Batch, Inbox, Outbox};
+pub use mesh::{Batch, Inbox, Outbox, OutboxMaker};
 pub use placement::shard_for;
 pub use pool::{Pool, PoolBuilder};
 pub use shutdown::{Recv, Shutdown, ShutdownHandle};

@@ -143,7 +143,10 @@ pub struct Listener {
     /// Shared with the stopper task (weakly) so the fd it shuts down is
     /// still this socket, never a reused descriptor number.
     inner: Rc<TcpListener>,
+    /// The socket's descriptor, for `shutdown(SHUT_RD)`: glommio's listener
+    /// does not expose it.
     fd: RawFd,
+    /// Cached so logs and callers need no syscall or error handling.
     local_addr: SocketAddr,
 }
 

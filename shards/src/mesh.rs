@@ -84,6 +84,43 @@ pub(crate) async fn join<M: Send + 'static>(
     Ok((Rc::new(senders), Inbox { peers, next: 0 }))
 }
 
+/// A cheap, clonable way to make outboxes on one shard, for code that
+/// cannot hold the [`ShardContext`](crate::ShardContext) (an accept
+/// callback making one outbox per connection, say).
+pub struct OutboxMaker<M: Send + 'static> {
+    /// The shard the outboxes send from.
+    shard: usize,
+    /// The shard's connected senders.
+    senders: Rc<Senders<Vec<M>>>,
+    /// Flush threshold for `Outbox::send`.
+    max_batch: usize,
+}
+
+impl<M: Send + 'static> Clone for OutboxMaker<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shard: self.shard,
+            senders: Rc::clone(&self.senders),
+            max_batch: self.max_batch,
+        }
+    }
+}
+
+impl<M: Send + 'static> OutboxMaker<M> {
+    pub(crate) fn new(shard: usize, senders: Rc<Senders<Vec<M>>>, max_batch: usize) -> Self {
+        Self {
+            shard,
+            senders,
+            max_batch,
+        }
+    }
+
+    /// A new, empty outbox.
+    pub fn outbox(&self) -> Outbox<M> {
+        Outbox::new(self.shard, Rc::clone(&self.senders), self.max_batch)
+    }
+}
+
 /// A batch of messages from one peer shard.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Batch<M> {
@@ -95,13 +132,16 @@ pub struct Batch<M> {
 
 /// The receiving end of the mesh on one shard.
 pub struct Inbox<M: Send> {
+    /// One entry per other shard.
     peers: Vec<Peer<M>>,
     /// Where the next poll starts, so a busy peer cannot starve the others.
     next: usize,
 }
 
 struct Peer<M: Send> {
+    /// The peer's shard index, reported with each batch.
     from: usize,
+    /// The channel from that peer to us.
     rx: ConnectedReceiver<Vec<M>>,
     /// Keeps at most one of our wakers registered with the channel.
     slot: Arc<WakeSlot>,
@@ -110,8 +150,11 @@ struct Peer<M: Send> {
 }
 
 impl<M: Send> Inbox<M> {
-    /// The next batch from any peer. `None` once every peer has exited (at
-    /// once in a one-shard pool, which has no peers).
+    /// The next batch from any peer. `None` once every peer has exited and
+    /// its channel is drained (at once in a one-shard pool, which has no
+    /// peers). So `while let Some(batch) = inbox.recv().await` is a clean
+    /// shutdown drain: it ends after the other shards have finished and
+    /// flushed, with nothing they sent left unread.
     ///
     /// Cancellation safe: racing it against [`Shutdown::recv`](crate::Shutdown::recv)
     /// loses nothing.
@@ -156,8 +199,11 @@ type SendFuture<M> = Pin<Box<dyn Future<Output = Result<(), GlommioError<Vec<M>>
 /// A send that found the channel full, kept here so a cancelled flush
 /// loses nothing and the next flush resumes it.
 struct Inflight<M: Send> {
+    /// The blocked send, which owns the batch.
     send: SendFuture<M>,
+    /// Keeps glommio from holding more than one of our wakers for it.
     slot: Arc<WakeSlot>,
+    /// Messages in the batch, for `buffered()` and loss reports.
     len: usize,
 }
 
@@ -171,7 +217,9 @@ struct Inflight<M: Send> {
 /// Dropping an outbox tries (without waiting) to hand over what is still
 /// buffered; anything that does not fit is dropped, so flush first.
 pub struct Outbox<M: Send + 'static> {
+    /// The sending shard, to refuse sends to itself.
     shard: usize,
+    /// The shard's connected senders, shared by all its outboxes.
     senders: Rc<Senders<Vec<M>>>,
     /// Messages not yet handed to a channel, per destination.
     pending: Vec<Vec<M>>,

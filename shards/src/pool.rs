@@ -259,9 +259,13 @@ fn abort<T, E: fmt::Debug + fmt::Display>(
 
 /// Running shards. Dropping the pool triggers shutdown and waits for them.
 pub struct Pool<T, E: fmt::Debug + fmt::Display> {
+    /// Emptied by `join`, so `Drop` knows whether to shut down.
     shards: Vec<ShardThread<T, E>>,
+    /// The CPU of each shard, for callers' logs.
     cpus: Vec<usize>,
+    /// Where each listener is bound; tests need the port-0 result.
     local_addrs: Vec<SocketAddr>,
+    /// The trigger, handed out to embedders and used by `Drop`.
     handle: ShutdownHandle,
     /// Kept so SIGINT/SIGTERM keep being handled until the pool is joined.
     _signals: Option<SignalThread>,
@@ -338,9 +342,11 @@ enum ShardExit<T, E> {
     NotStarted(String),
 }
 
+/// A started shard, named for error reports.
 struct ShardThread<T, E> {
     id: usize,
     cpu: usize,
+    /// `None` once joined.
     thread: Option<JoinHandle<ShardExit<T, E>>>,
 }
 

@@ -272,3 +272,27 @@ fn racing_a_blocked_flush_in_a_loop_does_not_overflow_wakers() {
     let out: Vec<_> = join_within(pool).into_iter().map(Result::unwrap).collect();
     assert_eq!(out[1], vec![0, 1]);
 }
+
+#[test]
+fn the_inbox_ends_after_every_peer_has_exited_and_drained() {
+    let pool = PoolBuilder::new([0, 1])
+        .start(|mut ctx: ShardContext<u32>| async move {
+            let mut inbox = ctx.take_inbox().unwrap();
+            if ctx.id() == 1 {
+                let mut outbox = ctx.outbox();
+                for i in 0..3 {
+                    outbox.push(0, i).unwrap();
+                    outbox.flush().await.unwrap();
+                }
+                return Ok::<_, Never>(vec![]);
+            }
+            let mut got = vec![];
+            while let Some(batch) = inbox.recv().await {
+                got.extend(batch.messages);
+            }
+            Ok(got)
+        })
+        .unwrap();
+    let out: Vec<_> = join_within(pool).into_iter().map(Result::unwrap).collect();
+    assert_eq!(out[0], vec![0, 1, 2]);
+}
