@@ -1,22 +1,46 @@
 //! The thread-per-core runtime layer of shardmq. It knows nothing about MQTT.
 //!
-//! ```no_run
-//! use shards::{ListenerConfig, PoolBuilder};
+//! ```
+//! use shards::{ListenerConfig, PoolBuilder, ShardContext};
 //!
-//! // One shard per CPU; every shard gets a socket on the shared port.
+//! // The broker's cross-shard message enum would go here.
+//! #[derive(Clone, Debug)]
+//! enum Msg {
+//!     Hello(usize),
+//! }
+//!
+//! // One shard per online CPU (`cores = "all"`); every shard gets a socket
+//! // on the same port. The broker would also call `.catch_signals(true)`.
 //! let pool = PoolBuilder::new(shards::online_cpus()?)
-//!     .listener(ListenerConfig::new("127.0.0.1:1883").send_buffer(256 << 10))
-//!     .catch_signals(true)
-//!     .start(|mut ctx: shards::ShardContext<String>| async move {
+//!     .listener(ListenerConfig::new("127.0.0.1:0").send_buffer(256 << 10))
+//!     .start(|mut ctx: ShardContext<Msg>| async move {
 //!         let shutdown = ctx.shutdown().clone();
+//!
+//!         // Accept loop: a task of its own, stopped by the shutdown signal.
 //!         let listener = ctx.take_listener(0).expect("listener 0 was configured");
 //!         let accept = listener.spawn_accept_loop(&shutdown, |stream| {
 //!             glommio::spawn_local(async move { drop(stream) }).detach();
 //!         });
-//!         accept.await;
-//!         Ok::<_, std::io::Error>(())
+//!
+//!         // Cross-shard: push per destination, one channel send per flush.
+//!         let mut outbox = ctx.outbox();
+//!         outbox.push_all(Msg::Hello(ctx.id())).expect("peers are running");
+//!         outbox.flush().await.expect("peers are running");
+//!         let mut inbox = ctx.take_inbox().expect("first take");
+//!         for _ in 1..ctx.nr_shards() {
+//!             let batch = inbox.recv().await.expect("a peer said hello");
+//!             assert!(matches!(batch.messages[..], [Msg::Hello(from)] if from == batch.from));
+//!         }
+//!
+//!         // Runs until SIGINT/SIGTERM or `ShutdownHandle::trigger`.
+//!         shutdown.recv().await;
+//!         let stats = accept.await;
+//!         Ok::<_, std::io::Error>(stats.accepted)
 //!     })?;
-//! pool.join()?;
+//! println!("listening on {}", pool.local_addrs()[0]);
+//! pool.shutdown_handle().trigger(); // from any thread
+//! let accepted: Vec<u64> = pool.join()?;
+//! # assert_eq!(accepted.len(), shards::online_cpus()?.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

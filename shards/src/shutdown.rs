@@ -234,3 +234,56 @@ pub(crate) async fn relay(handle: ShutdownHandle, local: Shutdown) {
     handle.triggered().await;
     local.trigger();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_executor;
+
+    #[test]
+    fn a_foreign_trigger_wakes_the_relay_and_every_local_waiter() {
+        let handle = ShutdownHandle::new();
+        let remote = handle.clone();
+        let woken = test_executor(move || async move {
+            let local = Shutdown::new();
+            glommio::spawn_local(relay(handle, local.clone())).detach();
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    let local = local.clone();
+                    glommio::spawn_local(async move { local.recv().await })
+                })
+                .collect();
+            // Trigger from a plain thread while the executor may be parked.
+            std::thread::spawn(move || remote.trigger());
+            for waiter in waiters {
+                waiter.await;
+            }
+            local.is_shutdown()
+        });
+        assert!(woken);
+    }
+
+    #[test]
+    fn recv_after_trigger_is_ready_and_trigger_is_idempotent() {
+        test_executor(|| async {
+            let shutdown = Shutdown::new();
+            shutdown.trigger();
+            shutdown.trigger();
+            shutdown.recv().await;
+            assert!(shutdown.is_shutdown());
+        });
+    }
+
+    #[test]
+    fn dropped_waiters_free_their_slots() {
+        test_executor(|| async {
+            let shutdown = Shutdown::new();
+            for _ in 0..100 {
+                futures_lite::future::or(shutdown.recv(), futures_lite::future::yield_now()).await;
+            }
+            let waiters = shutdown.state.waiters.borrow();
+            assert!(waiters.slots.iter().all(Option::is_none));
+            assert!(waiters.slots.len() <= 1, "slots are reused");
+        });
+    }
+}

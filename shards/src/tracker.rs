@@ -75,3 +75,26 @@ impl Drop for TaskToken {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TaskTracker;
+    use crate::test_executor;
+
+    #[test]
+    fn wait_idle_returns_when_the_last_token_drops() {
+        test_executor(|| async {
+            let tracker = TaskTracker::new();
+            tracker.wait_idle().await; // nothing live: at once
+            let tokens: Vec<_> = (0..3).map(|_| tracker.token()).collect();
+            assert_eq!(tracker.live(), 3);
+            glommio::spawn_local(async move {
+                futures_lite::future::yield_now().await;
+                drop(tokens);
+            })
+            .detach();
+            tracker.wait_idle().await;
+            assert_eq!(tracker.live(), 0);
+        });
+    }
+}
