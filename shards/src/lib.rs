@@ -47,10 +47,13 @@
 //! # Layout
 //! - `pool`: [`PoolBuilder`] and [`Pool`]: one pinned glommio executor per
 //!   configured CPU, started in two phases, joined with panics reported.
+//! - `shard`: the body of one shard thread.
 //! - `cpus`: [`online_cpus`] and the start-up check of a CPU list.
 //! - `context`: [`ShardContext`], what each shard's root future receives.
-//! - `mesh`: the full mesh of channels, [`Outbox`] (batched send) and
-//!   [`Inbox`] (batched receive).
+//! - `mesh`: the full mesh of channels, joined once at start-up, with the
+//!   batching, back-pressure and ordering rules.
+//! - `outbox`: [`Outbox`], batched send per destination shard.
+//! - `inbox`: [`Inbox`], batches from any peer.
 //! - `listener`: SO_REUSEPORT [`Listener`]s, one per shard on one port, and
 //!   their accept loops.
 //! - `shutdown`: [`ShutdownHandle`] (the one trigger, any thread) and
@@ -81,10 +84,13 @@
 mod context;
 mod cpus;
 mod error;
+mod inbox;
 mod listener;
 mod mesh;
+mod outbox;
 mod placement;
 mod pool;
+mod shard;
 mod shutdown;
 mod signals;
 mod testing;
@@ -94,8 +100,9 @@ mod wake;
 pub use context::ShardContext;
 pub use cpus::{online_cpus, CpuList};
 pub use error::{JoinError, MeshError, StartError};
+pub use inbox::{Batch, Inbox};
 pub use listener::{set_send_buffer, AcceptStats, Listener, ListenerConfig};
-pub use mesh::{Batch, Inbox, Outbox, OutboxMaker};
+pub use outbox::{Outbox, OutboxMaker};
 pub use placement::shard_for;
 pub use pool::{Pool, PoolBuilder};
 pub use shutdown::{Recv, Shutdown, ShutdownHandle};

@@ -22,14 +22,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorBuilder, Placement};
 use socket2::Socket;
 
-use crate::context::ContextParts;
 use crate::listener::{bind_group, ListenerConfig};
-use crate::mesh::{self, Mesh};
+use crate::mesh::Mesh;
+use crate::shard::{ShardExit, ShardStart};
 use crate::signals::SignalThread;
-use crate::{cpus, JoinError, Listener, ShardContext, Shutdown, ShutdownHandle, StartError};
+use crate::{cpus, JoinError, ShardContext, ShutdownHandle, StartError};
 
 /// Configures and starts a [`Pool`].
 #[derive(Clone, Debug)]
@@ -333,15 +332,6 @@ impl<T, E: fmt::Debug + fmt::Display> Drop for Pool<T, E> {
     }
 }
 
-/// How a shard thread ended.
-enum ShardExit<T, E> {
-    Done(T),
-    Failed(E),
-    /// Released with `go = false` during an aborted start, or failed to
-    /// join the mesh.
-    NotStarted(String),
-}
-
 /// A started shard, named for error reports.
 struct ShardThread<T, E> {
     id: usize,
@@ -380,110 +370,5 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".into()
-    }
-}
-
-/// What one shard thread needs to start.
-struct ShardStart<M: Send + 'static> {
-    id: usize,
-    cpu: usize,
-    name: String,
-    io_memory: usize,
-    spin_before_park: Option<Duration>,
-    max_batch: usize,
-    mesh: Mesh<M>,
-    sockets: Vec<Socket>,
-    handle: ShutdownHandle,
-}
-
-impl<M: Send + 'static> ShardStart<M> {
-    /// The body of a shard thread.
-    fn run<F, Fut, T, E>(
-        self,
-        ready: mpsc::SyncSender<Result<(), String>>,
-        go: mpsc::Receiver<bool>,
-        factory: F,
-    ) -> ShardExit<T, E>
-    where
-        F: FnOnce(ShardContext<M>) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: fmt::Display,
-    {
-        // If this thread unwinds (a panic in any task), the other shards
-        // must hear about it or join() would wait on them forever.
-        let _panic_guard = TriggerOnPanic(self.handle.clone());
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(self.cpu))
-            .name(&self.name)
-            .io_memory(self.io_memory);
-        if let Some(spin) = self.spin_before_park {
-            builder = builder.spin_before_park(spin);
-        }
-        if cfg!(debug_assertions) {
-            // Logs (through the `log` crate) any task that runs 10 ms past
-            // its budget, with a backtrace. Uses SIGUSR1.
-            builder =
-                builder.detect_stalls(Some(Box::new(glommio::DefaultStallDetectionHandler {})));
-        }
-        let executor = match builder.make() {
-            Ok(executor) => executor,
-            Err(e) => {
-                let reason = e.to_string();
-                let _ = ready.send(Err(reason.clone()));
-                return ShardExit::NotStarted(reason);
-            }
-        };
-        let _ = ready.send(Ok(()));
-        if go.recv() != Ok(true) {
-            return ShardExit::NotStarted("start-up was aborted".into());
-        }
-        let ShardStart {
-            id,
-            cpu,
-            max_batch,
-            mesh,
-            sockets,
-            handle,
-            ..
-        } = self;
-        executor.run(async move {
-            let (senders, inbox) = match mesh::join(mesh, id).await {
-                Ok(ends) => ends,
-                Err(reason) => {
-                    handle.trigger();
-                    return ShardExit::NotStarted(reason);
-                }
-            };
-            let shutdown = Shutdown::new();
-            glommio::spawn_local(crate::shutdown::relay(handle.clone(), shutdown.clone())).detach();
-            let ctx = ShardContext::new(ContextParts {
-                id,
-                cpu,
-                senders,
-                inbox,
-                listeners: sockets.into_iter().map(Listener::from_socket).collect(),
-                shutdown,
-                handle: handle.clone(),
-                max_batch,
-            });
-            match factory(ctx).await {
-                Ok(t) => ShardExit::Done(t),
-                Err(e) => {
-                    tracing::error!(shard = id, cpu, error = %e, "shard failed; shutting down the others");
-                    handle.trigger();
-                    ShardExit::Failed(e)
-                }
-            }
-        })
-    }
-}
-
-/// Triggers shutdown if dropped while the thread is panicking.
-struct TriggerOnPanic(ShutdownHandle);
-
-impl Drop for TriggerOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.trigger();
-        }
     }
 }
