@@ -19,9 +19,11 @@ pub mod message;
 pub mod protocol;
 pub mod retained;
 pub mod router;
+pub mod server;
 pub mod session;
 pub mod topic;
 
+pub use server::{run, start, RunError, Server};
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]

@@ -64,6 +64,9 @@ pub struct Shard {
     pub max_packet_size: usize,
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// The shard's shutdown signal: connections still waiting for CONNECT stop
+    /// waiting when it fires.
+    pub shutdown: shards::Shutdown,
 }
 
 /// What a connection's reader and writer share.
@@ -85,6 +88,7 @@ impl Shard {
         broker: Broker,
         max_packet_size: usize,
         connect_timeout: Duration,
+        shutdown: shards::Shutdown,
     ) -> Shard {
         Shard {
             id,
@@ -97,6 +101,7 @@ impl Shard {
             tracker: shards::TaskTracker::new(),
             max_packet_size,
             connect_timeout,
+            shutdown,
         }
     }
 
@@ -252,7 +257,11 @@ async fn read_connect(
             Ok(Some(Packet::Connect(connect))) => return Ok(Some((rbuf, connect))),
             Ok(Some(_)) => return Ok(None),
             Ok(None) => {
-                if read_more(stream, &mut rbuf).await? == 0 {
+                let read = futures_lite::future::or(read_more(stream, &mut rbuf), async {
+                    shard.shutdown.recv().await;
+                    Ok(0)
+                });
+                if read.await? == 0 {
                     return Ok(None);
                 }
             }

@@ -1,0 +1,249 @@
+//! Starting the broker: one shard per configured core, each with its listener
+//! sockets, its broker state and its background tasks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use glommio::net::TcpStream;
+use shards::{Inbox, Outbox, PoolBuilder, Shutdown, ShutdownHandle};
+use thiserror::Error;
+use tracing::info;
+
+use crate::broker::{Broker, Settings};
+use crate::config::{Config, Cores};
+use crate::connection::handshake::ConnectPolicy;
+use crate::connection::{serve, Shard, ShardMsg};
+use crate::protocol::ReasonCode;
+use crate::session::Limits;
+
+/// Why the broker could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] shards::StartError),
+    #[error("a shard failed: {0}")]
+    Shard(String),
+}
+
+/// A running broker.
+pub struct Server {
+    pool: shards::Pool<(), io::Error>,
+}
+
+impl Server {
+    /// The address of each MQTT listener, in config order (real ports when the
+    /// config asked for port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.pool.local_addrs()
+    }
+
+    /// The cores the shards are pinned to.
+    pub fn cpus(&self) -> &[usize] {
+        self.pool.cpus()
+    }
+
+    /// Triggers a graceful shutdown, from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.pool.shutdown_handle()
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn join(self) -> Result<(), RunError> {
+        self.pool
+            .join()
+            .map(|_| ())
+            .map_err(|e| RunError::Shard(e.to_string()))
+    }
+}
+
+/// Runs the broker until `shutdown` is triggered (or SIGINT/SIGTERM arrives).
+pub fn run(config: Config, shutdown: ShutdownHandle) -> Result<(), RunError> {
+    let server = start(&config, shutdown, true)?;
+    for addr in server.local_addrs() {
+        info!(%addr, "MQTT listener");
+    }
+    info!(cores = ?server.cpus(), "shards pinned");
+    server.join()
+}
+
+/// Starts the broker and returns once every shard is serving.
+pub fn start(
+    config: &Config,
+    shutdown: ShutdownHandle,
+    catch_signals: bool,
+) -> Result<Server, RunError> {
+    let cpus = match &config.shards.cores {
+        Cores::All => shards::online_cpus()?.into_iter().collect::<Vec<_>>(),
+        Cores::List(list) => list.clone(),
+    };
+    let mut builder = PoolBuilder::new(cpus)
+        .catch_signals(catch_signals)
+        .shutdown_handle(shutdown);
+    for listener in &config.listeners {
+        builder = builder.listener(shards::ListenerConfig::new(listener.bind.to_string()));
+    }
+    let settings = settings(config);
+    let max_packet_size = config.mqtt.max_packet_size as usize;
+    let connect_timeout = config.mqtt.connect_timeout;
+    let listeners = config.listeners.len();
+    let pool = builder.start(move |mut ctx: shards::ShardContext<ShardMsg>| async move {
+        let broker = Broker::new(ctx.id(), ctx.nr_shards(), settings);
+        let shutdown = ctx.shutdown().clone();
+        let shard = Rc::new(Shard::new(
+            ctx.id(),
+            ctx.nr_shards(),
+            broker,
+            max_packet_size,
+            connect_timeout,
+            shutdown.clone(),
+        ));
+        let inbox = ctx.take_inbox();
+        let outbox = ctx.outbox();
+        let mut tasks = Vec::new();
+        if let Some(inbox) = inbox {
+            tasks.push(glommio::spawn_local(receive(
+                shard.clone(),
+                inbox,
+                shutdown.clone(),
+            )));
+        }
+        tasks.push(glommio::spawn_local(send(
+            shard.clone(),
+            outbox,
+            shutdown.clone(),
+        )));
+        tasks.push(glommio::spawn_local(tick(shard.clone(), shutdown.clone())));
+        let mut accepts = Vec::new();
+        for index in 0..listeners {
+            let Some(listener) = ctx.take_listener(index) else {
+                continue;
+            };
+            let shard = shard.clone();
+            accepts.push(listener.spawn_accept_loop(&shutdown, move |stream| {
+                glommio::spawn_local(serve(shard.clone(), stream, None)).detach();
+            }));
+        }
+        shutdown.recv().await;
+        for accept in accepts {
+            accept.await;
+        }
+        shard
+            .broker
+            .borrow_mut()
+            .close_all(ReasonCode::ServerShuttingDown);
+        shard.wake();
+        shard.wake_all();
+        shard.tracker.wait_idle().await;
+        for task in tasks {
+            task.await;
+        }
+        Ok::<(), io::Error>(())
+    })?;
+    Ok(Server { pool })
+}
+
+/// The broker settings `[mqtt]` asks for.
+fn settings(config: &Config) -> Settings {
+    let mqtt = &config.mqtt;
+    let secs = mqtt.max_keepalive.as_secs();
+    Settings {
+        connect: ConnectPolicy {
+            allowed_versions: mqtt.allowed_protocol_versions.clone(),
+            max_client_id_len: usize::from(mqtt.max_client_id_len),
+            max_keepalive: (secs > 0).then(|| u16::try_from(secs).unwrap_or(u16::MAX)),
+            max_packet_size: mqtt.max_packet_size,
+            receive_maximum: mqtt.max_inflight,
+        },
+        limits: Limits {
+            max_inflight: mqtt.max_inflight,
+            max_online_messages: mqtt.max_online_messages as usize,
+            max_offline_messages: mqtt.max_offline_messages as usize,
+            overflow: mqtt.queue_overflow,
+        },
+        max_topic_levels: usize::from(mqtt.max_topic_levels),
+        topic_alias_maximum: 64,
+    }
+}
+
+/// Applies what other shards send: broker traffic and handed-off connections.
+async fn receive(shard: Rc<Shard>, mut inbox: Inbox<ShardMsg>, shutdown: Shutdown) {
+    loop {
+        let batch = future::or(async { inbox.recv().await }, async {
+            shutdown.recv().await;
+            None
+        })
+        .await;
+        let Some(batch) = batch else { return };
+        let now = Instant::now();
+        for msg in batch.messages {
+            match msg {
+                ShardMsg::Forward(f) => shard.broker.borrow_mut().on_forward(batch.from, f, now),
+                ShardMsg::Handoff {
+                    fd,
+                    buffered,
+                    connect,
+                } => {
+                    // SAFETY: the descriptor was duplicated for this hand-off and
+                    // nothing else owns it.
+                    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+                    let handoff = Some((BytesMut::from(&buffered[..]), connect));
+                    glommio::spawn_local(serve(shard.clone(), stream, handoff)).detach();
+                }
+            }
+        }
+        shard.wake();
+    }
+}
+
+/// Sends what the broker queued for other shards, batched per destination.
+async fn send(shard: Rc<Shard>, mut outbox: Outbox<ShardMsg>, shutdown: Shutdown) {
+    loop {
+        let stop = future::or(
+            async {
+                shard.flush.notified().await;
+                false
+            },
+            async {
+                shutdown.recv().await;
+                true
+            },
+        )
+        .await;
+        let pending = std::mem::take(&mut *shard.mesh_out.borrow_mut());
+        for (to, msg) in pending {
+            if outbox.push(to, msg).is_err() {
+                return;
+            }
+        }
+        if outbox.flush().await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// Once a second: delayed wills and session expiry.
+async fn tick(shard: Rc<Shard>, shutdown: Shutdown) {
+    loop {
+        let stop = future::or(
+            async {
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+                false
+            },
+            async {
+                shutdown.recv().await;
+                true
+            },
+        )
+        .await;
+        if stop {
+            return;
+        }
+        shard.broker.borrow_mut().tick(Instant::now());
+        shard.wake();
+    }
+}
