@@ -84,23 +84,10 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     init_logging(&config)?;
     tracing::info!(config = %origin, "configuration loaded");
 
-    // ---- SWITCH-OVER: the one call into the broker. ----
-    // When `src/server.rs` provides
-    //     pub fn run(config: config::Config, shutdown: Shutdown) -> Result<(), RunError>
-    // replace the `bail!` below with
-    //     shardmq::run(config, shutdown).context("the broker stopped")
-    // where `shutdown` is the SIGINT/SIGTERM signal the `shards` runtime provides.
-    let listeners: Vec<String> = config
-        .listeners
-        .iter()
-        .map(|l| l.bind.to_string())
-        .collect();
-    bail!(
-        "the configuration is valid, but shardmq {} cannot serve clients yet: the network \
-         server is still being written, so nothing listens on {}",
-        env!("CARGO_PKG_VERSION"),
-        listeners.join(", ")
-    )
+    // The one call into the broker. It logs each listener's address and the cores
+    // it pinned, and returns after SIGINT/SIGTERM once every shard has stopped.
+    let shutdown = shards::ShutdownHandle::new();
+    shardmq::run(config, shutdown).context("cannot run the broker")
 }
 
 /// Logs go to stderr, filtered by `[log] level`, or by `RUST_LOG` when it is set.
@@ -124,6 +111,10 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         // Colours for a terminal, plain text for files and journald.
         .with_ansi(std::io::stderr().is_terminal())
+        // When stderr is gone (a closed pipe), drop the logs. The default reports the
+        // failure with `eprintln!`, which panics the logging thread; were that the
+        // signal thread, SIGTERM would never stop the broker.
+        .log_internal_errors(false)
         .try_init()
         .map_err(|e| anyhow!("cannot start logging: {e}"))
 }

@@ -1,10 +1,16 @@
 //! End to end: the built `shardmq` binary's config options, exit codes and error
-//! messages, as a user at a shell sees them.
+//! messages, as a user at a shell sees them; and that the binary hands a loaded
+//! config to the broker, serves, and stops on SIGTERM.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
 
@@ -309,4 +315,116 @@ fn help_lists_every_option() {
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
+}
+
+/// A broker started from the built binary, killed on drop if still running.
+struct RunningBroker {
+    child: Child,
+    /// The MQTT listener address it logged.
+    addr: SocketAddr,
+}
+
+impl RunningBroker {
+    /// Starts `shardmq args` and waits until it logs its first MQTT listener.
+    ///
+    /// Its stderr is closed then, as when a log pipe dies. It must still stop on
+    /// SIGTERM: tracing's report of the failed write used to panic the thread that
+    /// logs the signal, before it triggered the shutdown.
+    fn start(args: &[&str]) -> RunningBroker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start shardmq");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let addr = loop {
+            match lines_rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    if let Some((_, addr)) = line.split_once("MQTT listener addr=") {
+                        break addr.trim().parse().expect("listener address");
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "no \"MQTT listener\" log line; stderr so far:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        };
+        RunningBroker { child, addr }
+    }
+
+    /// A v3.1.1 CONNECT gets CONNACK "accepted".
+    fn assert_accepts_a_client(&self) {
+        let mut stream = TcpStream::connect(self.addr).expect("connect to the broker");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // CONNECT: "MQTT", level 4, clean session, keepalive 60, client id "cli".
+        stream
+            .write_all(b"\x10\x0f\x00\x04MQTT\x04\x02\x00\x3c\x00\x03cli")
+            .unwrap();
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).expect("read CONNACK");
+        assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK accepted");
+        stream.write_all(b"\xe0\x00").unwrap(); // DISCONNECT
+    }
+
+    /// SIGTERM, then the exit status within 20 s.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for shardmq") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "shardmq did not stop on SIGTERM");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn runs_on_a_config_file_and_stops_on_sigterm() {
+    let file = TempConfig::new(
+        "serve",
+        "[shards]\ncores = [0]\n[[listeners]]\nbind = \"127.0.0.1:0\"\n\
+         [http]\nbind = \"127.0.0.1:0\"\n",
+    );
+    let broker = RunningBroker::start(&["--config", file.path()]);
+    assert!(broker.addr.ip().is_loopback() && broker.addr.port() != 0);
+    broker.assert_accepts_a_client();
+    assert!(broker.terminate().success(), "exit status after SIGTERM");
+}
+
+/// The Interface promise: `shardmq --bind ADDR` works with no config file.
+#[test]
+fn bind_works_without_a_config_file() {
+    let broker = RunningBroker::start(&["--bind", "127.0.0.1:0"]);
+    broker.assert_accepts_a_client();
+    assert!(broker.terminate().success(), "exit status after SIGTERM");
 }
