@@ -23,9 +23,9 @@ use bytestring::ByteString;
 
 pub use client::{Client, ConnId};
 pub use forward::Forward;
-pub use publish::Closed;
 pub use output::Output;
 use output::Outputs;
+pub use publish::Closed;
 
 use crate::connection::handshake::{self, ConnectPolicy};
 use crate::message::Message;
