@@ -150,12 +150,11 @@ pub fn start(
 /// The broker settings `[mqtt]` asks for.
 fn settings(config: &Config) -> Settings {
     let mqtt = &config.mqtt;
-    let secs = mqtt.max_keepalive.as_secs();
     Settings {
         connect: ConnectPolicy {
             allowed_versions: mqtt.allowed_protocol_versions.clone(),
             max_client_id_len: usize::from(mqtt.max_client_id_len),
-            max_keepalive: (secs > 0).then(|| u16::try_from(secs).unwrap_or(u16::MAX)),
+            max_keepalive: mqtt.keepalive_cap(),
             max_packet_size: mqtt.max_packet_size,
             receive_maximum: mqtt.max_inflight,
         },
