@@ -19,6 +19,7 @@ mod subscribe;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytestring::ByteString;
 
 pub use client::{Client, ConnId};
@@ -29,11 +30,11 @@ pub use publish::Closed;
 
 use crate::connection::handshake::{self, ConnectPolicy};
 use crate::message::Message;
-use crate::protocol::{Connect, LastWill, Packet, ReasonCode};
+use crate::protocol::{Connect, LastWill, Packet, QoS, ReasonCode};
 use crate::retained::RetainedStore;
 use crate::router::Router;
 use crate::session::{Delivery, DropReason, Limits, Session};
-use crate::topic::ShardIndex;
+use crate::topic::{ShardIndex, TopicName};
 
 /// Settings the broker applies, from `[mqtt]` in the config.
 #[derive(Debug, Clone)]
@@ -55,6 +56,9 @@ pub struct Stats {
     pub dropped_expired: u64,
     pub dropped_offline: u64,
     pub dropped_not_acked: u64,
+    /// PUBLISH packets handed to connection writers, by QoS (retransmissions
+    /// included): what `/metrics` and `$SYS` report as sent.
+    pub messages_sent: [u64; 3],
 }
 
 impl Stats {
@@ -66,6 +70,14 @@ impl Stats {
                 DropReason::Offline => &mut self.dropped_offline,
                 DropReason::NotAcked => &mut self.dropped_not_acked,
             } += 1;
+        }
+    }
+
+    fn count_sent(&mut self, packets: &[Packet]) {
+        for packet in packets {
+            if let Packet::Publish(p) = packet {
+                self.messages_sent[p.qos as usize] += 1;
+            }
         }
     }
 }
@@ -144,9 +156,51 @@ impl Broker {
         }
     }
 
+    /// Subscriptions held on this shard, a share-group member counting once.
+    pub fn subscription_count(&self) -> usize {
+        self.router.len()
+    }
+
+    /// Whether `client_id` has a session on this shard with a connection attached.
+    pub fn is_connected(&self, client_id: &str) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|e| e.conn.is_some())
+    }
+
+    /// Messages waiting in session queues, and messages in flight, summed over
+    /// the shard's sessions. Walks every session: for periodic metrics only.
+    pub fn queue_depths(&self) -> (usize, usize) {
+        self.sessions
+            .values()
+            .fold((0, 0), |(queued, inflight), e| {
+                (
+                    queued + e.session.queued(),
+                    inflight + e.session.inflight().len(),
+                )
+            })
+    }
+
+    /// Publishes a message the broker itself produces (`$SYS/...`) through the
+    /// normal routing path: QoS 0, not retained, no publisher.
+    pub fn publish_sys(&mut self, topic: TopicName, payload: Bytes, now: Instant) {
+        let message = Message {
+            topic,
+            payload,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: None,
+            publisher: ByteString::new(),
+            expires_at: None,
+        };
+        self.publish_message(message, now);
+    }
+
     /// Packets queued for `conn`, and whether it must close. Empty if nothing.
     pub fn take_output(&mut self, conn: ConnId) -> Output {
-        self.outputs.take(conn)
+        let output = self.outputs.take(conn);
+        self.stats.count_sent(&output.packets);
+        output
     }
 
     /// Connections that got output since the last call: wake their writers.
