@@ -15,7 +15,9 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod message;
+pub mod metrics;
 pub mod protocol;
 pub mod retained;
 pub mod router;

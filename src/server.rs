@@ -1,10 +1,12 @@
 //! Starting the broker: one shard per configured core, each with its listener
-//! sockets, its broker state and its background tasks.
+//! sockets, its broker state and its background tasks, plus the HTTP listener
+//! for `/health` and `/metrics` on a thread of its own.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -18,6 +20,8 @@ use crate::broker::{Broker, Settings};
 use crate::config::{Config, Cores};
 use crate::connection::handshake::ConnectPolicy;
 use crate::connection::{serve, Shard, ShardMsg};
+use crate::http::HttpServer;
+use crate::metrics::{self, Health, Metrics};
 use crate::protocol::ReasonCode;
 use crate::session::Limits;
 
@@ -28,11 +32,24 @@ pub enum RunError {
     Start(#[from] shards::StartError),
     #[error("a shard failed: {0}")]
     Shard(String),
+    #[error(
+        "cannot listen for HTTP (/health, /metrics) on {addr}, set by [http] bind: \
+         {source}; choose a free address and port (port 0 picks any)"
+    )]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A running broker.
 pub struct Server {
     pool: shards::Pool<(), io::Error>,
+    /// `/health` and `/metrics`; stopped once the shards have.
+    http: HttpServer,
+    /// What the shards report, for embedders and tests.
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -40,6 +57,16 @@ impl Server {
     /// config asked for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         self.pool.local_addrs()
+    }
+
+    /// The address of the HTTP listener (`/health`, `/metrics`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// The metrics the shards report.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The cores the shards are pinned to.
@@ -52,10 +79,12 @@ impl Server {
         self.pool.shutdown_handle()
     }
 
-    /// Waits until every shard has stopped.
+    /// Waits until every shard has stopped, then stops the HTTP listener.
     pub fn join(self) -> Result<(), RunError> {
-        self.pool
-            .join()
+        let result = self.pool.join();
+        self.metrics.set_health(Health::Stopping);
+        self.http.stop();
+        result
             .map(|_| ())
             .map_err(|e| RunError::Shard(e.to_string()))
     }
@@ -67,11 +96,13 @@ pub fn run(config: Config, shutdown: ShutdownHandle) -> Result<(), RunError> {
     for addr in server.local_addrs() {
         info!(%addr, "MQTT listener");
     }
+    info!(addr = %server.http_addr(), "HTTP listener (/health, /metrics)");
     info!(cores = ?server.cpus(), "shards pinned");
     server.join()
 }
 
-/// Starts the broker and returns once every shard is serving.
+/// Starts the broker and returns once every shard is serving. The HTTP
+/// listener starts first, so `/health` says 503 while the shards start.
 pub fn start(
     config: &Config,
     shutdown: ShutdownHandle,
@@ -81,6 +112,12 @@ pub fn start(
         Cores::All => shards::online_cpus()?.into_iter().collect::<Vec<_>>(),
         Cores::List(list) => list.clone(),
     };
+    let metrics = Arc::new(Metrics::new(cpus.len(), config.mqtt.max_connections));
+    let http =
+        HttpServer::start(config.http.bind, metrics.clone()).map_err(|source| RunError::Http {
+            addr: config.http.bind,
+            source,
+        })?;
     let mut builder = PoolBuilder::new(cpus)
         .catch_signals(catch_signals)
         .shutdown_handle(shutdown);
@@ -91,7 +128,10 @@ pub fn start(
     let max_packet_size = config.mqtt.max_packet_size as usize;
     let connect_timeout = config.mqtt.connect_timeout;
     let listeners = config.listeners.len();
+    let sys_interval = config.sys.interval;
+    let shard_metrics = metrics.clone();
     let pool = builder.start(move |mut ctx: shards::ShardContext<ShardMsg>| async move {
+        let metrics = shard_metrics;
         let broker = Broker::new(ctx.id(), ctx.nr_shards(), settings);
         let shutdown = ctx.shutdown().clone();
         let shard = Rc::new(Shard::new(
@@ -101,6 +141,7 @@ pub fn start(
             max_packet_size,
             connect_timeout,
             shutdown.clone(),
+            metrics.clone(),
         ));
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
@@ -118,6 +159,19 @@ pub fn start(
             shutdown.clone(),
         )));
         tasks.push(glommio::spawn_local(tick(shard.clone(), shutdown.clone())));
+        tasks.push(glommio::spawn_local(metrics::sample(
+            shard.clone(),
+            shutdown.clone(),
+        )));
+        // Shard 0 publishes the node's `$SYS` topics; routing takes them to
+        // subscribers on every shard.
+        if ctx.id() == 0 && !sys_interval.is_zero() {
+            tasks.push(glommio::spawn_local(metrics::publish_sys(
+                shard.clone(),
+                sys_interval,
+                shutdown.clone(),
+            )));
+        }
         let mut accepts = Vec::new();
         for index in 0..listeners {
             let Some(listener) = ctx.take_listener(index) else {
@@ -129,6 +183,7 @@ pub fn start(
             }));
         }
         shutdown.recv().await;
+        metrics.set_health(Health::Stopping);
         for accept in accepts {
             accept.await;
         }
@@ -144,7 +199,12 @@ pub fn start(
         }
         Ok::<(), io::Error>(())
     })?;
-    Ok(Server { pool })
+    metrics.set_health(Health::Serving);
+    Ok(Server {
+        pool,
+        http,
+        metrics,
+    })
 }
 
 /// The broker settings `[mqtt]` asks for.

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -26,6 +27,7 @@ use tracing::debug;
 use super::handshake::refusal;
 use super::Notify;
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
+use crate::metrics::Metrics;
 use crate::protocol::{
     decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
 };
@@ -67,6 +69,8 @@ pub struct Shard {
     /// The shard's shutdown signal: connections still waiting for CONNECT stop
     /// waiting when it fires.
     pub shutdown: shards::Shutdown,
+    /// Node-wide metrics and the `max-connections` count.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a connection's reader and writer share.
@@ -89,6 +93,7 @@ impl Shard {
         max_packet_size: usize,
         connect_timeout: Duration,
         shutdown: shards::Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Shard {
         Shard {
             id,
@@ -102,6 +107,7 @@ impl Shard {
             max_packet_size,
             connect_timeout,
             shutdown,
+            metrics,
         }
     }
 
@@ -176,6 +182,15 @@ async fn serve_connection(
         }
     }
 
+    // `[mqtt] max-connections`: the slot is held until this function returns.
+    let admission = shard.metrics.admit(shard.id, || {
+        shard.broker.borrow().is_connected(&connect.client_id)
+    });
+    let Some(_admission) = admission else {
+        refuse(&mut stream, ReasonCode::QuotaExceeded, connect.version).await?;
+        return Ok(());
+    };
+
     let conn = shard.next_conn.get();
     shard.next_conn.set(conn + 1);
     let accepted = shard
@@ -185,16 +200,7 @@ async fn serve_connection(
     let mut client = match accepted {
         Ok(client) => client,
         Err(reason) => {
-            let mut wbuf = BytesMut::new();
-            if encode(
-                &Packet::ConnAck(refusal(reason)),
-                connect.version,
-                &mut wbuf,
-            )
-            .is_ok()
-            {
-                stream.write_all(&wbuf).await?;
-            }
+            refuse(&mut stream, reason, connect.version).await?;
             return Ok(());
         }
     };
@@ -233,6 +239,15 @@ async fn serve_connection(
     writer.await;
     shard.writers.borrow_mut().remove(&conn);
     debug!(shard = shard.id, fd = stream.as_raw_fd(), client = %client.client_id, ?end, "disconnected");
+    Ok(())
+}
+
+/// Sends the CONNACK refusing a connection with `reason`.
+async fn refuse(stream: &mut TcpStream, reason: ReasonCode, version: Version) -> io::Result<()> {
+    let mut wbuf = BytesMut::new();
+    if encode(&Packet::ConnAck(refusal(reason)), version, &mut wbuf).is_ok() {
+        stream.write_all(&wbuf).await?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,199 @@
+//! The `/metrics` body: Prometheus text exposition format 0.0.4.
+//!
+//! Every name starts with `shardmq_`. Per-shard series carry a `shard` label
+//! (the shard id, 0-based); sum over it for the node. Counters end in `_total`.
+
+use std::fmt::{Display, Write};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::{DropKind, Metrics, ShardMetrics};
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const QOS: [&str; 3] = ["0", "1", "2"];
+
+/// Renders every metric.
+pub fn render(metrics: &Metrics) -> String {
+    let mut out = Text(String::with_capacity(8 * 1024));
+    out.family(
+        "shardmq_build_info",
+        "gauge",
+        "Always 1; the version label says which shardmq is running.",
+    );
+    out.sample(
+        "shardmq_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    out.family(
+        "shardmq_uptime_seconds",
+        "gauge",
+        "Seconds since the broker started.",
+    );
+    out.sample(
+        "shardmq_uptime_seconds",
+        &[],
+        metrics.uptime().as_secs_f64(),
+    );
+    out.family(
+        "shardmq_max_connections",
+        "gauge",
+        "The [mqtt] max-connections limit of this node; 0 means no limit.",
+    );
+    out.sample("shardmq_max_connections", &[], metrics.max_connections());
+
+    let shards = metrics.shards();
+    let per_shard = |out: &mut Text, name, kind, help, field: fn(&ShardMetrics) -> &AtomicU64| {
+        out.family(name, kind, help);
+        for (id, shard) in shards.iter().enumerate() {
+            let id = id.to_string();
+            out.sample(name, &[("shard", &id)], field(shard).load(Relaxed));
+        }
+    };
+    per_shard(
+        &mut out,
+        "shardmq_connections",
+        "gauge",
+        "Client connections past CONNECT, as counted against max-connections.",
+        |s| &s.connections,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_sessions",
+        "gauge",
+        "Sessions held, online or offline.",
+        |s| &s.sessions,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_subscriptions",
+        "gauge",
+        "Subscriptions held; a share-group member counts once.",
+        |s| &s.subscriptions,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_retained_messages",
+        "gauge",
+        "Retained messages. Every shard holds a full copy: do not sum over shards.",
+        |s| &s.retained,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_queued_messages",
+        "gauge",
+        "Messages waiting in session queues (behind a full inflight window, or for \
+         an offline session). Sampled every second.",
+        |s| &s.queued,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_inflight_messages",
+        "gauge",
+        "QoS 1 and 2 messages sent and not yet acknowledged. Sampled every second.",
+        |s| &s.inflight,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_connects_total",
+        "counter",
+        "CONNECTs accepted (CONNACK success), takeovers and reconnects included.",
+        |s| &s.connects,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_connections_refused_total",
+        "counter",
+        "Connections refused because max-connections was reached.",
+        |s| &s.refused,
+    );
+
+    let by_qos = |out: &mut Text, name, help, field: fn(&ShardMetrics) -> &[AtomicU64; 3]| {
+        out.family(name, "counter", help);
+        for (id, shard) in shards.iter().enumerate() {
+            let id = id.to_string();
+            for (qos, count) in QOS.iter().zip(field(shard)) {
+                out.sample(name, &[("shard", &id), ("qos", qos)], count.load(Relaxed));
+            }
+        }
+    };
+    by_qos(
+        &mut out,
+        "shardmq_messages_received_total",
+        "PUBLISH packets received from clients, by QoS.",
+        |s| &s.received,
+    );
+    by_qos(
+        &mut out,
+        "shardmq_messages_sent_total",
+        "PUBLISH packets sent to clients, by QoS, retransmissions included.",
+        |s| &s.sent,
+    );
+
+    let name = "shardmq_messages_dropped_total";
+    out.family(
+        name,
+        "counter",
+        "Deliveries dropped, by reason: queue_full (session queue or a slow reader's \
+         output), expired (MQTT 5 message expiry), offline (QoS 0 or non-persistent \
+         while offline), not_acked (non-retry messages unacknowledged at reconnect).",
+    );
+    for (id, shard) in shards.iter().enumerate() {
+        let id = id.to_string();
+        for kind in DropKind::ALL {
+            out.sample(
+                name,
+                &[("shard", &id), ("reason", kind.label())],
+                shard.dropped(kind),
+            );
+        }
+    }
+
+    let name = "shardmq_event_loop_lag_seconds";
+    out.family(
+        name,
+        "histogram",
+        "How late each shard's 250 ms timer fired: how long a ready task waited for \
+         the shard's event loop.",
+    );
+    for (id, shard) in shards.iter().enumerate() {
+        let id = id.to_string();
+        let lag = shard.lag.snapshot();
+        let bucket = format!("{name}_bucket");
+        for (le, count) in &lag.buckets {
+            out.sample(&bucket, &[("shard", &id), ("le", &le.to_string())], count);
+        }
+        out.sample(&bucket, &[("shard", &id), ("le", "+Inf")], lag.count);
+        out.sample(&format!("{name}_sum"), &[("shard", &id)], lag.sum);
+        out.sample(&format!("{name}_count"), &[("shard", &id)], lag.count);
+    }
+    out.0
+}
+
+/// The text being built. Writing to a `String` cannot fail.
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// One line. Label values here are numbers and fixed words, which need no
+    /// escaping.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{key}=\"{value}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
