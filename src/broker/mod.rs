@@ -56,6 +56,8 @@ pub struct Stats {
     pub dropped_expired: u64,
     pub dropped_offline: u64,
     pub dropped_not_acked: u64,
+    /// Larger than the client's MQTT 5 maximum packet size.
+    pub dropped_too_large: u64,
     /// PUBLISH packets handed to connection writers, by QoS (retransmissions
     /// included): what `/metrics` and `$SYS` report as sent.
     pub messages_sent: [u64; 3],
@@ -69,6 +71,7 @@ impl Stats {
                 DropReason::Expired => &mut self.dropped_expired,
                 DropReason::Offline => &mut self.dropped_offline,
                 DropReason::NotAcked => &mut self.dropped_not_acked,
+                DropReason::TooLarge => &mut self.dropped_too_large,
             } += 1;
         }
     }
@@ -280,6 +283,9 @@ impl Broker {
             Some(self.settings.topic_alias_maximum).filter(|&m| m > 0);
         let mut packets = vec![Packet::ConnAck(connack)];
         let receive_maximum = connect.properties.receive_maximum;
+        entry
+            .session
+            .set_max_packet_size(connect.properties.maximum_packet_size, connect.version);
         let drops = entry.session.connect(receive_maximum, now, &mut packets);
         self.stats.count_drops(&drops);
         self.stats.connections += 1;

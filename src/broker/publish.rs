@@ -82,8 +82,10 @@ impl Broker {
             }
             // A second CONNECT is a protocol error [MQTT-3.1.0-2].
             Packet::Connect(_) => return Err(ReasonCode::ProtocolError),
-            // Extended authentication is not offered, so AUTH is unexpected.
-            Packet::Auth(_) => return Err(ReasonCode::BadAuthenticationMethod),
+            // Extended authentication is not offered, and AUTH from a client that
+            // did not start it is a protocol error (4.12). (0x8C, bad
+            // authentication method, is a CONNACK reason, not a DISCONNECT one.)
+            Packet::Auth(_) => return Err(ReasonCode::ProtocolError),
             // Server-to-client packets.
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 return Err(ReasonCode::ProtocolError)

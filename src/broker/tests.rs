@@ -419,3 +419,22 @@ fn slow_reader_output_is_bounded_for_qos0() {
     // Each time an output goes from empty to non-empty, its writer is woken.
     assert_eq!(b.take_dirty(), [1, 1, 2, 1]);
 }
+
+/// Regression: AUTH from a client closed the connection with DISCONNECT 0x8C,
+/// which is a CONNACK reason and not valid in DISCONNECT (MQTT 5 3.14.2.1).
+#[test]
+fn unexpected_auth_is_a_protocol_error() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut c = online(&mut b, 1, connect(Version::V5, "c", true));
+    let auth = Packet::Auth(crate::protocol::Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        properties: crate::protocol::AuthProperties {
+            authentication_method: Some(ByteString::from("x")),
+            ..Default::default()
+        },
+    });
+    let reason = b.handle(&mut c, auth, now).unwrap_err();
+    assert_eq!(reason, ReasonCode::ProtocolError);
+    assert!(reason.allowed_in(crate::protocol::ReasonPacket::Disconnect));
+}

@@ -18,7 +18,9 @@ pub use inflight::{Inflight, InflightEntry, OutState};
 pub use queue::{OverflowPolicy, Queue};
 
 use crate::message::Message;
-use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, SubscriptionOptions};
+use crate::protocol::{
+    encoded_len, Ack, Packet, PacketId, Publish, QoS, SubscriptionOptions, Version,
+};
 use crate::topic::TopicFilter;
 
 /// Bounds on what one session may hold, from `[mqtt]` in the config.
@@ -72,6 +74,9 @@ pub enum DropReason {
     Offline,
     /// A non_retry or non_persistence message unacknowledged at reconnect.
     NotAcked,
+    /// The PUBLISH would be larger than the client's MQTT 5 maximum packet
+    /// size: not sent, and treated as delivered [MQTT-3.1.2-25].
+    TooLarge,
 }
 
 /// A subscription as the session remembers it.
@@ -98,6 +103,9 @@ pub struct Session {
     incoming_qos2: HashSet<u16>,
     /// The packet id tried next for an outgoing message.
     next_packet_id: u16,
+    /// The client's MQTT 5 maximum packet size and its protocol version (to
+    /// size a PUBLISH as it will be encoded). `None`: no limit.
+    max_packet: Option<(u32, Version)>,
     subscriptions: HashMap<TopicFilter, Subscription>,
 }
 
@@ -112,6 +120,7 @@ impl Session {
             queue: Queue::default(),
             incoming_qos2: HashSet::new(),
             next_packet_id: 1,
+            max_packet: None,
             subscriptions: HashMap::new(),
         }
     }
@@ -141,6 +150,21 @@ impl Session {
             .is_some()
     }
 
+    /// The largest packet the connected client accepts (MQTT 5 Maximum Packet
+    /// Size), for the connection that follows. Call before [`Session::connect`].
+    pub fn set_max_packet_size(&mut self, max: Option<u32>, version: Version) {
+        self.max_packet = max.map(|m| (m, version));
+    }
+
+    /// Whether `publish` is larger than the client accepts.
+    fn too_large(&self, publish: &Publish) -> bool {
+        self.max_packet.is_some_and(|(max, version)| {
+            // Encoding only fails for packets that cannot be sent at all.
+            encoded_len(&Packet::Publish(publish.clone()), version)
+                .map_or(true, |len| len > max as usize)
+        })
+    }
+
     pub fn unsubscribe(&mut self, filter: &TopicFilter) -> bool {
         self.subscriptions.remove(filter).is_some()
     }
@@ -167,11 +191,24 @@ impl Session {
             .into_iter()
             .map(|e| (e.delivery, DropReason::NotAcked))
             .collect();
+        let mut too_large = Vec::new();
         for e in self.inflight.iter() {
             out.push(match e.state {
                 OutState::AwaitingPubComp => Packet::PubRel(Ack::new(e.packet_id)),
-                _ => Packet::Publish(to_publish(&e.delivery, Some(e.packet_id), true, now)),
+                _ => {
+                    let publish = to_publish(&e.delivery, Some(e.packet_id), true, now);
+                    if self.too_large(&publish) {
+                        too_large.push(e.packet_id);
+                        continue;
+                    }
+                    Packet::Publish(publish)
+                }
             });
+        }
+        for id in too_large {
+            if let Some(e) = self.inflight.remove(id) {
+                dropped.push((e.delivery, DropReason::TooLarge));
+            }
         }
         self.fill_window(now, out, &mut dropped);
         dropped
@@ -208,12 +245,15 @@ impl Session {
             return self.enqueue(delivery, capacity);
         }
         if delivery.qos == QoS::AtMostOnce {
-            out.push(Packet::Publish(to_publish(&delivery, None, false, now)));
+            let publish = to_publish(&delivery, None, false, now);
+            if self.too_large(&publish) {
+                return Some((delivery, DropReason::TooLarge));
+            }
+            out.push(Packet::Publish(publish));
             return None;
         }
         if self.queue.is_empty() && self.inflight.len() < usize::from(self.window) {
-            self.send(delivery, now, out);
-            return None;
+            return self.send(delivery, now, out);
         }
         let capacity = self.limits.max_online_messages;
         self.enqueue(delivery, capacity)
@@ -225,15 +265,20 @@ impl Session {
             .map(|d| (d, DropReason::QueueFull))
     }
 
-    /// Sends a QoS 1/2 delivery under a fresh packet id and tracks it.
-    fn send(&mut self, delivery: Delivery, now: Instant, out: &mut Vec<Packet>) {
+    /// Sends a QoS 1/2 delivery under a fresh packet id and tracks it; gives it
+    /// back if it is too large for the client, which then never sees it.
+    fn send(
+        &mut self,
+        delivery: Delivery,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> Option<(Delivery, DropReason)> {
         let packet_id = self.next_packet_id();
-        out.push(Packet::Publish(to_publish(
-            &delivery,
-            Some(packet_id),
-            false,
-            now,
-        )));
+        let publish = to_publish(&delivery, Some(packet_id), false, now);
+        if self.too_large(&publish) {
+            return Some((delivery, DropReason::TooLarge));
+        }
+        out.push(Packet::Publish(publish));
         let state = match delivery.qos {
             QoS::ExactlyOnce => OutState::AwaitingPubRec,
             _ => OutState::AwaitingPubAck,
@@ -243,6 +288,7 @@ impl Session {
             state,
             delivery,
         });
+        None
     }
 
     /// Moves queued deliveries into the window while it has room.
@@ -262,7 +308,7 @@ impl Session {
             if delivery.message.is_expired(now) {
                 dropped.push((delivery, DropReason::Expired));
             } else {
-                self.send(delivery, now, out);
+                dropped.extend(self.send(delivery, now, out));
             }
         }
     }

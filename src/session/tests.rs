@@ -309,3 +309,43 @@ fn incoming_qos2_is_routed_once() {
     assert!(!s.release_qos2(pid(7)));
     assert!(s.receive_qos2(pid(7)));
 }
+
+/// Regression: a QoS 1 message larger than the client's maximum packet size
+/// was tracked as inflight although the writer never sent it, so it held a
+/// slot of the window forever (receive maximum 1: nothing else was ever sent).
+#[test]
+fn too_large_for_the_client_is_dropped_not_left_inflight() {
+    let now = Instant::now();
+    let mut s = Session::new(ByteString::from("c"), limits(10, 10));
+    s.set_max_packet_size(Some(64), Version::V5);
+    let mut out = Vec::new();
+    assert!(s.connect(Some(1), now, &mut out).is_empty());
+    let mut big = delivery(1, QoS::AtLeastOnce);
+    big.message.payload = Bytes::from(vec![1; 100]);
+    let dropped = s.deliver(big.clone(), now, &mut out);
+    assert_eq!(dropped.map(|d| d.1), Some(DropReason::TooLarge));
+    let mut big0 = big.clone();
+    big0.qos = QoS::AtMostOnce;
+    assert_eq!(
+        s.deliver(big0, now, &mut out).map(|d| d.1),
+        Some(DropReason::TooLarge)
+    );
+    assert!(s
+        .deliver(delivery(2, QoS::AtLeastOnce), now, &mut out)
+        .is_none());
+    // The packet id taken by the dropped message is not reused at once: fine.
+    assert_eq!(publishes(&out), [(2, Some(2), false)]);
+    assert_eq!(s.inflight().len(), 1);
+
+    // Queued behind the window, then too large when the window opens.
+    assert!(s.deliver(big, now, &mut out).is_none());
+    assert!(s
+        .deliver(delivery(3, QoS::AtLeastOnce), now, &mut out)
+        .is_none());
+    out.clear();
+    let (known, dropped) = s.puback(pid(2), now, &mut out);
+    assert!(known);
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].1, DropReason::TooLarge);
+    assert_eq!(publishes(&out), [(3, Some(4), false)]);
+}
