@@ -4,6 +4,15 @@
 //! Cross-shard forwarding happens before this: the receiving shard asks the
 //! [`crate::topic::ShardIndex`] which shards hold subscribers and sends them the
 //! message once each; every shard then routes it here to its own sessions.
+//!
+//! A share group can have members on several shards, and each message must
+//! reach one member of the group, not one per shard. So every shard also keeps
+//! the members (and online members) each shard has in each group
+//! ([`Router::set_group`]), and the shard a message is published on picks the
+//! shard that serves each matching group ([`Router::assign_groups`]): weighted
+//! round-robin over the shards' online members (all members when none is
+//! online). Only that shard delivers to the group ([`Router::route`] with its
+//! list of groups), round-robin over its own members.
 
 use std::collections::HashMap;
 
@@ -21,6 +30,14 @@ pub trait Recipients {
     fn deliver(&mut self, client: &ByteString, delivery: Delivery);
 }
 
+/// How many members one shard has in one share group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupMembers {
+    pub members: u32,
+    /// Members whose client is connected: the ones messages go to first.
+    pub online: u32,
+}
+
 /// The subscriptions of the sessions on one shard.
 #[derive(Default)]
 pub struct Router {
@@ -29,6 +46,11 @@ pub struct Router {
     cursors: HashMap<ByteString, usize>,
     /// Matches of the publish being routed, reused to avoid an allocation each time.
     scratch: Vec<(ByteString, Subscription)>,
+    /// Every shard's members of every share group (this shard's included), as
+    /// the shards last reported them: share filter -> (shard, members).
+    groups: SubscriptionTrie<usize, GroupMembers>,
+    /// Next pick in each share group's weighted round-robin over shards.
+    group_cursors: HashMap<ByteString, u64>,
 }
 
 impl Router {
@@ -63,6 +85,73 @@ impl Router {
         found
     }
 
+    /// Records that `shard` has `members` in the share group `filter`
+    /// (`$share/<group>/<f>`); zero members forgets the shard.
+    pub fn set_group(&mut self, filter: &TopicFilter, shard: usize, members: GroupMembers) {
+        if members.members == 0 {
+            self.groups.remove(filter, &shard);
+            if !self.has_group_anywhere(filter) {
+                self.group_cursors.remove(filter.as_bytestring());
+            }
+        } else {
+            self.groups.insert(filter, shard, members);
+        }
+    }
+
+    fn has_group_anywhere(&self, filter: &TopicFilter) -> bool {
+        let mut found = false;
+        if let Ok(topic) = crate::topic::TopicName::new(filter.filter().to_owned()) {
+            self.groups.for_each_match(&topic, |m| {
+                if let Match::Shared { filter: f, .. } = m {
+                    found |= f == filter;
+                }
+            });
+        }
+        found
+    }
+
+    /// Picks, for each share group matching `topic`, the shard that delivers
+    /// this message to it: weighted round-robin over the shards' online
+    /// members, or over all members when none is online. Gives `(shard, share
+    /// filter)` pairs; pass each shard its filters in [`Router::route`].
+    pub fn assign_groups(&mut self, topic: &crate::topic::TopicName) -> Vec<(usize, ByteString)> {
+        let Router {
+            groups,
+            group_cursors,
+            ..
+        } = self;
+        let mut assigned = Vec::new();
+        groups.for_each_match(topic, |m| {
+            let Match::Shared { filter, members } = m else {
+                return;
+            };
+            let online: u64 = members.iter().map(|(_, g)| u64::from(g.online)).sum();
+            let weight =
+                |g: &GroupMembers| u64::from(if online > 0 { g.online } else { g.members });
+            let total: u64 = members.iter().map(|(_, g)| weight(g)).sum();
+            if total == 0 {
+                return;
+            }
+            let cursor = group_cursors
+                .entry(filter.as_bytestring().clone())
+                .or_insert(0);
+            let mut pick = *cursor % total;
+            *cursor = cursor.wrapping_add(1);
+            // Members in shard order, so the rotation is the same on every call.
+            let mut shards: Vec<(usize, u64)> =
+                members.iter().map(|(s, g)| (*s, weight(g))).collect();
+            shards.sort_unstable();
+            for (shard, w) in shards {
+                if pick < w {
+                    assigned.push((shard, filter.as_bytestring().clone()));
+                    return;
+                }
+                pick -= w;
+            }
+        });
+        assigned
+    }
+
     /// Subscriptions held, a share-group member counting once.
     pub fn len(&self) -> usize {
         self.trie.len()
@@ -77,14 +166,22 @@ impl Router {
     /// - Overlapping subscriptions of one session give one delivery, at the
     ///   highest QoS granted, with every subscription identifier [MQTT-3.3.4-2].
     /// - No-local subscriptions skip the publisher's own messages [MQTT-3.8.3-3].
-    /// - Each matching share group gives one delivery, round-robin over its
-    ///   members, skipping offline ones while any member is online.
+    /// - Each matching share group named in `groups` gives one delivery,
+    ///   round-robin over its members here, skipping offline ones while any
+    ///   member is online; other groups are served by another shard. `None`
+    ///   serves every group (a single shard).
     /// - RETAIN is kept only for retain-as-published subscriptions [MQTT-3.3.1-12].
-    pub fn route(&mut self, message: &Message, recipients: &mut impl Recipients) {
+    pub fn route(
+        &mut self,
+        message: &Message,
+        recipients: &mut impl Recipients,
+        groups: Option<&[ByteString]>,
+    ) {
         let Router {
             trie,
             cursors,
             scratch,
+            ..
         } = self;
         scratch.clear();
         trie.for_each_match(&message.topic, |m| match m {
@@ -94,6 +191,9 @@ impl Router {
                 }
             }
             Match::Shared { filter, members } => {
+                if groups.is_some_and(|g| !g.contains(filter.as_bytestring())) {
+                    return;
+                }
                 let cursor = cursors.entry(filter.as_bytestring().clone()).or_insert(0);
                 let n = members.len();
                 let start = *cursor % n;

@@ -14,6 +14,7 @@ mod client;
 mod forward;
 mod output;
 mod publish;
+mod share;
 mod subscribe;
 
 use std::collections::HashMap;
@@ -109,6 +110,8 @@ pub struct Broker {
     retained: RetainedStore,
     index: ShardIndex,
     outputs: Outputs,
+    /// This shard's members of each share group, as told to every shard.
+    groups: share::LocalGroups,
     /// Messages for other shards: `(shard, message)`, drained by the mesh layer.
     pub forwards: Vec<(usize, Forward)>,
     /// Serial for server-assigned client ids.
@@ -127,6 +130,7 @@ impl Broker {
             retained: RetainedStore::default(),
             index: ShardIndex::new(),
             outputs: Outputs::default(),
+            groups: Default::default(),
             forwards: Vec::new(),
             next_assigned: 0,
             stats: Stats::default(),
@@ -251,13 +255,20 @@ impl Broker {
         let client_id = accepted.client_id.clone();
 
         let mut session_present = false;
+        // Whether the session's shared subscriptions count as online already.
+        let mut was_online = false;
         if let Some(old) = self.sessions.get_mut(&client_id) {
             if let Some(old_conn) = old.conn.take() {
                 self.outputs.to(old_conn).close = Some(ReasonCode::SessionTakenOver);
+                was_online = true;
             }
             // Coming back before the will delay ran out cancels the will.
             old.pending_will = None;
             if connect.clean_start {
+                if was_online {
+                    self.count_online(&client_id, -1);
+                    was_online = false;
+                }
                 self.end_session(&client_id);
             } else {
                 session_present = true;
@@ -290,6 +301,9 @@ impl Broker {
         self.stats.count_drops(&drops);
         self.stats.connections += 1;
         self.output(conn).packets.extend(packets);
+        if !was_online {
+            self.count_online(&client_id, 1);
+        }
         Ok(Client::new(conn, client_id, connect, &accepted))
     }
 
@@ -323,6 +337,7 @@ impl Broker {
             }
             None => {}
         }
+        self.count_online(&client.client_id, -1);
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
         };
@@ -365,8 +380,9 @@ impl Broker {
             .subscriptions()
             .map(|(f, _)| f.clone())
             .collect();
+        let online = entry.conn.is_some();
         for filter in filters {
-            self.drop_subscription(client_id, &filter);
+            self.drop_subscription(client_id, &filter, online);
         }
     }
 }

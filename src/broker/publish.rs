@@ -11,6 +11,7 @@ use crate::message::Message;
 use crate::protocol::{Ack, Packet, Publish, QoS, ReasonCode};
 use crate::router::Recipients;
 use crate::session::{Delivery, DropReason, Session};
+use crate::topic::ShardMask;
 
 /// How a DISCONNECT from the client ended the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,26 +169,35 @@ impl Broker {
     }
 
     /// Routes a message from this shard: retained store, local subscribers, and
-    /// once to each other shard with subscribers.
+    /// once to each other shard with subscribers, telling each which share
+    /// groups it serves for this message.
     pub(super) fn publish_message(&mut self, message: Message, now: Instant) {
         if message.retain {
             self.retained.set(&message);
             self.broadcast(Forward::Retain(message.clone()));
         }
-        for shard in self
-            .index
-            .shards_for(&message.topic)
-            .without(self.shard)
-            .iter()
-        {
-            self.forwards
-                .push((shard, Forward::Publish(message.clone())));
+        let mut groups = self.router.assign_groups(&message.topic);
+        let mut shards = self.index.shards_for(&message.topic);
+        for (shard, _) in &groups {
+            shards |= ShardMask::single(*shard);
         }
-        self.route_local(&message, now);
+        for shard in shards.without(self.shard).iter() {
+            let mine = groups
+                .iter()
+                .filter(|(s, _)| *s == shard)
+                .map(|(_, g)| g.clone())
+                .collect();
+            self.forwards
+                .push((shard, Forward::Publish(message.clone(), mine)));
+        }
+        groups.retain(|(s, _)| *s == self.shard);
+        let local: Vec<ByteString> = groups.into_iter().map(|(_, g)| g).collect();
+        self.route_local(&message, &local, now);
     }
 
-    /// Delivers a message to this shard's subscribers.
-    pub(super) fn route_local(&mut self, message: &Message, now: Instant) {
+    /// Delivers a message to this shard's subscribers, and to its members of
+    /// the share groups in `groups`.
+    pub(super) fn route_local(&mut self, message: &Message, groups: &[ByteString], now: Instant) {
         let output_limit = self.settings.limits.max_online_messages;
         let Broker {
             router,
@@ -205,6 +215,7 @@ impl Broker {
                 now,
                 output_limit,
             },
+            Some(groups),
         );
     }
 }

@@ -32,6 +32,10 @@ impl Broker {
             if !existed && self.index.add(filter, self.shard) == 1 {
                 self.broadcast(Forward::Subscribed(filter.detached()));
             }
+            if !existed && filter.share_group().is_some() {
+                // A new member, online: it is subscribing.
+                self.count_group(filter, 1, 1);
+            }
             // Retained messages go to new non-shared subscribers only as retain
             // handling allows [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
             let send_retained = filter.share_group().is_none()
@@ -84,7 +88,7 @@ impl Broker {
                 .get_mut(&client.client_id)
                 .is_some_and(|e| e.session.unsubscribe(filter));
             if existed {
-                self.drop_subscription(&client.client_id, filter);
+                self.drop_subscription(&client.client_id, filter, true);
                 reason_codes.push(ReasonCode::Success);
             } else {
                 reason_codes.push(ReasonCode::NoSubscriptionExisted);
@@ -102,11 +106,21 @@ impl Broker {
     }
 
     /// Removes a subscription from the router and the shard index (the session
-    /// has already forgotten it, or is going away).
-    pub(super) fn drop_subscription(&mut self, client_id: &ByteString, filter: &TopicFilter) {
-        if self.router.unsubscribe(client_id, filter)
-            && self.index.remove(filter, self.shard) == Some(0)
-        {
+    /// has already forgotten it, or is going away). `online`: whether the
+    /// session counted as an online member of its share group, if shared.
+    pub(super) fn drop_subscription(
+        &mut self,
+        client_id: &ByteString,
+        filter: &TopicFilter,
+        online: bool,
+    ) {
+        if !self.router.unsubscribe(client_id, filter) {
+            return;
+        }
+        if filter.share_group().is_some() {
+            self.count_group(filter, -1, -i32::from(online));
+        }
+        if self.index.remove(filter, self.shard) == Some(0) {
             self.broadcast(Forward::Unsubscribed(filter.detached()));
         }
     }

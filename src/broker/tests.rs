@@ -438,3 +438,47 @@ fn unexpected_auth_is_a_protocol_error() {
     assert_eq!(reason, ReasonCode::ProtocolError);
     assert!(reason.allowed_in(crate::protocol::ReasonPacket::Disconnect));
 }
+
+/// Regression: a share group with members on two shards got every message
+/// twice, once from each shard's own round-robin.
+#[test]
+fn a_share_group_across_shards_gets_each_message_once() {
+    let now = Instant::now();
+    let mut shards = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    let mut members = Vec::new();
+    for (shard, conn) in [(0, 1), (1, 1), (1, 2)] {
+        let id = format!("m{shard}{conn}");
+        let mut c = online(&mut shards[shard], conn, connect(Version::V5, &id, true));
+        shards[shard]
+            .handle(&mut c, subscribe("$share/g/t", QoS::AtMostOnce), now)
+            .unwrap();
+        shards[shard].take_output(conn);
+        members.push((shard, conn, c));
+    }
+    deliver_forwards(&mut shards, now);
+    let mut publ = online(&mut shards[0], 9, connect(Version::V5, "p", true));
+    for _ in 0..30 {
+        shards[0]
+            .handle(&mut publ, publish("t", QoS::AtMostOnce, 0, b"x"), now)
+            .unwrap();
+        deliver_forwards(&mut shards, now);
+    }
+    let counts: Vec<usize> = members
+        .iter()
+        .map(|(shard, conn, _)| received(&mut shards[*shard], *conn).len())
+        .collect();
+    assert_eq!(counts, [10, 10, 10]);
+
+    // Both members on shard 1 go offline: shard 0's member gets everything.
+    for (shard, _, c) in members.drain(1..) {
+        shards[shard].disconnected(&c, None, now);
+    }
+    deliver_forwards(&mut shards, now);
+    for _ in 0..5 {
+        shards[0]
+            .handle(&mut publ, publish("t", QoS::AtMostOnce, 0, b"x"), now)
+            .unwrap();
+        deliver_forwards(&mut shards, now);
+    }
+    assert_eq!(received(&mut shards[0], 1).len(), 5);
+}

@@ -51,7 +51,7 @@ fn route_all(r: &mut Router, m: &Message, offline: &[&str]) -> Vec<(String, Deli
         offline: offline.iter().copied().collect(),
         got: Vec::new(),
     };
-    r.route(m, &mut c);
+    r.route(m, &mut c, None);
     c.got.sort_by(|a, b| a.0.cmp(&b.0));
     c.got
 }
@@ -175,4 +175,51 @@ fn unsubscribe_and_cursor_cleanup() {
     assert!(!r.unsubscribe(&m, &g));
     assert!(r.cursors.is_empty());
     assert!(r.is_empty());
+}
+
+#[test]
+fn share_groups_are_assigned_to_one_shard_weighted_by_online_members() {
+    let mut r = Router::default();
+    let g = filter("$share/g/a/+");
+    let t = TopicName::new("a/b").unwrap();
+    let members = |members, online| GroupMembers { members, online };
+    r.set_group(&g, 0, members(1, 1));
+    r.set_group(&g, 1, members(3, 3));
+    let picks: Vec<usize> = (0..8).map(|_| r.assign_groups(&t)[0].0).collect();
+    assert_eq!(picks.iter().filter(|&&s| s == 0).count(), 2, "{picks:?}");
+    assert_eq!(picks.iter().filter(|&&s| s == 1).count(), 6, "{picks:?}");
+    // Shard 1's members all offline: shard 0 serves every message.
+    r.set_group(&g, 1, members(3, 0));
+    assert!((0..5).all(|_| r.assign_groups(&t) == [(0, g.as_bytestring().clone())]));
+    // Nobody online: by member count.
+    r.set_group(&g, 0, members(1, 0));
+    let picks: Vec<usize> = (0..8).map(|_| r.assign_groups(&t)[0].0).collect();
+    assert_eq!(picks.iter().filter(|&&s| s == 1).count(), 6, "{picks:?}");
+    // No members left: no group to serve.
+    r.set_group(&g, 0, members(0, 0));
+    r.set_group(&g, 1, members(0, 0));
+    assert!(r.assign_groups(&t).is_empty());
+    assert!(r
+        .assign_groups(&TopicName::new("other").unwrap())
+        .is_empty());
+}
+
+#[test]
+fn route_serves_only_the_share_groups_it_is_given() {
+    let mut r = Router::default();
+    r.subscribe(
+        &ByteString::from("m"),
+        &filter("$share/g/t"),
+        sub(QoS::AtMostOnce),
+    );
+    r.subscribe(&ByteString::from("d"), &filter("t"), sub(QoS::AtMostOnce));
+    let m = msg("t", QoS::AtMostOnce, false);
+    let mut c = Collect {
+        offline: HashSet::new(),
+        got: Vec::new(),
+    };
+    r.route(&m, &mut c, Some(&[]));
+    assert_eq!(c.got.len(), 1, "the direct subscriber only");
+    r.route(&m, &mut c, Some(&[ByteString::from("$share/g/t")]));
+    assert_eq!(c.got.len(), 3);
 }

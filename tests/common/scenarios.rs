@@ -361,8 +361,8 @@ pub async fn shared(version: Version) {
     let b = TestBroker::start();
     let ids = [
         id_on_shard("sh-m", 0),
-        id_on_shard("sh-n", 1),
-        id_on_shard("sh-o", 0),
+        id_on_shard("sh-n", 0),
+        id_on_shard("sh-o", 1),
         id_on_shard("sh-p", 1),
     ];
     let mut members = Vec::new();
@@ -402,11 +402,14 @@ pub async fn shared(version: Version) {
         plain.recv_publish().await;
     }
 
-    // Two members go offline (sessions kept): the others get everything.
+    // Both members on shard 1 go offline (sessions kept): the members on
+    // shard 0 get everything, whichever shard the message is published on.
     let gone = members.split_off(2);
     for m in gone {
         m.disconnect().await;
     }
+    // Shards learn of each other's online members by message.
+    settle().await;
     let mut seen = Vec::new();
     for i in 0..n {
         publish_qos1(&mut publ, "sh/t", i + 1, format!("{i}").as_bytes()).await;
