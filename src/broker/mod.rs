@@ -215,11 +215,22 @@ impl Broker {
         self.outputs.take_dirty()
     }
 
+    /// Connections told to close since the last call: interrupt their writers,
+    /// which may be stuck on a client that does not read.
+    pub fn take_closing(&mut self) -> Vec<ConnId> {
+        self.outputs.take_closing()
+    }
+
+    /// The reason `conn` was told to close, if it was and has not taken it yet.
+    pub fn closing_reason(&self, conn: ConnId) -> Option<ReasonCode> {
+        self.outputs.close_reason(conn)
+    }
+
     /// Tells every connected client to close with `reason` (shutdown).
     pub fn close_all(&mut self, reason: ReasonCode) {
         let conns: Vec<ConnId> = self.sessions.values().filter_map(|e| e.conn).collect();
         for conn in conns {
-            self.outputs.to(conn).close = Some(reason);
+            self.outputs.close(conn, reason);
         }
     }
 
@@ -259,7 +270,7 @@ impl Broker {
         let mut was_online = false;
         if let Some(old) = self.sessions.get_mut(&client_id) {
             if let Some(old_conn) = old.conn.take() {
-                self.outputs.to(old_conn).close = Some(ReasonCode::SessionTakenOver);
+                self.outputs.close(old_conn, ReasonCode::SessionTakenOver);
                 was_online = true;
             }
             // Coming back before the will delay ran out cancels the will.

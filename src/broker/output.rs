@@ -22,6 +22,10 @@ pub struct Output {
 pub(super) struct Outputs {
     map: HashMap<ConnId, Output>,
     dirty: Vec<ConnId>,
+    /// Connections told to close since the last [`Outputs::take_closing`]: their
+    /// writers may be stuck writing to a client that does not read, and must
+    /// be interrupted, not just woken.
+    closing: Vec<ConnId>,
 }
 
 impl Outputs {
@@ -32,6 +36,20 @@ impl Outputs {
             dirty.push(conn);
             Output::default()
         })
+    }
+
+    /// Tells `conn` to close with `reason` once its queued packets are sent.
+    pub(super) fn close(&mut self, conn: ConnId, reason: ReasonCode) {
+        self.to(conn).close = Some(reason);
+        self.closing.push(conn);
+    }
+
+    pub(super) fn close_reason(&self, conn: ConnId) -> Option<ReasonCode> {
+        self.map.get(&conn).and_then(|o| o.close)
+    }
+
+    pub(super) fn take_closing(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.closing)
     }
 
     pub(super) fn take(&mut self, conn: ConnId) -> Output {

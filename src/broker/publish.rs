@@ -252,9 +252,16 @@ impl Recipients for Sessions<'_> {
             self.stats.dropped_queue_full += 1;
             return;
         }
-        if let Some(drop) = entry.session.deliver(delivery, self.now, out) {
-            self.stats.count_drops(std::slice::from_ref(&drop));
-        }
+        let dropped = entry.session.deliver(delivery, self.now, out);
         self.stats.messages_out += (out.len() - before) as u64;
+        if let Some(drop) = dropped {
+            self.stats.count_drops(std::slice::from_ref(&drop));
+            // A connected client too slow for its QoS 1/2 traffic (window and
+            // online queue full) is disconnected rather than queue more: it
+            // can resume its session and get what is still queued.
+            if let (Some(conn), DropReason::QueueFull) = (entry.conn, drop.1) {
+                self.outputs.close(conn, ReasonCode::QuotaExceeded);
+            }
+        }
     }
 }

@@ -482,3 +482,33 @@ fn a_share_group_across_shards_gets_each_message_once() {
     }
     assert_eq!(received(&mut shards[0], 1).len(), 5);
 }
+
+/// Regression: a connected client whose QoS 1 window and online queue were
+/// full had further messages dropped while it stayed connected; the config
+/// promises it is disconnected instead, and its writer must be interrupted
+/// (it may be stuck writing to the client that does not read).
+#[test]
+fn qos1_overflow_of_a_connected_client_closes_it() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V5, "slow", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V5, "p", true));
+    // Window 10 + online queue 10: the 21st message overflows.
+    for i in 0..20 {
+        b.handle(&mut publ, publish("t", QoS::AtLeastOnce, i + 1, b"x"), now)
+            .unwrap();
+    }
+    assert!(b.take_closing().is_empty());
+    b.handle(&mut publ, publish("t", QoS::AtLeastOnce, 21, b"x"), now)
+        .unwrap();
+    assert_eq!(b.take_closing(), [1]);
+    assert_eq!(b.closing_reason(1), Some(ReasonCode::QuotaExceeded));
+    let out = b.take_output(1);
+    assert_eq!(out.close, Some(ReasonCode::QuotaExceeded));
+    assert_eq!(b.stats.dropped_queue_full, 1);
+    // QoS 0 to a full output is dropped without closing.
+    assert!(b.take_closing().is_empty());
+}

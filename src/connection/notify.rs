@@ -21,6 +21,11 @@ impl Notify {
         }
     }
 
+    /// Whether a wake-up is kept, not yet taken by [`Notify::notified`].
+    pub fn is_pending(&self) -> bool {
+        self.pending.get()
+    }
+
     /// Resolves at the next (or a kept) wake-up.
     pub async fn notified(&self) {
         poll_fn(|cx| {

@@ -35,6 +35,14 @@ use crate::protocol::{
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Messages waiting for the mesh flusher past which readers stop reading
+/// their sockets: a client publishing faster than another shard takes its
+/// forwards is slowed down by TCP instead of growing the shard's memory.
+const MESH_BACKLOG: usize = 1024;
+
+/// How long the last write of a closing connection (its DISCONNECT) may take.
+const LAST_WRITE: Duration = Duration::from_secs(5);
+
 /// What one shard sends another.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -83,6 +91,10 @@ struct ConnState {
     reader_done: Cell<bool>,
     /// The reason to send in DISCONNECT when the reader ends on an error.
     reader_error: Cell<Option<ReasonCode>>,
+    /// Interrupts the writer when the connection must close (the broker closed
+    /// it, or the reader ended) while a write may be stuck on a client that
+    /// does not read.
+    interrupt: Notify,
 }
 
 impl Shard {
@@ -120,6 +132,12 @@ impl Shard {
         for conn in dirty {
             if let Some(state) = writers.get(&conn) {
                 state.notify.notify();
+            }
+        }
+        for conn in broker.take_closing() {
+            if let Some(state) = writers.get(&conn) {
+                state.notify.notify();
+                state.interrupt.notify();
             }
         }
         if !broker.forwards.is_empty() {
@@ -235,6 +253,7 @@ async fn serve_connection(
         .disconnected(&client, will, Instant::now());
     state.reader_done.set(true);
     state.notify.notify();
+    state.interrupt.notify();
     shard.wake();
     writer.await;
     shard.writers.borrow_mut().remove(&conn);
@@ -347,6 +366,11 @@ async fn read_loop(
         if state.closed_by_broker.get().is_some() {
             return End::ByBroker;
         }
+        // Back-pressure from the mesh: the flusher takes the whole backlog each
+        // time the previous batch is accepted, so this waits one flush at most.
+        while shard.mesh_out.borrow().len() >= MESH_BACKLOG {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
         match read_more(stream, rbuf).await {
             Ok(0) => {
                 return if state.closed_by_broker.get().is_some() {
@@ -388,7 +412,11 @@ async fn write_loop(
 ) {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        state.notify.notified().await;
+        // A kept interrupt means the connection is closing: take the close
+        // (or the reader's end) without waiting for another wake-up.
+        if !state.interrupt.is_pending() {
+            state.notify.notified().await;
+        }
         let out = shard.broker.borrow_mut().take_output(conn);
         for packet in &out.packets {
             // Never send an MQTT 5 client more than it accepts [MQTT-3.1.2-24].
@@ -415,12 +443,35 @@ async fn write_loop(
             };
             let _ = encode(&Packet::Disconnect(disconnect), version, &mut wbuf);
         }
+        let closing = reason.is_some() || done;
+        if !closing && state.interrupt.is_pending() {
+            // Told to close after the output was taken: go round once more,
+            // keeping what is encoded, to add the DISCONNECT.
+            continue;
+        }
         if !wbuf.is_empty() {
-            if stream.write_all(&wbuf).await.is_err() {
+            // The last write is bounded in time; the others end early if the
+            // connection is told to close meanwhile: a client that does not
+            // read must not keep its writer (and socket) forever.
+            let written = if closing {
+                futures_lite::future::or(async { Some(stream.write_all(&wbuf).await) }, async {
+                    glommio::timer::sleep(LAST_WRITE).await;
+                    None
+                })
+                .await
+            } else {
+                futures_lite::future::or(async { Some(stream.write_all(&wbuf).await) }, async {
+                    state.interrupt.notified().await;
+                    None
+                })
+                .await
+            };
+            if !matches!(written, Some(Ok(()))) {
                 state.closed_by_broker.set(
                     state
                         .closed_by_broker
                         .get()
+                        .or(shard.broker.borrow().closing_reason(conn))
                         .or(Some(ReasonCode::UnspecifiedError)),
                 );
                 let _ = stream.shutdown(std::net::Shutdown::Both).await;
@@ -428,7 +479,7 @@ async fn write_loop(
             }
             wbuf.clear();
         }
-        if reason.is_some() || done {
+        if closing {
             let _ = stream.shutdown(std::net::Shutdown::Both).await;
             return;
         }

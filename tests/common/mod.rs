@@ -356,7 +356,10 @@ impl Raw {
                     }
                 }
                 Recv::Closed => return last.into(),
-                Recv::Timeout => panic!("connection not closed; last packets {last:?}"),
+                Recv::Timeout => panic!(
+                    "connection not closed; last packets {:?}",
+                    last.iter().map(Packet::name).collect::<Vec<_>>()
+                ),
             }
         }
     }
