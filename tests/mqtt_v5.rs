@@ -791,3 +791,44 @@ async fn shutdown_sends_server_shutting_down() {
 
 #[allow(dead_code)]
 fn unused(_: ByteString, _: Ack, _: SubscriptionOptions) {}
+
+/// Topic aliases from the server: a client that announces a topic alias
+/// maximum gets repeated topics as aliases.
+#[tokio::test]
+#[ignore = "missing: outbound topic aliases (server to client)"]
+async fn topic_aliases_to_the_client() {
+    let b = TestBroker::start();
+    let mut c = connect(V, &id_on_shard("tao-sub", 1), true, 60);
+    c.properties.topic_alias_maximum = Some(10);
+    let (mut sub, _) = Raw::connect_with(b.addr(), c).await;
+    sub.sub("tao/#", QoS::AtMostOnce).await;
+    settle().await;
+    let mut publ = Raw::connect(b.addr(), V, &id_on_shard("tao-pub", 0), true).await;
+    for _ in 0..2 {
+        publ.publish(publish("tao/a/rather/long/topic", QoS::AtMostOnce, 0, b"x"))
+            .await;
+    }
+    let first = sub.recv_publish().await;
+    let second = sub.recv_publish().await;
+    let alias = first.properties.topic_alias.expect("an alias set");
+    assert_eq!(first.topic.as_str(), "tao/a/rather/long/topic");
+    assert!(second.topic.is_alias_only());
+    assert_eq!(second.properties.topic_alias, Some(alias));
+}
+
+/// retry-interval: an unacknowledged QoS 1 message is resent with DUP to a
+/// client that stays connected, except on a Courier non_retry subscription.
+#[tokio::test]
+#[ignore = "missing: retry-interval (resending to a connected client)"]
+async fn unacked_qos1_is_resent_after_the_retry_interval() {
+    let b = TestBroker::with(|c| c.mqtt.retry_interval = Duration::from_secs(1));
+    let mut sub = Raw::connect(b.addr(), V, &id_on_shard("retry-sub", 1), true).await;
+    sub.sub("retry/t", QoS::AtLeastOnce).await;
+    settle().await;
+    let mut publ = Raw::connect(b.addr(), V, &id_on_shard("retry-pub", 0), true).await;
+    publish_qos1(&mut publ, "retry/t", 1, b"again").await;
+    let first = sub.recv_publish().await;
+    assert!(!first.dup);
+    let again = sub.recv_publish().await;
+    assert_eq!((again.dup, again.packet_id), (true, first.packet_id));
+}
