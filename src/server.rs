@@ -274,6 +274,7 @@ async fn send(shard: Rc<Shard>, mut outbox: Outbox<ShardMsg>, shutdown: Shutdown
         )
         .await;
         let pending = std::mem::take(&mut *shard.mesh_out.borrow_mut());
+        shard.mesh_drained.wake_all();
         for (to, msg) in pending {
             if outbox.push(to, msg).is_err() {
                 return;

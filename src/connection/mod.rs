@@ -6,5 +6,5 @@ pub mod handshake;
 mod notify;
 mod serve;
 
-pub use notify::Notify;
+pub use notify::{Notify, WakeAll};
 pub use serve::{serve, Shard, ShardMsg};

@@ -39,3 +39,34 @@ impl Notify {
         .await
     }
 }
+
+/// Wakes every waiting task at once: readers paused until the mesh backlog has
+/// been taken by the send task.
+#[derive(Debug, Default)]
+pub struct WakeAll {
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl WakeAll {
+    pub fn wake_all(&self) {
+        for waker in self.wakers.take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once `ready()` holds, re-checking it after each [`WakeAll::wake_all`].
+    pub async fn wait_until(&self, ready: impl Fn() -> bool) {
+        poll_fn(|cx| {
+            if ready() {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            // One waker per task, however often it is polled.
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}

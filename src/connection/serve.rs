@@ -25,7 +25,7 @@ use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::handshake::refusal;
-use super::Notify;
+use super::{Notify, WakeAll};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -69,6 +69,8 @@ pub struct Shard {
     pub mesh_out: RefCell<Vec<(usize, ShardMsg)>>,
     /// Wakes the mesh flusher task.
     pub flush: Notify,
+    /// Wakes readers paused on a full mesh backlog once the send task took it.
+    pub mesh_drained: WakeAll,
     /// Counts live connection tasks, so shutdown can wait for them.
     pub tracker: shards::TaskTracker,
     pub max_packet_size: usize,
@@ -115,6 +117,7 @@ impl Shard {
             next_conn: Cell::new(0),
             mesh_out: RefCell::new(Vec::new()),
             flush: Notify::default(),
+            mesh_drained: WakeAll::default(),
             tracker: shards::TaskTracker::new(),
             max_packet_size,
             connect_timeout,
@@ -366,11 +369,12 @@ async fn read_loop(
         if state.closed_by_broker.get().is_some() {
             return End::ByBroker;
         }
-        // Back-pressure from the mesh: the flusher takes the whole backlog each
+        // Back-pressure from the mesh: the send task takes the whole backlog each
         // time the previous batch is accepted, so this waits one flush at most.
-        while shard.mesh_out.borrow().len() >= MESH_BACKLOG {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        }
+        shard
+            .mesh_drained
+            .wait_until(|| shard.mesh_out.borrow().len() < MESH_BACKLOG)
+            .await;
         match read_more(stream, rbuf).await {
             Ok(0) => {
                 return if state.closed_by_broker.get().is_some() {

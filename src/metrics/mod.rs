@@ -91,7 +91,7 @@ pub struct ShardMetrics {
     /// PUBLISH packets sent to clients, by QoS.
     pub sent: [AtomicU64; 3],
     /// Deliveries dropped, by [`DropKind`].
-    pub dropped: [AtomicU64; 4],
+    pub dropped: [AtomicU64; DropKind::ALL.len()],
     /// How late the shard's periodic timer fires.
     pub lag: LagHistogram,
 }
@@ -103,14 +103,16 @@ pub enum DropKind {
     Expired,
     Offline,
     NotAcked,
+    TooLarge,
 }
 
 impl DropKind {
-    pub const ALL: [DropKind; 4] = [
+    pub const ALL: [DropKind; 5] = [
         DropKind::QueueFull,
         DropKind::Expired,
         DropKind::Offline,
         DropKind::NotAcked,
+        DropKind::TooLarge,
     ];
 
     pub fn label(self) -> &'static str {
@@ -119,6 +121,7 @@ impl DropKind {
             DropKind::Expired => "expired",
             DropKind::Offline => "offline",
             DropKind::NotAcked => "not_acked",
+            DropKind::TooLarge => "too_large",
         }
     }
 }
@@ -268,6 +271,7 @@ impl ShardMetrics {
             stats.dropped_expired,
             stats.dropped_offline,
             stats.dropped_not_acked,
+            stats.dropped_too_large,
         ];
         for (to, from) in self.dropped.iter().zip(dropped) {
             to.store(from, Relaxed);

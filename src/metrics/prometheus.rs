@@ -137,7 +137,8 @@ pub fn render(metrics: &Metrics) -> String {
         "counter",
         "Deliveries dropped, by reason: queue_full (session queue or a slow reader's \
          output), expired (MQTT 5 message expiry), offline (QoS 0 or non-persistent \
-         while offline), not_acked (non-retry messages unacknowledged at reconnect).",
+         while offline), not_acked (non-retry messages unacknowledged at reconnect), \
+         too_large (over the client's MQTT 5 maximum packet size).",
     );
     for (id, shard) in shards.iter().enumerate() {
         let id = id.to_string();
