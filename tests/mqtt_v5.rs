@@ -795,7 +795,6 @@ fn unused(_: ByteString, _: Ack, _: SubscriptionOptions) {}
 /// Topic aliases from the server: a client that announces a topic alias
 /// maximum gets repeated topics as aliases.
 #[tokio::test]
-#[ignore = "missing: outbound topic aliases (server to client)"]
 async fn topic_aliases_to_the_client() {
     let b = TestBroker::start();
     let mut c = connect(V, &id_on_shard("tao-sub", 1), true, 60);

@@ -24,6 +24,8 @@ pub struct Client {
     pub idle_timeout: Option<Duration>,
     /// The largest packet the client accepts (MQTT 5); larger ones are not sent.
     pub max_packet_size: Option<u32>,
+    /// How many topic aliases the client accepts from the server (MQTT 5).
+    pub topic_alias_maximum: u16,
     /// The will to publish if the connection ends without a normal DISCONNECT.
     pub will: Option<LastWill>,
     /// Topic aliases the client set, for PUBLISHes that name their topic by alias.
@@ -43,6 +45,7 @@ impl Client {
             version: connect.version,
             idle_timeout: accepted.idle_timeout,
             max_packet_size: connect.properties.maximum_packet_size,
+            topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
             will: connect.will.clone().map(|mut w| {
                 // Kept past the CONNECT: copy it out of the read buffer.
                 w.topic = w.topic.detached();

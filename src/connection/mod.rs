@@ -2,6 +2,7 @@
 //! rules (`handshake`), the socket tasks that drive the shard's broker
 //! (`serve`), and the wake-up between them (`notify`).
 
+mod aliases;
 pub mod handshake;
 mod notify;
 mod serve;

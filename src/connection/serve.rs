@@ -24,6 +24,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::debug;
 
+use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
 use super::{Notify, WakeAll};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
@@ -240,6 +241,7 @@ async fn serve_connection(
         conn,
         client.version,
         client.max_packet_size,
+        client.topic_alias_maximum,
         state.clone(),
     ));
     shard.wake();
@@ -412,9 +414,11 @@ async fn write_loop(
     conn: ConnId,
     version: Version,
     max_packet_size: Option<u32>,
+    topic_alias_maximum: u16,
     state: Rc<ConnState>,
 ) {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut aliases = OutboundAliases::new(topic_alias_maximum);
     loop {
         // A kept interrupt means the connection is closing: take the close
         // (or the reader's end) without waiting for another wake-up.
@@ -422,14 +426,21 @@ async fn write_loop(
             state.notify.notified().await;
         }
         let out = shard.broker.borrow_mut().take_output(conn);
-        for packet in &out.packets {
+        for mut packet in out.packets {
+            let applied = match &mut packet {
+                Packet::Publish(p) => aliases.apply(p),
+                _ => Applied::Unchanged,
+            };
             // Never send an MQTT 5 client more than it accepts [MQTT-3.1.2-24].
-            if let (Some(max), Ok(len)) = (max_packet_size, encoded_len(packet, version)) {
+            if let (Some(max), Ok(len)) = (max_packet_size, encoded_len(&packet, version)) {
                 if len > max as usize {
+                    if let (Applied::Assigned, Packet::Publish(p)) = (applied, &packet) {
+                        aliases.forget(&p.topic);
+                    }
                     continue;
                 }
             }
-            if let Err(e) = encode(packet, version, &mut wbuf) {
+            if let Err(e) = encode(&packet, version, &mut wbuf) {
                 debug!(error = %e, packet = packet.name(), "not encodable");
             }
         }
