@@ -226,6 +226,7 @@ fn settings(config: &Config) -> Settings {
         },
         max_topic_levels: usize::from(mqtt.max_topic_levels),
         topic_alias_maximum: 64,
+        retry_interval: Some(mqtt.retry_interval).filter(|d| !d.is_zero()),
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::scenarios::{self, persistent, publish_qos1};
 use common::*;
 use rumqttc::QoS as Q;
@@ -320,4 +322,21 @@ async fn courier_connect_user_properties() {
     );
     raw.send(Packet::PingReq).await;
     assert_eq!(raw.recv().await, Packet::PingResp);
+}
+
+/// retry-interval (MQTT 3 only: MQTT 5 forbids resending on a live connection):
+/// an unacknowledged QoS 1 message is resent with DUP to a client that stays
+/// connected.
+#[tokio::test]
+async fn unacked_qos1_is_resent_after_the_retry_interval() {
+    let b = TestBroker::with(|c| c.mqtt.retry_interval = Duration::from_secs(1));
+    let mut sub = Raw::connect(b.addr(), V, &id_on_shard("retry-sub", 1), true).await;
+    sub.sub("retry/t", QoS::AtLeastOnce).await;
+    settle().await;
+    let mut publ = Raw::connect(b.addr(), V, &id_on_shard("retry-pub", 0), true).await;
+    publish_qos1(&mut publ, "retry/t", 1, b"again").await;
+    let first = sub.recv_publish().await;
+    assert!(!first.dup);
+    let again = sub.recv_publish().await;
+    assert_eq!((again.dup, again.packet_id), (true, first.packet_id));
 }

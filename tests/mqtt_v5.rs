@@ -814,20 +814,3 @@ async fn topic_aliases_to_the_client() {
     assert!(second.topic.is_alias_only());
     assert_eq!(second.properties.topic_alias, Some(alias));
 }
-
-/// retry-interval: an unacknowledged QoS 1 message is resent with DUP to a
-/// client that stays connected, except on a Courier non_retry subscription.
-#[tokio::test]
-#[ignore = "missing: retry-interval (resending to a connected client)"]
-async fn unacked_qos1_is_resent_after_the_retry_interval() {
-    let b = TestBroker::with(|c| c.mqtt.retry_interval = Duration::from_secs(1));
-    let mut sub = Raw::connect(b.addr(), V, &id_on_shard("retry-sub", 1), true).await;
-    sub.sub("retry/t", QoS::AtLeastOnce).await;
-    settle().await;
-    let mut publ = Raw::connect(b.addr(), V, &id_on_shard("retry-pub", 0), true).await;
-    publish_qos1(&mut publ, "retry/t", 1, b"again").await;
-    let first = sub.recv_publish().await;
-    assert!(!first.dup);
-    let again = sub.recv_publish().await;
-    assert_eq!((again.dup, again.packet_id), (true, first.packet_id));
-}

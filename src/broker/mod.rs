@@ -45,6 +45,9 @@ pub struct Settings {
     pub max_topic_levels: usize,
     /// The topic alias maximum announced to MQTT 5 clients.
     pub topic_alias_maximum: u16,
+    /// MQTT 3 sessions resend what a connected client leaves unacknowledged this
+    /// long (`retry-interval`); `None` resends only on reconnect.
+    pub retry_interval: Option<Duration>,
 }
 
 /// Counters the metrics endpoint reads.
@@ -98,6 +101,9 @@ struct Entry {
     /// A will waiting for its MQTT 5 will delay, published at this instant unless
     /// the client comes back first [MQTT-3.1.3-9].
     pending_will: Option<(Instant, Message)>,
+    /// Whether the connection is MQTT 3, whose unacknowledged messages are resent
+    /// after `retry-interval` (MQTT 5 forbids that).
+    retry: bool,
 }
 
 /// The broker state of one shard.
@@ -295,8 +301,10 @@ impl Broker {
                 expiry: Duration::ZERO,
                 expires_at: None,
                 pending_will: None,
+                retry: false,
             });
         entry.conn = Some(conn);
+        entry.retry = !connect.version.is_v5();
         entry.expiry = accepted.session_expiry;
         entry.expires_at = None;
 
@@ -364,6 +372,16 @@ impl Broker {
         let mut wills = Vec::new();
         let mut expired = Vec::new();
         for (id, entry) in &mut self.sessions {
+            if let (Some(conn), true, Some(interval)) =
+                (entry.conn, entry.retry, self.settings.retry_interval)
+            {
+                let mut packets = Vec::new();
+                let drops = entry.session.retry(now, interval, &mut packets);
+                self.stats.count_drops(&drops);
+                if !packets.is_empty() {
+                    self.outputs.to(conn).packets.extend(packets);
+                }
+            }
             if let Some((at, _)) = &entry.pending_will {
                 if *at <= now {
                     wills.extend(entry.pending_will.take().map(|(_, m)| m));

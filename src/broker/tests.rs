@@ -30,6 +30,7 @@ fn settings() -> Settings {
         },
         max_topic_levels: 8,
         topic_alias_maximum: 4,
+        retry_interval: Some(Duration::from_secs(20)),
     }
 }
 
@@ -511,4 +512,30 @@ fn qos1_overflow_of_a_connected_client_closes_it() {
     assert_eq!(b.stats.dropped_queue_full, 1);
     // QoS 0 to a full output is dropped without closing.
     assert!(b.take_closing().is_empty());
+}
+
+#[test]
+fn retry_interval_resends_to_connected_mqtt3_clients_only() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut v3 = online(&mut b, 1, connect(Version::V3_1_1, "v3", true));
+    let mut v5 = online(&mut b, 2, connect(Version::V5, "v5", true));
+    for c in [&mut v3, &mut v5] {
+        b.handle(c, subscribe("t", QoS::AtLeastOnce), now).unwrap();
+        b.take_output(c.conn);
+    }
+    let mut publ = online(&mut b, 3, connect(Version::V3_1_1, "p", true));
+    b.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    assert_eq!(received(&mut b, 1).len(), 1);
+    assert_eq!(received(&mut b, 2).len(), 1);
+    b.tick(now + Duration::from_secs(10));
+    assert!(received(&mut b, 1).is_empty(), "not due yet");
+    b.tick(now + Duration::from_secs(21));
+    let again = b.take_output(1).packets;
+    assert!(matches!(&again[..], [Packet::Publish(p)] if p.dup && p.packet_id == Some(pid(1))));
+    assert!(
+        received(&mut b, 2).is_empty(),
+        "MQTT 5 is never resent on a live connection"
+    );
 }

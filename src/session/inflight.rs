@@ -1,6 +1,7 @@
 //! Outgoing QoS 1 and 2 messages sent to the client and not yet acknowledged.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use super::Delivery;
 use crate::protocol::PacketId;
@@ -19,6 +20,8 @@ pub enum OutState {
 #[derive(Debug)]
 pub struct InflightEntry {
     pub packet_id: PacketId,
+    /// When the PUBLISH (or PUBREL) was last sent, for `retry-interval`.
+    pub sent_at: Instant,
     pub state: OutState,
     pub delivery: Delivery,
 }
@@ -72,6 +75,10 @@ impl Inflight {
 
     pub fn iter(&self) -> impl Iterator<Item = &InflightEntry> {
         self.entries.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut InflightEntry> {
+        self.entries.iter_mut()
     }
 
     /// Removes every entry `keep` rejects, giving them back.

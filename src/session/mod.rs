@@ -10,7 +10,7 @@ mod inflight;
 mod queue;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
@@ -158,11 +158,7 @@ impl Session {
 
     /// Whether `publish` is larger than the client accepts.
     fn too_large(&self, publish: &Publish) -> bool {
-        self.max_packet.is_some_and(|(max, version)| {
-            // Encoding only fails for packets that cannot be sent at all.
-            encoded_len(&Packet::Publish(publish.clone()), version)
-                .map_or(true, |len| len > max as usize)
-        })
+        exceeds(self.max_packet, publish)
     }
 
     pub fn unsubscribe(&mut self, filter: &TopicFilter) -> bool {
@@ -191,13 +187,50 @@ impl Session {
             .into_iter()
             .map(|e| (e.delivery, DropReason::NotAcked))
             .collect();
+        self.resend(now, out, &mut dropped, |_| true);
+        self.fill_window(now, out, &mut dropped);
+        dropped
+    }
+
+    /// MQTT 3 `retry-interval`: resends, with DUP set, what the connected client
+    /// has left unacknowledged for `interval` (PUBREL for QoS 2 past PUBREC),
+    /// except non_retry deliveries, which are sent once only. MQTT 5 forbids
+    /// resending on a live connection [MQTT-4.4.0-1]; the caller only asks for
+    /// MQTT 3 sessions.
+    pub fn retry(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        out: &mut Vec<Packet>,
+    ) -> Vec<(Delivery, DropReason)> {
+        let mut dropped = Vec::new();
+        if self.online {
+            self.resend(now, out, &mut dropped, |e| {
+                !e.delivery.non_retry && now.saturating_duration_since(e.sent_at) >= interval
+            });
+        }
+        dropped
+    }
+
+    /// Resends the inflight entries `due` selects, in their original order: the
+    /// PUBLISH again with DUP set [MQTT-4.4.0-1], or the PUBREL. A PUBLISH that
+    /// no longer fits the client's maximum packet size is dropped.
+    fn resend(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Packet>,
+        dropped: &mut Vec<(Delivery, DropReason)>,
+        due: impl Fn(&InflightEntry) -> bool,
+    ) {
+        let max_packet = self.max_packet;
         let mut too_large = Vec::new();
-        for e in self.inflight.iter() {
+        for e in self.inflight.iter_mut().filter(|e| due(e)) {
+            e.sent_at = now;
             out.push(match e.state {
                 OutState::AwaitingPubComp => Packet::PubRel(Ack::new(e.packet_id)),
                 _ => {
                     let publish = to_publish(&e.delivery, Some(e.packet_id), true, now);
-                    if self.too_large(&publish) {
+                    if exceeds(max_packet, &publish) {
                         too_large.push(e.packet_id);
                         continue;
                     }
@@ -210,8 +243,6 @@ impl Session {
                 dropped.push((e.delivery, DropReason::TooLarge));
             }
         }
-        self.fill_window(now, out, &mut dropped);
-        dropped
     }
 
     /// The connection is gone; the session stays for the client to resume.
@@ -285,6 +316,7 @@ impl Session {
         };
         self.inflight.push(InflightEntry {
             packet_id,
+            sent_at: now,
             state,
             delivery,
         });
@@ -401,6 +433,15 @@ impl Session {
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
         self.incoming_qos2.remove(&packet_id.get())
     }
+}
+
+/// Whether `publish` is over the client's maximum packet size, if it has one.
+fn exceeds(max_packet: Option<(u32, Version)>, publish: &Publish) -> bool {
+    max_packet.is_some_and(|(max, version)| {
+        // Encoding only fails for packets that cannot be sent at all.
+        encoded_len(&Packet::Publish(publish.clone()), version)
+            .map_or(true, |len| len > max as usize)
+    })
 }
 
 /// The PUBLISH that carries `delivery` to the client.

@@ -349,3 +349,30 @@ fn too_large_for_the_client_is_dropped_not_left_inflight() {
     assert_eq!(dropped[0].1, DropReason::TooLarge);
     assert_eq!(publishes(&out), [(3, Some(4), false)]);
 }
+
+#[test]
+fn retry_resends_due_entries_except_non_retry() {
+    let now = Instant::now();
+    let mut s = online(limits(10, 10));
+    let mut out = Vec::new();
+    s.deliver(delivery(0, QoS::AtLeastOnce), now, &mut out);
+    let mut once = delivery(1, QoS::AtLeastOnce);
+    once.non_retry = true;
+    s.deliver(once, now, &mut out);
+    s.deliver(delivery(2, QoS::ExactlyOnce), now, &mut out);
+    s.pubrec(pid(3), false, now, &mut out);
+    out.clear();
+    let interval = Duration::from_secs(5);
+    assert!(s
+        .retry(now + Duration::from_secs(4), interval, &mut out)
+        .is_empty());
+    assert!(out.is_empty());
+    s.retry(now + interval, interval, &mut out);
+    assert_eq!(publishes(&out), [(0, Some(1), true)]);
+    assert_eq!(out[1], Packet::PubRel(Ack::new(pid(3))));
+    assert_eq!(out.len(), 2);
+    out.clear();
+    // Resent just now: not due again until another interval has passed.
+    s.retry(now + interval, interval, &mut out);
+    assert!(out.is_empty());
+}
