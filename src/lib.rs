@@ -6,15 +6,21 @@
 //!   broker and the load tester both drive it over a `BytesMut`.
 //! - [`topic`]: validated topic names and filters, the subscription trie and the
 //!   index of which shards hold subscribers for a topic.
+//! - [`auth`], [`acl`], [`events`]: the broker's decision and emission points
+//!   (traits with defaults that allow everything and emit nothing), where JWT
+//!   auth, the ACL file and the event stream plug in.
 //!
 //! # Why
 //! Parsing and matching run for every packet of millions of connections, and they
 //! are the first thing a hostile client reaches. Keeping them pure functions over
 //! buffers makes them easy to test byte for byte, to fuzz, and to benchmark.
 
+pub mod acl;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod events;
 pub mod http;
 pub mod message;
 pub mod metrics;
