@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
+use crate::auth::Identity;
 use crate::connection::handshake::Accepted;
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Publish, PublishProperties, Version};
@@ -19,6 +20,8 @@ pub type ConnId = u64;
 pub struct Client {
     pub conn: ConnId,
     pub client_id: ByteString,
+    /// Who the authenticator says the client is, for ACL decisions and events.
+    pub identity: Identity,
     pub version: Version,
     /// Close the connection after this much silence (1.5 × keepalive).
     pub idle_timeout: Option<Duration>,
@@ -36,12 +39,14 @@ impl Client {
     pub(super) fn new(
         conn: ConnId,
         client_id: ByteString,
+        identity: Identity,
         connect: &Connect,
         accepted: &Accepted,
     ) -> Client {
         Client {
             conn,
             client_id,
+            identity,
             version: connect.version,
             idle_timeout: accepted.idle_timeout,
             max_packet_size: connect.properties.maximum_packet_size,

@@ -29,7 +29,10 @@ pub use output::Output;
 use output::Outputs;
 pub use publish::Closed;
 
+use crate::acl::{AllowAll, Authorizer};
+use crate::auth::{AllowAnonymous, Authenticator};
 use crate::connection::handshake::{self, ConnectPolicy};
+use crate::events::{Event, EventKind, EventSink, Events};
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Packet, QoS, ReasonCode};
 use crate::retained::RetainedStore;
@@ -62,6 +65,8 @@ pub struct Stats {
     pub dropped_not_acked: u64,
     /// Larger than the client's MQTT 5 maximum packet size.
     pub dropped_too_large: u64,
+    /// PUBLISH packets the ACL denied: dropped, not routed.
+    pub publishes_denied: u64,
     /// PUBLISH packets handed to connection writers, by QoS (retransmissions
     /// included): what `/metrics` and `$SYS` report as sent.
     pub messages_sent: [u64; 3],
@@ -123,6 +128,12 @@ pub struct Broker {
     /// Serial for server-assigned client ids.
     next_assigned: u64,
     pub stats: Stats,
+    /// Who may connect ([`Broker::with_auth`]).
+    auth: Box<dyn Authenticator>,
+    /// What a client may publish and subscribe to ([`Broker::with_acl`]).
+    acl: Box<dyn Authorizer>,
+    /// Where events go, if anywhere ([`Broker::with_events`]).
+    events: Events,
 }
 
 impl Broker {
@@ -140,7 +151,28 @@ impl Broker {
             forwards: Vec::new(),
             next_assigned: 0,
             stats: Stats::default(),
+            auth: Box::new(AllowAnonymous),
+            acl: Box::new(AllowAll),
+            events: Events::default(),
         }
+    }
+
+    /// Authenticates CONNECTs with `auth` instead of allowing anyone.
+    pub fn with_auth(mut self, auth: Box<dyn Authenticator>) -> Broker {
+        self.auth = auth;
+        self
+    }
+
+    /// Authorizes publishes and subscriptions with `acl` instead of allowing all.
+    pub fn with_acl(mut self, acl: Box<dyn Authorizer>) -> Broker {
+        self.acl = acl;
+        self
+    }
+
+    /// Emits events to `sink` (none by default).
+    pub fn with_events(mut self, sink: Box<dyn EventSink>) -> Broker {
+        self.events = Events::new(sink);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -251,7 +283,10 @@ impl Broker {
 
     /// Accepts or refuses `connect` on connection `conn`. On success the CONNACK
     /// is queued on `conn` followed by anything the resumed session resends; on
-    /// refusal the reason is returned (see [`handshake::refusal`]).
+    /// refusal the reason is returned (see [`handshake::refusal`]) and no
+    /// session has changed.
+    ///
+    /// The authenticator decides once the handshake has accepted the packet.
     ///
     /// A session of the same client id that is online is taken over: its
     /// connection is told to close with "session taken over" and its will is
@@ -263,12 +298,24 @@ impl Broker {
         now: Instant,
     ) -> Result<Client, ReasonCode> {
         let policy = self.settings.connect.clone();
-        let mut assigned = None;
-        let accepted = handshake::accept(connect, &policy, || {
-            let id = self.assign_client_id();
-            assigned = Some(id.clone());
-            id
-        })?;
+        let accepted =
+            handshake::accept(connect, &policy, || self.assign_client_id()).and_then(|accepted| {
+                let identity = self.auth.authenticate(connect, &accepted.client_id)?;
+                Ok((accepted, identity))
+            });
+        let (accepted, identity) = match accepted {
+            Ok(a) => a,
+            Err(reason) => {
+                self.events
+                    .emit(EventKind::RegisterFailed, || Event::RegisterFailed {
+                        client_id: &connect.client_id,
+                        username: connect.username.as_ref(),
+                        clean_start: connect.clean_start,
+                        reason,
+                    });
+                return Err(reason);
+            }
+        };
         let client_id = accepted.client_id.clone();
 
         let mut session_present = false;
@@ -319,11 +366,19 @@ impl Broker {
         let drops = entry.session.connect(receive_maximum, now, &mut packets);
         self.stats.count_drops(&drops);
         self.stats.connections += 1;
+        self.events.emit(EventKind::Register, || Event::Register {
+            who: &identity,
+            clean_start: connect.clean_start,
+            session_present,
+            user_properties: &connect.properties.user_properties,
+        });
+        self.events.dropped(&client_id, &drops);
+        self.events.delivered(&client_id, &packets);
         self.output(conn).packets.extend(packets);
         if !was_online {
             self.count_online(&client_id, 1);
         }
-        Ok(Client::new(conn, client_id, connect, &accepted))
+        Ok(Client::new(conn, client_id, identity, connect, &accepted))
     }
 
     /// The connection of `client` is gone. `will` is what to publish for an
@@ -341,6 +396,11 @@ impl Broker {
         entry.conn = None;
         let drops = entry.session.disconnect();
         self.stats.count_drops(&drops);
+        self.events.dropped(&client.client_id, &drops);
+        self.events
+            .emit(EventKind::ClientOffline, || Event::ClientOffline {
+                who: &client.identity,
+            });
         let will = will.map(|w| (w.properties.will_delay_interval.unwrap_or(0), w));
         let expiry = entry.expiry;
         match will {
@@ -378,6 +438,8 @@ impl Broker {
                 let mut packets = Vec::new();
                 let drops = entry.session.retry(now, interval, &mut packets);
                 self.stats.count_drops(&drops);
+                self.events.dropped(id, &drops);
+                self.events.delivered(id, &packets);
                 if !packets.is_empty() {
                     self.outputs.to(conn).packets.extend(packets);
                 }
@@ -404,6 +466,8 @@ impl Broker {
         let Some(entry) = self.sessions.remove(client_id) else {
             return;
         };
+        self.events
+            .emit(EventKind::ClientGone, || Event::ClientGone { client_id });
         let filters: Vec<_> = entry
             .session
             .subscriptions()

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use bytestring::ByteString;
 
 use super::{Broker, Client, Entry, Forward, Outputs, Stats};
+use crate::events::{Event, EventKind, Events};
 use crate::message::Message;
 use crate::protocol::{Ack, Packet, Publish, QoS, ReasonCode};
 use crate::router::Recipients;
@@ -107,13 +108,17 @@ impl Broker {
         let mut packets = Vec::new();
         let (_known, drops) = ack(&mut entry.session, &mut packets);
         self.stats.count_drops(&drops);
+        self.events.dropped(&client.client_id, &drops);
+        self.events.delivered(&client.client_id, &packets);
         if !packets.is_empty() {
             self.stats.messages_out += packets.len() as u64;
             self.output(client.conn).packets.extend(packets);
         }
     }
 
-    /// An inbound PUBLISH: resolve its topic alias, acknowledge it, route it.
+    /// An inbound PUBLISH: resolve its topic alias, ask the ACL, acknowledge
+    /// it, route it. A denied PUBLISH is acknowledged (MQTT 5 QoS 1/2 with
+    /// reason 0x87) and dropped.
     fn publish(
         &mut self,
         client: &mut Client,
@@ -138,30 +143,51 @@ impl Broker {
             return Err(ReasonCode::TopicNameInvalid);
         }
         self.stats.messages_in[publish.qos as usize] += 1;
+        let decision = self.acl.publish(&client.identity, &publish.topic);
+        if !decision.allow {
+            self.stats.publishes_denied += 1;
+        }
+        // MQTT 5 tells the publisher; MQTT 3 has no way to, so gets a plain ack.
+        let ack = |id| {
+            let mut ack = Ack::new(id);
+            if !decision.allow && client.version.is_v5() {
+                ack.reason_code = ReasonCode::NotAuthorized;
+            }
+            ack
+        };
         let route = match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 self.output(client.conn)
                     .packets
-                    .push(Packet::PubAck(Ack::new(id)));
-                true
+                    .push(Packet::PubAck(ack(id)));
+                decision.allow
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let Some(entry) = self.sessions.get_mut(&client.client_id) else {
                     return Ok(());
                 };
-                let new = entry.session.receive_qos2(id);
+                let ack = ack(id);
+                // An error PUBREC ends the exchange [MQTT-4.3.3]; otherwise
+                // the packet id waits for PUBREL, even when denied (MQTT 3).
+                let new = !ack.reason_code.is_error() && entry.session.receive_qos2(id);
                 if entry.session.pending_qos2() > usize::from(self.settings.connect.receive_maximum)
                 {
                     return Err(ReasonCode::ReceiveMaximumExceeded);
                 }
-                self.output(client.conn)
-                    .packets
-                    .push(Packet::PubRec(Ack::new(id)));
-                new
+                self.output(client.conn).packets.push(Packet::PubRec(ack));
+                new && decision.allow
             }
-            _ => true,
+            _ => decision.allow,
         };
         if route {
+            self.events.emit(EventKind::Publish, || Event::Publish {
+                who: &client.identity,
+                topic: &publish.topic,
+                qos: publish.qos,
+                retain: publish.retain,
+                payload: &publish.payload,
+                label: decision.label.as_deref(),
+            });
             let message = Message::from_publish(&publish, &client.client_id, now);
             self.publish_message(message, now);
         }
@@ -204,6 +230,7 @@ impl Broker {
             sessions,
             outputs,
             stats,
+            events,
             ..
         } = self;
         router.route(
@@ -212,6 +239,7 @@ impl Broker {
                 sessions,
                 outputs,
                 stats,
+                events,
                 now,
                 output_limit,
             },
@@ -225,6 +253,7 @@ struct Sessions<'a> {
     sessions: &'a mut HashMap<ByteString, Entry>,
     outputs: &'a mut Outputs,
     stats: &'a mut Stats,
+    events: &'a mut Events,
     now: Instant,
     /// Packets an unwritten output may hold before QoS 0 messages to it are
     /// dropped: a slow reader must not take memory without bound. (QoS 1/2 are
@@ -249,13 +278,19 @@ impl Recipients for Sessions<'_> {
         };
         let before = out.len();
         if delivery.qos == QoS::AtMostOnce && before >= self.output_limit {
-            self.stats.dropped_queue_full += 1;
+            let drop = [(delivery, DropReason::QueueFull)];
+            self.stats.count_drops(&drop);
+            self.events.dropped(client, &drop);
             return;
         }
         let dropped = entry.session.deliver(delivery, self.now, out);
         self.stats.messages_out += (out.len() - before) as u64;
+        if entry.conn.is_some() {
+            self.events.delivered(client, &out[before..]);
+        }
         if let Some(drop) = dropped {
             self.stats.count_drops(std::slice::from_ref(&drop));
+            self.events.dropped(client, std::slice::from_ref(&drop));
             // A connected client too slow for its QoS 1/2 traffic (window and
             // online queue full) is disconnected rather than queue more: it
             // can resume its session and get what is still queued.

@@ -5,61 +5,61 @@ use std::time::Instant;
 use bytestring::ByteString;
 
 use super::{Broker, Client, Forward};
+use crate::events::{Event, EventKind, TopicInfo};
 use crate::protocol::{
-    Packet, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Version,
+    Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Version,
 };
 use crate::session::{Delivery, Subscription};
 use crate::topic::TopicFilter;
 
 impl Broker {
+    /// A SUBSCRIBE: each filter the ACL allows is added; a denied one gets
+    /// 0x87 not authorized (0x80 in MQTT 3) in the SUBACK.
     pub(super) fn subscribe(&mut self, client: &Client, subscribe: Subscribe, now: Instant) {
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        // Gathered only for a sink that wants `on_subscribe`.
+        let mut topics = self
+            .events
+            .wants(EventKind::Subscribe)
+            .then(|| Vec::with_capacity(subscribe.filters.len()));
         for (filter, options) in &subscribe.filters {
-            if filter.levels().count() > self.settings.max_topic_levels {
-                reason_codes.push(ReasonCode::TopicFilterInvalid);
-                continue;
-            }
-            let sub = Subscription {
-                options: *options,
-                id: subscribe.properties.subscription_identifier,
+            let mut label = None;
+            let code = if filter.levels().count() > self.settings.max_topic_levels {
+                ReasonCode::TopicFilterInvalid
+            } else {
+                let decision = self.acl.subscribe(&client.identity, filter);
+                label = decision.label;
+                if !decision.allow {
+                    ReasonCode::NotAuthorized
+                } else {
+                    let sub = Subscription {
+                        options: *options,
+                        id: subscribe.properties.subscription_identifier,
+                    };
+                    if !self.add_subscription(client, filter, sub, &mut retained) {
+                        return;
+                    }
+                    match options.qos {
+                        QoS::AtMostOnce => ReasonCode::Success,
+                        QoS::AtLeastOnce => ReasonCode::GrantedQos1,
+                        QoS::ExactlyOnce => ReasonCode::GrantedQos2,
+                    }
+                }
             };
-            let Some(entry) = self.sessions.get_mut(&client.client_id) else {
-                return;
-            };
-            let existed = entry.session.subscribe(filter.clone(), sub);
-            self.router.subscribe(&client.client_id, filter, sub);
-            if !existed && self.index.add(filter, self.shard) == 1 {
-                self.broadcast(Forward::Subscribed(filter.detached()));
-            }
-            if !existed && filter.share_group().is_some() {
-                // A new member, online: it is subscribing.
-                self.count_group(filter, 1, 1);
-            }
-            // Retained messages go to new non-shared subscribers only as retain
-            // handling allows [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
-            let send_retained = filter.share_group().is_none()
-                && match options.retain_handling {
-                    RetainHandling::OnSubscribe => true,
-                    RetainHandling::OnNewSubscribe => !existed,
-                    RetainHandling::Never => false,
-                };
-            if send_retained {
-                self.retained.for_each_match(filter, |m| {
-                    retained.push(Delivery {
-                        message: m.clone(),
-                        qos: options.qos.min(m.qos),
-                        retain: true,
-                        subscription_ids: sub.id.into_iter().collect(),
-                        non_retry: options.non_retry,
-                        non_persistence: options.non_persistence,
-                    })
+            if let Some(topics) = &mut topics {
+                topics.push(TopicInfo {
+                    filter: filter.clone(),
+                    qos: if code.is_error() { 0x80 } else { code as u8 },
+                    label,
                 });
             }
-            reason_codes.push(match options.qos {
-                crate::protocol::QoS::AtMostOnce => ReasonCode::Success,
-                crate::protocol::QoS::AtLeastOnce => ReasonCode::GrantedQos1,
-                crate::protocol::QoS::ExactlyOnce => ReasonCode::GrantedQos2,
+            reason_codes.push(code);
+        }
+        if let Some(topics) = &topics {
+            self.events.emit(EventKind::Subscribe, || Event::Subscribe {
+                who: &client.identity,
+                topics,
             });
         }
         let ack = SubAck {
@@ -73,11 +73,60 @@ impl Broker {
             return;
         };
         let out = &mut self.outputs.to(client.conn).packets;
+        let before = out.len();
         for delivery in retained {
             if let Some(drop) = entry.session.deliver(delivery, now, out) {
                 self.stats.count_drops(std::slice::from_ref(&drop));
+                self.events
+                    .dropped(&client.client_id, std::slice::from_ref(&drop));
             }
         }
+        self.events.delivered(&client.client_id, &out[before..]);
+    }
+
+    /// Adds (or replaces) one subscription of `client`, and gathers the
+    /// retained messages it gets into `retained`. False if the session is gone.
+    fn add_subscription(
+        &mut self,
+        client: &Client,
+        filter: &TopicFilter,
+        sub: Subscription,
+        retained: &mut Vec<Delivery>,
+    ) -> bool {
+        let options = &sub.options;
+        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+            return false;
+        };
+        let existed = entry.session.subscribe(filter.clone(), sub);
+        self.router.subscribe(&client.client_id, filter, sub);
+        if !existed && self.index.add(filter, self.shard) == 1 {
+            self.broadcast(Forward::Subscribed(filter.detached()));
+        }
+        if !existed && filter.share_group().is_some() {
+            // A new member, online: it is subscribing.
+            self.count_group(filter, 1, 1);
+        }
+        // Retained messages go to new non-shared subscribers only as retain
+        // handling allows [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
+        let send_retained = filter.share_group().is_none()
+            && match options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => !existed,
+                RetainHandling::Never => false,
+            };
+        if send_retained {
+            self.retained.for_each_match(filter, |m| {
+                retained.push(Delivery {
+                    message: m.clone(),
+                    qos: options.qos.min(m.qos),
+                    retain: true,
+                    subscription_ids: sub.id.into_iter().collect(),
+                    non_retry: options.non_retry,
+                    non_persistence: options.non_persistence,
+                })
+            });
+        }
+        true
     }
 
     pub(super) fn unsubscribe(&mut self, client: &Client, unsubscribe: Unsubscribe) {
@@ -94,6 +143,11 @@ impl Broker {
                 reason_codes.push(ReasonCode::NoSubscriptionExisted);
             }
         }
+        self.events
+            .emit(EventKind::Unsubscribe, || Event::Unsubscribe {
+                who: &client.identity,
+                topics: &unsubscribe.filters,
+            });
         if client.version != Version::V5 {
             reason_codes.clear();
         }
