@@ -481,4 +481,6 @@ impl Broker {
 }
 
 #[cfg(test)]
+mod seam_tests;
+#[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use crate::protocol::{
 use crate::session::OverflowPolicy;
 use crate::topic::{TopicFilter, TopicName};
 
-fn settings() -> Settings {
+pub(super) fn settings() -> Settings {
     Settings {
         connect: ConnectPolicy {
             allowed_versions: vec![Version::V3_1, Version::V3_1_1, Version::V5],
@@ -36,7 +36,7 @@ fn settings() -> Settings {
 
 use crate::protocol::Version;
 
-fn connect(version: Version, id: &str, clean: bool) -> Connect {
+pub(super) fn connect(version: Version, id: &str, clean: bool) -> Connect {
     Connect {
         version,
         clean_start: clean,
@@ -49,7 +49,7 @@ fn connect(version: Version, id: &str, clean: bool) -> Connect {
     }
 }
 
-fn publish(topic: &str, qos: QoS, id: u16, payload: &'static [u8]) -> Packet {
+pub(super) fn publish(topic: &str, qos: QoS, id: u16, payload: &'static [u8]) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos,
@@ -61,7 +61,7 @@ fn publish(topic: &str, qos: QoS, id: u16, payload: &'static [u8]) -> Packet {
     })
 }
 
-fn subscribe(filter: &str, qos: QoS) -> Packet {
+pub(super) fn subscribe(filter: &str, qos: QoS) -> Packet {
     Packet::Subscribe(Subscribe {
         packet_id: pid(1),
         filters: vec![(
@@ -75,12 +75,12 @@ fn subscribe(filter: &str, qos: QoS) -> Packet {
     })
 }
 
-fn pid(n: u16) -> crate::protocol::PacketId {
+pub(super) fn pid(n: u16) -> crate::protocol::PacketId {
     crate::protocol::PacketId::new(n).unwrap()
 }
 
 /// Connects and drops the CONNACK output.
-fn online(b: &mut Broker, conn: ConnId, c: Connect) -> Client {
+pub(super) fn online(b: &mut Broker, conn: ConnId, c: Connect) -> Client {
     let client = b.connect(conn, &c, Instant::now()).expect("accepted");
     let out = b.take_output(conn);
     assert!(matches!(out.packets[0], Packet::ConnAck(_)));
@@ -88,7 +88,7 @@ fn online(b: &mut Broker, conn: ConnId, c: Connect) -> Client {
 }
 
 /// Payloads of the PUBLISHes queued for `conn`.
-fn received(b: &mut Broker, conn: ConnId) -> Vec<(Bytes, QoS, bool)> {
+pub(super) fn received(b: &mut Broker, conn: ConnId) -> Vec<(Bytes, QoS, bool)> {
     b.take_output(conn)
         .packets
         .into_iter()
