@@ -167,8 +167,9 @@ impl Broker {
                     return Ok(());
                 };
                 let ack = ack(id);
-                // An error PUBREC ends the exchange [MQTT-4.3.3]; otherwise
-                // the packet id waits for PUBREL, even when denied (MQTT 3).
+                // A PUBREC with an error reason ends the exchange (MQTT 5
+                // section 4.3.3); otherwise the packet id waits for PUBREL,
+                // even when denied (MQTT 3).
                 let new = !ack.reason_code.is_error() && entry.session.receive_qos2(id);
                 if entry.session.pending_qos2() > usize::from(self.settings.connect.receive_maximum)
                 {
