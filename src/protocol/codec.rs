@@ -159,6 +159,18 @@ pub fn encoded_len(packet: &Packet, version: Version) -> Result<usize, EncodeErr
     Ok(1 + var_int_len(remaining) + remaining)
 }
 
+/// [`encoded_len`] of a PUBLISH, without wrapping it in a [`Packet`] (which
+/// would take a clone): the broker checks every delivery against the client's
+/// maximum packet size.
+pub fn publish_encoded_len(publish: &Publish, version: Version) -> Result<usize, EncodeError> {
+    let mut counter = Counter::default();
+    publish.emit(version, &mut counter)?;
+    if counter.0 > super::MAX_VAR_INT {
+        return Err(EncodeError::VarIntTooLarge(counter.0));
+    }
+    Ok(1 + var_int_len(counter.0) + counter.0)
+}
+
 fn body_len(packet: &Packet, version: Version) -> Result<usize, EncodeError> {
     if matches!(packet, Packet::Auth(_)) && !version.is_v5() {
         return Err(EncodeError::NotInVersion {

@@ -32,7 +32,7 @@ pub mod generate;
 use std::num::NonZeroU16;
 
 pub use ack::{Ack, AckProperties, Auth, AuthProperties, Disconnect, DisconnectProperties};
-pub use codec::{decode, encode, encoded_len};
+pub use codec::{decode, encode, encoded_len, publish_encoded_len};
 pub use connect::{
     ConnAck, ConnAckProperties, Connect, ConnectProperties, LastWill, WillProperties,
 };

@@ -139,3 +139,24 @@ fn payload_is_a_view_of_the_read_buffer() {
     assert_eq!(&p.payload[..], b"payl");
     assert_eq!(p.payload.as_ptr() as usize, base + 5, "payload was copied");
 }
+
+#[test]
+fn publish_encoded_len_matches_encode() {
+    let mut rng = Rng(7);
+    let mut checked = 0;
+    for _ in 0..2_000 {
+        let data = rng.bytes(256);
+        let mut u = Unstructured::new(&data);
+        let Ok(version) = generate::version(&mut u) else {
+            continue;
+        };
+        let Ok(Packet::Publish(p)) = generate::packet(&mut u, version) else {
+            continue;
+        };
+        let mut buf = BytesMut::new();
+        encode(&Packet::Publish(p.clone()), version, &mut buf).unwrap();
+        assert_eq!(publish_encoded_len(&p, version), Ok(buf.len()));
+        checked += 1;
+    }
+    assert!(checked > 50, "too few PUBLISH packets generated: {checked}");
+}

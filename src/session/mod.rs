@@ -19,7 +19,7 @@ pub use queue::{OverflowPolicy, Queue};
 
 use crate::message::Message;
 use crate::protocol::{
-    encoded_len, Ack, Packet, PacketId, Publish, QoS, SubscriptionOptions, Version,
+    publish_encoded_len, Ack, Packet, PacketId, Publish, QoS, SubscriptionOptions, Version,
 };
 use crate::topic::TopicFilter;
 
@@ -439,8 +439,7 @@ impl Session {
 fn exceeds(max_packet: Option<(u32, Version)>, publish: &Publish) -> bool {
     max_packet.is_some_and(|(max, version)| {
         // Encoding only fails for packets that cannot be sent at all.
-        encoded_len(&Packet::Publish(publish.clone()), version)
-            .map_or(true, |len| len > max as usize)
+        publish_encoded_len(publish, version).map_or(true, |len| len > max as usize)
     })
 }
 
