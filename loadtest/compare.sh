@@ -1,0 +1,564 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: shardmq, Mosquitto and rumqttd, each started in turn on
+# its own 127.0.0.1 port, pinned with taskset to the same broker core(s), driven by
+# the bundled `loadtest` pinned to the load core(s) with the same scenarios. For
+# each run it reads loadtest's --json output and the broker's CPU time (utime +
+# stime from /proc/<pid>/stat) and prints one Markdown table of absolute figures
+# and ratios to Mosquitto and rumqttd. See `loadtest/compare.sh --help`.
+set -uo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: loadtest/compare.sh [OPTIONS]
+
+Runs the same load scenarios against shardmq, Mosquitto and rumqttd, one broker at a
+time, each pinned to the same core(s), and prints a Markdown table: received msgs/s,
+p50/p99/p99.9 latency (µs, from the intended send time), lost messages, broker
+CPU-µs per received message, and ratios of each broker to Mosquitto and rumqttd.
+
+Installs what is missing first: mosquitto (apt-get), rumqttd 0.20.0 (cargo install,
+not --locked), and builds target/release/shardmq and target/release/loadtest.
+Everything binds to 127.0.0.1; every process started is stopped by PID (also on
+exit or Ctrl-C).
+
+Options:
+  --broker-cores LIST   CPUs for the broker, taskset syntax and shardmq [shards]
+                        cores (default: 0)
+  --load-cores LIST     CPUs for the load generator (default: 1)
+  --brokers LIST        comma-separated subset of shardmq,mosquitto,rumqttd
+                        (default: all three, in that order)
+  --scenarios LIST      comma-separated subset of
+                        p2p-qos0,p2p-qos1,fan-out,fan-in
+                        (default: all four)
+  --duration D          measured time per run, loadtest syntax (default: 10s)
+  --warmup D            warm-up per run, not measured (default: 2s)
+  --payload BYTES       payload size (default: 64)
+  --pairs N             p2p publisher/subscriber pairs (default: 1)
+  --fan N               subscribers for fan-out, publishers for fan-in (default: 1000)
+  --rate R              loadtest --rate for every scenario, a number or max
+                        (default: max)
+  --mqtt-version V      3.1.1 or 5 (default: 3.1.1; rumqttd's v4 listener is 3.1.1)
+  --base-port P         first port to try; each broker gets the next free one
+                        (default: 18830)
+  --write-benchmarks    append the table, with date, commit, machine and command,
+                        to benchmarks.md
+  --no-install          do not install mosquitto/rumqttd or build; fail if missing
+  --keep                keep the work directory (configs, logs, JSON) and print it
+  --dry-run             print the commands that would run, run nothing
+  -h, --help            this text
+
+Broker CPU-µs/msg is the broker's CPU time over a window inside the measured period
+(sampled at warm-up + 0.5 s and at the end of the period - 0.5 s) divided by the
+messages received in that window (received msgs/s x window length). For fan-out a
+message is one delivery. /proc ticks are 1/CLK_TCK s (usually 10 ms).
+
+A scenario that fails (loadtest exits non-zero, writes no JSON, broker dies) is
+reported as FAILED in the table and the script carries on with the next run.
+Example: loadtest/compare.sh --duration 10s --warmup 2s --write-benchmarks
+EOF
+}
+
+broker_cores=0
+load_cores=1
+brokers=shardmq,mosquitto,rumqttd
+scenarios=p2p-qos0,p2p-qos1,fan-out,fan-in
+duration=10s
+warmup=2s
+payload=64
+pairs=1
+fan=1000
+rate=max
+mqtt_version=3.1.1
+base_port=18830
+write_benchmarks=0
+install=1
+keep=0
+dry_run=0
+orig_args=("$@")
+
+die() { echo "compare.sh: $*" >&2; exit 2; }
+need_arg() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --broker-cores) need_arg "$@"; broker_cores=$2; shift 2 ;;
+        --load-cores) need_arg "$@"; load_cores=$2; shift 2 ;;
+        --brokers) need_arg "$@"; brokers=$2; shift 2 ;;
+        --scenarios) need_arg "$@"; scenarios=$2; shift 2 ;;
+        --duration) need_arg "$@"; duration=$2; shift 2 ;;
+        --warmup) need_arg "$@"; warmup=$2; shift 2 ;;
+        --payload) need_arg "$@"; payload=$2; shift 2 ;;
+        --pairs) need_arg "$@"; pairs=$2; shift 2 ;;
+        --fan) need_arg "$@"; fan=$2; shift 2 ;;
+        --rate) need_arg "$@"; rate=$2; shift 2 ;;
+        --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
+        --base-port) need_arg "$@"; base_port=$2; shift 2 ;;
+        --write-benchmarks) write_benchmarks=1; shift ;;
+        --no-install) install=0; shift ;;
+        --keep) keep=1; shift ;;
+        --dry-run) dry_run=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+
+# --- argument checks -------------------------------------------------------------
+[[ $broker_cores =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "--broker-cores '$broker_cores': want a CPU list like 0 or 0,1"
+[[ $load_cores =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "--load-cores '$load_cores': want a CPU list like 1 or 1,2"
+[[ $payload =~ ^[0-9]+$ ]] || die "--payload '$payload': want a number of bytes"
+[[ $pairs =~ ^[1-9][0-9]*$ ]] || die "--pairs '$pairs': want a positive number"
+[[ $fan =~ ^[1-9][0-9]*$ ]] || die "--fan '$fan': want a positive number"
+[[ $rate == max || $rate =~ ^[1-9][0-9]*$ ]] || die "--rate '$rate': want a number or max"
+[[ $mqtt_version == 3.1.1 || $mqtt_version == 5 ]] || die "--mqtt-version '$mqtt_version': want 3.1.1 or 5"
+[[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $base_port -le 65000 ]] || die "--base-port '$base_port': want 1024..65000"
+
+# Durations such as 10s, 500ms, 1m -> seconds (float), for the CPU sampling window.
+to_secs() {
+    local d=$1
+    case $d in
+        *ms) awk -v v="${d%ms}" 'BEGIN { print v / 1000 }' ;;
+        *s) awk -v v="${d%s}" 'BEGIN { print v + 0 }' ;;
+        *m) awk -v v="${d%m}" 'BEGIN { print v * 60 }' ;;
+        *) return 1 ;;
+    esac
+}
+[[ $duration =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)$ ]] || die "--duration '$duration': want e.g. 10s, 500ms or 1m"
+[[ $warmup =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)$ ]] || die "--warmup '$warmup': want e.g. 2s, 500ms or 0s"
+duration_s=$(to_secs "$duration")
+warmup_s=$(to_secs "$warmup")
+awk -v d="$duration_s" 'BEGIN { exit !(d >= 2) }' || die "--duration must be at least 2s (the CPU window drops 0.5 s at each end)"
+
+IFS=, read -r -a broker_list <<<"$brokers"
+for b in "${broker_list[@]}"; do
+    case $b in shardmq|mosquitto|rumqttd) ;; *) die "--brokers: unknown broker '$b'" ;; esac
+done
+IFS=, read -r -a scenario_list <<<"$scenarios"
+
+# Scenario name -> loadtest arguments (besides --broker, --cores, --json).
+scenario_args() {
+    local common=(--payload "$payload" --rate "$rate" --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version")
+    case $1 in
+        p2p-qos0) echo --scenario p2p --publishers "$pairs" --subscribers "$pairs" --qos 0 "${common[@]}" ;;
+        p2p-qos1) echo --scenario p2p --publishers "$pairs" --subscribers "$pairs" --qos 1 "${common[@]}" ;;
+        fan-out) echo --scenario fan-out --publishers 1 --subscribers "$fan" --qos 0 "${common[@]}" ;;
+        fan-in) echo --scenario fan-in --publishers "$fan" --subscribers 1 --qos 0 "${common[@]}" ;;
+        *) return 1 ;;
+    esac
+}
+scenario_label() {
+    case $1 in
+        p2p-qos0) echo "p2p QoS 0, $pairs→$pairs" ;;
+        p2p-qos1) echo "p2p QoS 1, $pairs→$pairs" ;;
+        fan-out) echo "fan-out QoS 0, 1→$fan" ;;
+        fan-in) echo "fan-in QoS 0, $fan→1" ;;
+    esac
+}
+for s in "${scenario_list[@]}"; do
+    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, fan-out, fan-in)"
+done
+
+cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
+root=$PWD
+shardmq_bin=$root/target/release/shardmq
+loadtest_bin=$root/target/release/loadtest
+
+# Prints a command, quoted so it can be pasted back into a shell.
+show() { printf '+'; printf ' %q' "$@"; printf '\n'; }
+# Runs a command, or only shows it under --dry-run.
+run() { show "$@"; [[ $dry_run == 1 ]] || "$@"; }
+
+# --- cleanup: everything we start is recorded here and stopped by PID ------------
+started_pids=()
+work=""
+cleanup() {
+    local pid
+    for pid in "${started_pids[@]}"; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${started_pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ -n $work && -d $work ]]; then
+        if [[ $keep == 1 ]]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
+    fi
+}
+trap cleanup EXIT
+trap 'echo "compare.sh: interrupted" >&2; exit 130' INT TERM
+
+forget_pid() {
+    local p keep_pids=()
+    for p in "${started_pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
+    started_pids=("${keep_pids[@]}")
+}
+
+# --- install / build -------------------------------------------------------------
+sudo_cmd=()
+if [[ $(id -u) != 0 ]]; then
+    s=$(command -v sudo) || true
+    [[ -n $s ]] && sudo_cmd=("$s")
+fi
+if [[ $install == 1 ]]; then
+    if ! command -v mosquitto >/dev/null 2>&1; then
+        run "${sudo_cmd[@]}" apt-get update || die "apt-get update failed"
+        run "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto || die "installing mosquitto failed"
+    fi
+    if ! command -v rumqttd >/dev/null 2>&1 && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd ]]; then
+        # Not --locked: rumqttd 0.20.0's locked metrics 0.22.1 does not build on Rust 1.95.
+        run cargo install rumqttd --version 0.20.0 || die "cargo install rumqttd failed"
+    fi
+    command -v mosquitto >/dev/null 2>&1 && echo "mosquitto present: $(command -v mosquitto)"
+    command -v rumqttd >/dev/null 2>&1 && echo "rumqttd present: $(command -v rumqttd)"
+    run cargo build --release -p shardmq -p loadtest || die "cargo build --release failed"
+fi
+mosquitto_bin=$(command -v mosquitto 2>/dev/null || true)
+[[ -n $mosquitto_bin ]] || mosquitto_bin=/usr/sbin/mosquitto
+rumqttd_bin=$(command -v rumqttd 2>/dev/null || true)
+[[ -n $rumqttd_bin ]] || rumqttd_bin=${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd
+if [[ $dry_run == 0 ]]; then
+    for b in "${broker_list[@]}"; do
+        case $b in
+            shardmq) [[ -x $shardmq_bin ]] || die "missing $shardmq_bin (cargo build --release -p shardmq)" ;;
+            mosquitto) [[ -x $mosquitto_bin ]] || die "mosquitto not found (apt-get install mosquitto)" ;;
+            rumqttd) [[ -x $rumqttd_bin ]] || die "rumqttd not found (cargo install rumqttd --version 0.20.0)" ;;
+        esac
+    done
+    [[ -x $loadtest_bin ]] || die "missing $loadtest_bin (cargo build --release -p loadtest)"
+    command -v taskset >/dev/null || die "taskset not found (util-linux)"
+    command -v python3 >/dev/null || die "python3 not found"
+fi
+
+# 1000-client scenarios need file descriptors in both the broker and loadtest.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d /tmp/shardmq-compare.XXXXXX)
+hz=$(getconf CLK_TCK)
+
+# --- helpers ---------------------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$base_port
+free_port() { # sets $port to the next port nobody listens on, at or after $next_port
+    port=$next_port
+    while port_open "$port"; do port=$((port + 1)); done
+    next_port=$((port + 1))
+}
+# utime + stime of a process, in clock ticks; fields counted after the ")" of comm.
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo $((${12} + ${13}))
+}
+
+# Config for one broker, written to $work; prints the start command (one word a line).
+write_config() { # broker port
+    local b=$1 port=$2 cores_toml
+    local listen_port=$port
+    case $b in
+        shardmq)
+            local http_port
+            free_port
+            http_port=$port
+            cores_toml=$(python3 -c 'import sys
+out = []
+for part in sys.argv[1].split(","):
+    a, _, b = part.partition("-")
+    out += range(int(a), int(b or a) + 1)
+print(", ".join(map(str, out)))' "$broker_cores")
+            cat >"$work/shardmq.toml" <<CONF
+[shards]
+cores = [$cores_toml]
+[[listeners]]
+bind = "127.0.0.1:$listen_port"
+[http]
+bind = "127.0.0.1:$http_port"
+[mqtt]
+max-inflight = 100
+max-online-messages = 1000000
+max-offline-messages = 1000000
+[log]
+level = "warn"
+CONF
+            printf '%s\n' "$shardmq_bin" --config "$work/shardmq.toml"
+            ;;
+        mosquitto)
+            cat >"$work/mosquitto.conf" <<CONF
+listener $listen_port 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 100
+max_queued_messages 1000000
+max_queued_bytes 0
+max_connections -1
+log_dest stderr
+log_type error
+log_type warning
+CONF
+            printf '%s\n' "$mosquitto_bin" -c "$work/mosquitto.conf"
+            ;;
+        rumqttd)
+            cat >"$work/rumqttd.toml" <<CONF
+id = 0
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 100000
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$listen_port"
+next_connection_delay_ms = 0
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 1048576
+max_inflight_count = 100
+dynamic_filters = true
+CONF
+            printf '%s\n' "$rumqttd_bin" --quiet --config "$work/rumqttd.toml"
+            ;;
+    esac
+}
+
+broker_pid=""
+broker_port=""
+start_broker() { # broker; sets broker_pid, broker_port
+    local b=$1 cmd=() port
+    free_port
+    broker_port=$port
+    write_config "$b" "$broker_port" >"$work/$b.cmd" # not a subshell: free_port counts on
+    mapfile -t cmd <"$work/$b.cmd"
+    echo "### $b on 127.0.0.1:$broker_port, cores $broker_cores"
+    show taskset -c "$broker_cores" "${cmd[@]}"
+    if [[ $dry_run == 1 ]]; then broker_pid=DRY; return 0; fi
+    taskset -c "$broker_cores" "${cmd[@]}" >"$work/$b.log" 2>&1 &
+    broker_pid=$!
+    started_pids+=("$broker_pid")
+    for _ in $(seq 100); do
+        if port_open "$broker_port"; then return 0; fi
+        if ! kill -0 "$broker_pid" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    echo "!!! $b did not listen on 127.0.0.1:$broker_port within 10 s; its log:" >&2
+    tail -n 20 "$work/$b.log" >&2
+    stop_broker "$b"
+    return 1
+}
+stop_broker() { # broker
+    local b=$1
+    [[ $dry_run == 1 ]] && { show kill -TERM "<$b pid>"; return 0; }
+    [[ -n $broker_pid ]] || return 0
+    kill -TERM "$broker_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$broker_pid" 2>/dev/null; then
+        echo "!!! $b (pid $broker_pid) ignored SIGTERM for 5 s; SIGKILL" >&2
+        kill -KILL "$broker_pid" 2>/dev/null
+    fi
+    wait "$broker_pid" 2>/dev/null
+    forget_pid "$broker_pid"
+    for _ in $(seq 50); do port_open "$broker_port" || break; sleep 0.1; done
+    port_open "$broker_port" && echo "!!! port $broker_port still open after stopping $b" >&2
+    broker_pid=""
+}
+
+# One result line per run: scenario broker status json cpu_us_per_msg note
+results=$work/results.tsv
+: >"$results"
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
+
+run_scenario() { # broker scenario
+    local b=$1 s=$2 args json=$work/$b-$s.json
+    read -r -a args <<<"$(scenario_args "$s")"
+    local cmd=(taskset -c "$load_cores" "$loadtest_bin" --broker "127.0.0.1:$broker_port"
+        "${args[@]}" --cores "$load_cores" --json "$json")
+    echo "--- $b / $(scenario_label "$s")"
+    show "${cmd[@]}"
+    [[ $dry_run == 1 ]] && return 0
+    if ! kill -0 "$broker_pid" 2>/dev/null; then
+        echo "!!! $b is not running; skipping $s" >&2
+        record "$s" "$b" FAILED - - "broker not running"
+        return 1
+    fi
+    rm -f "$json"
+    # CPU sampler: broker ticks at warm-up + 0.5 s and at the end of the period - 0.5 s.
+    local t_a t_b
+    t_a=$(awk -v w="$warmup_s" 'BEGIN { print w + 0.5 }')
+    t_b=$(awk -v d="$duration_s" 'BEGIN { print d - 1 }')
+    (
+        sleep "$t_a"
+        printf '%s %s\n' "$(date +%s.%N)" "$(cpu_ticks "$broker_pid" || echo x)"
+        sleep "$t_b"
+        printf '%s %s\n' "$(date +%s.%N)" "$(cpu_ticks "$broker_pid" || echo x)"
+    ) >"$work/$b-$s.cpu" &
+    local sampler=$!
+    started_pids+=("$sampler")
+    local budget rc
+    budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 120 }')
+    # In the background, so a Ctrl-C reaches our trap at once; timeout passes a TERM on.
+    timeout --kill-after=5 "$budget" "${cmd[@]}" >"$work/$b-$s.out" 2>&1 &
+    local lt=$!
+    started_pids+=("$lt")
+    wait "$lt"
+    rc=$?
+    forget_pid "$lt"
+    if [[ $rc != 0 ]]; then
+        kill "$sampler" 2>/dev/null
+    fi
+    wait "$sampler" 2>/dev/null
+    forget_pid "$sampler"
+    local note=""
+    if ! kill -0 "$broker_pid" 2>/dev/null; then note="broker died during the run"; fi
+    if [[ $rc != 0 || ! -s $json ]]; then
+        local why
+        # The error line, not a backtrace under it; else the last line printed.
+        why=$(grep -m1 -E '^(Error|error)\b|panicked' "$work/$b-$s.out" ||
+            grep -v '^[[:space:]]*$' "$work/$b-$s.out" | tail -n 1)
+        why=$(printf '%s' "$why" | tr '\t|' ' /' | cut -c1-160)
+        [[ $rc == 124 || $rc == 137 ]] && why="timed out after ${budget}s"
+        [[ $rc == 0 ]] && why="no JSON written"
+        echo "!!! $b / $s FAILED (loadtest exit $rc): $why" >&2
+        [[ $keep == 1 ]] && echo "    full output: $work/$b-$s.out" >&2
+        record "$s" "$b" FAILED - - "exit $rc: ${why:-no output}${note:+; $note}"
+        return 1
+    fi
+    # CPU-µs per received message over the sampled window.
+    local cpu="-"
+    if [[ $(wc -l <"$work/$b-$s.cpu") == 2 ]] && ! grep -q ' x$' "$work/$b-$s.cpu"; then
+        cpu=$(python3 - "$work/$b-$s.cpu" "$json" "$hz" <<'PY'
+import json, sys
+(t0, c0), (t1, c1) = [map(float, l.split()) for l in open(sys.argv[1])]
+rate = float(json.load(open(sys.argv[2])).get("received_per_sec") or 0)
+hz = float(sys.argv[3])
+if t1 <= t0 or rate <= 0:
+    print("-")
+else:
+    print("%.3f" % ((c1 - c0) / hz * 1e6 / (t1 - t0) / rate))
+PY
+        ) || cpu="-"
+    else
+        note="${note:+$note; }no CPU sample"
+    fi
+    record "$s" "$b" ok "$json" "$cpu" "$note"
+    python3 - "$json" <<'PY' || true
+import json, sys
+j = json.load(open(sys.argv[1]))
+l = j.get("latency_us") or {}
+print("    received %s (%s msgs/s), lost %s, dup %s, reordered %s, p50 %s µs, p99 %s µs, p99.9 %s µs, errors %s"
+      % (j.get("received"), j.get("received_per_sec"), j.get("lost"), j.get("duplicated"),
+         j.get("reordered"), l.get("p50"), l.get("p99"), l.get("p999"), j.get("errors")))
+PY
+}
+
+# --- the runs --------------------------------------------------------------------
+echo "side by side: brokers ${broker_list[*]} on cores $broker_cores, loadtest on cores $load_cores"
+echo "scenarios: ${scenario_list[*]}; warm-up $warmup, duration $duration, payload $payload B, rate $rate, MQTT $mqtt_version"
+echo "work directory: $work"
+for b in "${broker_list[@]}"; do
+    if ! start_broker "$b"; then
+        for s in "${scenario_list[@]}"; do record "$s" "$b" FAILED - - "broker did not start"; done
+        continue
+    fi
+    for s in "${scenario_list[@]}"; do
+        run_scenario "$b" "$s" || true
+        [[ $dry_run == 1 ]] || sleep 1
+    done
+    stop_broker "$b"
+done
+
+[[ $dry_run == 1 ]] && { echo "(dry run: nothing was started)"; exit 0; }
+
+# --- the table -------------------------------------------------------------------
+labels=$work/labels.tsv
+for s in "${scenario_list[@]}"; do printf '%s\t%s\n' "$s" "$(scenario_label "$s")"; done >"$labels"
+table=$(python3 - "$results" "$labels" <<'PY'
+import json, sys
+
+labels = dict(l.rstrip("\n").split("\t", 1) for l in open(sys.argv[2]) if l.strip())
+runs = {}
+order = []
+for line in open(sys.argv[1]):
+    s, b, status, path, cpu, note = line.rstrip("\n").split("\t")
+    r = {"status": status, "note": note}
+    if status == "ok":
+        try:
+            j = json.load(open(path))
+            lat = j.get("latency_us") or {}
+            r.update(rate=float(j["received_per_sec"]), p50=lat.get("p50"), p99=lat.get("p99"),
+                     p999=lat.get("p999"), lost=j.get("lost"), errors=j.get("errors"),
+                     cpu=None if cpu == "-" else float(cpu))
+        except Exception as e:  # a JSON without the agreed keys
+            r = {"status": "FAILED", "note": "bad JSON: %s" % e}
+    runs[(s, b)] = r
+    if s not in order:
+        order.append(s)
+
+def num(v, fmt="{:,.0f}"):
+    if v is None:
+        return "–"
+    if isinstance(v, (int, float)):
+        return fmt.format(v)
+    if isinstance(v, (list, dict)):
+        return str(len(v))
+    return str(v)
+
+def ratio(a, b, higher_better=True):
+    if a is None or b is None or b == 0 or a == 0:
+        return "–"
+    return "%.2f×" % (a / b)
+
+print("| scenario | broker | received msgs/s | p50 µs | p99 µs | p99.9 µs | lost | broker CPU-µs/msg "
+      "| msgs/s vs Mosquitto | msgs/s vs rumqttd | CPU/msg vs Mosquitto | CPU/msg vs rumqttd |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for s in order:
+    brokers = [b for (ss, b) in runs if ss == s]
+    mos = runs.get((s, "mosquitto"), {})
+    rum = runs.get((s, "rumqttd"), {})
+    for b in brokers:
+        r = runs[(s, b)]
+        if r["status"] != "ok":
+            print("| %s | %s | FAILED: %s | | | | | | | | | |" % (labels.get(s, s), b, r["note"].replace("|", "/")))
+            continue
+        cpu = r.get("cpu")
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            labels.get(s, s), b, num(r["rate"]), num(r["p50"]), num(r["p99"]), num(r["p999"]),
+            num(r["lost"]), num(cpu, "{:.2f}"),
+            ratio(r["rate"], mos.get("rate")), ratio(r["rate"], rum.get("rate")),
+            ratio(cpu, mos.get("cpu")), ratio(cpu, rum.get("cpu"))))
+PY
+)
+echo
+echo "$table"
+notes=$(awk -F'\t' '$3 == "ok" && $6 != "" { print "- " $2 " / " $1 ": " $6 }' "$results")
+[[ -n $notes ]] && { echo; echo "$notes"; }
+echo
+echo "Ratios: msgs/s above 1× is better; CPU/msg below 1× is better. Latency from the intended send time."
+
+if [[ $write_benchmarks == 1 ]]; then
+    commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -c1)
+    cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+    versions="shardmq $commit${dirty:+ (dirty tree)}, $("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $2, $3 }'), $("$rumqttd_bin" --version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2)"
+    {
+        echo
+        echo "## Side by side: shardmq, Mosquitto, rumqttd ($(date -u +%F), commit $commit)"
+        echo
+        echo "Command: \`loadtest/compare.sh$(printf ' %q' "${orig_args[@]}")\`"
+        echo "(broker on CPU $broker_cores, loadtest on CPU $load_cores, warm-up $warmup, measured $duration,"
+        echo "payload $payload B, rate $rate, MQTT $mqtt_version, everything on 127.0.0.1)."
+        echo
+        echo "Machine: $(nproc) CPUs, $cpu_model, $mem, $(uname -sr). Versions: $versions."
+        echo "Date: $(date -u '+%F %H:%M UTC')."
+        echo
+        echo "$table"
+        [[ -n $notes ]] && { echo; echo "$notes"; }
+        echo
+        echo "Broker CPU-µs/msg: utime + stime from /proc/<pid>/stat over a window inside the measured"
+        echo "period, divided by the messages received in it (deliveries, for fan-out)."
+    } >>"$root/benchmarks.md"
+    echo "appended to $root/benchmarks.md"
+fi
