@@ -42,6 +42,10 @@ Options:
                         (default: 18830)
   --write-benchmarks    append the table, with date, commit, machine and command,
                         to benchmarks.md
+  --benchmarks-file F   the file --write-benchmarks appends to (default:
+                        benchmarks.md at the repository root)
+  --loadtest PATH       load generator to run instead of target/release/loadtest
+                        (same CLI and --json output; e.g. a stand-in for testing)
   --no-install          do not install mosquitto/rumqttd or build; fail if missing
   --keep                keep the work directory (configs, logs, JSON) and print it
   --dry-run             print the commands that would run, run nothing
@@ -74,6 +78,8 @@ write_benchmarks=0
 install=1
 keep=0
 dry_run=0
+loadtest_override=""
+benchmarks_file=""
 orig_args=("$@")
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -94,6 +100,8 @@ while [[ $# -gt 0 ]]; do
         --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
         --base-port) need_arg "$@"; base_port=$2; shift 2 ;;
         --write-benchmarks) write_benchmarks=1; shift ;;
+        --benchmarks-file) need_arg "$@"; benchmarks_file=$2; shift 2 ;;
+        --loadtest) need_arg "$@"; loadtest_override=$2; shift 2 ;;
         --no-install) install=0; shift ;;
         --keep) keep=1; shift ;;
         --dry-run) dry_run=1; shift ;;
@@ -105,7 +113,7 @@ done
 # --- argument checks -------------------------------------------------------------
 [[ $broker_cores =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "--broker-cores '$broker_cores': want a CPU list like 0 or 0,1"
 [[ $load_cores =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "--load-cores '$load_cores': want a CPU list like 1 or 1,2"
-[[ $payload =~ ^[0-9]+$ ]] || die "--payload '$payload': want a number of bytes"
+[[ $payload =~ ^[0-9]+$ && $payload -ge 20 ]] || die "--payload '$payload': want a number of bytes, at least 20 (loadtest's header)"
 [[ $pairs =~ ^[1-9][0-9]*$ ]] || die "--pairs '$pairs': want a positive number"
 [[ $fan =~ ^[1-9][0-9]*$ ]] || die "--fan '$fan': want a positive number"
 [[ $rate == max || $rate =~ ^[1-9][0-9]*$ ]] || die "--rate '$rate': want a number or max"
@@ -138,10 +146,11 @@ IFS=, read -r -a scenario_list <<<"$scenarios"
 scenario_args() {
     local common=(--payload "$payload" --rate "$rate" --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version")
     case $1 in
-        p2p-qos0) echo --scenario p2p --publishers "$pairs" --subscribers "$pairs" --qos 0 "${common[@]}" ;;
-        p2p-qos1) echo --scenario p2p --publishers "$pairs" --subscribers "$pairs" --qos 1 "${common[@]}" ;;
+        # --clients: the pairs of p2p, the publishers of fan-in (each with one subscriber).
+        p2p-qos0) echo --scenario p2p --clients "$pairs" --qos 0 "${common[@]}" ;;
+        p2p-qos1) echo --scenario p2p --clients "$pairs" --qos 1 "${common[@]}" ;;
         fan-out) echo --scenario fan-out --publishers 1 --subscribers "$fan" --qos 0 "${common[@]}" ;;
-        fan-in) echo --scenario fan-in --publishers "$fan" --subscribers 1 --qos 0 "${common[@]}" ;;
+        fan-in) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         *) return 1 ;;
     esac
 }
@@ -161,6 +170,14 @@ cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
 root=$PWD
 shardmq_bin=$root/target/release/shardmq
 loadtest_bin=$root/target/release/loadtest
+if [[ -n $benchmarks_file ]]; then
+    [[ $benchmarks_file == /* ]] || benchmarks_file=$OLDPWD/$benchmarks_file
+else
+    benchmarks_file=$root/benchmarks.md
+fi
+if [[ -n $loadtest_override ]]; then
+    loadtest_bin=$(cd "$OLDPWD" && realpath -e "$loadtest_override") || die "--loadtest '$loadtest_override' not found"
+fi
 
 # Prints a command, quoted so it can be pasted back into a shell.
 show() { printf '+'; printf ' %q' "$@"; printf '\n'; }
@@ -397,7 +414,7 @@ run_scenario() { # broker scenario
     local sampler=$!
     started_pids+=("$sampler")
     local budget rc
-    budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 120 }')
+    budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 60 }')
     # In the background, so a Ctrl-C reaches our trap at once; timeout passes a TERM on.
     timeout --kill-after=5 "$budget" "${cmd[@]}" >"$work/$b-$s.out" 2>&1 &
     local lt=$!
@@ -542,12 +559,12 @@ if [[ $write_benchmarks == 1 ]]; then
     dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -c1)
     cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-    versions="shardmq $commit${dirty:+ (dirty tree)}, $("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $2, $3 }'), $("$rumqttd_bin" --version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2)"
+    versions="shardmq $commit${dirty:+ (dirty tree)}, $("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $1, $3 }'), $("$rumqttd_bin" --version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2)"
     {
         echo
         echo "## Side by side: shardmq, Mosquitto, rumqttd ($(date -u +%F), commit $commit)"
         echo
-        echo "Command: \`loadtest/compare.sh$(printf ' %q' "${orig_args[@]}")\`"
+        echo "Command: \`loadtest/compare.sh${orig_args[*]:+ ${orig_args[*]}}\`"
         echo "(broker on CPU $broker_cores, loadtest on CPU $load_cores, warm-up $warmup, measured $duration,"
         echo "payload $payload B, rate $rate, MQTT $mqtt_version, everything on 127.0.0.1)."
         echo
@@ -559,6 +576,6 @@ if [[ $write_benchmarks == 1 ]]; then
         echo
         echo "Broker CPU-µs/msg: utime + stime from /proc/<pid>/stat over a window inside the measured"
         echo "period, divided by the messages received in it (deliveries, for fan-out)."
-    } >>"$root/benchmarks.md"
-    echo "appended to $root/benchmarks.md"
+    } >>"$benchmarks_file"
+    echo "appended to $benchmarks_file"
 fi
