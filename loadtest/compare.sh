@@ -132,6 +132,19 @@ to_secs() {
 }
 [[ $duration =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)$ ]] || die "--duration '$duration': want e.g. 10s, 500ms or 1m"
 [[ $warmup =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)$ ]] || die "--warmup '$warmup': want e.g. 2s, 500ms or 0s"
+# CPU list (0,2-3) -> comma-separated CPUs (0,2,3), for shardmq's config and loadtest --cores.
+expand_cpus() {
+    local part a b out=()
+    IFS=, read -r -a parts <<<"$1"
+    for part in "${parts[@]}"; do
+        a=${part%-*} b=${part#*-}
+        ((a <= b)) || return 1
+        for ((; a <= b; a++)); do out+=("$a"); done
+    done
+    (IFS=,; echo "${out[*]}")
+}
+broker_cpus=$(expand_cpus "$broker_cores") || die "--broker-cores '$broker_cores': a range runs backwards"
+load_cpus=$(expand_cpus "$load_cores") || die "--load-cores '$load_cores': a range runs backwards"
 duration_s=$(to_secs "$duration")
 warmup_s=$(to_secs "$warmup")
 awk -v d="$duration_s" 'BEGIN { exit !(d >= 2) }' || die "--duration must be at least 2s (the CPU window drops 0.5 s at each end)"
@@ -180,7 +193,13 @@ if [[ -n $loadtest_override ]]; then
 fi
 
 # Prints a command, quoted so it can be pasted back into a shell.
-show() { printf '+'; printf ' %q' "$@"; printf '\n'; }
+show() {
+    local a out="+"
+    for a in "$@"; do
+        if [[ $a =~ ^[][A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=" $a"; else out+=" $(printf '%q' "$a")"; fi
+    done
+    printf '%s\n' "$out"
+}
 # Runs a command, or only shows it under --dry-run.
 run() { show "$@"; [[ $dry_run == 1 ]] || "$@"; }
 
@@ -280,12 +299,7 @@ write_config() { # broker port
             local http_port
             free_port
             http_port=$port
-            cores_toml=$(python3 -c 'import sys
-out = []
-for part in sys.argv[1].split(","):
-    a, _, b = part.partition("-")
-    out += range(int(a), int(b or a) + 1)
-print(", ".join(map(str, out)))' "$broker_cores")
+            cores_toml=${broker_cpus//,/, }
             cat >"$work/shardmq.toml" <<CONF
 [shards]
 cores = [$cores_toml]
@@ -391,7 +405,7 @@ run_scenario() { # broker scenario
     local b=$1 s=$2 args json=$work/$b-$s.json
     read -r -a args <<<"$(scenario_args "$s")"
     local cmd=(taskset -c "$load_cores" "$loadtest_bin" --broker "127.0.0.1:$broker_port"
-        "${args[@]}" --cores "$load_cores" --json "$json")
+        "${args[@]}" --cores "$load_cpus" --json "$json")
     echo "--- $b / $(scenario_label "$s")"
     show "${cmd[@]}"
     [[ $dry_run == 1 ]] && return 0
