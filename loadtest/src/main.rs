@@ -1,9 +1,15 @@
-//! The bundled load tester. Its scenarios arrive with the load-testing issue; today it
-//! only proves the workspace wiring by linking the broker's codec.
+//! `loadtest`: see `loadtest --help` and the crate docs.
+
+use anyhow::Context;
+use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "loadtest has no scenarios yet (shardmq codec version {}); see the load-testing issue",
-        shardmq::protocol::Version::V5 as u8
-    )
+    let args = loadtest::Args::parse();
+    let report = loadtest::execute(&args, true)?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json())
+            .with_context(|| format!("--json {}: cannot write", path.display()))?;
+    }
+    Ok(())
 }

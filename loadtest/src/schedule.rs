@@ -1,0 +1,169 @@
+//! The open-loop schedule: when each message is *meant* to be sent.
+//!
+//! The target aggregate rate is split evenly over the publishers, each offset by a
+//! phase so their sends interleave. A sender asks for every message due by "now" and
+//! sends it stamped with its intended time; if the sender stalls, the messages it
+//! owes are sent late with their original stamps, so the stall shows up as latency
+//! and the rate holds (no coordinated omission).
+
+use std::time::Instant;
+
+/// A source of "now", in nanoseconds since the run's start; faked in tests.
+pub trait Clock {
+    fn now_ns(&self) -> u64;
+}
+
+/// The real clock: time since a start instant shared by every executor.
+#[derive(Debug, Clone, Copy)]
+pub struct RealClock(pub Instant);
+
+impl Clock for RealClock {
+    fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// One message the schedule says is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub seq: u64,
+    pub intended_ns: u64,
+}
+
+/// One publisher's schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// `None` for `--rate max`: every message is due at once, stamped with "now".
+    interval_ns: Option<f64>,
+    /// When message 0 is due, so publishers interleave rather than burst together.
+    phase_ns: f64,
+    /// The next message's sequence number.
+    next_seq: u64,
+}
+
+impl Schedule {
+    /// Publisher `index` of `publishers`, together sending `rate` messages per second.
+    pub fn open_loop(rate: f64, publishers: u32, index: u32) -> Schedule {
+        let aggregate_interval = 1e9 / rate;
+        Schedule {
+            interval_ns: Some(aggregate_interval * f64::from(publishers)),
+            phase_ns: aggregate_interval * f64::from(index),
+            next_seq: 0,
+        }
+    }
+
+    /// As fast as the sender can go.
+    pub fn max() -> Schedule {
+        Schedule {
+            interval_ns: None,
+            phase_ns: 0.0,
+            next_seq: 0,
+        }
+    }
+
+    /// When the next message is due (`now_ns` itself under `--rate max`).
+    pub fn next_at(&self, now_ns: u64) -> u64 {
+        match self.interval_ns {
+            Some(interval) => (self.phase_ns + interval * self.next_seq as f64) as u64,
+            None => now_ns,
+        }
+    }
+
+    /// The next message if it is due by `now_ns`, and moves past it.
+    pub fn next_due(&mut self, now_ns: u64) -> Option<Due> {
+        let intended_ns = self.next_at(now_ns);
+        if intended_ns > now_ns {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Some(Due { seq, intended_ns })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    struct FakeClock(Cell<u64>);
+
+    impl Clock for FakeClock {
+        fn now_ns(&self) -> u64 {
+            self.0.get()
+        }
+    }
+
+    /// What a sender does each time it wakes: send everything due.
+    fn wake(schedule: &mut Schedule, clock: &impl Clock) -> Vec<Due> {
+        std::iter::from_fn(|| schedule.next_due(clock.now_ns())).collect()
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn publishers_split_the_rate_and_interleave() {
+        // 1,000 msgs/s over 4 publishers: each every 4 ms, offset by 1 ms.
+        let mut schedules: Vec<_> = (0..4).map(|i| Schedule::open_loop(1000.0, 4, i)).collect();
+        let clock = FakeClock(Cell::new(0));
+        let mut all = Vec::new();
+        for t in 0..=100 {
+            clock.0.set(t * MS);
+            for s in &mut schedules {
+                for due in wake(s, &clock) {
+                    assert!(due.intended_ns <= clock.now_ns());
+                    all.push(due.intended_ns);
+                }
+            }
+        }
+        all.sort_unstable();
+        // One message per ms, at exactly 0, 1, 2 ... 100 ms.
+        assert_eq!(all, (0..=100).map(|t| t * MS).collect::<Vec<_>>());
+        assert_eq!(schedules[1].next_at(0), 101 * MS);
+        assert_eq!(schedules[1].next_due(100 * MS), None);
+    }
+
+    #[test]
+    fn a_stalled_sender_shows_up_as_latency_not_as_a_lower_rate() {
+        // 1 publisher at 1,000 msgs/s; the sender wakes every ms, except that it
+        // stalls for 200 ms in the middle of a 1 s run.
+        let mut schedule = Schedule::open_loop(1000.0, 1, 0);
+        let clock = FakeClock(Cell::new(0));
+        let mut latencies = Vec::new();
+        let mut t = 0;
+        while t < 1000 * MS {
+            clock.0.set(t);
+            for due in wake(&mut schedule, &clock) {
+                // Received the moment it is sent, stamped with its intended time.
+                latencies.push(clock.now_ns() - due.intended_ns);
+            }
+            t += if t == 400 * MS { 200 * MS } else { MS };
+        }
+        // Same number of messages as if it never stalled...
+        assert_eq!(latencies.len(), 1000);
+        // ...and the stall is seen: the message due just after the stall began waited
+        // almost all of it, the ones due later waited less and less.
+        assert_eq!(latencies.iter().max(), Some(&(199 * MS)));
+        assert_eq!(latencies.iter().filter(|&&l| l > 0).count(), 199);
+    }
+
+    #[test]
+    fn max_rate_stamps_now() {
+        let mut schedule = Schedule::max();
+        assert_eq!(
+            schedule.next_due(5),
+            Some(Due {
+                seq: 0,
+                intended_ns: 5
+            })
+        );
+        assert_eq!(
+            schedule.next_due(9),
+            Some(Due {
+                seq: 1,
+                intended_ns: 9
+            })
+        );
+    }
+}
