@@ -92,6 +92,7 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
 }
 
 fn spec(args: &Args) -> anyhow::Result<Spec> {
+    let plan = scenario::plan(args)?;
     let broker = args
         .broker
         .to_socket_addrs()
@@ -106,7 +107,6 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
     if args.duration.is_zero() {
         bail!("--duration must be above 0");
     }
-    let plan = scenario::plan(args)?;
     let cores = if args.cores.is_empty() {
         shards::online_cpus()
             .context("cannot list online CPUs; give --cores")?

@@ -77,7 +77,8 @@ pub async fn run(
     let mut wbuf = BytesMut::with_capacity(BATCH * (spec.payload + 64));
     'run: loop {
         let now = clock.now_ns();
-        if now >= end_ns {
+        // Messages owed from before the end are still sent, late, after it.
+        if schedule.next_at(now) >= end_ns {
             break;
         }
         let mut batch = 0;
