@@ -30,7 +30,7 @@ pub struct Report {
     pub received: u64,
     /// Deliveries expected for `sent` (each message times its subscribers).
     pub expected: u64,
-    /// Sequence gaps never filled (whole run, warm-up included).
+    /// Sequence gaps found in the measured window and never filled.
     pub lost: u64,
     pub duplicated: u64,
     pub reordered: u64,

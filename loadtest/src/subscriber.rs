@@ -53,17 +53,15 @@ pub async fn run(spec: &Spec, shared: &Shared, start: Instant, mut conn: Conn) -
                     stats.error("payload without a loadtest header");
                     continue;
                 };
-                match trackers
-                    .entry(header.publisher)
-                    .or_default()
-                    .observe(header.seq)
-                {
-                    Seen::Duplicate => stats.duplicated += 1,
-                    Seen::Reordered => stats.reordered += 1,
-                    Seen::InOrder | Seen::Gap(_) => {}
+                let measured = spec.measured(header.intended_ns);
+                let tracker = trackers.entry(header.publisher).or_default();
+                match tracker.observe(header.seq, measured) {
+                    Seen::Duplicate if measured => stats.duplicated += 1,
+                    Seen::Reordered if measured => stats.reordered += 1,
+                    _ => {}
                 }
                 unfed += 1;
-                if spec.measured(header.intended_ns) {
+                if measured {
                     stats.received += 1;
                     let latency = now.saturating_sub(header.intended_ns);
                     record_latency(&mut stats.latency, latency);
