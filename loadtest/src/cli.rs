@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub subscribers: Option<u32>,
 
-    /// QoS of publishes and subscriptions (2 is not implemented yet).
+    /// QoS of publishes and subscriptions.
     #[arg(long, value_name = "0|1|2", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
 

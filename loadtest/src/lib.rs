@@ -102,7 +102,8 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
     let qos = match args.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
-        _ => bail!("--qos {} is not implemented yet; use 0 or 1", args.qos),
+        2 => QoS::ExactlyOnce,
+        _ => bail!("--qos {} is not a QoS; use 0, 1 or 2", args.qos),
     };
     if args.duration.is_zero() {
         bail!("--duration must be above 0");

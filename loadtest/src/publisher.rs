@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::sync::Semaphore;
-use shardmq::protocol::{encode, Disconnect, Packet, Publish, PublishProperties, QoS};
+use shardmq::protocol::{encode, Ack, Disconnect, Packet, Publish, PublishProperties, QoS};
 use shardmq::topic::TopicName;
 
 use crate::cli::Rate;
@@ -60,10 +60,14 @@ pub async fn run(
         conn.receive_maximum.unwrap_or(u16::MAX).min(WINDOW),
     )));
     let inflight = Rc::new(Inflight::default());
+    // The writer's publishes and the reader's PUBRELs (QoS 2) go to one socket
+    // through two descriptors: one write at a time, or their bytes could interleave.
+    let write_lock = Rc::new(Semaphore::new(1));
     let reader = glommio::spawn_local(read_acks(
         conn,
         window.clone(),
         inflight.clone(),
+        write_lock.clone(),
         start + spec.warmup + spec.duration + ACK_GRACE,
     ));
 
@@ -96,7 +100,7 @@ pub async fn run(
             } else {
                 if !window.try_acquire(1).unwrap_or(false) {
                     // Full window: send what is encoded, then wait for acks.
-                    if let Err(e) = flush(&mut writer, &mut wbuf).await {
+                    if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock).await {
                         stats.error(e.reason());
                         break 'run;
                     }
@@ -130,7 +134,7 @@ pub async fn run(
             batch += 1;
             measured += u64::from(in_window);
         }
-        if let Err(e) = flush(&mut writer, &mut wbuf).await {
+        if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock).await {
             stats.error(e.reason());
             break;
         }
@@ -162,40 +166,77 @@ pub async fn run(
     stats
 }
 
-async fn flush(writer: &mut glommio::net::TcpStream, wbuf: &mut BytesMut) -> Result<(), ConnError> {
+async fn flush(
+    writer: &mut glommio::net::TcpStream,
+    wbuf: &mut BytesMut,
+    write_lock: &Semaphore,
+) -> Result<(), ConnError> {
     if wbuf.is_empty() {
         return Ok(());
     }
+    let Ok(_permit) = write_lock.acquire_permit(1).await else {
+        return Err(ConnError::Closed("publish"));
+    };
     let result = writer.write_all(wbuf).await;
     wbuf.clear();
     result.map_err(|e| ConnError::Io("publish", e))
 }
 
-/// Reads PUBACKs (freeing the window) until the writer is done and every ack is in,
-/// or `deadline`. Returns the acked count and any error.
+/// Reads PUBACKs, or PUBRECs (answered with PUBREL) and PUBCOMPs, freeing the window,
+/// until the writer is done and every ack is in, or `deadline`. Returns the acked
+/// count and any error.
 async fn read_acks(
     mut conn: Conn,
     window: Rc<Semaphore>,
     inflight: Rc<Inflight>,
+    write_lock: Rc<Semaphore>,
     deadline: Instant,
 ) -> Stats {
     let mut stats = Stats::default();
     if let Err(e) = conn.stream.set_read_timeout(Some(POLL)) {
         stats.error(ConnError::Io("set timeout", e.into()).reason());
     }
+    let mut released = BytesMut::new();
     let result: Result<(), ConnError> = async {
         loop {
             while let Some(packet) = conn.try_decode()? {
-                match packet {
-                    Packet::PubAck(_) => {
-                        if inflight.measured.borrow_mut().pop_front() == Some(true) {
-                            stats.acked += 1;
-                        }
-                        window.signal(1);
+                let completed = match packet {
+                    Packet::PubAck(ack) | Packet::PubComp(ack) => Some(ack),
+                    Packet::PubRec(ack) if ack.reason_code.is_error() => {
+                        return Err(ConnError::Refused("PUBREC", ack.reason_code));
+                    }
+                    Packet::PubRec(ack) => {
+                        encode(
+                            &Packet::PubRel(Ack::new(ack.packet_id)),
+                            conn.version,
+                            &mut released,
+                        )
+                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
+                        None
                     }
                     Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
-                    _ => {}
+                    _ => None,
+                };
+                if let Some(ack) = completed {
+                    if ack.reason_code.is_error() {
+                        stats.error(format!(
+                            "PUBACK 0x{:02x} {:?}",
+                            ack.reason_code as u8, ack.reason_code
+                        ));
+                    }
+                    if inflight.measured.borrow_mut().pop_front() == Some(true) {
+                        stats.acked += 1;
+                    }
+                    window.signal(1);
                 }
+            }
+            if !released.is_empty() {
+                let Ok(_permit) = write_lock.acquire_permit(1).await else {
+                    return Err(ConnError::Closed("PUBREL"));
+                };
+                let written = conn.stream.write_all(&released).await;
+                released.clear();
+                written.map_err(|e| ConnError::Io("PUBREL", e))?;
             }
             let finished = inflight.done.get()
                 && (inflight.measured.borrow().is_empty() || Instant::now() >= deadline);

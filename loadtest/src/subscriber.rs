@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
-use shardmq::protocol::{encode, Ack, Disconnect, Packet};
+use shardmq::protocol::{encode, Ack, Disconnect, Packet, QoS};
 
 use crate::client::{Conn, ConnError};
 use crate::payload::Header;
@@ -41,12 +41,25 @@ pub async fn run(spec: &Spec, shared: &Shared, start: Instant, mut conn: Conn) -
             while let Some(packet) = conn.try_decode()? {
                 let publish = match packet {
                     Packet::Publish(p) => p,
+                    Packet::PubRel(rel) => {
+                        encode(
+                            &Packet::PubComp(Ack::new(rel.packet_id)),
+                            conn.version,
+                            &mut acks,
+                        )
+                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
+                        continue;
+                    }
                     Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
                     _ => continue,
                 };
                 let now = clock.now_ns();
                 if let Some(id) = publish.packet_id {
-                    encode(&Packet::PubAck(Ack::new(id)), conn.version, &mut acks)
+                    let ack = match publish.qos {
+                        QoS::ExactlyOnce => Packet::PubRec(Ack::new(id)),
+                        _ => Packet::PubAck(Ack::new(id)),
+                    };
+                    encode(&ack, conn.version, &mut acks)
                         .map_err(|e| ConnError::Protocol(e.to_string()))?;
                 }
                 let Some(header) = Header::decode(&publish.payload) else {

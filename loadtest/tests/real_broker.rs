@@ -29,20 +29,26 @@ fn p2p(addr: std::net::SocketAddr, qos: &str, version: &str) -> loadtest::Report
 }
 
 #[test]
-fn p2p_against_the_real_broker_loses_nothing_at_qos1() {
+fn p2p_against_the_real_broker_loses_nothing_at_qos1_and_2() {
     let mut config = Config::embedded_default().expect("default config");
     config.set_bind("127.0.0.1:0".parse().unwrap());
     config.http.bind = "127.0.0.1:0".parse().unwrap();
     let server =
         shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts");
     let addr = server.local_addrs()[0];
-    for version in ["3.1.1", "5"] {
-        let report = p2p(addr, "1", version);
-        assert!(report.received > 0, "MQTT {version}: {report:?}");
-        assert_eq!(report.lost, 0, "MQTT {version}: {report:?}");
-        assert_eq!(report.duplicated, 0, "MQTT {version}: {report:?}");
-        assert_eq!(report.errors, 0, "MQTT {version}: {report:?}");
-        assert_eq!(report.acked, report.sent, "MQTT {version}: {report:?}");
+    for (qos, version) in [("1", "3.1.1"), ("1", "5"), ("2", "5")] {
+        let report = p2p(addr, qos, version);
+        assert!(report.received > 0, "QoS {qos}, MQTT {version}: {report:?}");
+        assert_eq!(report.lost, 0, "QoS {qos}, MQTT {version}: {report:?}");
+        assert_eq!(
+            report.duplicated, 0,
+            "QoS {qos}, MQTT {version}: {report:?}"
+        );
+        assert_eq!(report.errors, 0, "QoS {qos}, MQTT {version}: {report:?}");
+        assert_eq!(
+            report.acked, report.sent,
+            "QoS {qos}, MQTT {version}: {report:?}"
+        );
     }
     server.shutdown_handle().trigger();
     server.join().expect("broker stops cleanly");
