@@ -28,8 +28,11 @@ Options:
   --brokers LIST        comma-separated subset of shardmq,mosquitto,rumqttd
                         (default: all three, in that order)
   --scenarios LIST      comma-separated subset of
-                        p2p-qos0,p2p-qos1,fan-out,fan-in
-                        (default: all four)
+                        p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in
+                        (default: all five). p2p-qos1-half runs QoS 1 at half
+                        the rate that broker reached in p2p-qos1 (its latency
+                        at half saturation), so it needs p2p-qos1 before it.
+                        --rate applies to the others.
   --duration D          measured time per run, loadtest syntax (default: 10s)
   --warmup D            warm-up per run, not measured (default: 2s)
   --payload BYTES       payload size (default: 64)
@@ -65,7 +68,7 @@ EOF
 broker_cores=0
 load_cores=1
 brokers=shardmq,mosquitto,rumqttd
-scenarios=p2p-qos0,p2p-qos1,fan-out,fan-in
+scenarios=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in
 duration=10s
 warmup=2s
 payload=64
@@ -162,6 +165,8 @@ scenario_args() {
         # --clients: the pairs of p2p, the publishers of fan-in (each with one subscriber).
         p2p-qos0) echo --scenario p2p --clients "$pairs" --qos 0 "${common[@]}" ;;
         p2p-qos1) echo --scenario p2p --clients "$pairs" --qos 1 "${common[@]}" ;;
+        p2p-qos1-half) common[3]=${half_rate:-1}
+            echo --scenario p2p --clients "$pairs" --qos 1 "${common[@]}" ;;
         fan-out) echo --scenario fan-out --publishers 1 --subscribers "$fan" --qos 0 "${common[@]}" ;;
         fan-in) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         *) return 1 ;;
@@ -171,12 +176,13 @@ scenario_label() {
     case $1 in
         p2p-qos0) echo "p2p QoS 0, $pairs→$pairs" ;;
         p2p-qos1) echo "p2p QoS 1, $pairs→$pairs" ;;
+        p2p-qos1-half) echo "p2p QoS 1, $pairs→$pairs, half saturation" ;;
         fan-out) echo "fan-out QoS 0, 1→$fan" ;;
         fan-in) echo "fan-in QoS 0, $fan→1" ;;
     esac
 }
 for s in "${scenario_list[@]}"; do
-    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, fan-out, fan-in)"
+    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in)"
 done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
@@ -403,6 +409,19 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 
 run_scenario() { # broker scenario
     local b=$1 s=$2 args json=$work/$b-$s.json
+    local half_rate=""
+    if [[ $s == p2p-qos1-half && $dry_run == 0 ]]; then
+        local full=$work/$b-p2p-qos1.json
+        half_rate=$([[ -s $full ]] && python3 -c 'import json, sys
+print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full" 2>/dev/null)
+        if [[ ! $half_rate =~ ^[1-9][0-9]*$ ]]; then
+            echo "--- $b / $(scenario_label "$s")"
+            echo "!!! $b / $s FAILED: needs a p2p-qos1 run of $b with messages received, for its rate" >&2
+            record "$s" "$b" FAILED - - "no p2p-qos1 rate of this broker to halve"
+            return 1
+        fi
+    fi
+    [[ $s == p2p-qos1-half && $dry_run == 1 ]] && half_rate=HALF_OF_P2P_QOS1_RATE
     read -r -a args <<<"$(scenario_args "$s")"
     local cmd=(taskset -c "$load_cores" "$loadtest_bin" --broker "127.0.0.1:$broker_port"
         "${args[@]}" --cores "$load_cpus" --json "$json")
@@ -428,7 +447,7 @@ run_scenario() { # broker scenario
     local sampler=$!
     started_pids+=("$sampler")
     local budget rc
-    budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 60 }')
+    budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 30 }')
     # In the background, so a Ctrl-C reaches our trap at once; timeout passes a TERM on.
     timeout --kill-after=5 "$budget" "${cmd[@]}" >"$work/$b-$s.out" 2>&1 &
     local lt=$!
@@ -454,6 +473,23 @@ run_scenario() { # broker scenario
         echo "!!! $b / $s FAILED (loadtest exit $rc): $why" >&2
         [[ $keep == 1 ]] && echo "    full output: $work/$b-$s.out" >&2
         record "$s" "$b" FAILED - - "exit $rc: ${why:-no output}${note:+; $note}"
+        return 1
+    fi
+    # A run that received nothing has no figures to compare: a failure, with its reasons.
+    local empty
+    empty=$(python3 - "$json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+if not j.get("received"):
+    reasons = j.get("error_reasons") or {}
+    why = "; ".join("%s x%s" % (k, v) for k, v in reasons.items()) if isinstance(reasons, dict) else str(reasons)
+    print("nothing received (errors %s%s)" % (j.get("errors"), ": " + why if why else ""))
+PY
+    ) || empty="JSON unreadable"
+    if [[ -n $empty ]]; then
+        empty=$(printf '%s' "$empty" | tr '\t|' ' /' | cut -c1-160)
+        echo "!!! $b / $s FAILED: $empty" >&2
+        record "$s" "$b" FAILED - - "$empty${note:+; $note}"
         return 1
     fi
     # CPU-µs per received message over the sampled window.
@@ -520,6 +556,7 @@ for line in open(sys.argv[1]):
             lat = j.get("latency_us") or {}
             r.update(rate=float(j["received_per_sec"]), p50=lat.get("p50"), p99=lat.get("p99"),
                      p999=lat.get("p999"), lost=j.get("lost"), errors=j.get("errors"),
+                     reasons=j.get("error_reasons"),
                      cpu=None if cpu == "-" else float(cpu))
         except Exception as e:  # a JSON without the agreed keys
             r = {"status": "FAILED", "note": "bad JSON: %s" % e}
@@ -541,9 +578,9 @@ def ratio(a, b, higher_better=True):
         return "–"
     return "%.2f×" % (a / b)
 
-print("| scenario | broker | received msgs/s | p50 µs | p99 µs | p99.9 µs | lost | broker CPU-µs/msg "
+print("| scenario | broker | received msgs/s | p50 µs | p99 µs | p99.9 µs | lost | errors | broker CPU-µs/msg "
       "| msgs/s vs Mosquitto | msgs/s vs rumqttd | CPU/msg vs Mosquitto | CPU/msg vs rumqttd |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for s in order:
     brokers = [b for (ss, b) in runs if ss == s]
     mos = runs.get((s, "mosquitto"), {})
@@ -551,12 +588,12 @@ for s in order:
     for b in brokers:
         r = runs[(s, b)]
         if r["status"] != "ok":
-            print("| %s | %s | FAILED: %s | | | | | | | | | |" % (labels.get(s, s), b, r["note"].replace("|", "/")))
+            print("| %s | %s | FAILED: %s | | | | | | | | | | |" % (labels.get(s, s), b, r["note"].replace("|", "/")))
             continue
         cpu = r.get("cpu")
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             labels.get(s, s), b, num(r["rate"]), num(r["p50"]), num(r["p99"]), num(r["p999"]),
-            num(r["lost"]), num(cpu, "{:.2f}"),
+            num(r["lost"]), num(r["errors"]), num(cpu, "{:.2f}"),
             ratio(r["rate"], mos.get("rate")), ratio(r["rate"], rum.get("rate")),
             ratio(cpu, mos.get("cpu")), ratio(cpu, rum.get("cpu"))))
 PY
