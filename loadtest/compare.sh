@@ -380,7 +380,11 @@ start_broker() { # broker; sets broker_pid, broker_port
         if ! kill -0 "$broker_pid" 2>/dev/null; then break; fi
         sleep 0.1
     done
-    echo "!!! $b did not listen on 127.0.0.1:$broker_port within 10 s; its log:" >&2
+    if kill -0 "$broker_pid" 2>/dev/null; then
+        echo "!!! $b did not listen on 127.0.0.1:$broker_port within 10 s; its log:" >&2
+    else
+        echo "!!! $b exited before listening on 127.0.0.1:$broker_port; its log:" >&2
+    fi
     tail -n 20 "$work/$b.log" >&2
     stop_broker "$b"
     return 1
@@ -400,6 +404,14 @@ stop_broker() { # broker
     for _ in $(seq 50); do port_open "$broker_port" || break; sleep 0.1; done
     port_open "$broker_port" && echo "!!! port $broker_port still open after stopping $b" >&2
     broker_pid=""
+}
+
+# The broker's last error or warning line since the run began (ANSI colours removed).
+broker_says() { # broker log-offset
+    local line
+    line=$(tail -c +"$(($2 + 1))" "$work/$1.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' |
+        grep -iE 'error|warn' | tail -n 1 | tr -s ' ' | cut -c1-200)
+    [[ -n $line ]] && echo "    $1 logged: $line" >&2
 }
 
 # One result line per run: scenario broker status json cpu_us_per_msg note
@@ -434,6 +446,8 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
         return 1
     fi
     rm -f "$json"
+    local log_offset
+    log_offset=$(stat -c %s "$work/$b.log" 2>/dev/null || echo 0)
     # CPU sampler: broker ticks at warm-up + 0.5 s and at the end of the period - 0.5 s.
     local t_a t_b
     t_a=$(awk -v w="$warmup_s" 'BEGIN { print w + 0.5 }')
@@ -472,7 +486,14 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
         [[ $rc == 0 ]] && why="no JSON written"
         echo "!!! $b / $s FAILED (loadtest exit $rc): $why" >&2
         [[ $keep == 1 ]] && echo "    full output: $work/$b-$s.out" >&2
+        broker_says "$b" "$log_offset"
         record "$s" "$b" FAILED - - "exit $rc: ${why:-no output}${note:+; $note}"
+        return 1
+    fi
+    if [[ -n $note ]]; then # the broker died: its figures are not comparable
+        echo "!!! $b / $s FAILED: $note" >&2
+        broker_says "$b" "$log_offset"
+        record "$s" "$b" FAILED - - "$note"
         return 1
     fi
     # A run that received nothing has no figures to compare: a failure, with its reasons.
@@ -489,6 +510,7 @@ PY
     if [[ -n $empty ]]; then
         empty=$(printf '%s' "$empty" | tr '\t|' ' /' | cut -c1-160)
         echo "!!! $b / $s FAILED: $empty" >&2
+        broker_says "$b" "$log_offset"
         record "$s" "$b" FAILED - - "$empty${note:+; $note}"
         return 1
     fi
