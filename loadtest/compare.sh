@@ -242,8 +242,10 @@ if [[ $(id -u) != 0 ]]; then
     s=$(command -v sudo) || true
     [[ -n $s ]] && sudo_cmd=("$s")
 fi
+# mosquitto lives in /usr/sbin, outside a non-root PATH.
+find_mosquitto() { command -v mosquitto 2>/dev/null || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; }; }
 if [[ $install == 1 ]]; then
-    if ! command -v mosquitto >/dev/null 2>&1; then
+    if ! find_mosquitto >/dev/null; then
         run "${sudo_cmd[@]}" apt-get update || die "apt-get update failed"
         run "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto || die "installing mosquitto failed"
     fi
@@ -251,11 +253,11 @@ if [[ $install == 1 ]]; then
         # Not --locked: rumqttd 0.20.0's locked metrics 0.22.1 does not build on Rust 1.95.
         run cargo install rumqttd --version 0.20.0 || die "cargo install rumqttd failed"
     fi
-    command -v mosquitto >/dev/null 2>&1 && echo "mosquitto present: $(command -v mosquitto)"
+    find_mosquitto >/dev/null && echo "mosquitto present: $(find_mosquitto)"
     command -v rumqttd >/dev/null 2>&1 && echo "rumqttd present: $(command -v rumqttd)"
     run cargo build --release -p shardmq -p loadtest || die "cargo build --release failed"
 fi
-mosquitto_bin=$(command -v mosquitto 2>/dev/null || true)
+mosquitto_bin=$(find_mosquitto || true)
 [[ -n $mosquitto_bin ]] || mosquitto_bin=/usr/sbin/mosquitto
 rumqttd_bin=$(command -v rumqttd 2>/dev/null || true)
 [[ -n $rumqttd_bin ]] || rumqttd_bin=${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd
