@@ -6,6 +6,9 @@
 # stime from /proc/<pid>/stat) and prints one Markdown table of absolute figures
 # and ratios to Mosquitto and rumqttd. See `loadtest/compare.sh --help`.
 set -uo pipefail
+# The whole script is one { } block, read before it runs, so a checkout or edit of
+# this file during a run (which takes minutes) cannot change what bash executes.
+{
 
 usage() {
     cat <<'EOF'
@@ -61,6 +64,7 @@ message is one delivery. /proc ticks are 1/CLK_TCK s (usually 10 ms).
 
 A scenario that fails (loadtest exits non-zero, writes no JSON, broker dies) is
 reported as FAILED in the table and the script carries on with the next run.
+Exit status: 0 when every run measured something, 1 when any failed, 2 on bad usage.
 Example: loadtest/compare.sh --duration 10s --warmup 2s --write-benchmarks
 EOF
 }
@@ -629,6 +633,13 @@ notes=$(awk -F'\t' '$3 == "ok" && $6 != "" { print "- " $2 " / " $1 ": " $6 }' "
 echo
 echo "Ratios: msgs/s above 1× is better; CPU/msg below 1× is better. Latency from the intended send time."
 
+ok_runs=$(awk -F'\t' '$3 == "ok"' "$results" | wc -l)
+failed_runs=$(awk -F'\t' '$3 != "ok"' "$results" | wc -l)
+echo "$ok_runs run(s) measured, $failed_runs failed."
+if [[ $write_benchmarks == 1 && $ok_runs == 0 ]]; then
+    echo "compare.sh: no run measured anything; benchmarks.md left alone" >&2
+    write_benchmarks=0
+fi
 if [[ $write_benchmarks == 1 ]]; then
     commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
     dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -c1)
@@ -654,3 +665,7 @@ if [[ $write_benchmarks == 1 ]]; then
     } >>"$benchmarks_file"
     echo "appended to $benchmarks_file"
 fi
+# 1 when any run failed, so a caller sees it; the table above says which.
+[[ $failed_runs == 0 ]]
+exit
+}
