@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -22,6 +23,8 @@ use shardmq::topic::TopicFilter;
 /// Largest packet accepted from the broker.
 const MAX_PACKET: usize = 1 << 24;
 const READ_CHUNK: usize = 64 << 10;
+/// How long CONNACK and SUBACK may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a connection failed; [`ConnError::reason`] is what the error table counts.
 #[derive(Debug)]
@@ -80,6 +83,8 @@ impl Conn {
             .await
             .map_err(|e| ConnError::Io("connect", io::Error::from(e)))?;
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
         let mut conn = Conn {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -179,6 +184,9 @@ impl Conn {
     }
 
     /// A second stream on the same socket, for a writer task.
+    ///
+    /// Bound its writes with [`bound_writes`]: a broker that stops reading must not
+    /// keep the run from ending.
     pub fn writer(&self) -> io::Result<TcpStream> {
         // SAFETY: the descriptor belongs to `self.stream`, which outlives this borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
@@ -186,4 +194,10 @@ impl Conn {
         // SAFETY: `owned` is a freshly duplicated descriptor that nothing else owns.
         Ok(unsafe { TcpStream::from_raw_fd(owned.into_raw_fd()) })
     }
+}
+
+/// Makes the next writes on `stream` fail (TimedOut) once `deadline` has passed.
+pub fn bound_writes(stream: &TcpStream, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = stream.set_write_timeout(Some(left.max(Duration::from_millis(1))));
 }

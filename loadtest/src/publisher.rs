@@ -14,7 +14,7 @@ use shardmq::protocol::{encode, Ack, Disconnect, Packet, Publish, PublishPropert
 use shardmq::topic::TopicName;
 
 use crate::cli::Rate;
-use crate::client::{Conn, ConnError};
+use crate::client::{bound_writes, Conn, ConnError};
 use crate::payload::Header;
 use crate::runner::{Shared, Spec};
 use crate::schedule::{Clock, RealClock, Schedule};
@@ -63,12 +63,13 @@ pub async fn run(
     // The writer's publishes and the reader's PUBRELs (QoS 2) go to one socket
     // through two descriptors: one write at a time, or their bytes could interleave.
     let write_lock = Rc::new(Semaphore::new(1));
+    let deadline = start + spec.warmup + spec.duration + ACK_GRACE;
     let reader = glommio::spawn_local(read_acks(
         conn,
         window.clone(),
         inflight.clone(),
         write_lock.clone(),
-        start + spec.warmup + spec.duration + ACK_GRACE,
+        deadline,
     ));
 
     let clock = RealClock(start);
@@ -100,7 +101,7 @@ pub async fn run(
             } else {
                 if !window.try_acquire(1).unwrap_or(false) {
                     // Full window: send what is encoded, then wait for acks.
-                    if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock).await {
+                    if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock, deadline).await {
                         stats.error(e.reason());
                         break 'run;
                     }
@@ -134,7 +135,7 @@ pub async fn run(
             batch += 1;
             measured += u64::from(in_window);
         }
-        if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock).await {
+        if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock, deadline).await {
             stats.error(e.reason());
             break;
         }
@@ -142,8 +143,11 @@ pub async fn run(
         Live::add(&shared.live.sent, batch as u64);
         let now = clock.now_ns();
         let next = schedule.next_at(now);
+        if next >= end_ns {
+            break; // `now` may be past the end already: no sleep to compute
+        }
         if next > now {
-            glommio::timer::sleep(Duration::from_nanos(next.min(end_ns) - now)).await;
+            glommio::timer::sleep(Duration::from_nanos(next - now)).await;
         } else {
             glommio::yield_if_needed().await;
         }
@@ -159,6 +163,7 @@ pub async fn run(
     )
     .is_ok()
     {
+        bound_writes(&writer, Instant::now() + POLL);
         let _ = writer.write_all(&bye).await;
     }
     let _ = writer.close().await;
@@ -170,6 +175,7 @@ async fn flush(
     writer: &mut glommio::net::TcpStream,
     wbuf: &mut BytesMut,
     write_lock: &Semaphore,
+    deadline: Instant,
 ) -> Result<(), ConnError> {
     if wbuf.is_empty() {
         return Ok(());
@@ -177,13 +183,15 @@ async fn flush(
     let Ok(_permit) = write_lock.acquire_permit(1).await else {
         return Err(ConnError::Closed("publish"));
     };
+    bound_writes(writer, deadline);
     let result = writer.write_all(wbuf).await;
     wbuf.clear();
     result.map_err(|e| ConnError::Io("publish", e))
 }
 
 /// Reads PUBACKs, or PUBRECs (answered with PUBREL) and PUBCOMPs, freeing the window,
-/// until the writer is done and every ack is in, or `deadline`. Returns the acked
+/// until the writer is done and every ack is in, or `deadline` (then the window is
+/// closed, so a writer waiting on it stops too). Returns the acked
 /// count and any error.
 async fn read_acks(
     mut conn: Conn,
@@ -234,14 +242,20 @@ async fn read_acks(
                 let Ok(_permit) = write_lock.acquire_permit(1).await else {
                     return Err(ConnError::Closed("PUBREL"));
                 };
+                bound_writes(&conn.stream, deadline);
                 let written = conn.stream.write_all(&released).await;
                 released.clear();
                 written.map_err(|e| ConnError::Io("PUBREL", e))?;
             }
-            let finished = inflight.done.get()
-                && (inflight.measured.borrow().is_empty() || Instant::now() >= deadline);
-            if finished {
+            let all_in = inflight.measured.borrow().is_empty();
+            if inflight.done.get() && all_in {
                 return Ok(());
+            }
+            if Instant::now() >= deadline {
+                // Closing the window below stops a writer still waiting for acks.
+                return Err(ConnError::Protocol(
+                    "acknowledgements still missing at the end".into(),
+                ));
             }
             match conn.read_more("read acks").await {
                 Err(ConnError::Io(_, e)) if e.kind() == std::io::ErrorKind::TimedOut => {}

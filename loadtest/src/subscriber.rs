@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use shardmq::protocol::{encode, Ack, Disconnect, Packet, QoS};
 
-use crate::client::{Conn, ConnError};
+use crate::client::{bound_writes, Conn, ConnError};
 use crate::payload::Header;
 use crate::runner::{Shared, Spec};
 use crate::schedule::{Clock, RealClock};
@@ -82,6 +82,7 @@ pub async fn run(spec: &Spec, shared: &Shared, start: Instant, mut conn: Conn) -
                 }
             }
             if !acks.is_empty() {
+                bound_writes(&conn.stream, start + Duration::from_nanos(drain_ns));
                 let written = conn.stream.write_all(&acks).await;
                 acks.clear();
                 written.map_err(|e| ConnError::Io("write acks", e))?;
@@ -113,6 +114,7 @@ pub async fn run(spec: &Spec, shared: &Shared, start: Instant, mut conn: Conn) -
     Live::add(&shared.live.received, unfed);
     shared.live.add_interval(&mut interval);
     stats.lost = trackers.values().map(SeqTracker::lost).sum();
+    bound_writes(&conn.stream, Instant::now() + Duration::from_millis(100));
     let _ = conn.send(&Packet::Disconnect(Disconnect::default())).await;
     let _ = conn.stream.close().await;
     stats
