@@ -17,7 +17,7 @@ use crate::cli::Rate;
 use crate::client::{bound_writes, Conn, ConnError};
 use crate::payload::Header;
 use crate::runner::{Shared, Spec};
-use crate::schedule::{Clock, RealClock, Schedule};
+use crate::schedule::{Clock, RealClock, Schedule, Step};
 use crate::stats::{Live, Stats};
 
 /// Messages encoded per socket write at most.
@@ -82,9 +82,13 @@ pub async fn run(
     let mut wbuf = BytesMut::with_capacity(BATCH * (spec.payload + 64));
     'run: loop {
         let now = clock.now_ns();
-        // Messages owed from before the end are still sent, late, after it.
-        if schedule.next_at(now) >= end_ns {
-            break;
+        match schedule.step(now, end_ns) {
+            Step::Finished => break,
+            Step::Sleep(pause) => {
+                glommio::timer::sleep(pause).await;
+                continue;
+            }
+            Step::Send => {}
         }
         let mut batch = 0;
         let mut measured = 0;
@@ -141,16 +145,7 @@ pub async fn run(
         }
         stats.sent += measured;
         Live::add(&shared.live.sent, batch as u64);
-        let now = clock.now_ns();
-        let next = schedule.next_at(now);
-        if next >= end_ns {
-            break; // `now` may be past the end already: no sleep to compute
-        }
-        if next > now {
-            glommio::timer::sleep(Duration::from_nanos(next - now)).await;
-        } else {
-            glommio::yield_if_needed().await;
-        }
+        glommio::yield_if_needed().await;
     }
     inflight.done.set(true);
     let acks = reader.await;

@@ -6,7 +6,7 @@
 //! owes are sent late with their original stamps, so the stall shows up as latency
 //! and the rate holds (no coordinated omission).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A source of "now", in nanoseconds since the run's start; faked in tests.
 pub trait Clock {
@@ -28,6 +28,17 @@ impl Clock for RealClock {
 pub struct Due {
     pub seq: u64,
     pub intended_ns: u64,
+}
+
+/// What a sender does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A message is due (or overdue): send.
+    Send,
+    /// Nothing is due yet: sleep this long.
+    Sleep(Duration),
+    /// The next message is due at or after the end of the run.
+    Finished,
 }
 
 /// One publisher's schedule.
@@ -66,6 +77,19 @@ impl Schedule {
         match self.interval_ns {
             Some(interval) => (self.phase_ns + interval * self.next_seq as f64) as u64,
             None => now_ns,
+        }
+    }
+
+    /// What to do at `now_ns` in a run that ends at `end_ns`. Messages owed from
+    /// before the end are still sent, late, after it.
+    pub fn step(&self, now_ns: u64, end_ns: u64) -> Step {
+        let next = self.next_at(now_ns);
+        if next >= end_ns {
+            Step::Finished
+        } else if next > now_ns {
+            Step::Sleep(Duration::from_nanos(next - now_ns))
+        } else {
+            Step::Send
         }
     }
 
@@ -146,6 +170,32 @@ mod tests {
         // almost all of it, the ones due later waited less and less.
         assert_eq!(latencies.iter().max(), Some(&(199 * MS)));
         assert_eq!(latencies.iter().filter(|&&l| l > 0).count(), 199);
+    }
+
+    #[test]
+    fn owed_messages_are_sent_after_the_end_then_the_sender_finishes() {
+        // Regression: a sender waking past the end with nothing owed computed its
+        // sleep as `end - now` and slept for 584 years.
+        let mut schedule = Schedule::open_loop(1000.0, 1, 0);
+        let end = 10 * MS;
+        assert_eq!(schedule.step(0, end), Step::Send);
+        assert_eq!(schedule.next_due(0).unwrap().seq, 0);
+        assert_eq!(
+            schedule.step(MS / 2, end),
+            Step::Sleep(Duration::from_nanos(MS / 2))
+        );
+        // Stalled until after the end: the 9 messages due before it are owed.
+        let late = 12 * MS;
+        let mut owed = 0;
+        while schedule.step(late, end) == Step::Send {
+            let due = schedule.next_due(late).unwrap();
+            assert!(due.intended_ns < end);
+            owed += 1;
+        }
+        assert_eq!(owed, 9);
+        assert_eq!(schedule.step(late, end), Step::Finished);
+        assert_eq!(Schedule::max().step(end, end), Step::Finished);
+        assert_eq!(Schedule::max().step(end - 1, end), Step::Send);
     }
 
     #[test]
