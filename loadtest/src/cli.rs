@@ -75,6 +75,11 @@ pub struct Args {
     /// Also write every figure as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
+
+    /// Also write the latency percentile distribution (HdrHistogram `.hgrm` text,
+    /// µs) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub hdr: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -86,6 +86,7 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         sent_per_sec: stats.sent as f64 / secs,
         received_per_sec: stats.received as f64 / secs,
         latency_us: Latency::of(&stats),
+        distribution: report::Distribution::of(&stats.latency),
         errors: stats.error_count(),
         error_reasons: stats.errors,
     })

@@ -25,5 +25,9 @@ fn run(args: &loadtest::Args) -> anyhow::Result<()> {
         std::fs::write(path, report.json())
             .with_context(|| format!("--json {}: cannot write", path.display()))?;
     }
+    if let Some(path) = &args.hdr {
+        std::fs::write(path, &report.distribution.0)
+            .with_context(|| format!("--hdr {}: cannot write", path.display()))?;
+    }
     Ok(())
 }

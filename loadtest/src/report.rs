@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::stats::Stats;
@@ -42,6 +43,67 @@ pub struct Report {
     pub errors: u64,
     /// `errors` by reason (stage and reason code).
     pub error_reasons: BTreeMap<String, u64>,
+    /// The latency percentile distribution for `--hdr`.
+    #[serde(skip)]
+    pub distribution: Distribution,
+}
+
+/// The latency percentile distribution in HdrHistogram's text format (`.hgrm`, values in
+/// µs), which HdrHistogram's plotter and most tooling read.
+#[derive(Clone, Default)]
+pub struct Distribution(pub String);
+
+impl std::fmt::Debug for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Distribution({} lines)", self.0.lines().count())
+    }
+}
+
+impl Distribution {
+    pub fn of(h: &Histogram<u64>) -> Distribution {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        let mut total = 0;
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let inverse = if q < 1.0 {
+                format!("{:>14.2}", 1.0 / (1.0 - q))
+            } else {
+                format!("{:>14}", "inf")
+            };
+            let _ = writeln!(
+                out,
+                "{:>12.3} {:>14.12} {:>10} {inverse}",
+                v.value_iterated_to() as f64,
+                q,
+                total
+            );
+        }
+        let _ = writeln!(
+            out,
+            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+            h.mean(),
+            h.stdev()
+        );
+        let _ = writeln!(
+            out,
+            "#[Max     = {:>12.3}, Total count    = {:>12}]",
+            h.max() as f64,
+            h.len()
+        );
+        let _ = writeln!(
+            out,
+            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            h.buckets(),
+            h.distinct_values()
+        );
+        Distribution(out)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,5 +181,30 @@ impl Report {
 
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distribution_is_hgrm_text() {
+        let mut h = crate::stats::latency_histogram();
+        for us in 1..=100 {
+            h.record(us).unwrap();
+        }
+        let text = Distribution::of(&h).0;
+        let first = text.lines().nth(2).unwrap();
+        assert!(
+            first.trim_start().starts_with("1.000 0.000000000000"),
+            "{text}"
+        );
+        let last = text.lines().rev().find(|l| !l.starts_with('#')).unwrap();
+        assert!(last.contains("100.000 1.000000000000        100"), "{text}");
+        assert!(
+            text.contains("#[Max     =      100.000, Total count    =          100]"),
+            "{text}"
+        );
     }
 }
