@@ -43,7 +43,8 @@ Options:
   --fan N               subscribers for fan-out, publishers for fan-in (default: 1000)
   --rate R              loadtest --rate for every scenario, a number or max
                         (default: max)
-  --mqtt-version V      3.1.1 or 5 (default: 3.1.1; rumqttd's v4 listener is 3.1.1)
+  --mqtt-version V      3.1.1 or 5 (default: 3.1.1); rumqttd gets a [v4] or a
+                        [v5] listener to match
   --base-port P         first port to try; each broker gets the next free one
                         (default: 18830)
   --write-benchmarks    append the table, with date, commit, machine and command,
@@ -344,6 +345,9 @@ CONF
             printf '%s\n' "$mosquitto_bin" -c "$work/mosquitto.conf"
             ;;
         rumqttd)
+            # rumqttd speaks 3.1.1 on a [v4] listener and 5 on a [v5] one.
+            local v=v4
+            [[ $mqtt_version == 5 ]] && v=v5
             cat >"$work/rumqttd.toml" <<CONF
 id = 0
 [router]
@@ -352,11 +356,11 @@ max_connections = 20010
 max_outgoing_packet_count = 100000
 max_segment_size = 104857600
 max_segment_count = 10
-[v4.1]
-name = "v4-1"
+[$v.1]
+name = "$v-1"
 listen = "127.0.0.1:$listen_port"
 next_connection_delay_ms = 0
-[v4.1.connections]
+[$v.1.connections]
 connection_timeout_ms = 60000
 max_payload_size = 1048576
 max_inflight_count = 100
