@@ -20,8 +20,9 @@ pub struct Args {
 
     /// What to run. p2p: N publishers each paired with its own subscriber on its own
     /// topic; fan-out: P publishers to S subscribers on one topic; fan-in: N
-    /// publishers to one subscriber. conn-storm, idle and mixed are not implemented
-    /// yet.
+    /// publishers to one subscriber; idle: --clients silent connections held for the
+    /// duration (with --broker-pid, the broker's RSS per connection). conn-storm and
+    /// mixed are not implemented yet.
     #[arg(long, value_enum)]
     pub scenario: Scenario,
 
@@ -71,6 +72,11 @@ pub struct Args {
     /// spread round-robin (default: every online CPU).
     #[arg(long, value_name = "0,1", value_delimiter = ',')]
     pub cores: Vec<usize>,
+
+    /// The broker's process id, for idle: its RSS (/proc/PID/status) is read before
+    /// connecting and once every connection is up.
+    #[arg(long = "broker-pid", value_name = "PID")]
+    pub broker_pid: Option<u32>,
 
     /// Also write every figure as JSON to FILE.
     #[arg(long, value_name = "FILE")]

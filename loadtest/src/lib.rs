@@ -20,9 +20,11 @@
 
 pub mod cli;
 pub mod client;
+mod idle;
 pub mod payload;
 mod publisher;
 pub mod report;
+pub mod rss;
 pub mod runner;
 pub mod scenario;
 pub mod schedule;
@@ -48,18 +50,33 @@ use runner::{Shared, Spec};
 /// progress line to stderr once a second.
 pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
     let spec = spec(args)?;
+    let rss_before = args.broker_pid.map(rss::rss_kib).transpose()?;
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let rss_connected = args.broker_pid.map(|pid| {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        // Halfway through the measured window: every connection is up and settled.
+        let at = spec.warmup + spec.duration / 2;
+        std::thread::spawn(move || sample_rss(pid, &shared, &stop, at))
+    });
     let printer = progress.then(|| {
         let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::spawn(move || print_progress(&shared, &stop))
     });
-    let result = runner::run(spec.clone(), shared);
+    let result = runner::run(spec.clone(), shared.clone());
     stop.store(true, Ordering::Release);
     if let Some(printer) = printer {
         let _ = printer.join();
     }
+    let rss_connected = rss_connected.and_then(|t| t.join().ok().flatten());
     let stats = result?;
+    let connections = shared.live.connected.load(Ordering::Relaxed);
+    let per_connection = match (rss_before, rss_connected) {
+        (Some(before), Some(after)) if connections > 0 => {
+            Some((after as f64 - before as f64) * 1024.0 / connections as f64)
+        }
+        _ => None,
+    };
     let secs = spec.duration.as_secs_f64();
     let per_message = match args.scenario {
         Scenario::FanOut => u64::from(spec.plan.subscribers),
@@ -87,6 +104,10 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         received_per_sec: stats.received as f64 / secs,
         latency_us: Latency::of(&stats),
         distribution: report::Distribution::of(&stats.latency),
+        connections,
+        broker_rss_kib_before: rss_before,
+        broker_rss_kib_connected: rss_connected,
+        broker_rss_bytes_per_connection: per_connection.map(|b| b.round()),
         errors: stats.error_count(),
         error_reasons: stats.errors,
     })
@@ -133,6 +154,26 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
         duration: args.duration,
         cores,
     })
+}
+
+/// The broker's RSS once the run has been going for `at`; `None` if the run ends
+/// first or the process is gone.
+fn sample_rss(pid: u32, shared: &Shared, stop: &AtomicBool, at: Duration) -> Option<u64> {
+    let tick = Duration::from_millis(10);
+    while !shared.started() {
+        if stop.load(Ordering::Acquire) {
+            return None;
+        }
+        std::thread::sleep(tick);
+    }
+    let due = std::time::Instant::now() + at;
+    while std::time::Instant::now() < due {
+        if stop.load(Ordering::Acquire) {
+            return None;
+        }
+        std::thread::sleep(tick);
+    }
+    rss::rss_kib(pid).ok()
 }
 
 fn print_progress(shared: &Shared, stop: &AtomicBool) {

@@ -39,6 +39,14 @@ pub struct Report {
     pub received_per_sec: f64,
     /// From the intended send time to receipt.
     pub latency_us: Latency,
+    /// Connections that completed their handshake.
+    pub connections: u64,
+    /// With `--broker-pid`: the broker's RSS before connecting...
+    pub broker_rss_kib_before: Option<u64>,
+    /// ...and halfway through the measured window.
+    pub broker_rss_kib_connected: Option<u64>,
+    /// The difference per connection (idle: what one idle connection costs).
+    pub broker_rss_bytes_per_connection: Option<f64>,
     /// Connection refusals, drops and protocol errors.
     pub errors: u64,
     /// `errors` by reason (stage and reason code).
@@ -151,7 +159,7 @@ impl Report {
             self.duration_s,
             self.warmup_s
         );
-        let rows: [(&str, String); 14] = [
+        let rows: [(&str, String); 15] = [
             ("sent", self.sent.to_string()),
             ("acked", self.acked.to_string()),
             (
@@ -168,10 +176,20 @@ impl Report {
             ("latency p99", format!("{} µs", self.latency_us.p99)),
             ("latency p99.9", format!("{} µs", self.latency_us.p999)),
             ("latency max", format!("{} µs", self.latency_us.max)),
+            ("connections", self.connections.to_string()),
             ("errors", self.errors.to_string()),
         ];
         for (name, value) in rows {
             let _ = writeln!(t, "  {name:<14} {value}");
+        }
+        if let Some(b) = self.broker_rss_bytes_per_connection {
+            let _ = writeln!(
+                t,
+                "  {:<14} {b:.0} B per connection ({} KiB before, {} KiB connected)",
+                "broker RSS",
+                self.broker_rss_kib_before.unwrap_or(0),
+                self.broker_rss_kib_connected.unwrap_or(0)
+            );
         }
         for (reason, n) in &self.error_reasons {
             let _ = writeln!(t, "    {n:>8}  {reason}");

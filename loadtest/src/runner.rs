@@ -16,7 +16,7 @@ use crate::cli::Rate;
 use crate::client::Conn;
 use crate::scenario::{Plan, Role};
 use crate::stats::{Live, Stats};
-use crate::{publisher, subscriber};
+use crate::{idle, publisher, subscriber};
 
 /// Everything a run needs, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -128,11 +128,16 @@ async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Ro
                 Err(e) => Err(e),
             }
         }
-        Role::Publisher { .. } => Conn::connect(spec.broker, &client_id, spec.version).await,
+        Role::Publisher { .. } | Role::Idle => {
+            Conn::connect(spec.broker, &client_id, spec.version).await
+        }
     };
     let start = shared.start(total).await;
     let conn = match connected {
-        Ok(conn) => conn,
+        Ok(conn) => {
+            Live::add(&shared.live.connected, 1);
+            conn
+        }
         Err(e) => {
             let mut stats = Stats::default();
             stats.error(e.reason());
@@ -145,5 +150,6 @@ async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Ro
             publisher::run(&spec, &shared, start, id, topic, conn).await
         }
         Role::Subscriber { .. } => subscriber::run(&spec, &shared, start, conn).await,
+        Role::Idle => idle::run(&spec, start, conn).await,
     }
 }

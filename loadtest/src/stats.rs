@@ -82,6 +82,8 @@ impl Stats {
 /// What the progress line reads once a second, fed from every executor.
 #[derive(Debug)]
 pub struct Live {
+    /// Connections that got their CONNACK (and SUBACK).
+    pub connected: AtomicU64,
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
@@ -93,6 +95,7 @@ pub struct Live {
 impl Default for Live {
     fn default() -> Self {
         Live {
+            connected: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             errors: AtomicU64::new(0),

@@ -53,3 +53,42 @@ fn p2p_against_the_real_broker_loses_nothing_at_qos1_and_2() {
     server.shutdown_handle().trigger();
     server.join().expect("broker stops cleanly");
 }
+
+#[test]
+fn idle_holds_every_connection_and_reads_the_broker_rss() {
+    let mut config = Config::embedded_default().expect("default config");
+    config.set_bind("127.0.0.1:0".parse().unwrap());
+    config.http.bind = "127.0.0.1:0".parse().unwrap();
+    let server =
+        shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts");
+    let addr = server.local_addrs()[0].to_string();
+    // The broker runs in this process, so its RSS is ours.
+    let pid = std::process::id().to_string();
+    let args = loadtest::Args::try_parse_from([
+        "loadtest",
+        "--broker",
+        &addr,
+        "--scenario",
+        "idle",
+        "--clients",
+        "50",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "100ms",
+        "--broker-pid",
+        &pid,
+    ])
+    .unwrap();
+    let report = loadtest::execute(&args, false).unwrap();
+    assert_eq!(report.connections, 50, "{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert!(report.broker_rss_kib_before.is_some(), "{report:?}");
+    assert!(report.broker_rss_kib_connected.is_some(), "{report:?}");
+    assert!(
+        report.broker_rss_bytes_per_connection.is_some(),
+        "{report:?}"
+    );
+    server.shutdown_handle().trigger();
+    server.join().expect("broker stops cleanly");
+}

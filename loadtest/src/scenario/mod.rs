@@ -2,6 +2,7 @@
 
 mod fan_in;
 mod fan_out;
+mod idle;
 mod p2p;
 
 use anyhow::bail;
@@ -20,6 +21,8 @@ pub enum Role {
     Subscriber {
         filter: TopicFilter,
     },
+    /// Connects and stays silent until the end.
+    Idle,
 }
 
 /// Every connection of a run, in the order they are spread over the executors.
@@ -36,7 +39,10 @@ impl Plan {
             .iter()
             .filter(|r| matches!(r, Role::Publisher { .. }))
             .count() as u32;
-        let subscribers = roles.len() as u32 - publishers;
+        let subscribers = roles
+            .iter()
+            .filter(|r| matches!(r, Role::Subscriber { .. }))
+            .count() as u32;
         Plan {
             roles,
             publishers,
@@ -55,8 +61,9 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
             args.subscribers.unwrap_or(args.clients),
         ),
         Scenario::FanIn => fan_in::plan(publishers),
-        Scenario::ConnStorm | Scenario::Idle | Scenario::Mixed => bail!(
-            "scenario `{}` is not implemented yet; p2p, fan-out and fan-in are",
+        Scenario::Idle => idle::plan(args.clients),
+        Scenario::ConnStorm | Scenario::Mixed => bail!(
+            "scenario `{}` is not implemented yet; p2p, fan-out, fan-in and idle are",
             args.scenario
         ),
     })
