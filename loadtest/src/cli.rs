@@ -21,8 +21,9 @@ pub struct Args {
     /// What to run. p2p: N publishers each paired with its own subscriber on its own
     /// topic; fan-out: P publishers to S subscribers on one topic; fan-in: N
     /// publishers to one subscriber; idle: --clients silent connections held for the
-    /// duration (with --broker-pid, the broker's RSS per connection). conn-storm and
-    /// mixed are not implemented yet.
+    /// duration (with --broker-pid, the broker's RSS per connection); conn-storm:
+    /// --clients workers connect, subscribe and disconnect at --rate connections per
+    /// second (latency: intended start to SUBACK). mixed is not implemented yet.
     #[arg(long, value_enum)]
     pub scenario: Scenario,
 

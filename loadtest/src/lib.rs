@@ -30,6 +30,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod sequence;
 pub mod stats;
+mod storm;
 mod subscriber;
 
 use std::net::ToSocketAddrs;

@@ -16,7 +16,7 @@ use crate::cli::Rate;
 use crate::client::Conn;
 use crate::scenario::{Plan, Role};
 use crate::stats::{Live, Stats};
-use crate::{idle, publisher, subscriber};
+use crate::{idle, publisher, storm, subscriber};
 
 /// Everything a run needs, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -117,6 +117,10 @@ async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> i
 /// One connection, from connect to disconnect.
 async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Role) -> Stats {
     let total = spec.plan.roles.len();
+    if let Role::Storm { worker } = role {
+        let start = shared.start(total).await;
+        return storm::run(&spec, &shared, start, worker).await;
+    }
     let client_id = format!("loadtest-{}-{index}", std::process::id());
     let connected = match &role {
         Role::Subscriber { filter } => {
@@ -128,7 +132,7 @@ async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Ro
                 Err(e) => Err(e),
             }
         }
-        Role::Publisher { .. } | Role::Idle => {
+        Role::Publisher { .. } | Role::Idle | Role::Storm { .. } => {
             Conn::connect(spec.broker, &client_id, spec.version).await
         }
     };
@@ -151,5 +155,6 @@ async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Ro
         }
         Role::Subscriber { .. } => subscriber::run(&spec, &shared, start, conn).await,
         Role::Idle => idle::run(&spec, start, conn).await,
+        Role::Storm { .. } => unreachable!("storm workers returned above"),
     }
 }

@@ -92,3 +92,37 @@ fn idle_holds_every_connection_and_reads_the_broker_rss() {
     server.shutdown_handle().trigger();
     server.join().expect("broker stops cleanly");
 }
+
+#[test]
+fn conn_storm_completes_its_handshakes() {
+    let mut config = Config::embedded_default().expect("default config");
+    config.set_bind("127.0.0.1:0".parse().unwrap());
+    config.http.bind = "127.0.0.1:0".parse().unwrap();
+    let server =
+        shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts");
+    let addr = server.local_addrs()[0].to_string();
+    let args = loadtest::Args::try_parse_from([
+        "loadtest",
+        "--broker",
+        &addr,
+        "--scenario",
+        "conn-storm",
+        "--clients",
+        "10",
+        "--rate",
+        "200",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--mqtt-version",
+        "5",
+    ])
+    .unwrap();
+    let report = loadtest::execute(&args, false).unwrap();
+    assert!(report.sent > 0, "{report:?}");
+    assert_eq!(report.received, report.sent, "{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    server.shutdown_handle().trigger();
+    server.join().expect("broker stops cleanly");
+}

@@ -1,5 +1,6 @@
 //! Scenarios as plans: which connections to open, what each one does.
 
+mod conn_storm;
 mod fan_in;
 mod fan_out;
 mod idle;
@@ -23,6 +24,11 @@ pub enum Role {
     },
     /// Connects and stays silent until the end.
     Idle,
+    /// Connects, subscribes and disconnects, again and again, on the schedule.
+    Storm {
+        /// Index among the workers, for its share of the schedule.
+        worker: u32,
+    },
 }
 
 /// Every connection of a run, in the order they are spread over the executors.
@@ -62,8 +68,9 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         ),
         Scenario::FanIn => fan_in::plan(publishers),
         Scenario::Idle => idle::plan(args.clients),
-        Scenario::ConnStorm | Scenario::Mixed => bail!(
-            "scenario `{}` is not implemented yet; p2p, fan-out, fan-in and idle are",
+        Scenario::ConnStorm => conn_storm::plan(args.clients),
+        Scenario::Mixed => bail!(
+            "scenario `{}` is not implemented yet; p2p, fan-out, fan-in, conn-storm and idle are",
             args.scenario
         ),
     })
