@@ -51,8 +51,10 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = parse_payload)]
     pub payload: usize,
 
-    /// Target aggregate publish rate in messages per second over all publishers, or
-    /// `max` to send as fast as the socket (QoS 0) or inflight window (QoS 1) allows.
+    /// Target aggregate rate over all publishers, in messages per second (conn-storm:
+    /// connections per second over all workers), or `max` to go as fast as the socket
+    /// (QoS 0) or the inflight window (QoS 1 and 2, at most 1,024 or the broker's
+    /// Receive Maximum) allows.
     #[arg(long, value_name = "MSGS_PER_SEC|max", default_value = "1000")]
     pub rate: Rate,
 
