@@ -182,6 +182,9 @@ fn print_progress(shared: &Shared, stop: &AtomicBool) {
     let mut second = 0;
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_secs(1));
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
         if !shared.started() {
             eprintln!("connecting...");
             continue;
