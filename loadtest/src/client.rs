@@ -94,7 +94,9 @@ impl Conn {
         let connect = Connect {
             version,
             clean_start: true,
-            keep_alive: 0,
+            // Not 0: rumqttd refuses keepalive 0 (ZeroKeepAlive). The longest
+            // MQTT allows, so no run needs PINGREQs to stay connected.
+            keep_alive: u16::MAX,
             client_id: ByteString::from(client_id),
             will: None,
             username: None,
