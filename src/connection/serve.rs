@@ -371,6 +371,10 @@ async fn read_loop(
         if state.closed_by_broker.get().is_some() {
             return End::ByBroker;
         }
+        // A client that always has more to send must not keep the shard's
+        // writers (and other readers) from running: glommio only switches tasks
+        // at an await that is pending, and a socket with data waiting never is.
+        glommio::yield_if_needed().await;
         // Back-pressure from the mesh: the send task takes the whole backlog each
         // time the previous batch is accepted, so this waits one flush at most.
         shard
