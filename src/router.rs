@@ -203,7 +203,7 @@ impl Router {
                     .unwrap_or(start);
                 *cursor = pick + 1;
                 let (key, value) = &members[pick];
-                recipients.deliver(key, delivery(message, &[*value]));
+                recipients.deliver(key, delivery(message, std::iter::once(value)));
             }
         });
         if scratch.len() > 1 {
@@ -212,17 +212,22 @@ impl Router {
         let mut rest = &scratch[..];
         while let Some((client, _)) = rest.first() {
             let same = rest.iter().take_while(|(c, _)| c == client).count();
-            let subs: Vec<Subscription> = rest[..same].iter().map(|(_, s)| *s).collect();
-            recipients.deliver(client, delivery(message, &subs));
+            let subs = rest[..same].iter().map(|(_, s)| s);
+            recipients.deliver(client, delivery(message, subs));
             rest = &rest[same..];
         }
     }
 }
 
 /// The delivery of `message` for one session's matching subscriptions.
-fn delivery(message: &Message, subs: &[Subscription]) -> Delivery {
+///
+/// Takes an iterator rather than a slice so a publish builds no list per client.
+fn delivery<'a>(
+    message: &Message,
+    subs: impl Iterator<Item = &'a Subscription> + Clone,
+) -> Delivery {
     let best = subs
-        .iter()
+        .clone()
         .max_by_key(|s| s.options.qos)
         .copied()
         .unwrap_or(Subscription {
@@ -232,8 +237,8 @@ fn delivery(message: &Message, subs: &[Subscription]) -> Delivery {
     Delivery {
         message: message.clone(),
         qos: best.options.qos.min(message.qos),
-        retain: message.retain && subs.iter().any(|s| s.options.retain_as_published),
-        subscription_ids: subs.iter().filter_map(|s| s.id).collect(),
+        retain: message.retain && subs.clone().any(|s| s.options.retain_as_published),
+        subscription_ids: subs.filter_map(|s| s.id).collect(),
         non_retry: best.options.non_retry,
         non_persistence: best.options.non_persistence,
     }

@@ -249,8 +249,8 @@ impl Broker {
     }
 
     /// Connections that got output since the last call: wake their writers.
-    pub fn take_dirty(&mut self) -> Vec<ConnId> {
-        self.outputs.take_dirty()
+    pub fn drain_dirty(&mut self) -> impl Iterator<Item = ConnId> + '_ {
+        self.outputs.drain_dirty()
     }
 
     /// Connections told to close since the last call: interrupt their writers,

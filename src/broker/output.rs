@@ -60,7 +60,8 @@ impl Outputs {
         self.map.contains_key(&conn)
     }
 
-    pub(super) fn take_dirty(&mut self) -> Vec<ConnId> {
-        std::mem::take(&mut self.dirty)
+    /// Empties the list, keeping its memory for the next round.
+    pub(super) fn drain_dirty(&mut self) -> std::vec::Drain<'_, ConnId> {
+        self.dirty.drain(..)
     }
 }

@@ -418,7 +418,7 @@ fn slow_reader_output_is_bounded_for_qos0() {
     assert_eq!(received(&mut b, 1).len(), 10, "max-online-messages is 10");
     assert_eq!(b.stats.dropped_queue_full, 15);
     // Each time an output goes from empty to non-empty, its writer is woken.
-    assert_eq!(b.take_dirty(), [1, 1, 2, 1]);
+    assert_eq!(b.drain_dirty().collect::<Vec<_>>(), [1, 1, 2, 1]);
 }
 
 /// Regression: AUTH from a client closed the connection with DISCONNECT 0x8C,

@@ -131,9 +131,8 @@ impl Shard {
     /// the broker has messages for other shards. Call after every broker change.
     pub fn wake(&self) {
         let mut broker = self.broker.borrow_mut();
-        let dirty = broker.take_dirty();
         let writers = self.writers.borrow();
-        for conn in dirty {
+        for conn in broker.drain_dirty() {
             if let Some(state) = writers.get(&conn) {
                 state.notify.notify();
             }
