@@ -58,7 +58,6 @@ pub struct Settings {
 pub struct Stats {
     pub connections: u64,
     pub messages_in: [u64; 3],
-    pub messages_out: u64,
     pub dropped_queue_full: u64,
     pub dropped_expired: u64,
     pub dropped_offline: u64,

@@ -111,7 +111,6 @@ impl Broker {
         self.events.dropped(&client.client_id, &drops);
         self.events.delivered(&client.client_id, &packets);
         if !packets.is_empty() {
-            self.stats.messages_out += packets.len() as u64;
             self.output(client.conn).packets.extend(packets);
         }
     }
@@ -285,7 +284,6 @@ impl Recipients for Sessions<'_> {
             return;
         }
         let dropped = entry.session.deliver(delivery, self.now, out);
-        self.stats.messages_out += (out.len() - before) as u64;
         if entry.conn.is_some() {
             self.events.delivered(client, &out[before..]);
         }
