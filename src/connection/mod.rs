@@ -1,11 +1,13 @@
 //! One client connection: the CONNECT handshake and the per-packet protocol
 //! rules (`handshake`), the socket tasks that drive the shard's broker
-//! (`serve`), and the wake-up between them (`notify`).
+//! (`serve`) over the socket they share (`socket`), and the wake-up between
+//! them (`notify`).
 
 mod aliases;
 pub mod handshake;
 mod notify;
 mod serve;
+mod socket;
 
 pub use notify::{Notify, WakeAll};
 pub use serve::{serve, Shard, ShardMsg};

@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// Wakes one waiting task; a wake-up sent while nobody waits is kept, so it is
 /// never lost. Holds at most one waker, which keeps glommio's waker count
@@ -28,15 +28,17 @@ impl Notify {
 
     /// Resolves at the next (or a kept) wake-up.
     pub async fn notified(&self) {
-        poll_fn(|cx| {
-            if self.pending.replace(false) {
-                Poll::Ready(())
-            } else {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_notified(cx)).await
+    }
+
+    /// Takes a kept wake-up, or registers the task to be woken by the next one.
+    pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.replace(false) {
+            Poll::Ready(())
+        } else {
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //! Each connection has two tasks on its shard. The reader decodes packets and
 //! hands them to the [`Broker`]; the writer waits for a [`Notify`], takes the
 //! connection's queued packets, encodes them all into one buffer and writes it
-//! with one call (writes are coalesced per wake-up). They use two descriptors of
-//! the same socket (a `dup`), so neither waits on the other.
+//! with one call (writes are coalesced per wake-up). They share one [`Socket`],
+//! which neither holds across an await, so neither waits on the other.
 //!
 //! A session lives on the shard `shards::shard_for(client_id)` names. A
 //! connection accepted elsewhere is handed to that shard right after its CONNECT
@@ -14,27 +14,24 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
+use super::socket::{read_scratch, ReadScratch, Socket};
 use super::{Notify, WakeAll};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
-use crate::metrics::Metrics;
+use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
     decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
 };
-
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 8 * 1024;
 
 /// Messages waiting for the mesh flusher past which readers stop reading
 /// their sockets: a client publishing faster than another shard takes its
@@ -82,11 +79,14 @@ pub struct Shard {
     pub shutdown: shards::Shutdown,
     /// Node-wide metrics and the `max-connections` count.
     pub metrics: Arc<Metrics>,
+    /// Where every connection of the shard reads into first.
+    read_scratch: ReadScratch,
 }
 
 /// What a connection's reader and writer share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ConnState {
+    socket: Socket,
     notify: Notify,
     /// Why the broker closed the connection (takeover, shutdown), once it has.
     closed_by_broker: Cell<Option<ReasonCode>>,
@@ -124,6 +124,7 @@ impl Shard {
             connect_timeout,
             shutdown,
             metrics,
+            read_scratch: read_scratch(),
         }
     }
 
@@ -167,28 +168,48 @@ impl Shard {
 /// another shard accepted and passed here with its CONNECT already read.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, handoff: Option<(BytesMut, Box<Connect>)>) {
     let _token = shard.tracker.token();
-    if let Err(e) = serve_connection(&shard, stream, handoff).await {
+    // The accept phase runs boxed: its state is freed once the session runs,
+    // so an idle connection keeps only what `run` needs.
+    let result = match Box::pin(accept(&shard, Socket::new(stream), handoff)).await {
+        Ok(Some(accepted)) => run(&shard, accepted).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         debug!(shard = shard.id, error = %e, "connection ended");
     }
 }
 
-async fn serve_connection(
+/// A connection whose CONNECT the broker accepted.
+struct Accepted {
+    socket: Socket,
+    rbuf: BytesMut,
+    conn: ConnId,
+    client: Box<Client>,
+    /// The `max-connections` slot, held until the connection ends.
+    _admission: Admission,
+}
+
+/// Reads the CONNECT (unless handed off), passes the connection to the shard
+/// that owns its session, checks `max-connections` and asks the broker.
+/// `None` when the connection ends here.
+async fn accept(
     shard: &Rc<Shard>,
-    mut stream: TcpStream,
+    socket: Socket,
     handoff: Option<(BytesMut, Box<Connect>)>,
-) -> io::Result<()> {
-    let (mut rbuf, connect) = match handoff {
+) -> io::Result<Option<Accepted>> {
+    let (rbuf, connect) = match handoff {
         Some(h) => h,
-        None => match read_connect(shard, &mut stream).await? {
+        None => match read_connect(shard, &socket).await? {
             Some(c) => c,
-            None => return Ok(()),
+            None => return Ok(None),
         },
     };
     if !connect.client_id.is_empty() {
         let owner = shards::shard_for(connect.client_id.as_bytes(), shard.nr_shards);
         if owner != shard.id {
-            let fd = dup(&stream)?;
-            drop(stream);
+            let fd = socket.dup()?;
+            drop(socket);
             let buffered = rbuf.freeze();
             shard.mesh_out.borrow_mut().push((
                 owner,
@@ -199,17 +220,17 @@ async fn serve_connection(
                 },
             ));
             shard.flush.notify();
-            return Ok(());
+            return Ok(None);
         }
     }
 
-    // `[mqtt] max-connections`: the slot is held until this function returns.
+    // `[mqtt] max-connections`: the slot is held until the connection ends.
     let admission = shard.metrics.admit(shard.id, || {
         shard.broker.borrow().is_connected(&connect.client_id)
     });
-    let Some(_admission) = admission else {
-        refuse(&mut stream, ReasonCode::QuotaExceeded, connect.version).await?;
-        return Ok(());
+    let Some(admission) = admission else {
+        refuse(&socket, ReasonCode::QuotaExceeded, connect.version).await;
+        return Ok(None);
     };
 
     let conn = shard.next_conn.get();
@@ -218,25 +239,42 @@ async fn serve_connection(
         .broker
         .borrow_mut()
         .connect(conn, &connect, Instant::now());
-    let mut client = match accepted {
-        Ok(client) => client,
+    match accepted {
+        Ok(client) => Ok(Some(Accepted {
+            socket,
+            rbuf,
+            conn,
+            client: Box::new(client),
+            _admission: admission,
+        })),
         Err(reason) => {
-            refuse(&mut stream, reason, connect.version).await?;
-            return Ok(());
+            refuse(&socket, reason, connect.version).await;
+            Ok(None)
         }
-    };
-    drop(connect);
+    }
+}
 
-    let state = Rc::new(ConnState::default());
+/// Runs an accepted connection: the reader here, the writer as its own task.
+async fn run(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<()> {
+    let Accepted {
+        socket,
+        mut rbuf,
+        conn,
+        mut client,
+        _admission,
+    } = accepted;
+    socket.set_read_timeout(client.idle_timeout)?;
+    let state = Rc::new(ConnState {
+        socket,
+        notify: Notify::default(),
+        closed_by_broker: Cell::new(None),
+        reader_done: Cell::new(false),
+        reader_error: Cell::new(None),
+        interrupt: Notify::default(),
+    });
     shard.writers.borrow_mut().insert(conn, state.clone());
-    let writer_stream = {
-        let fd = dup(&stream)?;
-        // SAFETY: `fd` is a freshly duplicated descriptor that nothing else owns.
-        unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
-    };
     let writer = glommio::spawn_local(write_loop(
         shard.clone(),
-        writer_stream,
         conn,
         client.version,
         client.max_packet_size,
@@ -245,8 +283,7 @@ async fn serve_connection(
     ));
     shard.wake();
 
-    stream.set_read_timeout(client.idle_timeout)?;
-    let end = read_loop(shard, &mut stream, &mut rbuf, &mut client, &state).await;
+    let end = read_loop(shard, &mut rbuf, &mut client, &state).await;
     let will = match end {
         End::Abnormal | End::Closed(Closed::WithWill) => client.will.take(),
         End::Closed(Closed::Normal) | End::ByBroker => None,
@@ -261,44 +298,39 @@ async fn serve_connection(
     shard.wake();
     writer.await;
     shard.writers.borrow_mut().remove(&conn);
-    debug!(shard = shard.id, fd = stream.as_raw_fd(), client = %client.client_id, ?end, "disconnected");
+    debug!(shard = shard.id, fd = state.socket.raw_fd(), client = %client.client_id, ?end, "disconnected");
     Ok(())
 }
 
-/// Sends the CONNACK refusing a connection with `reason`.
-async fn refuse(stream: &mut TcpStream, reason: ReasonCode, version: Version) -> io::Result<()> {
+/// Sends the CONNACK refusing a connection with `reason`, within the last-write
+/// bound; the connection closes either way.
+async fn refuse(socket: &Socket, reason: ReasonCode, version: Version) {
     let mut wbuf = BytesMut::new();
     if encode(&Packet::ConnAck(refusal(reason)), version, &mut wbuf).is_ok() {
-        stream.write_all(&wbuf).await?;
+        let _ = socket.set_write_timeout(Some(LAST_WRITE));
+        let _ = socket.write_all(&wbuf, None).await;
     }
-    Ok(())
-}
-
-/// A second descriptor for the socket of `stream` (close-on-exec).
-fn dup(stream: &TcpStream) -> io::Result<OwnedFd> {
-    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    fd.try_clone_to_owned()
 }
 
 /// Reads until the first packet, which must be CONNECT [MQTT-3.1.0-1], within
 /// the connect timeout. `None` when the connection should just be closed.
 async fn read_connect(
     shard: &Shard,
-    stream: &mut TcpStream,
+    socket: &Socket,
 ) -> io::Result<Option<(BytesMut, Box<Connect>)>> {
-    stream.set_read_timeout(Some(shard.connect_timeout))?;
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    socket.set_read_timeout(Some(shard.connect_timeout))?;
+    let mut rbuf = BytesMut::new();
     loop {
         // Any version will do: CONNECT carries its own.
         match decode(&mut rbuf, Version::V5, shard.max_packet_size) {
             Ok(Some(Packet::Connect(connect))) => return Ok(Some((rbuf, connect))),
             Ok(Some(_)) => return Ok(None),
             Ok(None) => {
-                let read = futures_lite::future::or(read_more(stream, &mut rbuf), async {
-                    shard.shutdown.recv().await;
-                    Ok(0)
-                });
+                let read =
+                    futures_lite::future::or(socket.read(&mut rbuf, &shard.read_scratch), async {
+                        shard.shutdown.recv().await;
+                        Ok(0)
+                    });
                 if read.await? == 0 {
                     return Ok(None);
                 }
@@ -307,7 +339,8 @@ async fn read_connect(
                 // CONNACK "unacceptable protocol version" in the oldest form,
                 // which every client can read [MQTT-3.1.2-2].
                 debug!(level, "unsupported protocol level");
-                stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await?;
+                let _ = socket.set_write_timeout(Some(LAST_WRITE));
+                socket.write_all(&[0x20, 0x02, 0x00, 0x01], None).await;
                 return Ok(None);
             }
             Err(e) => {
@@ -331,7 +364,6 @@ enum End {
 
 async fn read_loop(
     shard: &Shard,
-    stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     client: &mut Client,
     state: &ConnState,
@@ -380,7 +412,7 @@ async fn read_loop(
             .mesh_drained
             .wait_until(|| shard.mesh_out.borrow().len() < MESH_BACKLOG)
             .await;
-        match read_more(stream, rbuf).await {
+        match state.socket.read(rbuf, &shard.read_scratch).await {
             Ok(0) => {
                 return if state.closed_by_broker.get().is_some() {
                     End::ByBroker
@@ -402,30 +434,24 @@ async fn read_loop(
     }
 }
 
-/// Appends what one read returns to `buf`; 0 at end of stream.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
-    let result = stream.read(&mut buf[len..]).await;
-    buf.truncate(len + *result.as_ref().unwrap_or(&0));
-    result
-}
-
 async fn write_loop(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
     conn: ConnId,
     version: Version,
     max_packet_size: Option<u32>,
     topic_alias_maximum: u16,
     state: Rc<ConnState>,
 ) {
-    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::new();
     let mut aliases = OutboundAliases::new(topic_alias_maximum);
     loop {
         // A kept interrupt means the connection is closing: take the close
         // (or the reader's end) without waiting for another wake-up.
         if !state.interrupt.is_pending() {
+            if !state.notify.is_pending() {
+                // Going to sleep: an idle connection holds no write buffer.
+                wbuf = BytesMut::new();
+            }
             state.notify.notified().await;
         }
         let out = shard.broker.borrow_mut().take_output(conn);
@@ -472,17 +498,10 @@ async fn write_loop(
             // connection is told to close meanwhile: a client that does not
             // read must not keep its writer (and socket) forever.
             let written = if closing {
-                futures_lite::future::or(async { Some(stream.write_all(&wbuf).await) }, async {
-                    glommio::timer::sleep(LAST_WRITE).await;
-                    None
-                })
-                .await
+                let _ = state.socket.set_write_timeout(Some(LAST_WRITE));
+                state.socket.write_all(&wbuf, None).await
             } else {
-                futures_lite::future::or(async { Some(stream.write_all(&wbuf).await) }, async {
-                    state.interrupt.notified().await;
-                    None
-                })
-                .await
+                state.socket.write_all(&wbuf, Some(&state.interrupt)).await
             };
             if !matches!(written, Some(Ok(()))) {
                 state.closed_by_broker.set(
@@ -492,13 +511,13 @@ async fn write_loop(
                         .or(shard.broker.borrow().closing_reason(conn))
                         .or(Some(ReasonCode::UnspecifiedError)),
                 );
-                let _ = stream.shutdown(std::net::Shutdown::Both).await;
+                state.socket.shutdown();
                 return;
             }
             wbuf.clear();
         }
         if closing {
-            let _ = stream.shutdown(std::net::Shutdown::Both).await;
+            state.socket.shutdown();
             return;
         }
     }
