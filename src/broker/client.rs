@@ -30,7 +30,8 @@ pub struct Client {
     /// How many topic aliases the client accepts from the server (MQTT 5).
     pub topic_alias_maximum: u16,
     /// The will to publish if the connection ends without a normal DISCONNECT.
-    pub will: Option<LastWill>,
+    /// Boxed: most clients have none, and an idle connection keeps its Client.
+    pub will: Option<Box<LastWill>>,
     /// Topic aliases the client set, for PUBLISHes that name their topic by alias.
     pub(super) aliases: HashMap<u16, TopicName>,
 }
@@ -55,7 +56,7 @@ impl Client {
                 // Kept past the CONNECT: copy it out of the read buffer.
                 w.topic = w.topic.detached();
                 w.payload = bytes::Bytes::copy_from_slice(&w.payload);
-                w
+                Box::new(w)
             }),
             aliases: HashMap::new(),
         }

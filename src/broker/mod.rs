@@ -104,7 +104,8 @@ struct Entry {
     expires_at: Option<Instant>,
     /// A will waiting for its MQTT 5 will delay, published at this instant unless
     /// the client comes back first [MQTT-3.1.3-9].
-    pending_will: Option<(Instant, Message)>,
+    /// Boxed: most sessions never have one, and every session carries the field.
+    pending_will: Option<Box<(Instant, Message)>>,
     /// Whether the connection is MQTT 3, whose unacknowledged messages are resent
     /// after `retry-interval` (MQTT 5 forbids that).
     retry: bool,
@@ -115,7 +116,8 @@ pub struct Broker {
     shard: usize,
     nr_shards: usize,
     settings: Settings,
-    sessions: HashMap<ByteString, Entry>,
+    /// Entries boxed: the table's empty slots then cost a pointer, not a session.
+    sessions: HashMap<ByteString, Box<Entry>>,
     router: Router,
     retained: RetainedStore,
     index: ShardIndex,
@@ -338,17 +340,16 @@ impl Broker {
             }
         }
         let limits = self.settings.limits;
-        let entry = self
-            .sessions
-            .entry(client_id.clone())
-            .or_insert_with(|| Entry {
+        let entry = self.sessions.entry(client_id.clone()).or_insert_with(|| {
+            Box::new(Entry {
                 session: Session::new(client_id.clone(), limits),
                 conn: None,
                 expiry: Duration::ZERO,
                 expires_at: None,
                 pending_will: None,
                 retry: false,
-            });
+            })
+        });
         entry.conn = Some(conn);
         entry.retry = !connect.version.is_v5();
         entry.expiry = accepted.session_expiry;
@@ -383,7 +384,7 @@ impl Broker {
     /// The connection of `client` is gone. `will` is what to publish for an
     /// abnormal close (the caller passes `None` after a DISCONNECT without
     /// "with will", or when the session was taken over).
-    pub fn disconnected(&mut self, client: &Client, will: Option<LastWill>, now: Instant) {
+    pub fn disconnected(&mut self, client: &Client, will: Option<Box<LastWill>>, now: Instant) {
         self.outputs.take(client.conn);
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
@@ -411,7 +412,7 @@ impl Broker {
                 // The will goes out at the will delay or when the session ends,
                 // whichever comes first [MQTT-3.1.3-9].
                 let at = now + Duration::from_secs(u64::from(delay)).min(expiry);
-                entry.pending_will = Some((at, client.will_message(&w, now)));
+                entry.pending_will = Some(Box::new((at, client.will_message(&w, now))));
             }
             None => {}
         }
@@ -443,9 +444,9 @@ impl Broker {
                     self.outputs.to(conn).packets.extend(packets);
                 }
             }
-            if let Some((at, _)) = &entry.pending_will {
-                if *at <= now {
-                    wills.extend(entry.pending_will.take().map(|(_, m)| m));
+            if let Some(pending) = &entry.pending_will {
+                if pending.0 <= now {
+                    wills.extend(entry.pending_will.take().map(|p| p.1));
                 }
             }
             if entry.conn.is_none() && entry.expires_at.is_some_and(|at| at <= now) {

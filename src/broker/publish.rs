@@ -250,7 +250,7 @@ impl Broker {
 
 /// The shard's sessions as the router's [`Recipients`].
 struct Sessions<'a> {
-    sessions: &'a mut HashMap<ByteString, Entry>,
+    sessions: &'a mut HashMap<ByteString, Box<Entry>>,
     outputs: &'a mut Outputs,
     stats: &'a mut Stats,
     events: &'a mut Events,
