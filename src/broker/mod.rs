@@ -249,6 +249,26 @@ impl Broker {
         output
     }
 
+    /// A connected recipient that routing found past half its bound (unwritten
+    /// QoS 0 packets, or QoS 1/2 messages queued behind its inflight window)
+    /// since the last call. The I/O layer stops reading the publisher until
+    /// [`Broker::is_congested`] clears, so a fast publisher is slowed to its
+    /// subscriber's pace instead of making it drop or overflow.
+    pub fn take_congested(&mut self) -> Option<(ConnId, ByteString)> {
+        self.outputs.take_congested()
+    }
+
+    /// Whether `client`, connected as `conn`, is still past half its bound.
+    pub fn is_congested(&self, conn: ConnId, client: &ByteString) -> bool {
+        let limit = self.settings.limits.max_online_messages;
+        let queued = self
+            .sessions
+            .get(client)
+            .filter(|e| e.conn == Some(conn))
+            .map_or(0, |e| e.session.queued());
+        publish::past_half(self.outputs.backlog(conn), limit) || publish::past_half(queued, limit)
+    }
+
     /// Connections that got output since the last call: wake their writers.
     pub fn drain_dirty(&mut self) -> impl Iterator<Item = ConnId> + '_ {
         self.outputs.drain_dirty()

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use bytestring::ByteString;
+
 use super::ConnId;
 use crate::protocol::{Packet, ReasonCode};
 
@@ -26,6 +28,10 @@ pub(super) struct Outputs {
     /// writers may be stuck writing to a client that does not read, and must
     /// be interrupted, not just woken.
     closing: Vec<ConnId>,
+    /// The last online recipient found past half its bound while routing,
+    /// since the last [`Outputs::take_congested`]: the publisher's reader waits
+    /// for it to drain instead of making it drop (see [`crate::broker::Broker::take_congested`]).
+    congested: Option<(ConnId, ByteString)>,
 }
 
 impl Outputs {
@@ -46,6 +52,21 @@ impl Outputs {
 
     pub(super) fn close_reason(&self, conn: ConnId) -> Option<ReasonCode> {
         self.map.get(&conn).and_then(|o| o.close)
+    }
+
+    pub(super) fn set_congested(&mut self, conn: ConnId, client: &ByteString) {
+        if self.congested.is_none() {
+            self.congested = Some((conn, client.clone()));
+        }
+    }
+
+    pub(super) fn take_congested(&mut self) -> Option<(ConnId, ByteString)> {
+        self.congested.take()
+    }
+
+    /// Packets waiting for `conn`'s writer.
+    pub(super) fn backlog(&self, conn: ConnId) -> usize {
+        self.map.get(&conn).map_or(0, |o| o.packets.len())
     }
 
     pub(super) fn take_closing(&mut self) -> Vec<ConnId> {

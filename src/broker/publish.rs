@@ -284,8 +284,14 @@ impl Recipients for Sessions<'_> {
             return;
         }
         let dropped = entry.session.deliver(delivery, self.now, out);
-        if entry.conn.is_some() {
+        let backlog = out.len();
+        if let Some(conn) = entry.conn {
             self.events.delivered(client, &out[before..]);
+            if past_half(backlog, self.output_limit)
+                || past_half(entry.session.queued(), self.output_limit)
+            {
+                self.outputs.set_congested(conn, client);
+            }
         }
         if let Some(drop) = dropped {
             self.stats.count_drops(std::slice::from_ref(&drop));
@@ -298,4 +304,10 @@ impl Recipients for Sessions<'_> {
             }
         }
     }
+}
+
+/// Whether `len` reached half of `limit`, the point past which a recipient
+/// slows its publishers down (a limit of 0 drops at once instead).
+pub(super) fn past_half(len: usize, limit: usize) -> bool {
+    limit > 0 && len * 2 >= limit
 }

@@ -539,3 +539,26 @@ fn retry_interval_resends_to_connected_mqtt3_clients_only() {
         "MQTT 5 is never resent on a live connection"
     );
 }
+
+#[test]
+fn a_recipient_past_half_its_bound_is_reported_congested_until_taken() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings()); // max_online_messages: 10
+    let mut sub = online(&mut b, 1, connect(Version::V5, "sub", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publisher = online(&mut b, 2, connect(Version::V5, "pub", true));
+    for _ in 0..4 {
+        b.handle(&mut publisher, publish("t", QoS::AtMostOnce, 0, b"x"), now)
+            .unwrap();
+        assert_eq!(b.take_congested(), None, "4 of 10 is not congested");
+    }
+    b.handle(&mut publisher, publish("t", QoS::AtMostOnce, 0, b"x"), now)
+        .unwrap();
+    assert_eq!(b.take_congested(), Some((1, ByteString::from("sub"))));
+    assert_eq!(b.take_congested(), None, "reported once");
+    assert!(b.is_congested(1, &ByteString::from("sub")));
+    assert_eq!(b.take_output(1).packets.len(), 5);
+    assert!(!b.is_congested(1, &ByteString::from("sub")));
+}

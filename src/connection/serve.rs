@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
 use glommio::net::TcpStream;
 use tracing::debug;
 
@@ -41,6 +42,13 @@ const MESH_BACKLOG: usize = 1024;
 
 /// How long the last write of a closing connection (its DISCONNECT) may take.
 const LAST_WRITE: Duration = Duration::from_secs(5);
+
+/// The longest a publisher's reader waits for one congested recipient to
+/// drain, and how long a recipient's write may hang before the recipient
+/// counts as stalled. A subscriber that reads slowly slows its publishers down;
+/// one that stopped reading does not stall them: its messages hit its bound
+/// (QoS 0 dropped, QoS 1/2 overflow disconnects) instead.
+const STALL: Duration = Duration::from_millis(100);
 
 /// What one shard sends another.
 #[derive(Debug)]
@@ -99,6 +107,11 @@ struct ConnState {
     /// it, or the reader ended) while a write may be stuck on a client that
     /// does not read.
     interrupt: Notify,
+    /// Wakes the readers of publishers waiting for this connection's output to
+    /// drain, each time the writer takes it.
+    drained: WakeAll,
+    /// When the write in progress started, if one is.
+    writing_since: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -296,6 +309,8 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         reader_done: Cell::new(false),
         reader_error: Cell::new(None),
         interrupt: Notify::default(),
+        drained: WakeAll::default(),
+        writing_since: Cell::new(None),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
     let writer = glommio::spawn_local(write_loop(
@@ -413,7 +428,9 @@ async fn read_loop(
     state: &ConnState,
 ) -> End {
     loop {
-        loop {
+        // A recipient this batch found congested: stop reading until it drains.
+        let mut congested = None;
+        while congested.is_none() {
             match decode(rbuf, client.version, shard.max_packet_size) {
                 Ok(Some(packet)) => {
                     let result = shard
@@ -421,7 +438,7 @@ async fn read_loop(
                         .borrow_mut()
                         .handle(client, packet, Instant::now());
                     match result {
-                        Ok(None) => {}
+                        Ok(None) => congested = shard.broker.borrow_mut().take_congested(),
                         Ok(Some(closed)) => {
                             shard.wake();
                             return End::Closed(closed);
@@ -445,6 +462,12 @@ async fn read_loop(
         shard.wake();
         if state.closed_by_broker.get().is_some() {
             return End::ByBroker;
+        }
+        if let Some((conn, recipient)) = congested {
+            // Boxed: rare, and its timer would otherwise live in every idle
+            // connection's task. What is still buffered is decoded next.
+            Box::pin(wait_for_drain(shard, conn, &recipient)).await;
+            continue;
         }
         // A client that always has more to send must not keep the shard's
         // writers (and other readers) from running: glommio only switches tasks
@@ -478,6 +501,26 @@ async fn read_loop(
     }
 }
 
+/// Waits until `recipient` (connected as `conn`) is no longer congested, at
+/// most [`STALL`], and not at all if its writer is stalled.
+async fn wait_for_drain(shard: &Shard, conn: ConnId, recipient: &ByteString) {
+    let state = shard.writers.borrow().get(&conn).cloned();
+    let Some(state) = state else {
+        return;
+    };
+    if state
+        .writing_since
+        .get()
+        .is_some_and(|since| since.elapsed() >= STALL)
+    {
+        return;
+    }
+    let drained = state
+        .drained
+        .wait_until(|| !shard.broker.borrow().is_congested(conn, recipient));
+    futures_lite::future::or(drained, glommio::timer::sleep(STALL)).await;
+}
+
 async fn write_loop(
     shard: Rc<Shard>,
     conn: ConnId,
@@ -499,6 +542,7 @@ async fn write_loop(
             state.notify.notified().await;
         }
         let out = shard.broker.borrow_mut().take_output(conn);
+        state.drained.wake_all();
         for mut packet in out.packets {
             let applied = match &mut packet {
                 Packet::Publish(p) => aliases.apply(p),
@@ -541,6 +585,7 @@ async fn write_loop(
             // The last write is bounded in time; the others end early if the
             // connection is told to close meanwhile: a client that does not
             // read must not keep its writer (and socket) forever.
+            state.writing_since.set(Some(Instant::now()));
             let written = if closing {
                 let _ = state.socket.set_write_timeout(Some(LAST_WRITE));
                 state.socket.write_all(&wbuf, None).await
@@ -558,6 +603,7 @@ async fn write_loop(
                 state.socket.shutdown();
                 return;
             }
+            state.writing_since.set(None);
             wbuf.clear();
         }
         if closing {
