@@ -15,9 +15,11 @@ usage() {
 Usage: loadtest/compare.sh [OPTIONS]
 
 Runs the same load scenarios against shardmq, Mosquitto and rumqttd, one broker at a
-time, each pinned to the same core(s), and prints a Markdown table: received msgs/s,
-p50/p99/p99.9 latency (µs, from the intended send time), lost messages, broker
-CPU-µs per received message, and ratios of each broker to Mosquitto and rumqttd.
+time, each pinned to the same core(s), and prints a Markdown table: received msgs/s
+(connections/s for conn-storm), p50/p99/p99.9 latency (µs, from the intended send
+time), lost messages, broker CPU-µs per received message, and ratios of each broker
+to Mosquitto and rumqttd; then a table of the broker's resident memory per idle
+connection, measured on a freshly started broker.
 
 Installs what is missing first: mosquitto (apt-get), rumqttd 0.20.0 (cargo install,
 not --locked), and builds target/release/shardmq and target/release/loadtest.
@@ -30,17 +32,22 @@ Options:
   --load-cores LIST     CPUs for the load generator (default: 1)
   --brokers LIST        comma-separated subset of shardmq,mosquitto,rumqttd
                         (default: all three, in that order)
-  --scenarios LIST      comma-separated subset of
-                        p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in
-                        (default: all five). p2p-qos1-half runs QoS 1 at half
-                        the rate that broker reached in p2p-qos1 (its latency
-                        at half saturation), so it needs p2p-qos1 before it.
-                        --rate applies to the others.
+  --scenarios LIST      comma-separated subset of p2p-qos0,p2p-qos1,
+                        p2p-qos1-half,fan-out,fan-in,conn-storm,idle-10k,
+                        idle-19k (default: all). p2p-qos1-half runs QoS 1 at
+                        half the rate that broker reached in p2p-qos1 (its
+                        latency at half saturation), so it needs p2p-qos1
+                        before it. conn-storm: --storm-workers clients each
+                        connecting, subscribing and disconnecting in a loop.
+                        idle-N: N idle connections held for 5 s on a freshly
+                        started broker, whose RSS is read from /proc.
+                        --rate applies to the message scenarios.
   --duration D          measured time per run, loadtest syntax (default: 10s)
   --warmup D            warm-up per run, not measured (default: 2s)
   --payload BYTES       payload size (default: 64)
   --pairs N             p2p publisher/subscriber pairs (default: 1)
   --fan N               subscribers for fan-out, publishers for fan-in (default: 1000)
+  --storm-workers N     conn-storm clients (default: 50)
   --rate R              loadtest --rate for every scenario, a number or max
                         (default: max)
   --mqtt-version V      3.1.1 or 5 (default: 3.1.1); rumqttd gets a [v4] or a
@@ -73,7 +80,8 @@ EOF
 broker_cores=0
 load_cores=1
 brokers=shardmq,mosquitto,rumqttd
-scenarios=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in
+scenarios=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in,conn-storm,idle-10k,idle-19k
+storm_workers=50
 duration=10s
 warmup=2s
 payload=64
@@ -104,6 +112,7 @@ while [[ $# -gt 0 ]]; do
         --payload) need_arg "$@"; payload=$2; shift 2 ;;
         --pairs) need_arg "$@"; pairs=$2; shift 2 ;;
         --fan) need_arg "$@"; fan=$2; shift 2 ;;
+        --storm-workers) need_arg "$@"; storm_workers=$2; shift 2 ;;
         --rate) need_arg "$@"; rate=$2; shift 2 ;;
         --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
         --base-port) need_arg "$@"; base_port=$2; shift 2 ;;
@@ -124,6 +133,7 @@ done
 [[ $payload =~ ^[0-9]+$ && $payload -ge 20 ]] || die "--payload '$payload': want a number of bytes, at least 20 (loadtest's header)"
 [[ $pairs =~ ^[1-9][0-9]*$ ]] || die "--pairs '$pairs': want a positive number"
 [[ $fan =~ ^[1-9][0-9]*$ ]] || die "--fan '$fan': want a positive number"
+[[ $storm_workers =~ ^[1-9][0-9]*$ ]] || die "--storm-workers '$storm_workers': want a positive number"
 [[ $rate == max || $rate =~ ^[1-9][0-9]*$ ]] || die "--rate '$rate': want a number or max"
 [[ $mqtt_version == 3.1.1 || $mqtt_version == 5 ]] || die "--mqtt-version '$mqtt_version': want 3.1.1 or 5"
 [[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $base_port -le 65000 ]] || die "--base-port '$base_port': want 1024..65000"
@@ -174,6 +184,8 @@ scenario_args() {
             echo --scenario p2p --clients "$pairs" --qos 1 "${common[@]}" ;;
         fan-out) echo --scenario fan-out --publishers 1 --subscribers "$fan" --qos 0 "${common[@]}" ;;
         fan-in) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
+        conn-storm) echo --scenario conn-storm --clients "$storm_workers" --rate max --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" ;;
+        idle-[1-9]*k) echo --scenario idle --clients "$(idle_clients "$1")" --duration 5s --warmup 0s --mqtt-version "$mqtt_version" --broker-pid "${broker_pid:-PID}" ;;
         *) return 1 ;;
     esac
 }
@@ -184,10 +196,15 @@ scenario_label() {
         p2p-qos1-half) echo "p2p QoS 1, $pairs→$pairs, half saturation" ;;
         fan-out) echo "fan-out QoS 0, 1→$fan" ;;
         fan-in) echo "fan-in QoS 0, $fan→1" ;;
+        conn-storm) echo "conn-storm, $storm_workers workers (connections/s)" ;;
+        idle-*) echo "idle, $(idle_clients "$1") connections" ;;
     esac
 }
+# idle-10k -> 10000
+idle_clients() { local n=${1#idle-}; echo $((${n%k} * 1000)); }
+is_idle() { [[ $1 == idle-* ]]; }
 for s in "${scenario_list[@]}"; do
-    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in)"
+    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, conn-storm, idle-<N>k)"
 done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
@@ -325,8 +342,9 @@ bind = "127.0.0.1:$listen_port"
 bind = "127.0.0.1:$http_port"
 [mqtt]
 max-inflight = 100
-max-online-messages = 1000000
-max-offline-messages = 1000000
+# The default online bound (1000): past half of it a subscriber slows its
+# publishers down instead of dropping, so no bigger queue is needed.
+max-online-messages = 1000
 [log]
 level = "warn"
 CONF
@@ -461,18 +479,22 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
     rm -f "$json"
     local log_offset
     log_offset=$(stat -c %s "$work/$b.log" 2>/dev/null || echo 0)
-    # CPU sampler: broker ticks at warm-up + 0.5 s and at the end of the period - 0.5 s.
-    local t_a t_b
+    # CPU sampler: broker ticks at warm-up + 0.5 s and at the end of the period - 0.5 s
+    # (none for idle: it measures memory).
+    local t_a t_b sampler=""
     t_a=$(awk -v w="$warmup_s" 'BEGIN { print w + 0.5 }')
     t_b=$(awk -v d="$duration_s" 'BEGIN { print d - 1 }')
-    (
-        sleep "$t_a"
-        printf '%s %s\n' "$(date +%s.%N)" "$(cpu_ticks "$broker_pid" || echo x)"
-        sleep "$t_b"
-        printf '%s %s\n' "$(date +%s.%N)" "$(cpu_ticks "$broker_pid" || echo x)"
-    ) >"$work/$b-$s.cpu" &
-    local sampler=$!
-    started_pids+=("$sampler")
+    : >"$work/$b-$s.cpu"
+    if ! is_idle "$s"; then
+        (
+            sleep "$t_a"
+            printf '%s %s\n' "$(date +%s.%N)" "$(cpu_ticks "$broker_pid" || echo x)"
+            sleep "$t_b"
+            printf '%s %s\n' "$(date +%s.%N)" "$(cpu_ticks "$broker_pid" || echo x)"
+        ) >"$work/$b-$s.cpu" &
+        sampler=$!
+        started_pids+=("$sampler")
+    fi
     local budget rc
     budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 30 }')
     # In the background, so a Ctrl-C reaches our trap at once; timeout passes a TERM on.
@@ -482,11 +504,11 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
     wait "$lt"
     rc=$?
     forget_pid "$lt"
-    if [[ $rc != 0 ]]; then
-        kill "$sampler" 2>/dev/null
+    if [[ -n $sampler ]]; then
+        [[ $rc != 0 ]] && kill "$sampler" 2>/dev/null
+        wait "$sampler" 2>/dev/null
+        forget_pid "$sampler"
     fi
-    wait "$sampler" 2>/dev/null
-    forget_pid "$sampler"
     local note=""
     if ! kill -0 "$broker_pid" 2>/dev/null; then note="broker died during the run"; fi
     if [[ $rc != 0 || ! -s $json ]]; then
@@ -514,7 +536,10 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
     empty=$(python3 - "$json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-if not j.get("received"):
+if j.get("scenario") == "idle" or "broker_rss_bytes_per_connection" in j and not j.get("sent"):
+    if not j.get("connections") or j.get("broker_rss_bytes_per_connection") is None:
+        print("no idle connection measured (connections %s, errors %s)" % (j.get("connections"), j.get("errors")))
+elif not j.get("received"):
     reasons = j.get("error_reasons") or {}
     why = "; ".join("%s x%s" % (k, v) for k, v in reasons.items()) if isinstance(reasons, dict) else str(reasons)
     print("nothing received (errors %s%s)" % (j.get("errors"), ": " + why if why else ""))
@@ -529,7 +554,9 @@ PY
     fi
     # CPU-µs per received message over the sampled window.
     local cpu="-"
-    if [[ $(wc -l <"$work/$b-$s.cpu") == 2 ]] && ! grep -q ' x$' "$work/$b-$s.cpu"; then
+    if is_idle "$s"; then
+        :
+    elif [[ $(wc -l <"$work/$b-$s.cpu") == 2 ]] && ! grep -q ' x$' "$work/$b-$s.cpu"; then
         cpu=$(python3 - "$work/$b-$s.cpu" "$json" "$hz" <<'PY'
 import json, sys
 (t0, c0), (t1, c1) = [map(float, l.split()) for l in open(sys.argv[1])]
@@ -565,6 +592,15 @@ for b in "${broker_list[@]}"; do
         continue
     fi
     for s in "${scenario_list[@]}"; do
+        if is_idle "$s"; then
+            # Memory per connection is measured on a fresh broker: what earlier
+            # runs left in its heap is not what a connection costs.
+            stop_broker "$b"
+            if ! start_broker "$b"; then
+                record "$s" "$b" FAILED - - "broker did not restart"
+                continue
+            fi
+        fi
         run_scenario "$b" "$s" || true
         [[ $dry_run == 1 ]] || sleep 1
     done
@@ -584,15 +620,22 @@ runs = {}
 order = []
 for line in open(sys.argv[1]):
     s, b, status, path, cpu, note = line.rstrip("\n").split("\t")
-    r = {"status": status, "note": note}
+    r = {"status": status, "note": note, "idle": s.startswith("idle-")}
     if status == "ok":
         try:
             j = json.load(open(path))
             lat = j.get("latency_us") or {}
-            r.update(rate=float(j["received_per_sec"]), p50=lat.get("p50"), p99=lat.get("p99"),
+            if r["idle"]:
+                r.update(connections=j.get("connections"), errors=j.get("errors"),
+                         per_conn=j.get("broker_rss_bytes_per_connection"),
+                         before=j.get("broker_rss_kib_before"), after=j.get("broker_rss_kib_connected"))
+            else:
+                r.update(rate=float(j["received_per_sec"]), p50=lat.get("p50"), p99=lat.get("p99"),
                      p999=lat.get("p999"), lost=j.get("lost"), errors=j.get("errors"),
                      reasons=j.get("error_reasons"),
                      cpu=None if cpu == "-" else float(cpu))
+            if s == "conn-storm":  # a run's "messages" are its connect-subscribe-disconnect cycles
+                r["lost"] = None
         except Exception as e:  # a JSON without the agreed keys
             r = {"status": "FAILED", "note": "bad JSON: %s" % e}
     runs[(s, b)] = r
@@ -617,6 +660,8 @@ print("| scenario | broker | received msgs/s | p50 µs | p99 µs | p99.9 µs | l
       "| msgs/s vs Mosquitto | msgs/s vs rumqttd | CPU/msg vs Mosquitto | CPU/msg vs rumqttd |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for s in order:
+    if s.startswith("idle-"):
+        continue
     brokers = [b for (ss, b) in runs if ss == s]
     mos = runs.get((s, "mosquitto"), {})
     rum = runs.get((s, "rumqttd"), {})
@@ -631,6 +676,25 @@ for s in order:
             num(r["lost"]), num(r["errors"]), num(cpu, "{:.2f}"),
             ratio(r["rate"], mos.get("rate")), ratio(r["rate"], rum.get("rate")),
             ratio(cpu, mos.get("cpu")), ratio(cpu, rum.get("cpu"))))
+
+idle = [s for s in order if s.startswith("idle-")]
+if idle:
+    print()
+    print("| scenario | broker | connections | RSS before KiB | RSS connected KiB | RSS B/connection "
+          "| vs Mosquitto | vs rumqttd |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+for s in idle:
+    mos = runs.get((s, "mosquitto"), {})
+    rum = runs.get((s, "rumqttd"), {})
+    for b in [b for (ss, b) in runs if ss == s]:
+        r = runs[(s, b)]
+        if r["status"] != "ok":
+            print("| %s | %s | FAILED: %s | | | | | |" % (labels.get(s, s), b, r["note"].replace("|", "/")))
+            continue
+        print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            labels.get(s, s), b, num(r["connections"]), num(r["before"]), num(r["after"]),
+            num(r["per_conn"]), ratio(r["per_conn"], mos.get("per_conn")),
+            ratio(r["per_conn"], rum.get("per_conn"))))
 PY
 )
 echo
@@ -638,7 +702,7 @@ echo "$table"
 notes=$(awk -F'\t' '$3 == "ok" && $6 != "" { print "- " $2 " / " $1 ": " $6 }' "$results")
 [[ -n $notes ]] && { echo; echo "$notes"; }
 echo
-echo "Ratios: msgs/s above 1× is better; CPU/msg below 1× is better. Latency from the intended send time."
+echo "Ratios: msgs/s above 1× is better; CPU/msg and RSS/connection below 1× are better. Latency from the intended send time."
 
 ok_runs=$(awk -F'\t' '$3 == "ok"' "$results" | wc -l)
 failed_runs=$(awk -F'\t' '$3 != "ok"' "$results" | wc -l)
