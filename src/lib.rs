@@ -21,6 +21,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod events;
+mod hash;
 pub mod http;
 pub mod message;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! Retained messages: the last retained PUBLISH of each topic, sent to new
 //! subscribers of a matching filter.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use crate::message::Message;
 use crate::topic::{TopicFilter, TopicName};

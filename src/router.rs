@@ -14,7 +14,7 @@
 //! online). Only that shard delivers to the group ([`Router::route`] with its
 //! list of groups), round-robin over its own members.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use bytestring::ByteString;
 

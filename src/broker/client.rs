@@ -1,6 +1,6 @@
 //! What the broker knows about one connection, beside its session.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -58,7 +58,7 @@ impl Client {
                 w.payload = bytes::Bytes::copy_from_slice(&w.payload);
                 Box::new(w)
             }),
-            aliases: HashMap::new(),
+            aliases: HashMap::default(),
         }
     }
 

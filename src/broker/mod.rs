@@ -17,7 +17,7 @@ mod publish;
 mod share;
 mod subscribe;
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -143,7 +143,7 @@ impl Broker {
             shard,
             nr_shards,
             settings,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             router: Router::default(),
             retained: RetainedStore::default(),
             index: ShardIndex::new(),

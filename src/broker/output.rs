@@ -1,6 +1,6 @@
 //! What each connection has to send, and which connections have something new.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use bytestring::ByteString;
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use bytestring::ByteString;
 

@@ -3,7 +3,7 @@
 //! shard a message is published on can pick one shard to serve each group
 //! (see [`crate::router`]).
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use bytestring::ByteString;
 

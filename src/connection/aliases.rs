@@ -1,6 +1,6 @@
 //! Topic aliases the server sets for an MQTT 5 client (server to client).
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use crate::protocol::Publish;
 use crate::topic::TopicName;
@@ -31,7 +31,7 @@ impl OutboundAliases {
     pub fn new(max: u16) -> Self {
         OutboundAliases {
             max,
-            by_topic: HashMap::new(),
+            by_topic: HashMap::default(),
         }
     }
 

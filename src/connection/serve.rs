@@ -12,7 +12,7 @@
 //! (descriptor, CONNECT and unread bytes), so takeovers never cross shards.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -128,7 +128,7 @@ impl Shard {
             id,
             nr_shards,
             broker: RefCell::new(broker),
-            writers: RefCell::new(HashMap::new()),
+            writers: RefCell::new(HashMap::default()),
             next_conn: Cell::new(0),
             mesh_out: RefCell::new(Vec::new()),
             flush: Notify::default(),

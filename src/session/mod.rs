@@ -9,7 +9,7 @@
 mod inflight;
 mod queue;
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -118,10 +118,10 @@ impl Session {
             online: false,
             inflight: Inflight::default(),
             queue: Queue::default(),
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: HashSet::default(),
             next_packet_id: 1,
             max_packet: None,
-            subscriptions: HashMap::new(),
+            subscriptions: HashMap::default(),
         }
     }
 

@@ -9,7 +9,7 @@
 //! levels come from clients, and a predictable hash would let one client degrade
 //! the whole shard with colliding topic names.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 /// Largest set kept as a vector. Past it a linear scan costs more than one hash.
 const FEW_MAX: usize = 8;
@@ -22,11 +22,8 @@ const MANY_MIN: usize = FEW_MAX / 2;
 pub(crate) enum Children<N> {
     /// Up to [`FEW_MAX`] children, in insertion order.
     Few(Vec<(Box<str>, N)>),
-    /// Boxed so the common `Few` case keeps the node small.
-    #[expect(
-        clippy::box_collection,
-        reason = "a 48-byte map inline would grow every node"
-    )]
+    /// Boxed so the common `Few` case keeps the node small (a map inline would
+    /// grow every node by its 64 bytes).
     Many(Box<HashMap<Box<str>, N>>),
 }
 

@@ -7,7 +7,7 @@
 //! by the full filter, and the trie holds only filters with `+` or `#`, which keeps
 //! it small and its hot levels in cache. A topic is looked up in both.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use super::level_trie::{LevelTrie, Slot};
 
@@ -27,7 +27,7 @@ fn has_wildcards(filter: &str) -> bool {
 impl<S> Default for FilterTable<S> {
     fn default() -> Self {
         FilterTable {
-            literal: HashMap::new(),
+            literal: HashMap::default(),
             wild: LevelTrie::default(),
         }
     }

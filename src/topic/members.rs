@@ -7,7 +7,7 @@
 //! it outgrows [`SCAN_MAX`], so subscribing and unsubscribing stay O(1) there too.
 //! A lone subscriber is stored inline, which saves a PUBLISH a cache miss.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::hash::Hash;
 
 /// Largest set looked up by scanning. Past it, a hash index is built.
@@ -19,10 +19,6 @@ pub(crate) struct Members<K, V> {
     entries: Entries<(K, V)>,
     /// Position of each key in `entries`, once there are more than [`SCAN_MAX`].
     /// Boxed so the usual index-less set costs one word for it.
-    #[expect(
-        clippy::box_collection,
-        reason = "keeps index-less sets one word smaller"
-    )]
     index: Option<Box<HashMap<K, usize>>>,
 }
 
