@@ -5,12 +5,15 @@
 //! - `scenario`: p2p, fan-out, fan-in as [`scenario::Plan`]s of connections.
 //! - `schedule`: the open-loop schedule of intended send times.
 //! - `payload`: the header every message carries (publisher, sequence, intended time).
+//! - `identity`: client ids, usernames, passwords and per-client JWTs; sessions.
 //! - `client`: a minimal MQTT client on a glommio socket.
-//! - `publisher`, `subscriber`: what each connection does.
+//! - `publisher`, `subscriber`, `reader`: what each connection does (the reader
+//!   serves both a publisher's acks and a subscriber's messages).
 //! - `sequence`: loss, duplicate and reorder detection per publisher.
 //! - `stats`: counters and HdrHistogram latency (µs); the live progress feed.
 //! - `runner`: executors pinned per core, connections spread over them.
 //! - `report`: the final table and the JSON.
+//! - `plot`: latency-by-percentile charts of one or more runs (PNG).
 //!
 //! # Why open loop
 //! Closed-loop tools wait for the broker before sending the next message, so a broker
@@ -20,9 +23,12 @@
 
 pub mod cli;
 pub mod client;
+pub mod identity;
 mod idle;
 pub mod payload;
+pub mod plot;
 mod publisher;
+mod reader;
 pub mod report;
 pub mod rss;
 pub mod runner;
@@ -41,10 +47,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use shardmq::protocol::QoS;
 
-pub use cli::Args;
+pub use cli::{Args, PlotArgs};
 pub use report::{Latency, Report};
 
-use cli::{Rate, Scenario};
+use cli::{Rate, Scenario, SessionKind};
+use identity::{Identity, Password};
 use runner::{Shared, Spec};
 
 /// Checks `args`, runs the scenario and returns the figures. With `progress`, prints a
@@ -79,15 +86,12 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         _ => None,
     };
     let secs = spec.duration.as_secs_f64();
-    let per_message = match args.scenario {
-        Scenario::FanOut => u64::from(spec.plan.subscribers),
-        _ => 1,
-    };
+    let per_message = u64::from(spec.plan.deliveries_per_message);
     Ok(Report {
         scenario: args.scenario.to_string(),
         broker: args.broker.clone(),
         mqtt_version: args.mqtt_version.to_string(),
-        qos: args.qos,
+        qos: qos_level(args),
         payload: args.payload,
         rate: args.rate.to_string(),
         publishers: spec.plan.publishers,
@@ -103,7 +107,10 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         reordered: stats.reordered,
         sent_per_sec: stats.sent as f64 / secs,
         received_per_sec: stats.received as f64 / secs,
+        received_in_window: stats.arrived,
+        received_in_window_per_sec: stats.arrived as f64 / secs,
         latency_us: Latency::of(&stats),
+        percentiles: report::Percentile::all(&stats.latency),
         distribution: report::Distribution::of(&stats.latency),
         connections,
         broker_rss_kib_before: rss_before,
@@ -111,6 +118,14 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         broker_rss_bytes_per_connection: per_connection.map(|b| b.round()),
         errors: stats.error_count(),
         error_reasons: stats.errors,
+    })
+}
+
+/// `--qos`, or the scenario's default.
+fn qos_level(args: &Args) -> u8 {
+    args.qos.unwrap_or(match args.scenario {
+        Scenario::Mixed => 1,
+        _ => 0,
     })
 }
 
@@ -122,11 +137,11 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
         .with_context(|| format!("--broker {}: cannot resolve; give HOST:PORT", args.broker))?
         .next()
         .with_context(|| format!("--broker {}: resolves to no address", args.broker))?;
-    let qos = match args.qos {
+    let qos = match qos_level(args) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         2 => QoS::ExactlyOnce,
-        _ => bail!("--qos {} is not a QoS; use 0, 1 or 2", args.qos),
+        other => bail!("--qos {other} is not a QoS; use 0, 1 or 2"),
     };
     if args.duration.is_zero() {
         bail!("--duration must be above 0");
@@ -144,6 +159,18 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
             bail!("--rate {r} is too low for {} publishers", plan.publishers);
         }
     }
+    if let Some(ip) = args
+        .bind_ips
+        .iter()
+        .find(|ip| ip.is_ipv4() != broker.is_ipv4())
+    {
+        bail!(
+            "--bind-ips {ip}: the broker {broker} is {}; give source addresses of the same family",
+            if broker.is_ipv4() { "IPv4" } else { "IPv6" }
+        );
+    }
+    let identity = identity(args)?;
+    identity.validate(plan.roles.len())?;
     Ok(Spec {
         broker,
         plan,
@@ -154,6 +181,40 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
         warmup: args.warmup,
         duration: args.duration,
         cores,
+        identity,
+        bind_ips: args.bind_ips.clone(),
+    })
+}
+
+/// Credentials and session kind from the command line.
+fn identity(args: &Args) -> anyhow::Result<Identity> {
+    let password = match (&args.password, &args.jwt_secret) {
+        (Some(_), Some(_)) => bail!(
+            "--password and --jwt-secret both set the password: give one (LOADTEST_PASSWORD \
+             and LOADTEST_JWT_SECRET count too)"
+        ),
+        (Some(p), None) => Password::Fixed(p.clone()),
+        (None, Some(secret)) => Password::Jwt(secret.clone(), args.jwt_ttl),
+        (None, None) => Password::None,
+    };
+    let session = args.session.unwrap_or(match args.scenario {
+        Scenario::Mixed => SessionKind::Persistent,
+        _ => SessionKind::Clean,
+    });
+    let persistent = session == SessionKind::Persistent;
+    let expiry = u32::try_from(args.session_expiry.as_secs()).unwrap_or(u32::MAX);
+    if persistent && args.mqtt_version == cli::MqttVersion::V5 && expiry == 0 {
+        bail!("--session-expiry 0 ends an MQTT 5 session at disconnect: give one above 1s for persistent sessions");
+    }
+    Ok(Identity {
+        client_id: args
+            .client_id
+            .clone()
+            .unwrap_or_else(|| identity::DEFAULT_CLIENT_ID.to_owned()),
+        username: args.username.clone(),
+        password,
+        clean_start: !persistent,
+        session_expiry: (persistent && args.mqtt_version == cli::MqttVersion::V5).then_some(expiry),
     })
 }
 
@@ -201,5 +262,82 @@ fn print_progress(shared: &Shared, stop: &AtomicBool) {
             live.errors.load(Ordering::Relaxed)
         );
         (sent, received) = (s, r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn spec_of(extra: &[&str]) -> anyhow::Result<Spec> {
+        let mut argv = vec!["loadtest", "--broker", "127.0.0.1:1883", "--cores", "0"];
+        argv.extend_from_slice(extra);
+        spec(&Args::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn option_combinations_that_cannot_work_say_why() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--scenario", "p2p", "--share-group", "g"], "fan-in only"),
+            (
+                &["--scenario", "fan-in", "--subscribers", "3"],
+                "--share-group NAME",
+            ),
+            (
+                &["--scenario", "p2p", "--password", "a", "--jwt-secret", "b"],
+                "give one",
+            ),
+            (
+                &["--scenario", "p2p", "--jwt-secret", "b"],
+                "needs --username",
+            ),
+            (
+                &["--scenario", "p2p", "--clients", "2", "--client-id", "x"],
+                "put {n} in it",
+            ),
+            (&["--scenario", "mixed", "--clients", "1"], "at least 2"),
+            (&["--scenario", "p2p", "--bind-ips", "::1"], "same family"),
+            (
+                &[
+                    "--scenario",
+                    "p2p",
+                    "--session",
+                    "persistent",
+                    "--mqtt-version",
+                    "5",
+                    "--session-expiry",
+                    "0s",
+                ],
+                "above 1s",
+            ),
+        ];
+        for (args, expect) in cases {
+            let err = format!("{:#}", spec_of(args).unwrap_err());
+            assert!(err.contains(expect), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn mixed_defaults_to_a_thousand_persistent_qos1_sessions() {
+        let spec = spec_of(&["--scenario", "mixed"]).unwrap();
+        assert_eq!(spec.plan.roles.len(), 1000);
+        assert_eq!(spec.qos, QoS::AtLeastOnce);
+        assert!(!spec.identity.clean_start);
+        assert_eq!(spec.identity.session_expiry, None, "3.1.1 has no expiry");
+        let v5 = spec_of(&[
+            "--scenario",
+            "mixed",
+            "--clients",
+            "4",
+            "--mqtt-version",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(v5.identity.session_expiry, Some(300));
+        let clean = spec_of(&["--scenario", "p2p"]).unwrap();
+        assert!(clean.identity.clean_start);
+        assert_eq!(clean.qos, QoS::AtMostOnce);
     }
 }

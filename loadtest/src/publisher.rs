@@ -1,50 +1,126 @@
 //! A publishing connection: a writer that follows the open-loop schedule and, on the
-//! same socket, a reader of acknowledgements that frees the QoS 1 inflight window.
+//! same socket, the connection's reader (`reader`), which frees the QoS 1/2 inflight
+//! window as acknowledgements come back, and, for a mixed client, receives.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::io;
 use std::num::NonZeroU16;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use shardmq::protocol::{encode, Ack, Disconnect, Packet, Publish, PublishProperties, QoS};
+use glommio::TaskQueueHandle;
+use shardmq::protocol::{encode, Disconnect, Packet, Publish, PublishProperties, QoS, Version};
 use shardmq::topic::TopicName;
 
 use crate::cli::Rate;
 use crate::client::{bound_writes, Conn, ConnError};
 use crate::payload::Header;
+use crate::reader::{self, AckSide, Inflight, ACK_GRACE};
 use crate::runner::{Shared, Spec};
 use crate::schedule::{Clock, RealClock, Schedule, Step};
 use crate::stats::{Live, Stats};
+use crate::subscriber::Receiver;
 
 /// Messages encoded per socket write at most.
 const BATCH: usize = 64;
 /// QoS 1 messages awaiting PUBACK at most (less if the broker's Receive Maximum is).
 const WINDOW: u16 = 1024;
-/// How long acknowledgements may still arrive after the last publish.
-const ACK_GRACE: Duration = Duration::from_secs(2);
-/// How often a waiting reader wakes to see whether the writer is done.
-const POLL: Duration = Duration::from_millis(100);
 
-/// The state the writer and the ack reader share.
+/// What a publisher does; the connection's reader runs in `receivers`.
+pub struct Publisher {
+    pub id: u32,
+    pub topic: TopicName,
+    /// A mixed client's subscription, read by the same reader as the acks.
+    pub receiver: Option<Receiver>,
+    pub receivers: TaskQueueHandle,
+}
+
+/// Encoded messages not yet written, with where each ends, so a write cut short
+/// (back-pressure at the end of the run) counts exactly the messages that went out.
 #[derive(Default)]
-struct Inflight {
-    /// Per unacknowledged message in send order: whether it is in the measured
-    /// window (PUBACKs come back in order on one connection).
-    measured: RefCell<VecDeque<bool>>,
-    /// The writer has sent its last message.
-    done: Cell<bool>,
+struct Outbox {
+    buf: BytesMut,
+    /// Per message: its end offset in `buf` and whether it is in the measured window.
+    ends: Vec<(usize, bool)>,
+    /// A message went out in part: the stream is no longer at a packet boundary, so
+    /// nothing more (not even DISCONNECT) may be written.
+    torn: bool,
+}
+
+/// Messages fully written by one flush.
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    all: u64,
+    measured: u64,
+    /// Encoded but not (wholly) written.
+    unwritten: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, packet: &Packet, version: Version, measured: bool) -> Result<(), String> {
+        encode(packet, version, &mut self.buf).map_err(|e| format!("encode: {e}"))?;
+        self.ends.push((self.buf.len(), measured));
+        Ok(())
+    }
+
+    /// Writes everything buffered, at most until `deadline`; returns what was written
+    /// in full, and the write's error if it stopped early.
+    async fn flush(
+        &mut self,
+        writer: &mut TcpStream,
+        write_lock: &Semaphore,
+        deadline: Instant,
+    ) -> (Written, io::Result<()>) {
+        if self.buf.is_empty() {
+            return (Written::default(), Ok(()));
+        }
+        let Ok(_permit) = write_lock.acquire_permit(1).await else {
+            self.clear();
+            let closed = io::Error::new(io::ErrorKind::NotConnected, "reader ended");
+            return (Written::default(), Err(closed));
+        };
+        bound_writes(writer, deadline);
+        let mut off = 0;
+        let result = loop {
+            if off == self.buf.len() {
+                break Ok(());
+            }
+            match writer.write(&self.buf[off..]).await {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => off += n,
+                Err(e) => break Err(e),
+            }
+        };
+        let mut written = Written::default();
+        for &(end, measured) in &self.ends {
+            if end > off {
+                written.unwritten += 1;
+            } else {
+                written.all += 1;
+                written.measured += u64::from(measured);
+            }
+        }
+        let at_boundary = off == 0 || self.ends.iter().any(|&(end, _)| end == off);
+        self.torn |= !at_boundary;
+        self.clear();
+        (written, result)
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
 }
 
 pub async fn run(
-    spec: &Spec,
-    shared: &Shared,
+    spec: Arc<Spec>,
+    shared: Arc<Shared>,
     start: Instant,
-    id: u32,
-    topic: TopicName,
+    publisher: Publisher,
     conn: Conn,
 ) -> Stats {
     let mut stats = Stats::default();
@@ -52,6 +128,7 @@ pub async fn run(
         Ok(w) => w,
         Err(e) => {
             stats.error(ConnError::Io("dup", e).reason());
+            Live::add(&shared.live.errors, 1);
             return stats;
         }
     };
@@ -60,26 +137,51 @@ pub async fn run(
         conn.receive_maximum.unwrap_or(u16::MAX).min(WINDOW),
     )));
     let inflight = Rc::new(Inflight::default());
-    // The writer's publishes and the reader's PUBRELs (QoS 2) go to one socket
-    // through two descriptors: one write at a time, or their bytes could interleave.
     let write_lock = Rc::new(Semaphore::new(1));
-    let deadline = start + spec.warmup + spec.duration + ACK_GRACE;
-    let reader = glommio::spawn_local(read_acks(
-        conn,
-        window.clone(),
-        inflight.clone(),
-        write_lock.clone(),
-        deadline,
-    ));
+    let acks = AckSide {
+        window: window.clone(),
+        inflight: inflight.clone(),
+    };
+    let reader = glommio::spawn_local_into(
+        reader::run(
+            conn,
+            spec.clone(),
+            shared.clone(),
+            start,
+            Some(acks),
+            publisher.receiver,
+            write_lock.clone(),
+        ),
+        publisher.receivers,
+    );
+    let reader = match reader {
+        Ok(task) => task,
+        Err(e) => {
+            stats.error(format!("cannot start the reader: {e}"));
+            Live::add(&shared.live.errors, 1);
+            return stats;
+        }
+    };
 
     let clock = RealClock(start);
     let mut schedule = match spec.rate {
-        Rate::PerSec(rate) => Schedule::open_loop(rate, spec.plan.publishers, id),
+        Rate::PerSec(rate) => Schedule::open_loop(rate, spec.plan.publishers, publisher.id),
         Rate::Max => Schedule::max(),
+    };
+    // Under --rate max nothing is owed at the end, and a broker still holding up our
+    // writes then is saturated, which is what max measures: stop. At a set rate, the
+    // messages owed are still sent, for a grace period; past it the broker has not
+    // taken the offered load, an error.
+    let write_deadline = match spec.rate {
+        Rate::Max => start + spec.warmup + spec.duration,
+        Rate::PerSec(_) => start + spec.warmup + spec.duration + ACK_GRACE,
     };
     let end_ns = spec.end_ns();
     let mut packet_id: u16 = 0;
-    let mut wbuf = BytesMut::with_capacity(BATCH * (spec.payload + 64));
+    let mut outbox = Outbox {
+        buf: BytesMut::with_capacity(BATCH * (spec.payload + 64)),
+        ..Outbox::default()
+    };
     'run: loop {
         let now = clock.now_ns();
         match schedule.step(now, end_ns) {
@@ -90,9 +192,7 @@ pub async fn run(
             }
             Step::Send => {}
         }
-        let mut batch = 0;
-        let mut measured = 0;
-        while batch < BATCH {
+        while outbox.ends.len() < BATCH {
             let Some(due) = schedule.next_due(now) else {
                 break;
             };
@@ -105,8 +205,9 @@ pub async fn run(
             } else {
                 if !window.try_acquire(1).unwrap_or(false) {
                     // Full window: send what is encoded, then wait for acks.
-                    if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock, deadline).await {
-                        stats.error(e.reason());
+                    let (written, result) =
+                        outbox.flush(&mut writer, &write_lock, write_deadline).await;
+                    if !flushed(&spec, &shared, &inflight, written, result, &mut stats) {
                         break 'run;
                     }
                     if window.acquire(1).await.is_err() {
@@ -118,7 +219,7 @@ pub async fn run(
                 NonZeroU16::new(packet_id)
             };
             let payload = Header {
-                publisher: id,
+                publisher: publisher.id,
                 seq: due.seq,
                 intended_ns: due.intended_ns,
             }
@@ -127,141 +228,72 @@ pub async fn run(
                 dup: false,
                 qos: spec.qos,
                 retain: false,
-                topic: topic.clone(),
+                topic: publisher.topic.clone(),
                 packet_id: id_for_qos,
                 payload,
                 properties: PublishProperties::default(),
             };
-            if let Err(e) = encode(&Packet::Publish(publish), version, &mut wbuf) {
-                stats.error(format!("encode: {e}"));
+            if let Err(e) = outbox.push(&Packet::Publish(publish), version, in_window) {
+                stats.error(e);
                 break 'run;
             }
-            batch += 1;
-            measured += u64::from(in_window);
         }
-        if let Err(e) = flush(&mut writer, &mut wbuf, &write_lock, deadline).await {
-            stats.error(e.reason());
+        let (written, result) = outbox.flush(&mut writer, &write_lock, write_deadline).await;
+        if !flushed(&spec, &shared, &inflight, written, result, &mut stats) {
             break;
         }
-        stats.sent += measured;
-        Live::add(&shared.live.sent, batch as u64);
         glommio::yield_if_needed().await;
     }
+    // Messages never written are not waited for.
+    forget(&inflight, outbox.ends.len());
     inflight.done.set(true);
+    Live::add(&shared.live.errors, stats.error_count());
     let acks = reader.await;
     stats.merge(&acks);
-    let mut bye = BytesMut::new();
-    if encode(
-        &Packet::Disconnect(Disconnect::default()),
-        version,
-        &mut bye,
-    )
-    .is_ok()
-    {
-        bound_writes(&writer, Instant::now() + POLL);
-        let _ = writer.write_all(&bye).await;
-    }
-    let _ = writer.close().await;
-    Live::add(&shared.live.errors, stats.error_count());
-    stats
-}
-
-async fn flush(
-    writer: &mut glommio::net::TcpStream,
-    wbuf: &mut BytesMut,
-    write_lock: &Semaphore,
-    deadline: Instant,
-) -> Result<(), ConnError> {
-    if wbuf.is_empty() {
-        return Ok(());
-    }
-    let Ok(_permit) = write_lock.acquire_permit(1).await else {
-        return Err(ConnError::Closed("publish"));
-    };
-    bound_writes(writer, deadline);
-    let result = writer.write_all(wbuf).await;
-    wbuf.clear();
-    result.map_err(|e| ConnError::Io("publish", e))
-}
-
-/// Reads PUBACKs, or PUBRECs (answered with PUBREL) and PUBCOMPs, freeing the window,
-/// until the writer is done and every ack is in, or `deadline` (then the window is
-/// closed, so a writer waiting on it stops too). Returns the acked
-/// count and any error.
-async fn read_acks(
-    mut conn: Conn,
-    window: Rc<Semaphore>,
-    inflight: Rc<Inflight>,
-    write_lock: Rc<Semaphore>,
-    deadline: Instant,
-) -> Stats {
-    let mut stats = Stats::default();
-    if let Err(e) = conn.stream.set_read_timeout(Some(POLL)) {
-        stats.error(ConnError::Io("set timeout", e.into()).reason());
-    }
-    let mut released = BytesMut::new();
-    let result: Result<(), ConnError> = async {
-        loop {
-            while let Some(packet) = conn.try_decode()? {
-                let completed = match packet {
-                    Packet::PubAck(ack) | Packet::PubComp(ack) => Some(ack),
-                    Packet::PubRec(ack) if ack.reason_code.is_error() => {
-                        return Err(ConnError::Refused("PUBREC", ack.reason_code));
-                    }
-                    Packet::PubRec(ack) => {
-                        encode(
-                            &Packet::PubRel(Ack::new(ack.packet_id)),
-                            conn.version,
-                            &mut released,
-                        )
-                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
-                        None
-                    }
-                    Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
-                    _ => None,
-                };
-                if let Some(ack) = completed {
-                    if ack.reason_code.is_error() {
-                        stats.error(format!(
-                            "PUBACK 0x{:02x} {:?}",
-                            ack.reason_code as u8, ack.reason_code
-                        ));
-                    }
-                    if inflight.measured.borrow_mut().pop_front() == Some(true) {
-                        stats.acked += 1;
-                    }
-                    window.signal(1);
-                }
-            }
-            if !released.is_empty() {
-                let Ok(_permit) = write_lock.acquire_permit(1).await else {
-                    return Err(ConnError::Closed("PUBREL"));
-                };
-                bound_writes(&conn.stream, deadline);
-                let written = conn.stream.write_all(&released).await;
-                released.clear();
-                written.map_err(|e| ConnError::Io("PUBREL", e))?;
-            }
-            let all_in = inflight.measured.borrow().is_empty();
-            if inflight.done.get() && all_in {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                // Closing the window below stops a writer still waiting for acks.
-                return Err(ConnError::Protocol(
-                    "acknowledgements still missing at the end".into(),
-                ));
-            }
-            match conn.read_more("read acks").await {
-                Err(ConnError::Io(_, e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                other => other?,
+    if !outbox.torn {
+        let mut bye = BytesMut::new();
+        if encode(
+            &Packet::Disconnect(Disconnect::default()),
+            version,
+            &mut bye,
+        )
+        .is_ok()
+        {
+            bound_writes(&writer, Instant::now() + Duration::from_millis(100));
+            if let Ok(_permit) = write_lock.acquire_permit(1).await {
+                let _ = writer.write_all(&bye).await;
             }
         }
     }
-    .await;
-    if let Err(e) = result {
-        stats.error(e.reason());
-    }
-    window.close();
+    let _ = writer.close().await;
     stats
+}
+
+/// Counts what a flush wrote; whether to go on.
+fn flushed(
+    spec: &Spec,
+    shared: &Shared,
+    inflight: &Inflight,
+    written: Written,
+    result: io::Result<()>,
+    stats: &mut Stats,
+) -> bool {
+    stats.sent += written.measured;
+    Live::add(&shared.live.sent, written.all);
+    forget(inflight, written.unwritten);
+    match result {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && spec.rate == Rate::Max => false,
+        Err(e) => {
+            stats.error(ConnError::Io("publish", e).reason());
+            false
+        }
+    }
+}
+
+/// The last `n` messages waiting for acks were never written: stop waiting.
+fn forget(inflight: &Inflight, n: usize) {
+    let mut measured = inflight.measured.borrow_mut();
+    let keep = measured.len().saturating_sub(n);
+    measured.truncate(keep);
 }

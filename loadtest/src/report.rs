@@ -37,6 +37,11 @@ pub struct Report {
     pub reordered: u64,
     pub sent_per_sec: f64,
     pub received_per_sec: f64,
+    /// Deliveries that arrived while the measured window was open, whatever their
+    /// intended send time: the broker's delivery rate even when it is working
+    /// through a backlog (overload under `--rate max`), when `received` can be 0.
+    pub received_in_window: u64,
+    pub received_in_window_per_sec: f64,
     /// From the intended send time to receipt.
     pub latency_us: Latency,
     /// Connections that completed their handshake.
@@ -51,6 +56,10 @@ pub struct Report {
     pub errors: u64,
     /// `errors` by reason (stage and reason code).
     pub error_reasons: BTreeMap<String, u64>,
+    /// Latency by percentile, from the median out to the maximum in ever finer
+    /// steps (HdrHistogram's percentile iteration, 5 ticks per halving): what
+    /// `loadtest plot` draws.
+    pub percentiles: Vec<Percentile>,
     /// The latency percentile distribution for `--hdr`.
     #[serde(skip)]
     pub distribution: Distribution,
@@ -114,6 +123,34 @@ impl Distribution {
     }
 }
 
+/// One point of the latency distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Percentile {
+    /// 0 to 100.
+    pub percentile: f64,
+    /// The highest latency of that share of messages, µs.
+    pub latency_us: u64,
+}
+
+impl Percentile {
+    /// The distribution of `h`, empty if nothing was recorded.
+    pub fn all(h: &Histogram<u64>) -> Vec<Percentile> {
+        if h.is_empty() {
+            return Vec::new();
+        }
+        let mut points: Vec<Percentile> = h
+            .iter_quantiles(5)
+            .map(|v| Percentile {
+                percentile: v.quantile_iterated_to() * 100.0,
+                latency_us: h.highest_equivalent(v.value_iterated_to()),
+            })
+            .collect();
+        // One point per percentile: the iteration repeats the last one.
+        points.dedup_by(|b, a| a.percentile == b.percentile);
+        points
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub min: u64,
@@ -159,7 +196,7 @@ impl Report {
             self.duration_s,
             self.warmup_s
         );
-        let rows: [(&str, String); 15] = [
+        let rows: [(&str, String); 16] = [
             ("sent", self.sent.to_string()),
             ("acked", self.acked.to_string()),
             (
@@ -171,6 +208,13 @@ impl Report {
             ("reordered", self.reordered.to_string()),
             ("sent/s", format!("{:.0}", self.sent_per_sec)),
             ("received/s", format!("{:.0}", self.received_per_sec)),
+            (
+                "arrived/s",
+                format!(
+                    "{:.0} (whenever sent; {} in the window)",
+                    self.received_in_window_per_sec, self.received_in_window
+                ),
+            ),
             ("latency p50", format!("{} µs", self.latency_us.p50)),
             ("latency p90", format!("{} µs", self.latency_us.p90)),
             ("latency p99", format!("{} µs", self.latency_us.p99)),
@@ -224,5 +268,24 @@ mod tests {
             text.contains("#[Max     =      100.000, Total count    =          100]"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn percentiles_climb_to_the_maximum() {
+        let mut h = crate::stats::latency_histogram();
+        for us in 1..=10_000 {
+            h.record(us).unwrap();
+        }
+        let points = Percentile::all(&h);
+        assert!(points.len() > 20, "{points:?}");
+        assert!(points
+            .windows(2)
+            .all(|w| w[0].percentile < w[1].percentile && w[0].latency_us <= w[1].latency_us));
+        let last = points.last().unwrap();
+        assert_eq!(last.percentile, 100.0);
+        assert_eq!(last.latency_us, h.highest_equivalent(10_000));
+        let median = points.iter().find(|p| p.percentile >= 50.0).unwrap();
+        assert!((4_990..=5_010).contains(&median.latency_us), "{median:?}");
+        assert!(Percentile::all(&crate::stats::latency_histogram()).is_empty());
     }
 }

@@ -2,21 +2,44 @@
 //! spread round-robin over them, a shared start instant once every connection is
 //! ready, and the figures merged at the end.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use glommio::sync::Semaphore;
+use glommio::{Latency, Shares, TaskQueueHandle};
 use shardmq::protocol::{QoS, Version};
 use shards::{PoolBuilder, ShardContext};
 
 use crate::cli::Rate;
-use crate::client::Conn;
+use crate::client::{Conn, ConnError, SocketOpts};
+use crate::identity::Identity;
+use crate::publisher::Publisher;
 use crate::scenario::{Plan, Role};
+use crate::sequence::SeqTracker;
 use crate::stats::{Live, Stats};
-use crate::{idle, publisher, storm, subscriber};
+use crate::subscriber::Receiver;
+use crate::{idle, publisher, reader, storm};
+
+/// A publisher's SO_SNDBUF (the kernel doubles it) at most: about 1,500 64-byte
+/// messages, enough to keep the broker fed between two writes, small enough that
+/// `--rate max` does not queue seconds of messages in the kernel (see
+/// [`SocketOpts::send_buffer`])...
+const PUBLISHER_SNDBUF: usize = 64 << 10;
+/// ...and over all publishers: 1,000 publishers with 64 KiB each held 3.1M messages
+/// in our kernel buffers after the first second of a `--rate max` fan-in.
+const ALL_PUBLISHERS_SNDBUF: usize = 4 << 20;
+/// The least SO_SNDBUF worth asking for (Linux makes it 4,608 bytes at least).
+const MIN_SNDBUF: usize = 4 << 10;
+/// Task-queue shares of the readers; the default queue, the writers', has 1,000.
+const RECEIVER_SHARES: usize = 10_000;
+/// Connections doing their handshake at once, per executor.
+const HANDSHAKES: u64 = 256;
 
 /// Everything a run needs, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -30,6 +53,9 @@ pub struct Spec {
     pub warmup: Duration,
     pub duration: Duration,
     pub cores: Vec<usize>,
+    pub identity: Identity,
+    /// Source addresses, round-robin by connection index; empty: the kernel picks.
+    pub bind_ips: Vec<IpAddr>,
 }
 
 impl Spec {
@@ -41,6 +67,21 @@ impl Spec {
     /// End of the measured window, when publishers stop.
     pub fn end_ns(&self) -> u64 {
         (self.warmup + self.duration).as_nanos() as u64
+    }
+
+    /// The source address of connection `index`.
+    pub fn source_ip(&self, index: usize) -> Option<IpAddr> {
+        (!self.bind_ips.is_empty()).then(|| self.bind_ips[index % self.bind_ips.len()])
+    }
+
+    /// SO_SNDBUF of each publisher: [`ALL_PUBLISHERS_SNDBUF`] shared out, within
+    /// [`MIN_SNDBUF`]..=[`PUBLISHER_SNDBUF`]. Shared by deliveries rather than
+    /// publishes: a fan-out publish costs the broker a delivery per subscriber, and
+    /// 1,500 queued publishes were 0.7 s of a 1→1000 fan-out.
+    pub fn publisher_sndbuf(&self) -> usize {
+        let deliveries =
+            self.plan.publishers.max(1) as usize * self.plan.deliveries_per_message.max(1) as usize;
+        (ALL_PUBLISHERS_SNDBUF / deliveries).clamp(MIN_SNDBUF, PUBLISHER_SNDBUF)
     }
 
     /// Whether a message intended at `ns` counts in the figures.
@@ -57,6 +98,8 @@ pub struct Shared {
     /// Set once every connection is ready; every intended time counts from it.
     start: OnceLock<Instant>,
     pub live: Live,
+    /// Share groups: per publisher, what any member of the group received.
+    pub group: Mutex<HashMap<u32, SeqTracker>>,
 }
 
 impl Shared {
@@ -84,29 +127,66 @@ impl Shared {
 pub fn run(spec: Spec, shared: Arc<Shared>) -> anyhow::Result<Stats> {
     let spec = Arc::new(spec);
     let cores = spec.cores.clone();
-    let pool = PoolBuilder::new(cores.clone())
-        .name("loadtest")
-        .start(move |ctx: ShardContext<()>| shard(ctx, spec, shared))
-        .with_context(|| format!("cannot start load generator executors on cores {cores:?}"))?;
+    let pool = {
+        let shared = shared.clone();
+        PoolBuilder::new(cores.clone())
+            .name("loadtest")
+            .start(move |ctx: ShardContext<()>| shard(ctx, spec, shared))
+            .with_context(|| format!("cannot start load generator executors on cores {cores:?}"))?
+    };
     let mut total = Stats::default();
     for stats in pool.join().context("a load generator executor failed")? {
         total.merge(&stats);
     }
+    // A share group's loss is decided over all its members, now that all have ended.
+    if let Ok(group) = shared.group.lock() {
+        total.lost += group.values().map(SeqTracker::lost).sum::<u64>();
+    }
     Ok(total)
+}
+
+/// What the connections of one executor share.
+#[derive(Clone)]
+struct Local {
+    /// Where readers run: ahead of the writers, so that a flood of publishers on this
+    /// executor delays neither receipt times nor acks (one subscriber among 1,000
+    /// publishers got one turn in 1,001 in the default queue).
+    receivers: TaskQueueHandle,
+    /// Handshakes in progress at most, so that thousands of clients do not all SYN at
+    /// once and overflow the broker's accept queue (a dropped SYN is retried after 1 s,
+    /// 3 s, ...).
+    handshakes: Rc<Semaphore>,
 }
 
 async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> io::Result<Stats> {
     let (me, n) = (ctx.id(), ctx.nr_shards());
-    let tasks: Vec<_> = spec
+    let executor = glommio::executor();
+    let receivers = executor.create_task_queue(
+        Shares::Static(RECEIVER_SHARES),
+        Latency::Matters(Duration::from_millis(1)),
+        "receivers",
+    );
+    let local = Local {
+        receivers,
+        handshakes: Rc::new(Semaphore::new(HANDSHAKES)),
+    };
+    let mut tasks = Vec::new();
+    for (i, role) in spec
         .plan
         .roles
         .iter()
         .enumerate()
         .filter(|(i, _)| i % n == me)
-        .map(|(i, role)| {
-            glommio::spawn_local(connection(spec.clone(), shared.clone(), i, role.clone()))
-        })
-        .collect();
+    {
+        let queue = match role {
+            Role::Subscriber { .. } => local.receivers,
+            _ => executor.current_task_queue(),
+        };
+        let task = connection(spec.clone(), shared.clone(), local.clone(), i, role.clone());
+        tasks.push(
+            glommio::spawn_local_into(task, queue).map_err(|e| io::Error::other(e.to_string()))?,
+        );
+    }
     let mut stats = Stats::default();
     for task in tasks {
         stats.merge(&task.await);
@@ -115,27 +195,38 @@ async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> i
 }
 
 /// One connection, from connect to disconnect.
-async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Role) -> Stats {
+async fn connection(
+    spec: Arc<Spec>,
+    shared: Arc<Shared>,
+    local: Local,
+    index: usize,
+    role: Role,
+) -> Stats {
     let total = spec.plan.roles.len();
     if let Role::Storm { worker } = role {
         let start = shared.start(total).await;
         return storm::run(&spec, &shared, start, worker).await;
     }
-    let client_id = format!("loadtest-{}-{index}", std::process::id());
-    let connected = match &role {
-        Role::Subscriber { filter } => {
-            match Conn::connect(spec.broker, &client_id, spec.version).await {
-                Ok(mut conn) => conn
-                    .subscribe(filter.clone(), spec.qos)
-                    .await
-                    .map(|()| conn),
-                Err(e) => Err(e),
-            }
+    let connected = async {
+        let hello = spec
+            .identity
+            .hello(index as u64)
+            .map_err(|e| ConnError::Protocol(format!("identity: {e:#}")))?;
+        let publishes = matches!(role, Role::Publisher { .. } | Role::Mixed { .. });
+        let opts = SocketOpts {
+            source: spec.source_ip(index),
+            send_buffer: publishes.then(|| spec.publisher_sndbuf()),
+        };
+        let Ok(_permit) = local.handshakes.acquire_permit(1).await else {
+            return Err(ConnError::Closed("connect"));
+        };
+        let mut conn = Conn::connect(spec.broker, &hello, spec.version, opts).await?;
+        if let Role::Subscriber { filter, .. } | Role::Mixed { own: filter, .. } = &role {
+            conn.subscribe(filter.clone(), spec.qos).await?;
         }
-        Role::Publisher { .. } | Role::Idle | Role::Storm { .. } => {
-            Conn::connect(spec.broker, &client_id, spec.version).await
-        }
-    };
+        Ok(conn)
+    }
+    .await;
     let start = shared.start(total).await;
     let conn = match connected {
         Ok(conn) => {
@@ -149,12 +240,62 @@ async fn connection(spec: Arc<Spec>, shared: Arc<Shared>, index: usize, role: Ro
             return stats;
         }
     };
+    let write_lock = Rc::new(Semaphore::new(1));
     match role {
         Role::Publisher { id, topic } => {
-            publisher::run(&spec, &shared, start, id, topic, conn).await
+            let publisher = Publisher {
+                id,
+                topic,
+                receiver: None,
+                receivers: local.receivers,
+            };
+            publisher::run(spec, shared, start, publisher, conn).await
         }
-        Role::Subscriber { .. } => subscriber::run(&spec, &shared, start, conn).await,
+        Role::Mixed { id, peer, .. } => {
+            let receiver = Receiver::new(spec.clone(), shared.clone(), false);
+            let publisher = Publisher {
+                id,
+                topic: peer,
+                receiver: Some(receiver),
+                receivers: local.receivers,
+            };
+            publisher::run(spec, shared, start, publisher, conn).await
+        }
+        Role::Subscriber { shared: group, .. } => {
+            let receiver = Receiver::new(spec.clone(), shared.clone(), group);
+            reader::run(conn, spec, shared, start, None, Some(receiver), write_lock).await
+        }
         Role::Idle => idle::run(&spec, start, conn).await,
         Role::Storm { .. } => unreachable!("storm workers returned above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Args;
+
+    fn sndbuf(args: &[&str]) -> usize {
+        let mut argv = vec!["loadtest", "--broker", "127.0.0.1:1883", "--cores", "0"];
+        argv.extend_from_slice(args);
+        crate::spec(&Args::try_parse_from(argv).unwrap())
+            .unwrap()
+            .publisher_sndbuf()
+    }
+
+    /// Regression: with a fixed 64 KiB (128 KiB in the kernel), a `--rate max` 1→1000
+    /// fan-out queued 25 s of messages on our side and received nothing sent in the
+    /// measured window; 1,000 fan-in publishers queued 3.1M messages.
+    #[test]
+    fn publishers_share_a_bounded_send_buffer() {
+        assert_eq!(sndbuf(&["--scenario", "p2p"]), 64 << 10);
+        assert_eq!(sndbuf(&["--scenario", "p2p", "--clients", "128"]), 32 << 10);
+        let fan_out = ["--scenario", "fan-out", "--subscribers", "1000"];
+        assert_eq!(sndbuf(&fan_out), (4 << 20) / 1000);
+        let fan_in = ["--scenario", "fan-in", "--clients", "1000"];
+        assert_eq!(sndbuf(&fan_in), (4 << 20) / 1000);
+        let fan_in = ["--scenario", "fan-in", "--clients", "5000"];
+        assert_eq!(sndbuf(&fan_in), 4 << 10);
     }
 }

@@ -29,6 +29,11 @@ pub struct Stats {
     pub acked: u64,
     /// Publishes received in the measured window (counting every subscriber).
     pub received: u64,
+    /// Publishes that arrived while the measured window was open, whenever they were
+    /// meant to be sent: what the broker delivered in that time. Under overload the
+    /// two differ: a broker working through a backlog from the warm-up delivers a lot
+    /// in the window and nothing sent in it.
+    pub arrived: u64,
     /// Sequence gaps never filled, per (subscriber, publisher).
     pub lost: u64,
     pub duplicated: u64,
@@ -45,6 +50,7 @@ impl Default for Stats {
             sent: 0,
             acked: 0,
             received: 0,
+            arrived: 0,
             lost: 0,
             duplicated: 0,
             reordered: 0,
@@ -67,6 +73,7 @@ impl Stats {
         self.sent += other.sent;
         self.acked += other.acked;
         self.received += other.received;
+        self.arrived += other.arrived;
         self.lost += other.lost;
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;

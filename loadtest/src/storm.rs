@@ -11,7 +11,8 @@ use shardmq::protocol::{Disconnect, Packet};
 use shardmq::topic::TopicFilter;
 
 use crate::cli::Rate;
-use crate::client::{bound_writes, Conn, ConnError};
+use crate::client::{bound_writes, Conn, ConnError, SocketOpts};
+use crate::identity::DEFAULT_CLIENT_ID;
 use crate::runner::{Shared, Spec};
 use crate::schedule::{Clock, RealClock, Schedule, Step};
 use crate::stats::{latency_histogram, record_latency, Live, Stats};
@@ -44,9 +45,23 @@ pub async fn run(spec: &Spec, shared: &Shared, start: Instant, worker: u32) -> S
             continue;
         };
         let measured = spec.measured(due.intended_ns);
-        let client_id = format!("loadtest-{}-storm-{worker}-{}", std::process::id(), due.seq);
+        let workers = spec.plan.roles.len() as u64;
+        let attempt = u64::from(worker) + due.seq * workers;
         let handshake = async {
-            let mut conn = Conn::connect(spec.broker, &client_id, spec.version).await?;
+            let mut hello = spec
+                .identity
+                .hello(u64::from(worker))
+                .map_err(|e| ConnError::Protocol(format!("identity: {e:#}")))?;
+            if spec.identity.client_id == DEFAULT_CLIENT_ID {
+                // A new id per connection, so no attempt waits on the last one's
+                // session to be gone.
+                hello.client_id = format!("{}-{}", hello.client_id, due.seq);
+            }
+            let opts = SocketOpts {
+                source: spec.source_ip(attempt as usize),
+                send_buffer: None,
+            };
+            let mut conn = Conn::connect(spec.broker, &hello, spec.version, opts).await?;
             conn.subscribe(filter.clone(), spec.qos).await?;
             Ok::<_, ConnError>(conn)
         }

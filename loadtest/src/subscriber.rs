@@ -1,121 +1,180 @@
-//! A subscribing connection: receives, acknowledges (QoS 1), and accounts for every
-//! message by its header.
+//! The receiving side of a connection: accounts for every message by its header
+//! (latency, loss, duplicates, order) and feeds the progress line. The read loop
+//! itself, shared with publishers' acknowledgements, is in `reader`.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use bytes::BytesMut;
-use futures_lite::AsyncWriteExt;
-use shardmq::protocol::{encode, Ack, Disconnect, Packet, QoS};
+use hdrhistogram::Histogram;
+use shardmq::protocol::Publish;
 
-use crate::client::{bound_writes, Conn, ConnError};
 use crate::payload::Header;
 use crate::runner::{Shared, Spec};
-use crate::schedule::{Clock, RealClock};
 use crate::sequence::{Seen, SeqTracker};
 use crate::stats::{latency_histogram, record_latency, Live, Stats};
 
-/// After the publishers stop, a subscriber leaves once it has heard nothing for
-/// this long...
-const QUIET: Duration = Duration::from_millis(200);
-/// ...or this long after the end at the latest.
-const DRAIN: Duration = Duration::from_secs(3);
-/// How often the progress line's counters are fed.
-const FEED: Duration = Duration::from_millis(250);
+/// How often the progress line's counters are fed, ns.
+const FEED_NS: u64 = 250_000_000;
+/// Share-group observations kept before they are merged into the group's trackers.
+const GROUP_BATCH: usize = 4096;
 
-pub async fn run(spec: &Spec, shared: &Shared, start: Instant, mut conn: Conn) -> Stats {
-    let mut stats = Stats::default();
-    if let Err(e) = conn.stream.set_read_timeout(Some(QUIET)) {
-        stats.error(ConnError::Io("set timeout", e.into()).reason());
+/// One received message, as a share-group member reports it to the group.
+#[derive(Debug, Clone, Copy)]
+struct Observed {
+    publisher: u32,
+    seq: u64,
+    intended_ns: u64,
+    measured: bool,
+    /// Counted as reordered by this member (it came after a higher one).
+    reordered: bool,
+}
+
+/// How sequences are checked.
+enum Tracking {
+    /// This subscriber sees every message of its publishers: per-publisher trackers.
+    Own(HashMap<u32, SeqTracker>),
+    /// A share-group member sees a part: loss and duplicates are decided over the
+    /// group's trackers (in [`Shared`], merged in batches so the executors do not meet
+    /// on a lock per message); order only within this member, which is all MQTT
+    /// promises for a shared subscription.
+    Group {
+        batch: Vec<Observed>,
+        /// The highest sequence number this member got from each publisher.
+        highest: HashMap<u32, u64>,
+    },
+}
+
+/// What one subscription received.
+pub struct Receiver {
+    spec: Arc<Spec>,
+    shared: Arc<Shared>,
+    tracking: Tracking,
+    stats: Stats,
+    /// Latencies since the last feed, for the progress line's p99.
+    interval: Histogram<u64>,
+    /// Messages received since the last feed.
+    unfed: u64,
+    fed_at_ns: u64,
+}
+
+impl Receiver {
+    /// `shared_group`: this subscription is one member of a share group.
+    pub fn new(spec: Arc<Spec>, shared: Arc<Shared>, shared_group: bool) -> Receiver {
+        let tracking = if shared_group {
+            Tracking::Group {
+                batch: Vec::with_capacity(GROUP_BATCH),
+                highest: HashMap::new(),
+            }
+        } else {
+            Tracking::Own(HashMap::new())
+        };
+        Receiver {
+            spec,
+            shared,
+            tracking,
+            stats: Stats::default(),
+            interval: latency_histogram(),
+            unfed: 0,
+            fed_at_ns: 0,
+        }
     }
-    let clock = RealClock(start);
-    let end_ns = spec.end_ns();
-    let drain_ns = end_ns + DRAIN.as_nanos() as u64;
-    let mut trackers: HashMap<u32, SeqTracker> = HashMap::new();
-    let mut interval = latency_histogram();
-    let mut unfed = 0;
-    let mut fed_at = 0;
-    let mut acks = BytesMut::new();
-    let result: Result<(), ConnError> = async {
-        loop {
-            while let Some(packet) = conn.try_decode()? {
-                let publish = match packet {
-                    Packet::Publish(p) => p,
-                    Packet::PubRel(rel) => {
-                        encode(
-                            &Packet::PubComp(Ack::new(rel.packet_id)),
-                            conn.version,
-                            &mut acks,
-                        )
-                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
-                        continue;
-                    }
-                    Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
-                    _ => continue,
-                };
-                let now = clock.now_ns();
-                if let Some(id) = publish.packet_id {
-                    let ack = match publish.qos {
-                        QoS::ExactlyOnce => Packet::PubRec(Ack::new(id)),
-                        _ => Packet::PubAck(Ack::new(id)),
-                    };
-                    encode(&ack, conn.version, &mut acks)
-                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
-                }
-                let Some(header) = Header::decode(&publish.payload) else {
-                    stats.error("payload without a loadtest header");
-                    continue;
-                };
-                let measured = spec.measured(header.intended_ns);
-                let tracker = trackers.entry(header.publisher).or_default();
-                match tracker.observe(header.seq, measured) {
-                    Seen::Duplicate if measured => stats.duplicated += 1,
-                    Seen::Reordered if measured => stats.reordered += 1,
+
+    /// Accounts for `publish`, received at `now_ns` (since the run's start).
+    pub fn on_publish(&mut self, publish: &Publish, now_ns: u64) {
+        let Some(header) = Header::decode(&publish.payload) else {
+            self.stats.error("payload without a loadtest header");
+            return;
+        };
+        let measured = self.spec.measured(header.intended_ns);
+        match &mut self.tracking {
+            Tracking::Own(trackers) => {
+                let tracker = trackers
+                    .entry(header.publisher)
+                    .or_insert_with(|| SeqTracker::new(self.spec.warmup_ns()));
+                match tracker.observe(header.seq, header.intended_ns) {
+                    Seen::Duplicate if measured => self.stats.duplicated += 1,
+                    Seen::Reordered if measured => self.stats.reordered += 1,
                     _ => {}
                 }
-                unfed += 1;
-                if measured {
-                    stats.received += 1;
-                    let latency = now.saturating_sub(header.intended_ns);
-                    record_latency(&mut stats.latency, latency);
-                    record_latency(&mut interval, latency);
+            }
+            Tracking::Group { batch, highest } => {
+                let top = highest.entry(header.publisher).or_insert(header.seq);
+                // Possibly a duplicate instead: the group's trackers tell, and
+                // `merge_group` takes it back out of the reordered count.
+                let reordered = header.seq < *top && measured;
+                self.stats.reordered += u64::from(reordered);
+                *top = (*top).max(header.seq);
+                batch.push(Observed {
+                    publisher: header.publisher,
+                    seq: header.seq,
+                    intended_ns: header.intended_ns,
+                    measured,
+                    reordered,
+                });
+                if batch.len() >= GROUP_BATCH {
+                    self.merge_group();
                 }
             }
-            if !acks.is_empty() {
-                bound_writes(&conn.stream, start + Duration::from_nanos(drain_ns));
-                let written = conn.stream.write_all(&acks).await;
-                acks.clear();
-                written.map_err(|e| ConnError::Io("write acks", e))?;
-            }
-            let now = clock.now_ns();
-            if now >= fed_at + FEED.as_nanos() as u64 {
-                Live::add(&shared.live.received, std::mem::take(&mut unfed));
-                shared.live.add_interval(&mut interval);
-                fed_at = now;
-            }
-            if now >= drain_ns {
-                return Ok(());
-            }
-            match conn.read_more("receive").await {
-                Err(ConnError::Io(_, e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    if clock.now_ns() >= end_ns {
-                        return Ok(());
-                    }
-                }
-                other => other?,
+        }
+        self.unfed += 1;
+        if (self.spec.warmup_ns()..self.spec.end_ns()).contains(&now_ns) {
+            self.stats.arrived += 1;
+        }
+        if measured {
+            self.stats.received += 1;
+            let latency = now_ns.saturating_sub(header.intended_ns);
+            record_latency(&mut self.stats.latency, latency);
+            record_latency(&mut self.interval, latency);
+        }
+    }
+
+    /// Feeds the progress line, at most every [`FEED_NS`].
+    pub fn feed(&mut self, now_ns: u64) {
+        if now_ns >= self.fed_at_ns + FEED_NS {
+            self.feed_now();
+            self.fed_at_ns = now_ns;
+        }
+    }
+
+    fn feed_now(&mut self) {
+        Live::add(&self.shared.live.received, std::mem::take(&mut self.unfed));
+        self.shared.live.add_interval(&mut self.interval);
+        self.merge_group();
+    }
+
+    /// Share groups: this member's recent observations into the group's trackers.
+    fn merge_group(&mut self) {
+        let Tracking::Group { batch, .. } = &mut self.tracking else {
+            return;
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let Ok(mut group) = self.shared.group.lock() else {
+            batch.clear();
+            return;
+        };
+        let window_start_ns = self.spec.warmup_ns();
+        for o in batch.drain(..) {
+            let seen = group
+                .entry(o.publisher)
+                .or_insert_with(|| SeqTracker::new(window_start_ns))
+                .observe(o.seq, o.intended_ns);
+            if seen == Seen::Duplicate && o.measured {
+                self.stats.duplicated += 1;
+                // A duplicate, not both.
+                self.stats.reordered -= u64::from(o.reordered);
             }
         }
     }
-    .await;
-    if let Err(e) = result {
-        stats.error(e.reason());
-        Live::add(&shared.live.errors, 1);
+
+    /// The figures, once the subscription ends. A share group's loss is read from the
+    /// group's trackers once every member has ended (see `runner::run`).
+    pub fn finish(mut self) -> Stats {
+        self.feed_now();
+        if let Tracking::Own(trackers) = &self.tracking {
+            self.stats.lost = trackers.values().map(SeqTracker::lost).sum();
+        }
+        self.stats
     }
-    Live::add(&shared.live.received, unfed);
-    shared.live.add_interval(&mut interval);
-    stats.lost = trackers.values().map(SeqTracker::lost).sum();
-    bound_writes(&conn.stream, Instant::now() + Duration::from_millis(100));
-    let _ = conn.send(&Packet::Disconnect(Disconnect::default())).await;
-    let _ = conn.stream.close().await;
-    stats
 }

@@ -8,10 +8,14 @@ const TOPIC: &str = "loadtest/fan-out";
 pub fn plan(publishers: u32, subscribers: u32) -> Plan {
     let subs = (0..subscribers).map(|_| Role::Subscriber {
         filter: filter(TOPIC),
+        shared: false,
     });
     let pubs = (0..publishers).map(|id| Role::Publisher {
         id,
         topic: topic(TOPIC),
     });
-    Plan::new(subs.chain(pubs).collect())
+    Plan {
+        deliveries_per_message: subscribers,
+        ..Plan::new(subs.chain(pubs).collect())
+    }
 }

@@ -4,6 +4,7 @@ mod conn_storm;
 mod fan_in;
 mod fan_out;
 mod idle;
+mod mixed;
 mod p2p;
 
 use anyhow::bail;
@@ -21,6 +22,15 @@ pub enum Role {
     },
     Subscriber {
         filter: TopicFilter,
+        /// A member of a share group: sequences are checked over the whole group.
+        shared: bool,
+    },
+    /// Subscribes to `own`, then publishes to `peer` and receives on one connection.
+    Mixed {
+        /// As a publisher's.
+        id: u32,
+        own: TopicFilter,
+        peer: TopicName,
     },
     /// Connects and stays silent until the end.
     Idle,
@@ -37,42 +47,68 @@ pub struct Plan {
     pub roles: Vec<Role>,
     pub publishers: u32,
     pub subscribers: u32,
+    /// Deliveries one publish makes: every subscriber of fan-out, else 1.
+    pub deliveries_per_message: u32,
 }
 
 impl Plan {
     fn new(roles: Vec<Role>) -> Plan {
         let publishers = roles
             .iter()
-            .filter(|r| matches!(r, Role::Publisher { .. }))
+            .filter(|r| matches!(r, Role::Publisher { .. } | Role::Mixed { .. }))
             .count() as u32;
         let subscribers = roles
             .iter()
-            .filter(|r| matches!(r, Role::Subscriber { .. }))
+            .filter(|r| matches!(r, Role::Subscriber { .. } | Role::Mixed { .. }))
             .count() as u32;
         Plan {
             roles,
             publishers,
             subscribers,
+            deliveries_per_message: 1,
         }
+    }
+}
+
+/// Clients when --clients is not given.
+pub fn default_clients(scenario: Scenario) -> u32 {
+    match scenario {
+        Scenario::Mixed => 1000,
+        _ => 1,
     }
 }
 
 /// The plan for `args.scenario`, or why it cannot run.
 pub fn plan(args: &Args) -> anyhow::Result<Plan> {
-    let publishers = args.publishers.unwrap_or(args.clients);
+    let clients = args.clients.unwrap_or(default_clients(args.scenario));
+    let publishers = args.publishers.unwrap_or(clients);
+    if args.share_group.is_some() && args.scenario != Scenario::FanIn {
+        bail!("--share-group is for fan-in only (N publishers to a $share group)");
+    }
     Ok(match args.scenario {
         Scenario::P2p => p2p::plan(publishers),
         Scenario::FanOut => fan_out::plan(
             args.publishers.unwrap_or(1),
-            args.subscribers.unwrap_or(args.clients),
+            args.subscribers.unwrap_or(clients),
         ),
-        Scenario::FanIn => fan_in::plan(publishers),
-        Scenario::Idle => idle::plan(args.clients),
-        Scenario::ConnStorm => conn_storm::plan(args.clients),
-        Scenario::Mixed => bail!(
-            "scenario `{}` is not implemented yet; p2p, fan-out, fan-in, conn-storm and idle are",
-            args.scenario
-        ),
+        Scenario::FanIn => match (&args.share_group, args.subscribers) {
+            (None, Some(n)) if n > 1 => bail!(
+                "fan-in has one subscriber; to spread the messages over {n}, make them a \
+                 share group with --share-group NAME"
+            ),
+            (None, _) => fan_in::plan(publishers, None),
+            (Some(name), members) => {
+                fan_in::plan(publishers, Some((name.as_str(), members.unwrap_or(2))))
+            }
+        },
+        Scenario::Idle => idle::plan(clients),
+        Scenario::ConnStorm => conn_storm::plan(clients),
+        Scenario::Mixed => {
+            if clients < 2 {
+                bail!("mixed needs at least 2 --clients: each publishes to the next one's topic");
+            }
+            mixed::plan(clients)
+        }
     })
 }
 

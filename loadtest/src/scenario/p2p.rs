@@ -11,6 +11,7 @@ pub fn plan(pairs: u32) -> Plan {
             [
                 Role::Subscriber {
                     filter: filter(&name),
+                    shared: false,
                 },
                 Role::Publisher {
                     id,

@@ -1,0 +1,194 @@
+//! The read loop of every connection that publishes or subscribes: one loop for both,
+//! because a mixed client does both on one socket.
+//!
+//! - Received PUBLISHes go to the [`Receiver`], and are acknowledged (PUBACK, or PUBREC
+//!   then PUBCOMP on the broker's PUBREL).
+//! - Acknowledgements of our own publishes free the [`AckSide`]'s window (PUBREL is
+//!   sent on PUBREC).
+//!
+//! Whatever the loop writes shares the connection's write lock with the publisher's
+//! writer, which writes on a second descriptor of the same socket: one write at a
+//! time, or their bytes could interleave.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::AsyncWriteExt;
+use glommio::sync::Semaphore;
+use shardmq::protocol::{encode, Ack, Disconnect, Packet, QoS};
+
+use crate::client::{bound_writes, Conn, ConnError};
+use crate::runner::{Shared, Spec};
+use crate::schedule::{Clock, RealClock};
+use crate::stats::{Live, Stats};
+use crate::subscriber::Receiver;
+
+/// How long acknowledgements may still arrive after the last publish.
+pub const ACK_GRACE: Duration = Duration::from_secs(2);
+/// After the publishers stop, a subscriber leaves once it has heard nothing for
+/// this long...
+const QUIET: Duration = Duration::from_millis(200);
+/// ...or this long after the end at the latest.
+const DRAIN: Duration = Duration::from_secs(3);
+/// How often a waiting reader wakes to see whether it is done.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The state a publisher's writer and its reader share.
+#[derive(Default)]
+pub struct Inflight {
+    /// Per unacknowledged message in send order: whether it is in the measured
+    /// window (acks come back in order on one connection).
+    pub measured: RefCell<VecDeque<bool>>,
+    /// The writer has sent its last message.
+    pub done: Cell<bool>,
+}
+
+/// The publishing side of a connection, as its reader sees it.
+pub struct AckSide {
+    /// Free places in the QoS 1/2 inflight window; closed when the reader ends, which
+    /// stops a writer waiting on it.
+    pub window: Rc<Semaphore>,
+    pub inflight: Rc<Inflight>,
+}
+
+impl AckSide {
+    /// The writer is done and every ack it waited for is in.
+    fn settled(&self) -> bool {
+        self.inflight.done.get() && self.inflight.measured.borrow().is_empty()
+    }
+}
+
+/// Reads until the connection's work is done; returns its figures. `acks`: the
+/// connection publishes; `receiver`: it subscribed.
+pub async fn run(
+    mut conn: Conn,
+    spec: Arc<Spec>,
+    shared: Arc<Shared>,
+    start: Instant,
+    acks: Option<AckSide>,
+    mut receiver: Option<Receiver>,
+    write_lock: Rc<Semaphore>,
+) -> Stats {
+    let mut stats = Stats::default();
+    if let Err(e) = conn.stream.set_read_timeout(Some(POLL)) {
+        stats.error(ConnError::Io("set timeout", e.into()).reason());
+    }
+    let clock = RealClock(start);
+    let end_ns = spec.end_ns();
+    let ack_deadline_ns = end_ns + ACK_GRACE.as_nanos() as u64;
+    let drain_ns = end_ns + DRAIN.as_nanos() as u64;
+    let write_deadline = start + Duration::from_nanos(drain_ns);
+    let mut heard_ns = 0;
+    // Whether acks still matter: false once the deadline has closed the window.
+    let mut awaiting_acks = acks.is_some();
+    let mut out = BytesMut::new();
+    let result: Result<(), ConnError> = async {
+        loop {
+            while let Some(packet) = conn.try_decode()? {
+                let answer = match packet {
+                    Packet::Publish(publish) => {
+                        if let Some(receiver) = &mut receiver {
+                            receiver.on_publish(&publish, clock.now_ns());
+                        }
+                        match (publish.qos, publish.packet_id) {
+                            (QoS::ExactlyOnce, Some(id)) => Some(Packet::PubRec(Ack::new(id))),
+                            (_, Some(id)) => Some(Packet::PubAck(Ack::new(id))),
+                            (_, None) => None,
+                        }
+                    }
+                    Packet::PubRel(rel) => Some(Packet::PubComp(Ack::new(rel.packet_id))),
+                    Packet::PubRec(ack) if ack.reason_code.is_error() => {
+                        return Err(ConnError::Refused("PUBREC", ack.reason_code));
+                    }
+                    Packet::PubRec(ack) => Some(Packet::PubRel(Ack::new(ack.packet_id))),
+                    Packet::PubAck(ack) | Packet::PubComp(ack) => {
+                        if ack.reason_code.is_error() {
+                            stats.error(format!(
+                                "PUBACK 0x{:02x} {:?}",
+                                ack.reason_code as u8, ack.reason_code
+                            ));
+                        }
+                        if let Some(acks) = &acks {
+                            if acks.inflight.measured.borrow_mut().pop_front() == Some(true) {
+                                stats.acked += 1;
+                            }
+                            acks.window.signal(1);
+                        }
+                        None
+                    }
+                    Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
+                    _ => None,
+                };
+                if let Some(answer) = answer {
+                    encode(&answer, conn.version, &mut out)
+                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
+                }
+            }
+            if !out.is_empty() {
+                let Ok(_permit) = write_lock.acquire_permit(1).await else {
+                    return Err(ConnError::Closed("write acks"));
+                };
+                bound_writes(&conn.stream, write_deadline);
+                let written = conn.stream.write_all(&out).await;
+                out.clear();
+                written.map_err(|e| ConnError::Io("write acks", e))?;
+            }
+            let now = clock.now_ns();
+            if let Some(receiver) = &mut receiver {
+                receiver.feed(now);
+            }
+            let sent_all = acks.as_ref().is_none_or(|a| !awaiting_acks || a.settled());
+            let received_all = match receiver {
+                None => true,
+                Some(_) => {
+                    now >= drain_ns || (now >= end_ns && now >= heard_ns + QUIET.as_nanos() as u64)
+                }
+            };
+            if sent_all && received_all {
+                return Ok(());
+            }
+            if let Some(acks) = acks.as_ref().filter(|_| awaiting_acks) {
+                if now >= ack_deadline_ns {
+                    let missing = !acks.inflight.measured.borrow().is_empty();
+                    // Stops a writer still waiting for room in the window.
+                    acks.window.close();
+                    awaiting_acks = false;
+                    if missing {
+                        stats.error(
+                            ConnError::Protocol("acknowledgements still missing at the end".into())
+                                .reason(),
+                        );
+                    }
+                    continue;
+                }
+            }
+            match conn.read_more("receive").await {
+                Err(ConnError::Io(_, e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Ok(()) => heard_ns = clock.now_ns(),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        stats.error(e.reason());
+    }
+    if let Some(acks) = &acks {
+        acks.window.close();
+    }
+    if let Some(receiver) = receiver {
+        stats.merge(&receiver.finish());
+    }
+    Live::add(&shared.live.errors, stats.error_count());
+    // The publisher's writer says goodbye when there is one; a subscriber does here.
+    if acks.is_none() {
+        bound_writes(&conn.stream, Instant::now() + Duration::from_millis(100));
+        let _ = conn.send(&Packet::Disconnect(Disconnect::default())).await;
+        let _ = conn.stream.close().await;
+    }
+    stats
+}
