@@ -162,6 +162,8 @@ pub fn draw(runs: &[Run], out: &Path, title: &str) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT_FAMILY, 28))
         .margin(20)
+        // Room for the last x label, centred on the right edge.
+        .margin_right(60)
         .x_label_area_size(50)
         .y_label_area_size(90)
         .build_cartesian_2d(0.0..x_max, y_range.log_scale())
