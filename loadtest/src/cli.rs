@@ -104,14 +104,14 @@ pub struct Args {
     #[arg(long = "session-expiry", value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub session_expiry: Duration,
 
-    /// Client id of each connection; `{n}` is replaced by the connection's index
+    /// Client id of each connection; `{i}` is replaced by the connection's index
     /// (0, 1, ...; conn-storm: the worker's) and `{pid}` by this process's id. Must
-    /// contain `{n}` when more than one client connects. Default
-    /// `loadtest-{pid}-{n}` (conn-storm: one new id per connection).
+    /// contain `{i}` when more than one client connects. Default
+    /// `loadtest-{pid}-{i}` (conn-storm: one new id per connection).
     #[arg(long = "client-id", value_name = "PATTERN")]
     pub client_id: Option<String>,
 
-    /// Username of each connection; `{n}` and `{pid}` as in --client-id.
+    /// Username of each connection; `{i}` and `{pid}` as in --client-id.
     #[arg(long, value_name = "PATTERN")]
     pub username: Option<String>,
 
@@ -409,7 +409,7 @@ mod tests {
             "--session-expiry",
             "1h",
             "--client-id",
-            "c-{n}",
+            "c-{i}",
             "--username",
             "u-{n}",
             "--jwt-secret",

@@ -1,7 +1,10 @@
 //! Who each connection says it is: client id, username, password or a JWT made for it,
-//! and its kind of session. Patterns number the clients (`{n}`), so an ACL or a JWT
+//! and its kind of session. Patterns number the clients (`{i}`), so an ACL or a JWT
 //! check that ties a username to its client sees one distinct, predictable identity
 //! per connection.
+//!
+//! `{n}` works too, but is not in `--help`: clap turns `{n}` in help text into a
+//! line break.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +17,7 @@ use crate::cli::Secret;
 use crate::client::Hello;
 
 /// The client id pattern when --client-id is not given.
-pub const DEFAULT_CLIENT_ID: &str = "loadtest-{pid}-{n}";
+pub const DEFAULT_CLIENT_ID: &str = "loadtest-{pid}-{i}";
 
 /// The claims of a generated JWT: what the broker's JWT auth checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +42,7 @@ pub enum Password {
 /// Resolved from the command line; [`Identity::hello`] gives each client its CONNECT.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// With `{n}` and `{pid}` still in.
+    /// With `{i}` and `{pid}` still in.
     pub client_id: String,
     pub username: Option<String>,
     pub password: Password,
@@ -67,16 +70,16 @@ impl Identity {
     /// over).
     pub fn validate(&self, clients: usize) -> anyhow::Result<()> {
         check_pattern("--client-id", &self.client_id)?;
-        if clients > 1 && !self.client_id.contains("{n}") {
+        if clients > 1 && !INDEX.iter().any(|i| self.client_id.contains(i)) {
             bail!(
                 "--client-id {}: {clients} clients would share this id and take each other \
-                 over; put {{n}} in it (e.g. {}-{{n}})",
+                 over; put {{i}} in it (e.g. {}-{{i}})",
                 self.client_id,
                 self.client_id
             );
         }
         if self.client_id.is_empty() {
-            bail!("--client-id is empty; give a pattern such as loadtest-{{n}}");
+            bail!("--client-id is empty; give a pattern such as loadtest-{{i}}");
         }
         if let Some(username) = &self.username {
             check_pattern("--username", username)?;
@@ -84,7 +87,7 @@ impl Identity {
         if matches!(self.password, Password::Jwt(..)) && self.username.is_none() {
             bail!(
                 "--jwt-secret needs --username: the JWT's `rid` claim is the username \
-                 (e.g. --username user-{{n}})"
+                 (e.g. --username user-{{i}})"
             );
         }
         // Fails now rather than on every connection.
@@ -131,19 +134,27 @@ pub fn jwt(secret: &Secret, rid: String, ttl: Duration) -> anyhow::Result<String
     .context("cannot sign the JWT")
 }
 
-/// `pattern` with `{n}` and `{pid}` replaced.
+/// The placeholders of the client's index.
+const INDEX: [&str; 2] = ["{i}", "{n}"];
+
+/// `pattern` with `{i}` (or `{n}`) and `{pid}` replaced.
 pub fn expand(pattern: &str, n: u64) -> String {
-    pattern
-        .replace("{n}", &n.to_string())
+    let n = n.to_string();
+    INDEX
+        .iter()
+        .fold(pattern.to_owned(), |p, i| p.replace(i, &n))
         .replace("{pid}", &std::process::id().to_string())
 }
 
-/// Only `{n}` and `{pid}` are placeholders; anything else in braces is a typo.
+/// Only `{i}` (or `{n}`) and `{pid}` are placeholders; anything else in braces is a
+/// typo.
 fn check_pattern(option: &str, pattern: &str) -> anyhow::Result<()> {
-    let rest = pattern.replace("{n}", "").replace("{pid}", "");
+    let rest = INDEX
+        .iter()
+        .fold(pattern.replace("{pid}", ""), |p, i| p.replace(i, ""));
     if rest.contains(['{', '}']) {
         bail!(
-            "{option} {pattern}: the only placeholders are {{n}} (the client's index) and {{pid}}"
+            "{option} {pattern}: the only placeholders are {{i}} (the client's index) and {{pid}}"
         );
     }
     Ok(())
@@ -162,7 +173,7 @@ mod tests {
     #[test]
     fn jwt_claims_decode_back_with_the_secret() {
         let identity = Identity {
-            username: Some("rider-{n}".into()),
+            username: Some("rider-{i}".into()),
             password: Password::Jwt(secret("s3cret"), Duration::from_secs(600)),
             ..Identity::default()
         };
@@ -187,7 +198,7 @@ mod tests {
     #[test]
     fn patterns_number_clients() {
         let identity = Identity {
-            client_id: "c-{n}".into(),
+            client_id: "c-{i}".into(),
             username: Some("u{n}".into()),
             password: Password::Fixed(secret("pw")),
             ..Identity::default()
@@ -207,7 +218,7 @@ mod tests {
         };
         assert!(fixed.validate(1).is_ok());
         let err = fixed.validate(2).unwrap_err().to_string();
-        assert!(err.contains("put {n} in it"), "{err}");
+        assert!(err.contains("put {i} in it"), "{err}");
         let typo = Identity {
             client_id: "c-{N}".into(),
             ..Identity::default()

@@ -13,7 +13,8 @@
 //! - `stats`: counters and HdrHistogram latency (µs); the live progress feed.
 //! - `runner`: executors pinned per core, connections spread over them.
 //! - `report`: the final table and the JSON.
-//! - `plot`: latency-by-percentile charts of one or more runs (PNG).
+//! - `plot`: latency-by-percentile charts of one or more runs (PNG): `--plot`, and
+//!   `loadtest plot RUN.json... --out FILE.png` to overlay saved runs.
 //!
 //! # Why open loop
 //! Closed-loop tools wait for the broker before sending the next message, so a broker
@@ -295,7 +296,7 @@ mod tests {
             ),
             (
                 &["--scenario", "p2p", "--clients", "2", "--client-id", "x"],
-                "put {n} in it",
+                "put {i} in it",
             ),
             (&["--scenario", "mixed", "--clients", "1"], "at least 2"),
             (&["--scenario", "p2p", "--bind-ips", "::1"], "same family"),

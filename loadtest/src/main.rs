@@ -12,7 +12,12 @@ fn main() -> ExitCode {
     // `plot` is checked by hand rather than as a clap subcommand so that a run keeps
     // its required --broker and --scenario, exactly as scripts call it.
     let result = if argv.get(1).is_some_and(|a| a == "plot") {
-        draw(&loadtest::PlotArgs::parse_from(&argv[1..]))
+        // "loadtest plot" as the name in usage lines and errors.
+        let rest = argv.iter().skip(2).cloned();
+        let argv: Vec<OsString> = std::iter::once("loadtest plot".into())
+            .chain(rest)
+            .collect();
+        draw(&loadtest::PlotArgs::parse_from(argv))
     } else {
         run(&loadtest::Args::parse_from(&argv))
     };

@@ -142,7 +142,7 @@ fn each_client_gets_its_own_jwt_source_address_and_session() {
             "--mqtt-version",
             "5",
             "--client-id",
-            "phone-{n}",
+            "phone-{i}",
             "--username",
             "rider-{n}",
             "--jwt-secret",
@@ -186,7 +186,7 @@ fn a_wrong_secret_is_refused_by_reason_code_over_mqtt_3() {
     let (addr, _log) = start_fake_broker();
     let report = idle(
         addr,
-        &["--username", "rider-{n}", "--jwt-secret", "not-the-secret"],
+        &["--username", "rider-{i}", "--jwt-secret", "not-the-secret"],
     );
     assert_eq!(report.connections, 0, "{report:?}");
     // MQTT 3.1.1 return code 4, read back as its MQTT 5 equivalent.
