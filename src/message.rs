@@ -35,18 +35,38 @@ pub struct Message {
 
 impl Message {
     /// Builds a message from a received PUBLISH whose topic alias has been
-    /// resolved, copying topic and payload out of the read buffer so that keeping
-    /// the message does not pin it (rumqttd #1001).
+    /// resolved.
+    ///
+    /// A message that may be kept (QoS 1/2: queued and inflight; retained) gets
+    /// its topic and payload copied out of the read buffer, so that keeping it
+    /// does not pin the buffer (rumqttd #1001). A QoS 0 message without retain
+    /// is never queued or retained, only written out soon, so it stays a view
+    /// of the read buffer: no allocation or copy per message on the hot path.
+    /// (An output that backs up detaches what it holds; see `Sessions::deliver`.)
     pub fn from_publish(publish: &Publish, publisher: &ByteString, now: Instant) -> Message {
-        let mut properties = publish.properties.clone();
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
+        let properties = if publish.properties.is_empty() {
+            None
+        } else {
+            let mut properties = publish.properties.clone();
+            properties.topic_alias = None;
+            properties.subscription_identifiers.clear();
+            (!properties.is_empty()).then(|| Arc::new(properties))
+        };
+        let kept = publish.qos != QoS::AtMostOnce || publish.retain;
         Message {
-            topic: publish.topic.detached(),
-            payload: Bytes::copy_from_slice(&publish.payload),
+            topic: if kept {
+                publish.topic.detached()
+            } else {
+                publish.topic.clone()
+            },
+            payload: if kept {
+                Bytes::copy_from_slice(&publish.payload)
+            } else {
+                publish.payload.clone()
+            },
             qos: publish.qos,
             retain: publish.retain,
-            properties: (!properties.is_empty()).then(|| Arc::new(properties)),
+            properties,
             publisher: publisher.clone(),
             expires_at: publish
                 .properties
@@ -58,5 +78,49 @@ impl Message {
     /// Whether the message's expiry interval has run out at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PacketId;
+
+    fn publish(qos: QoS, retain: bool, read_buffer: &Bytes) -> Publish {
+        Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: TopicName::new("a/b".to_owned()).unwrap(),
+            packet_id: (qos != QoS::AtMostOnce).then(|| PacketId::new(1).unwrap()),
+            payload: read_buffer.slice(2..6),
+            properties: PublishProperties::default(),
+        }
+    }
+
+    /// Whether `payload` points into `buffer`.
+    fn shares(payload: &Bytes, buffer: &Bytes) -> bool {
+        buffer.as_ptr_range().contains(&payload.as_ptr())
+    }
+
+    #[test]
+    fn only_messages_that_may_be_kept_are_copied_out_of_the_read_buffer() {
+        let buffer = Bytes::from(vec![7u8; 64]);
+        let now = Instant::now();
+        let who = ByteString::from("c");
+        let live = Message::from_publish(&publish(QoS::AtMostOnce, false, &buffer), &who, now);
+        assert!(shares(&live.payload, &buffer), "QoS 0 stays a view");
+        for (qos, retain) in [
+            (QoS::AtLeastOnce, false),
+            (QoS::ExactlyOnce, false),
+            (QoS::AtMostOnce, true),
+        ] {
+            let kept = Message::from_publish(&publish(qos, retain, &buffer), &who, now);
+            assert!(
+                !shares(&kept.payload, &buffer),
+                "{qos:?} retain {retain} is copied"
+            );
+            assert_eq!(kept.payload, live.payload);
+        }
     }
 }

@@ -266,7 +266,7 @@ impl Broker {
             .get(client)
             .filter(|e| e.conn == Some(conn))
             .map_or(0, |e| e.session.queued());
-        publish::past_half(self.outputs.backlog(conn), limit) || publish::past_half(queued, limit)
+        publish::congested(self.outputs.backlog(conn), queued, limit)
     }
 
     /// Connections that got output since the last call: wake their writers.

@@ -283,13 +283,19 @@ impl Recipients for Sessions<'_> {
             self.events.dropped(client, &drop);
             return;
         }
+        let qos0 = delivery.qos == QoS::AtMostOnce;
         let dropped = entry.session.deliver(delivery, self.now, out);
         let backlog = out.len();
+        if qos0 && before >= PINNING_BACKLOG {
+            // A backed-up output would pin one read buffer per packet it holds.
+            if let Some(Packet::Publish(p)) = out[before..].last_mut() {
+                p.topic = p.topic.detached();
+                p.payload = bytes::Bytes::copy_from_slice(&p.payload);
+            }
+        }
         if let Some(conn) = entry.conn {
             self.events.delivered(client, &out[before..]);
-            if past_half(backlog, self.output_limit)
-                || past_half(entry.session.queued(), self.output_limit)
-            {
+            if congested(backlog, entry.session.queued(), self.output_limit) {
                 self.outputs.set_congested(conn, client);
             }
         }
@@ -306,8 +312,17 @@ impl Recipients for Sessions<'_> {
     }
 }
 
-/// Whether `len` reached half of `limit`, the point past which a recipient
-/// slows its publishers down (a limit of 0 drops at once instead).
-pub(super) fn past_half(len: usize, limit: usize) -> bool {
-    limit > 0 && len * 2 >= limit
+/// Unwritten packets past which a QoS 0 delivery is copied out of its
+/// publisher's read buffer: up to this many views may pin buffers of a slow
+/// reader's publishers (a few MiB at worst), the rest are copies.
+pub(super) const PINNING_BACKLOG: usize = 64;
+
+/// Whether a recipient with `backlog` unwritten packets and `queued` QoS 1/2
+/// messages behind its window slows its publishers down: at half of `limit`
+/// (`max-online-messages`), and for the backlog already at [`PINNING_BACKLOG`],
+/// so that a busy output holds read-buffer views rather than copies. A limit
+/// of 0 drops at once instead.
+pub(super) fn congested(backlog: usize, queued: usize, limit: usize) -> bool {
+    let half = limit.div_ceil(2);
+    limit > 0 && (backlog >= half.min(PINNING_BACKLOG) || queued >= half)
 }

@@ -542,6 +542,7 @@ fn retry_interval_resends_to_connected_mqtt3_clients_only() {
 
 #[test]
 fn a_recipient_past_half_its_bound_is_reported_congested_until_taken() {
+    // (max_online_messages 10: half is 5, under the pinning backlog.)
     let now = Instant::now();
     let mut b = Broker::new(0, 1, settings()); // max_online_messages: 10
     let mut sub = online(&mut b, 1, connect(Version::V5, "sub", true));
@@ -561,4 +562,37 @@ fn a_recipient_past_half_its_bound_is_reported_congested_until_taken() {
     assert!(b.is_congested(1, &ByteString::from("sub")));
     assert_eq!(b.take_output(1).packets.len(), 5);
     assert!(!b.is_congested(1, &ByteString::from("sub")));
+}
+
+#[test]
+fn a_backed_up_output_holds_copies_not_read_buffer_views() {
+    let now = Instant::now();
+    let mut s = settings();
+    s.limits.max_online_messages = 1000;
+    let mut b = Broker::new(0, 1, s);
+    let mut sub = online(&mut b, 1, connect(Version::V5, "sub", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publisher = online(&mut b, 2, connect(Version::V5, "pub", true));
+    let buffer = Bytes::from(vec![1u8; 16]);
+    for _ in 0..publish::PINNING_BACKLOG + 2 {
+        let Packet::Publish(mut p) = publish("t", QoS::AtMostOnce, 0, b"") else {
+            unreachable!()
+        };
+        p.payload = buffer.slice(0..8);
+        b.handle(&mut publisher, Packet::Publish(p), now).unwrap();
+    }
+    let views: Vec<bool> = b
+        .take_output(1)
+        .packets
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => buffer.as_ptr_range().contains(&p.payload.as_ptr()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(views.len(), publish::PINNING_BACKLOG + 2);
+    assert!(views[..publish::PINNING_BACKLOG].iter().all(|v| *v));
+    assert!(!views[publish::PINNING_BACKLOG..].iter().any(|v| *v));
 }
