@@ -55,7 +55,9 @@ Options:
   --base-port P         first port to try; each broker gets the next free one
                         (default: 18830)
   --write-benchmarks    append the table, with date, commit, machine and command,
-                        to benchmarks.md
+                        to benchmarks.md, and save one latency plot per scenario
+                        (all brokers overlaid, `loadtest plot`) under
+                        benchmarks/plots/, linked from the table
   --benchmarks-file F   the file --write-benchmarks appends to (default:
                         benchmarks.md at the repository root)
   --loadtest PATH       load generator to run instead of target/release/loadtest
@@ -704,6 +706,31 @@ notes=$(awk -F'\t' '$3 == "ok" && $6 != "" { print "- " $2 " / " $1 ": " $6 }' "
 echo
 echo "Ratios: msgs/s above 1× is better; CPU/msg and RSS/connection below 1× are better. Latency from the intended send time."
 
+# One latency-percentile chart per message scenario, every broker that measured it
+# overlaid (legend: the broker). Kept with --write-benchmarks, else in the work dir.
+stamp=$(date -u +%Y%m%d-%H%M)
+plot_dir=$work/plots
+[[ $write_benchmarks == 1 ]] && plot_dir=$root/benchmarks/plots
+plots=()
+for s in "${scenario_list[@]}"; do
+    is_idle "$s" && continue
+    runs_dir=$work/plot-$s
+    mkdir -p "$runs_dir" "$plot_dir"
+    jsons=()
+    while IFS=$'\t' read -r rs rb status path _; do
+        [[ $rs == "$s" && $status == ok ]] || continue
+        cp "$path" "$runs_dir/$rb.json" && jsons+=("$runs_dir/$rb.json")
+    done <"$results"
+    [[ ${#jsons[@]} -gt 0 ]] || continue
+    png=$plot_dir/$stamp-$s.png
+    if "$loadtest_bin" plot --title "$(scenario_label "$s" | sed "s/→/ to /")" --out "$png" "${jsons[@]}" >/dev/null 2>"$work/plot-$s.err"; then
+        plots+=("$s	$png")
+        echo "latency plot: $png"
+    else
+        echo "!!! plotting $s failed: $(head -n 1 "$work/plot-$s.err")" >&2
+    fi
+done
+
 ok_runs=$(awk -F'\t' '$3 == "ok"' "$results" | wc -l)
 failed_runs=$(awk -F'\t' '$3 != "ok"' "$results" | wc -l)
 echo "$ok_runs run(s) measured, $failed_runs failed."
@@ -730,6 +757,14 @@ if [[ $write_benchmarks == 1 ]]; then
         echo
         echo "$table"
         [[ -n $notes ]] && { echo; echo "$notes"; }
+        if [[ ${#plots[@]} -gt 0 ]]; then
+            echo
+            echo "Latency by percentile (from the intended send time), brokers overlaid:"
+            echo
+            for entry in "${plots[@]}"; do
+                echo "- $(scenario_label "${entry%%	*}"): ![](${entry#*	})"
+            done | sed "s#$root/##"
+        fi
         echo
         echo "Broker CPU-µs/msg: utime + stime from /proc/<pid>/stat over a window inside the measured"
         echo "period, divided by the messages received in it (deliveries, for fan-out)."
