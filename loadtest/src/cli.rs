@@ -90,6 +90,13 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
 
+    /// After the window, how long subscribers wait for messages still on their way
+    /// (they leave sooner once nothing has arrived for 200 ms). An overloaded broker
+    /// can take longer than this to deliver what was sent in the window: the report
+    /// counts those as not arrived.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub drain: Duration,
+
     /// MQTT protocol version of every client.
     #[arg(long = "mqtt-version", value_name = "3.1.1|5", default_value = "3.1.1")]
     pub mqtt_version: MqttVersion,

@@ -30,10 +30,8 @@ use crate::subscriber::Receiver;
 /// How long acknowledgements may still arrive after the last publish.
 pub const ACK_GRACE: Duration = Duration::from_secs(2);
 /// After the publishers stop, a subscriber leaves once it has heard nothing for
-/// this long...
+/// this long, or `--drain` after the end at the latest.
 const QUIET: Duration = Duration::from_millis(200);
-/// ...or this long after the end at the latest.
-const DRAIN: Duration = Duration::from_secs(3);
 /// How often a waiting reader wakes to see whether it is done.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -80,7 +78,7 @@ pub async fn run(
     let clock = RealClock(start);
     let end_ns = spec.end_ns();
     let ack_deadline_ns = end_ns + ACK_GRACE.as_nanos() as u64;
-    let drain_ns = end_ns + DRAIN.as_nanos() as u64;
+    let drain_ns = end_ns + spec.drain.as_nanos() as u64;
     let write_deadline = start + Duration::from_nanos(drain_ns);
     let mut heard_ns = 0;
     // Whether acks still matter: false once the deadline has closed the window.

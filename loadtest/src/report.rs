@@ -23,6 +23,8 @@ pub struct Report {
     pub subscribers: u32,
     pub duration_s: f64,
     pub warmup_s: f64,
+    /// `--drain`: how long subscribers could still receive after the window.
+    pub drain_s: f64,
     /// Publishes sent in the measured window.
     pub sent: u64,
     /// Of those, acknowledged (QoS 1).
@@ -31,6 +33,10 @@ pub struct Report {
     pub received: u64,
     /// Deliveries expected for `sent` (each message times its subscribers).
     pub expected: u64,
+    /// Of `expected`, neither received nor known lost when the subscribers left
+    /// (`--drain` after the window): still queued in an overloaded broker, or dropped
+    /// after the last message that arrived, so no gap showed.
+    pub not_arrived: u64,
     /// Sequence gaps found in the measured window and never filled.
     pub lost: u64,
     pub duplicated: u64,
@@ -196,7 +202,7 @@ impl Report {
             self.duration_s,
             self.warmup_s
         );
-        let rows: [(&str, String); 16] = [
+        let rows: [(&str, String); 17] = [
             ("sent", self.sent.to_string()),
             ("acked", self.acked.to_string()),
             (
@@ -204,6 +210,10 @@ impl Report {
                 format!("{} of {} expected", self.received, self.expected),
             ),
             ("lost", self.lost.to_string()),
+            (
+                "not arrived",
+                format!("{} (by the end of --drain)", self.not_arrived),
+            ),
             ("duplicated", self.duplicated.to_string()),
             ("reordered", self.reordered.to_string()),
             ("sent/s", format!("{:.0}", self.sent_per_sec)),

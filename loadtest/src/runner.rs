@@ -52,6 +52,8 @@ pub struct Spec {
     pub rate: Rate,
     pub warmup: Duration,
     pub duration: Duration,
+    /// How long subscribers may still receive after the window.
+    pub drain: Duration,
     pub cores: Vec<usize>,
     pub identity: Identity,
     /// Source addresses, round-robin by connection index; empty: the kernel picks.
