@@ -61,6 +61,12 @@ fn draw(args: &loadtest::PlotArgs) -> anyhow::Result<()> {
     for path in &args.runs {
         let (run, of) = Run::load(path)?;
         scenario = scenario.or(of);
+        if run.percentiles.is_empty() {
+            eprintln!(
+                "loadtest plot: {}: no latencies (no message sent in its window arrived), left out",
+                path.display()
+            );
+        }
         runs.push(run);
     }
     let title = args.title.clone().unwrap_or_else(|| match scenario {

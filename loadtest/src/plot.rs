@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::report::{Percentile, Report};
 
-/// DejaVu Sans cut down to Latin-1: see `assets/DejaVuSans-LICENSE.txt`.
+/// DejaVu Sans cut down to Latin-1 (with arrows for "1→1000"): see `assets/DejaVuSans-LICENSE.txt`.
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 const FONT_FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (1200, 700);
@@ -192,7 +192,8 @@ pub fn draw(runs: &[Run], out: &Path, title: &str) -> anyhow::Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        // Latency curves climb to the right: the lower right is the emptiest corner.
+        .position(SeriesLabelPosition::LowerRight)
         .label_font((FONT_FAMILY, 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
