@@ -1,6 +1,7 @@
 //! A wake-up between two tasks of one shard: "there is output for you".
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 
@@ -70,5 +71,96 @@ impl WakeAll {
             Poll::Pending
         })
         .await
+    }
+}
+
+/// Wakes waiting tasks one at a time, in the order they started waiting: the
+/// publishers paused on one congested subscriber. Waking them all at each
+/// drain would poll every one of them (a thousand, in a fan-in) for each batch
+/// the subscriber's writer takes; instead the first one resumes and, when it
+/// finds the subscriber still not congested, passes the turn to the next.
+#[derive(Debug, Default)]
+pub struct WakeQueue {
+    wakers: RefCell<VecDeque<Waker>>,
+}
+
+impl WakeQueue {
+    /// Wakes the longest-waiting task, if any.
+    pub fn wake_one(&self) {
+        let next = self.wakers.borrow_mut().pop_front();
+        if let Some(waker) = next {
+            waker.wake();
+        }
+    }
+
+    /// Wakes every waiting task (the subscriber is gone).
+    pub fn wake_all(&self) {
+        for waker in self.wakers.take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once `ready()` holds, checked when the task's turn comes; then
+    /// passes the turn on, since `ready()` may still hold for the next one.
+    pub async fn wait_until(&self, ready: impl Fn() -> bool) {
+        poll_fn(|cx| {
+            if ready() {
+                self.wake_one();
+                return Poll::Ready(());
+            }
+            self.wakers.borrow_mut().push_back(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::WakeQueue;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn woken(c: &Arc<Count>) -> usize {
+        c.0.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn wake_queue_wakes_in_turn_and_passes_the_turn_on() {
+        let queue = WakeQueue::default();
+        let ready = Cell::new(false);
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut fa = pin!(queue.wait_until(|| ready.get()));
+        let mut fb = pin!(queue.wait_until(|| ready.get()));
+        assert!(fa.as_mut().poll(&mut Context::from_waker(&wa)).is_pending());
+        assert!(fb.as_mut().poll(&mut Context::from_waker(&wb)).is_pending());
+
+        queue.wake_one();
+        assert_eq!((woken(&a), woken(&b)), (1, 0), "only the first waiter");
+        ready.set(true);
+        assert_eq!(
+            fa.as_mut().poll(&mut Context::from_waker(&wa)),
+            Poll::Ready(())
+        );
+        assert_eq!(woken(&b), 1, "the first passes the turn on");
+        assert_eq!(
+            fb.as_mut().poll(&mut Context::from_waker(&wb)),
+            Poll::Ready(())
+        );
     }
 }

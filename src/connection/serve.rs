@@ -11,8 +11,8 @@
 //! connection accepted elsewhere is handed to that shard right after its CONNECT
 //! (descriptor, CONNECT and unread bytes), so takeovers never cross shards.
 
-use std::cell::{Cell, RefCell};
 use crate::hash::HashMap;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -28,7 +28,7 @@ use tracing::debug;
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
 use super::socket::{read_scratch, ReadScratch, Socket};
-use super::{Notify, WakeAll};
+use super::{Notify, WakeAll, WakeQueue};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
 use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
@@ -108,8 +108,8 @@ struct ConnState {
     /// does not read.
     interrupt: Notify,
     /// Wakes the readers of publishers waiting for this connection's output to
-    /// drain, each time the writer takes it.
-    drained: WakeAll,
+    /// drain, one per output the writer takes (each passes the turn on).
+    drained: WakeQueue,
     /// When the write in progress started, if one is.
     writing_since: Cell<Option<Instant>>,
 }
@@ -309,7 +309,7 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         reader_done: Cell::new(false),
         reader_error: Cell::new(None),
         interrupt: Notify::default(),
-        drained: WakeAll::default(),
+        drained: WakeQueue::default(),
         writing_since: Cell::new(None),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
@@ -542,7 +542,7 @@ async fn write_loop(
             state.notify.notified().await;
         }
         let out = shard.broker.borrow_mut().take_output(conn);
-        state.drained.wake_all();
+        state.drained.wake_one();
         for mut packet in out.packets {
             let applied = match &mut packet {
                 Packet::Publish(p) => aliases.apply(p),
@@ -601,6 +601,7 @@ async fn write_loop(
                         .or(Some(ReasonCode::UnspecifiedError)),
                 );
                 state.socket.shutdown();
+                state.drained.wake_all();
                 return;
             }
             state.writing_since.set(None);
@@ -608,6 +609,7 @@ async fn write_loop(
         }
         if closing {
             state.socket.shutdown();
+            state.drained.wake_all();
             return;
         }
     }
