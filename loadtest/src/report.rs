@@ -62,6 +62,9 @@ pub struct Report {
     pub errors: u64,
     /// `errors` by reason (stage and reason code).
     pub error_reasons: BTreeMap<String, u64>,
+    /// What may make the figures wrong, found before the run (see
+    /// `lib::warnings`).
+    pub warnings: Vec<String>,
     /// Latency by percentile, from the median out to the maximum in ever finer
     /// steps (HdrHistogram's percentile iteration, 5 ticks per halving): what
     /// `loadtest plot` draws.
@@ -247,6 +250,9 @@ impl Report {
         }
         for (reason, n) in &self.error_reasons {
             let _ = writeln!(t, "    {n:>8}  {reason}");
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(t, "  warning: {warning}");
         }
         t
     }
