@@ -332,6 +332,9 @@ fn parse_share_group(s: &str) -> Result<String, String> {
             "`{s}` cannot name a share group: use a non-empty name without `/`, `+` or `#`"
         ));
     }
+    // The filter the members subscribe to must be valid too (the plan relies on it).
+    shardmq::topic::TopicFilter::new(format!("$share/{s}/loadtest/fan-in/+"))
+        .map_err(|e| format!("`{s}` cannot name a share group: {e}"))?;
     Ok(s.to_owned())
 }
 
