@@ -79,9 +79,13 @@ impl Outbox {
             return (Written::default(), Ok(()));
         }
         let Ok(_permit) = write_lock.acquire_permit(1).await else {
+            let written = Written {
+                unwritten: self.ends.len(),
+                ..Written::default()
+            };
             self.clear();
-            let closed = io::Error::new(io::ErrorKind::NotConnected, "reader ended");
-            return (Written::default(), Err(closed));
+            let closed = io::Error::new(io::ErrorKind::NotConnected, "write lock closed");
+            return (written, Err(closed));
         };
         bound_writes(writer, deadline);
         let mut off = 0;
