@@ -9,5 +9,5 @@ mod notify;
 mod serve;
 mod socket;
 
-pub use notify::{Notify, WakeAll, WakeQueue};
+pub use notify::{Notify, WakeQueue};
 pub use serve::{serve, Shard, ShardMsg};

@@ -43,42 +43,15 @@ impl Notify {
     }
 }
 
-/// Wakes every waiting task at once: readers paused until the mesh backlog has
-/// been taken by the send task.
-#[derive(Debug, Default)]
-pub struct WakeAll {
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl WakeAll {
-    pub fn wake_all(&self) {
-        for waker in self.wakers.take() {
-            waker.wake();
-        }
-    }
-
-    /// Resolves once `ready()` holds, re-checking it after each [`WakeAll::wake_all`].
-    pub async fn wait_until(&self, ready: impl Fn() -> bool) {
-        poll_fn(|cx| {
-            if ready() {
-                return Poll::Ready(());
-            }
-            let mut wakers = self.wakers.borrow_mut();
-            // One waker per task, however often it is polled.
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// Wakes waiting tasks one at a time, in the order they started waiting: the
-/// publishers paused on one congested subscriber. Waking them all at each
-/// drain would poll every one of them (a thousand, in a fan-in) for each batch
-/// the subscriber's writer takes; instead the first one resumes and, when it
-/// finds the subscriber still not congested, passes the turn to the next.
+/// Tasks waiting for a condition, woken one at a time in the order they started
+/// waiting, or all at once.
+///
+/// One at a time: the publishers paused on one congested subscriber. Waking
+/// them all at each drain would poll every one of them (a thousand, in a
+/// fan-in) for each batch the subscriber's writer takes; instead the first one
+/// resumes and, when it finds the subscriber still not congested, passes the
+/// turn to the next. All at once: the readers paused until the mesh backlog
+/// has been taken by the send task.
 #[derive(Debug, Default)]
 pub struct WakeQueue {
     wakers: RefCell<VecDeque<Waker>>,
@@ -93,7 +66,7 @@ impl WakeQueue {
         }
     }
 
-    /// Wakes every waiting task (the subscriber is gone).
+    /// Wakes every waiting task.
     pub fn wake_all(&self) {
         for waker in self.wakers.take() {
             waker.wake();
@@ -108,7 +81,12 @@ impl WakeQueue {
                 self.wake_one();
                 return Poll::Ready(());
             }
-            self.wakers.borrow_mut().push_back(cx.waker().clone());
+            let mut wakers = self.wakers.borrow_mut();
+            // One waker per task, however often it is polled: glommio 0.9
+            // counts a task's wakers in an i16 (DESIGN.md, known bugs).
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push_back(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await

@@ -28,7 +28,7 @@ use tracing::debug;
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
 use super::socket::{read_scratch, ReadScratch, Socket};
-use super::{Notify, WakeAll, WakeQueue};
+use super::{Notify, WakeQueue};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
 use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
@@ -77,7 +77,7 @@ pub struct Shard {
     /// Wakes the mesh flusher task.
     pub flush: Notify,
     /// Wakes readers paused on a full mesh backlog once the send task took it.
-    pub mesh_drained: WakeAll,
+    pub mesh_drained: WakeQueue,
     /// Counts live connection tasks, so shutdown can wait for them.
     pub tracker: shards::TaskTracker,
     pub max_packet_size: usize,
@@ -132,7 +132,7 @@ impl Shard {
             next_conn: Cell::new(0),
             mesh_out: RefCell::new(Vec::new()),
             flush: Notify::default(),
-            mesh_drained: WakeAll::default(),
+            mesh_drained: WakeQueue::default(),
             tracker: shards::TaskTracker::new(),
             max_packet_size,
             connect_timeout,
