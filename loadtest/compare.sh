@@ -727,7 +727,7 @@ for s in "${scenario_list[@]}"; do
     done <"$results"
     [[ ${#jsons[@]} -gt 0 ]] || continue
     png=$plot_dir/$stamp-$s.png
-    if "$loadtest_bin" plot --title "$(scenario_label "$s" | sed "s/→/ to /")" --out "$png" "${jsons[@]}" >/dev/null 2>"$work/plot-$s.err"; then
+    if "$loadtest_bin" plot --title "$(scenario_label "$s")" --out "$png" "${jsons[@]}" >/dev/null 2>"$work/plot-$s.err"; then
         plots+=("$s	$png")
         echo "latency plot: $png"
     else

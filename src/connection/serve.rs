@@ -40,9 +40,6 @@ use crate::protocol::{
 /// forwards is slowed down by TCP instead of growing the shard's memory.
 const MESH_BACKLOG: usize = 1024;
 
-/// How long the last write of a closing connection (its DISCONNECT) may take.
-const LAST_WRITE: Duration = Duration::from_secs(5);
-
 /// The longest a publisher's reader waits for one congested recipient to
 /// drain, and how long a recipient's write may hang before the recipient
 /// counts as stalled. A subscriber that reads slowly slows its publishers down;
@@ -366,8 +363,7 @@ async fn run(shard: &Shard, live: Live) {
 async fn refuse(socket: &Socket, reason: ReasonCode, version: Version) {
     let mut wbuf = BytesMut::new();
     if encode(&Packet::ConnAck(refusal(reason)), version, &mut wbuf).is_ok() {
-        let _ = socket.set_write_timeout(Some(LAST_WRITE));
-        let _ = socket.write_all(&wbuf, None).await;
+        let _ = socket.write_last(&wbuf).await;
     }
 }
 
@@ -398,8 +394,7 @@ async fn read_connect(
                 // CONNACK "unacceptable protocol version" in the oldest form,
                 // which every client can read [MQTT-3.1.2-2].
                 debug!(level, "unsupported protocol level");
-                let _ = socket.set_write_timeout(Some(LAST_WRITE));
-                socket.write_all(&[0x20, 0x02, 0x00, 0x01], None).await;
+                let _ = socket.write_last(&[0x20, 0x02, 0x00, 0x01]).await;
                 return Ok(None);
             }
             Err(e) => {
@@ -587,8 +582,7 @@ async fn write_loop(
             // read must not keep its writer (and socket) forever.
             state.writing_since.set(Some(Instant::now()));
             let written = if closing {
-                let _ = state.socket.set_write_timeout(Some(LAST_WRITE));
-                state.socket.write_all(&wbuf, None).await
+                Some(state.socket.write_last(&wbuf).await)
             } else {
                 state.socket.write_all(&wbuf, Some(&state.interrupt)).await
             };

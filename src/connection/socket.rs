@@ -30,6 +30,9 @@ use super::Notify;
 /// buffer.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// How long the last write of a closing connection (its DISCONNECT) may take.
+const LAST_WRITE: Duration = Duration::from_secs(5);
+
 /// The shard's read buffer, shared by all of its connections: a read copies
 /// from it into the connection's own buffer only what arrived.
 pub type ReadScratch = RefCell<Box<[u8]>>;
@@ -106,8 +109,12 @@ impl Socket {
         Ok(self.stream.borrow().set_read_timeout(timeout)?)
     }
 
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Ok(self.stream.borrow().set_write_timeout(timeout)?)
+    /// Writes a closing connection's last bytes (a refusal, a DISCONNECT): within
+    /// [`LAST_WRITE`], so a client that does not read cannot keep the socket.
+    pub async fn write_last(&self, data: &[u8]) -> io::Result<()> {
+        self.stream.borrow().set_write_timeout(Some(LAST_WRITE))?;
+        // Without an interrupt, `write_all` always finishes with a result.
+        self.write_all(data, None).await.unwrap_or(Ok(()))
     }
 
     /// Shuts both directions down; the descriptor closes when the socket is
