@@ -3,19 +3,17 @@
 //! the password as an HS256 JWT whose `rid` must be the username, and refuses one
 //! username, as a JWT-checking broker would.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
-use bytes::BytesMut;
 use clap::Parser;
+use common::{send, Peer};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use loadtest::identity::Claims;
-use shardmq::protocol::{
-    decode as decode_packet, encode, ConnAck, ConnAckProperties, Packet, ReasonCode, Version,
-};
+use shardmq::protocol::{ConnAck, ConnAckProperties, Packet, ReasonCode, Version};
 
 const SECRET: &str = "test-secret";
 /// The username the fake broker refuses.
@@ -50,30 +48,13 @@ fn start_fake_broker() -> (SocketAddr, Log) {
     (addr, log)
 }
 
-fn serve(mut stream: TcpStream, log: &Log) {
-    // Bounded: a stuck test ends with the read timing out.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+fn serve(stream: TcpStream, log: &Log) {
     let peer = stream.peer_addr().unwrap().ip();
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 4096];
-    let mut version = Version::V5;
-    loop {
-        let packet = match decode_packet(&mut buf, version, 1 << 20) {
-            Ok(Some(p)) => p,
-            Ok(None) => match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    continue;
-                }
-            },
-            Err(e) => panic!("loadtest sent a bad packet: {e}"),
-        };
+    let mut conn = Peer::new(stream, Version::V5);
+    while let Some(packet) = conn.next() {
         match packet {
             Packet::Connect(c) => {
-                version = c.version;
+                conn.version = c.version;
                 let username = c.username.as_ref().map(|u| u.to_string());
                 let rid = c.password.as_ref().and_then(|p| {
                     let token = std::str::from_utf8(p).ok()?;
@@ -99,9 +80,7 @@ fn serve(mut stream: TcpStream, log: &Log) {
                     },
                     properties: ConnAckProperties::default(),
                 });
-                let mut out = BytesMut::new();
-                encode(&ack, version, &mut out).unwrap();
-                let _ = stream.write_all(&out);
+                send(&mut conn.stream, conn.version, &ack);
                 if !ok {
                     return;
                 }

@@ -3,18 +3,18 @@
 //! publish to the subscriber except that it drops sequence 5, sends 10 twice and swaps
 //! 20 and 21. The load tester must report exactly that.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
-use bytes::BytesMut;
 use clap::Parser;
+use common::Peer;
 use loadtest::payload::Header;
 use shardmq::protocol::{
-    decode, encode, Ack, AckProperties, ConnAck, ConnAckProperties, Packet, Publish, QoS,
-    ReasonCode, SubAck, Version,
+    Ack, AckProperties, ConnAck, ConnAckProperties, Packet, Publish, QoS, ReasonCode, SubAck,
+    Version,
 };
 
 const DROP: u64 = 5;
@@ -42,31 +42,15 @@ fn start_scripted_broker() -> std::net::SocketAddr {
 }
 
 fn send(stream: &mut TcpStream, packet: &Packet) {
-    let mut buf = BytesMut::new();
-    encode(packet, Version::V3_1_1, &mut buf).unwrap();
-    let _ = stream.write_all(&buf);
+    common::send(stream, Version::V3_1_1, packet);
 }
 
-fn serve(mut stream: TcpStream, subscriber: &Subscriber) {
-    // Bounded: a stuck test ends with the read timing out.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut buf = BytesMut::new();
+fn serve(stream: TcpStream, subscriber: &Subscriber) {
+    let mut conn = Peer::new(stream, Version::V3_1_1);
+    // Answers go out on a second handle while `conn` reads.
+    let mut stream = conn.stream.try_clone().unwrap();
     let mut held: Option<Publish> = None;
-    let mut chunk = [0u8; 8192];
-    loop {
-        let packet = match decode(&mut buf, Version::V3_1_1, 1 << 20) {
-            Ok(Some(p)) => p,
-            Ok(None) => match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    continue;
-                }
-            },
-            Err(e) => panic!("loadtest sent a bad packet: {e}"),
-        };
+    while let Some(packet) = conn.next() {
         match packet {
             Packet::Connect(_) => send(
                 &mut stream,
