@@ -33,11 +33,13 @@ Options:
   --brokers LIST        comma-separated subset of shardmq,mosquitto,rumqttd
                         (default: all three, in that order)
   --scenarios LIST      comma-separated subset of p2p-qos0,p2p-qos1,
-                        p2p-qos1-half,fan-out,fan-in,conn-storm,idle-10k,
-                        idle-19k (default: all). p2p-qos1-half runs QoS 1 at
+                        p2p-qos1-half,fan-out,fan-in,fan-in-max,conn-storm,
+                        idle-10k,idle-19k (default: all). p2p-qos1-half runs QoS 1 at
                         half the rate that broker reached in p2p-qos1 (its
                         latency at half saturation), so it needs p2p-qos1
-                        before it. conn-storm: --storm-workers clients each
+                        before it. fan-in offers --fan-in-rate, which every
+                        broker can carry, and compares CPU and latency;
+                        fan-in-max offers --rate. conn-storm: --storm-workers clients each
                         connecting, subscribing and disconnecting in a loop.
                         idle-N: N idle connections held for 5 s, the
                         broker's RSS read from /proc. Each scenario runs on a
@@ -49,6 +51,9 @@ Options:
   --pairs N             p2p publisher/subscriber pairs (default: 1)
   --fan N               subscribers for fan-out, publishers for fan-in (default: 1000)
   --storm-workers N     conn-storm clients (default: 50)
+  --fan-in-rate R       aggregate msgs/s of the fan-in scenario (default: 50000,
+                        under Mosquitto's saturation: at --rate max its fan-in
+                        figure varied by 45 % between two runs)
   --rate R              loadtest --rate for every scenario, a number or max
                         (default: max)
   --mqtt-version V      3.1.1 or 5 (default: 3.1.1); rumqttd gets a [v4] or a
@@ -83,13 +88,14 @@ EOF
 broker_cores=0
 load_cores=1
 brokers=shardmq,mosquitto,rumqttd
-scenarios=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in,conn-storm,idle-10k,idle-19k
+scenarios=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in,fan-in-max,conn-storm,idle-10k,idle-19k
 storm_workers=50
 duration=10s
 warmup=2s
 payload=64
 pairs=1
 fan=1000
+fan_in_rate=50000
 rate=max
 mqtt_version=3.1.1
 base_port=18830
@@ -116,6 +122,7 @@ while [[ $# -gt 0 ]]; do
         --pairs) need_arg "$@"; pairs=$2; shift 2 ;;
         --fan) need_arg "$@"; fan=$2; shift 2 ;;
         --storm-workers) need_arg "$@"; storm_workers=$2; shift 2 ;;
+        --fan-in-rate) need_arg "$@"; fan_in_rate=$2; shift 2 ;;
         --rate) need_arg "$@"; rate=$2; shift 2 ;;
         --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
         --base-port) need_arg "$@"; base_port=$2; shift 2 ;;
@@ -138,6 +145,7 @@ done
 [[ $fan =~ ^[1-9][0-9]*$ ]] || die "--fan '$fan': want a positive number"
 [[ $storm_workers =~ ^[1-9][0-9]*$ ]] || die "--storm-workers '$storm_workers': want a positive number"
 [[ $rate == max || $rate =~ ^[1-9][0-9]*$ ]] || die "--rate '$rate': want a number or max"
+[[ $fan_in_rate =~ ^[1-9][0-9]*$ ]] || die "--fan-in-rate '$fan_in_rate': want a number of msgs/s"
 [[ $mqtt_version == 3.1.1 || $mqtt_version == 5 ]] || die "--mqtt-version '$mqtt_version': want 3.1.1 or 5"
 [[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $base_port -le 65000 ]] || die "--base-port '$base_port': want 1024..65000"
 
@@ -186,7 +194,9 @@ scenario_args() {
         p2p-qos1-half) common[3]=${half_rate:-1}
             echo --scenario p2p --clients "$pairs" --qos 1 "${common[@]}" ;;
         fan-out) echo --scenario fan-out --publishers 1 --subscribers "$fan" --qos 0 "${common[@]}" ;;
-        fan-in) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
+        fan-in) common[3]=$fan_in_rate
+            echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
+        fan-in-max) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         conn-storm) echo --scenario conn-storm --clients "$storm_workers" --rate max --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" ;;
         idle-[1-9]*k) echo --scenario idle --clients "$(idle_clients "$1")" --duration 5s --warmup 0s --mqtt-version "$mqtt_version" --broker-pid "${broker_pid:-PID}" ;;
         *) return 1 ;;
@@ -198,7 +208,8 @@ scenario_label() {
         p2p-qos1) echo "p2p QoS 1, $pairs→$pairs" ;;
         p2p-qos1-half) echo "p2p QoS 1, $pairs→$pairs, half saturation" ;;
         fan-out) echo "fan-out QoS 0, 1→$fan" ;;
-        fan-in) echo "fan-in QoS 0, $fan→1" ;;
+        fan-in) echo "fan-in QoS 0, $fan→1, $fan_in_rate msgs/s offered" ;;
+        fan-in-max) echo "fan-in QoS 0, $fan→1, rate $rate" ;;
         conn-storm) echo "conn-storm, $storm_workers workers (connections/s)" ;;
         idle-*) echo "idle, $(idle_clients "$1") connections" ;;
     esac
@@ -207,7 +218,7 @@ scenario_label() {
 idle_clients() { local n=${1#idle-}; echo $((${n%k} * 1000)); }
 is_idle() { [[ $1 == idle-* ]]; }
 for s in "${scenario_list[@]}"; do
-    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, conn-storm, idle-<N>k)"
+    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, fan-in-max, conn-storm, idle-<N>k)"
 done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
