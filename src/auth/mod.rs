@@ -2,28 +2,41 @@
 //!
 //! The broker asks its [`Authenticator`] once per CONNECT, after the handshake
 //! has accepted the packet and before any session changes. The default,
-//! [`AllowAnonymous`], accepts everyone; the JWT and password-file
-//! authenticators (issue 5) plug in here.
+//! [`AllowAnonymous`], accepts everyone; [`ConfiguredAuthenticator`] applies
+//! `[auth]`: the password file ([`password`]) and JWTs ([`jwt`]).
+//!
+//! # Layout
+//! - [`failure`](Failure): why a client is refused, for the CONNACK, metrics
+//!   and events.
+//! - [`jwt`]: token verification, its keys (secret, PEM, JWKS) and cache.
+//! - [`password`]: the password file, its hashes and cache.
+//! - [`AuthSetupError`]: what is wrong with `[auth]` at start-up.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use crate::protocol::{Connect, ReasonCode};
+use crate::config::{AuthConfig, TokenFrom};
+use crate::protocol::Connect;
+
+mod failure;
+pub mod jwt;
+pub mod password;
+mod setup;
+#[cfg(test)]
+mod tests;
+
+pub use failure::Failure;
+pub use jwt::{Claims, JwtVerifier};
+pub use password::{hash_password, HashPasswordError, PasswordChecker, PasswordFile};
+pub use setup::AuthSetupError;
 
 /// Decides whether a CONNECT may proceed.
 pub trait Authenticator {
     /// The identity of the client sending `connect`, whose effective client id
-    /// is `client_id` (server-assigned when the CONNECT carried none), or the
-    /// reason to refuse it. MQTT 3 clients get the reason as a return code
-    /// through [`ReasonCode::to_v3_connack`]: `NotAuthorized` is 5,
-    /// `BadUserNameOrPassword` is 4.
-    fn authenticate(
-        &self,
-        connect: &Connect,
-        client_id: &ByteString,
-    ) -> Result<Identity, ReasonCode>;
+    /// is `client_id` (server-assigned when the CONNECT carried none), or why
+    /// it is refused ([`Failure::reason_code`] becomes the CONNACK).
+    fn authenticate(&self, connect: &Connect, client_id: &ByteString) -> Result<Identity, Failure>;
 }
 
 /// Who a connected client is: what ACL rules and events need to know.
@@ -34,8 +47,8 @@ pub struct Identity {
     /// The effective client id, for `%c` and `token` ACL rules.
     pub client_id: ByteString,
     /// Verified token claims as strings, for `%(j, claim)` ACL rules. `None`
-    /// without a token; the JWT authenticator (issue 5) fills it.
-    pub claims: Option<Arc<BTreeMap<String, String>>>,
+    /// without a token; [`ConfiguredAuthenticator`] fills it from the JWT.
+    pub claims: Option<Arc<Claims>>,
 }
 
 impl Identity {
@@ -55,11 +68,135 @@ impl Identity {
 pub struct AllowAnonymous;
 
 impl Authenticator for AllowAnonymous {
-    fn authenticate(
-        &self,
-        connect: &Connect,
-        client_id: &ByteString,
-    ) -> Result<Identity, ReasonCode> {
+    fn authenticate(&self, connect: &Connect, client_id: &ByteString) -> Result<Identity, Failure> {
         Ok(Identity::anonymous(connect, client_id))
+    }
+}
+
+/// The authenticator `[auth]` describes: a password file, JWTs, both or
+/// neither, and whether anonymous clients are welcome.
+///
+/// The rules, in order, as a Mosquitto or EMQX user would expect them:
+/// 1. No username and no password: accepted as anonymous if
+///    `allow-anonymous`, else [`Failure::MissingCredentials`].
+/// 2. A username that has a line in the password file: the password must
+///    match its hash ([`Failure::BadPassword`]; no password:
+///    [`Failure::MissingCredentials`]). Such users never log in with a
+///    token, so a leaked signing key cannot impersonate them.
+/// 3. JWT is on and the token's field (`token-from`: the password, or the
+///    username) is present: the token decides, and the identity carries its
+///    claims. A token that is not UTF-8 is [`Failure::MalformedToken`].
+/// 4. Otherwise credentials were given that no method can check:
+///    - no method is configured at all: accepted if `allow-anonymous` (as
+///      before `[auth]` existed, credentials are then not looked at), else
+///      [`Failure::NoMethod`];
+///    - a method is configured: refused whatever `allow-anonymous` says
+///      (it is about clients without credentials, and credentials that are
+///      present are always checked): [`Failure::BadPassword`] for a username
+///      and password the file does not know, [`Failure::MissingCredentials`]
+///      when half is missing (e.g. a username without the token a JWT
+///      deployment needs as password).
+///
+/// With `token-from = "username"` the username is the token, so binding to
+/// the username cannot match: use `bind-to = "client-id"` (or no binding).
+/// The identity's username is then the token as sent.
+///
+/// The files and keys are shared by every shard; build once with
+/// [`ConfiguredAuthenticator::from_config`], then give each shard
+/// [`ConfiguredAuthenticator::for_shard`] (its own caches).
+#[derive(Debug)]
+pub struct ConfiguredAuthenticator {
+    allow_anonymous: bool,
+    /// `None` without `password-file`.
+    passwords: Option<PasswordChecker>,
+    /// `None` while `[auth.jwt] algorithms` is empty.
+    jwt: Option<JwtVerifier>,
+}
+
+impl ConfiguredAuthenticator {
+    /// Loads the password file and keys `config` names.
+    pub fn from_config(config: &AuthConfig) -> Result<ConfiguredAuthenticator, AuthSetupError> {
+        let passwords = match config.password_file.as_os_str().is_empty() {
+            true => None,
+            false => {
+                let file = PasswordFile::load(&config.password_file)?;
+                Some(PasswordChecker::new(Arc::new(file)))
+            }
+        };
+        let jwt = match config.jwt.enabled() {
+            true => Some(JwtVerifier::from_config(&config.jwt)?),
+            false => None,
+        };
+        Ok(ConfiguredAuthenticator {
+            allow_anonymous: config.allow_anonymous,
+            passwords,
+            jwt,
+        })
+    }
+
+    /// The authenticator of another shard: the same files and keys, caches of
+    /// its own.
+    pub fn for_shard(&self) -> ConfiguredAuthenticator {
+        ConfiguredAuthenticator {
+            allow_anonymous: self.allow_anonymous,
+            passwords: self.passwords.as_ref().map(PasswordChecker::for_shard),
+            jwt: self.jwt.as_ref().map(JwtVerifier::for_shard),
+        }
+    }
+
+    /// Replaces the JWT verifier (tests and benches tune its cache and reload
+    /// interval); `None` turns JWT off.
+    pub fn with_jwt(mut self, jwt: Option<JwtVerifier>) -> ConfiguredAuthenticator {
+        self.jwt = jwt;
+        self
+    }
+
+    /// Replaces the password checker; `None` turns the password file off.
+    pub fn with_passwords(mut self, passwords: Option<PasswordChecker>) -> ConfiguredAuthenticator {
+        self.passwords = passwords;
+        self
+    }
+}
+
+impl Authenticator for ConfiguredAuthenticator {
+    fn authenticate(&self, connect: &Connect, client_id: &ByteString) -> Result<Identity, Failure> {
+        let username = connect.username.as_deref();
+        let password = connect.password.as_deref();
+        if username.is_none() && password.is_none() {
+            return match self.allow_anonymous {
+                true => Ok(Identity::anonymous(connect, client_id)),
+                false => Err(Failure::MissingCredentials),
+            };
+        }
+        if let (Some(file), Some(user)) = (&self.passwords, username) {
+            if file.knows(user) {
+                file.check(user, password.ok_or(Failure::MissingCredentials)?)?;
+                return Ok(Identity::anonymous(connect, client_id));
+            }
+        }
+        if let Some(jwt) = &self.jwt {
+            let token = match jwt.token_from() {
+                TokenFrom::Password => password,
+                TokenFrom::Username => username.map(str::as_bytes),
+            };
+            if let Some(token) = token {
+                let token = std::str::from_utf8(token).map_err(|_| Failure::MalformedToken)?;
+                let claims = jwt.verify(token, username, client_id)?;
+                return Ok(Identity {
+                    claims: Some(claims),
+                    ..Identity::anonymous(connect, client_id)
+                });
+            }
+        }
+        if self.passwords.is_none() && self.jwt.is_none() {
+            return match self.allow_anonymous {
+                true => Ok(Identity::anonymous(connect, client_id)),
+                false => Err(Failure::NoMethod),
+            };
+        }
+        match (username, password) {
+            (Some(_), Some(_)) => Err(Failure::BadPassword),
+            _ => Err(Failure::MissingCredentials),
+        }
     }
 }
