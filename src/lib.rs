@@ -26,6 +26,8 @@ pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod protocol;
+pub mod ratelimit;
+pub mod reload;
 pub mod retained;
 pub mod router;
 pub mod server;

@@ -37,12 +37,19 @@ struct Cli {
     /// how to fix it (exit 1).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "bind"])]
     check_config: Option<PathBuf>,
+
+    /// Read a password from standard input (its first line) and print
+    /// "USER:HASH", an argon2id hash, as a line for the [auth] password-file.
+    #[arg(long, value_name = "USER", conflicts_with_all = ["config", "bind", "check_config", "print_default_config"])]
+    passwd: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = if cli.print_default_config {
         write_stdout(DEFAULT_TOML)
+    } else if let Some(user) = &cli.passwd {
+        password_line(user).and_then(|line| write_stdout(&line))
     } else if let Some(path) = &cli.check_config {
         Config::from_file(path)
             .map_err(anyhow::Error::from)
@@ -67,6 +74,24 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
         _ => Ok(()),
     }
+}
+
+/// `USER:HASH` for the password file, the password read from stdin.
+fn password_line(user: &str) -> anyhow::Result<String> {
+    if user.is_empty() || user.contains(':') || user.contains(char::is_whitespace) {
+        bail!("--passwd {user:?}: a username must be non-empty, without ':' or spaces");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("--passwd: the password (first line of standard input) is empty");
+    }
+    let hash = shardmq::auth::hash_password(password)
+        .map_err(|e| anyhow!("cannot hash the password: {e}"))?;
+    Ok(format!("{user}:{hash}\n"))
 }
 
 /// Loads the config, starts logging, and runs the broker until shutdown.

@@ -1,12 +1,13 @@
 //! What the broker knows about one connection, beside its session.
 
-use crate::hash::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
 use crate::auth::Identity;
 use crate::connection::handshake::Accepted;
+use crate::hash::HashMap;
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Publish, PublishProperties, Version};
 use crate::topic::TopicName;
@@ -21,7 +22,9 @@ pub struct Client {
     pub conn: ConnId,
     pub client_id: ByteString,
     /// Who the authenticator says the client is, for ACL decisions and events.
-    pub identity: Identity,
+    /// Shared with the session's entry, which re-checks subscriptions after an
+    /// ACL reload even while the client is offline.
+    pub identity: Rc<Identity>,
     pub version: Version,
     /// Close the connection after this much silence (1.5 × keepalive).
     pub idle_timeout: Option<Duration>,
@@ -40,7 +43,7 @@ impl Client {
     pub(super) fn new(
         conn: ConnId,
         client_id: ByteString,
-        identity: Identity,
+        identity: Rc<Identity>,
         connect: &Connect,
         accepted: &Accepted,
     ) -> Client {

@@ -17,7 +17,7 @@ mod publish;
 mod share;
 mod subscribe;
 
-use crate::hash::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,11 +30,13 @@ use output::Outputs;
 pub use publish::Closed;
 
 use crate::acl::{AllowAll, Authorizer};
-use crate::auth::{AllowAnonymous, Authenticator};
+use crate::auth::{AllowAnonymous, Authenticator, Identity};
 use crate::connection::handshake::{self, ConnectPolicy};
 use crate::events::{Event, EventKind, EventSink, Events};
+use crate::hash::HashMap;
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Packet, QoS, ReasonCode};
+use crate::ratelimit::RateLimits;
 use crate::retained::RetainedStore;
 use crate::router::Router;
 use crate::session::{Delivery, DropReason, Limits, Session};
@@ -66,6 +68,12 @@ pub struct Stats {
     pub dropped_too_large: u64,
     /// PUBLISH packets the ACL denied: dropped, not routed.
     pub publishes_denied: u64,
+    /// PUBLISH packets over their ACL label's `[acl.rate-limit]`: dropped.
+    pub publishes_rate_limited: u64,
+    /// Subscriptions removed because a reloaded ACL denies them.
+    pub subscriptions_revoked: u64,
+    /// Refused CONNECTs, indexed by [`Failure`](crate::auth::Failure) as usize.
+    pub auth_failures: [u64; crate::auth::Failure::ALL.len()],
     /// PUBLISH packets handed to connection writers, by QoS (retransmissions
     /// included): what `/metrics` and `$SYS` report as sent.
     pub messages_sent: [u64; 3],
@@ -109,6 +117,9 @@ struct Entry {
     /// Whether the connection is MQTT 3, whose unacknowledged messages are resent
     /// after `retry-interval` (MQTT 5 forbids that).
     retry: bool,
+    /// Who last connected to the session, for re-checking its subscriptions
+    /// when the ACL changes ([`Broker::revoke_denied`]).
+    identity: Rc<Identity>,
 }
 
 /// The broker state of one shard.
@@ -133,6 +144,8 @@ pub struct Broker {
     auth: Box<dyn Authenticator>,
     /// What a client may publish and subscribe to ([`Broker::with_acl`]).
     acl: Box<dyn Authorizer>,
+    /// Publishes per second per ACL label ([`Broker::with_rate_limits`]).
+    rate_limits: RateLimits,
     /// Where events go, if anywhere ([`Broker::with_events`]).
     events: Events,
 }
@@ -154,6 +167,7 @@ impl Broker {
             stats: Stats::default(),
             auth: Box::new(AllowAnonymous),
             acl: Box::new(AllowAll),
+            rate_limits: RateLimits::default(),
             events: Events::default(),
         }
     }
@@ -168,6 +182,34 @@ impl Broker {
     pub fn with_acl(mut self, acl: Box<dyn Authorizer>) -> Broker {
         self.acl = acl;
         self
+    }
+
+    /// Drops publishes over their ACL label's rate (shared with other shards).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Broker {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Removes every subscription the ACL now denies to its session's client,
+    /// online or not: called after the ACL file was reloaded, so a grant the
+    /// new rules withdraw stops delivering. Returns how many were removed.
+    pub fn revoke_denied(&mut self) -> usize {
+        let mut denied = Vec::new();
+        for (client_id, entry) in &self.sessions {
+            for (filter, _) in entry.session.subscriptions() {
+                if !self.acl.subscribe(&entry.identity, filter).allow {
+                    denied.push((client_id.clone(), filter.clone(), entry.conn.is_some()));
+                }
+            }
+        }
+        for (client_id, filter, online) in &denied {
+            if let Some(entry) = self.sessions.get_mut(client_id) {
+                entry.session.unsubscribe(filter);
+            }
+            self.drop_subscription(client_id, filter, *online);
+        }
+        self.stats.subscriptions_revoked += denied.len() as u64;
+        denied.len()
     }
 
     /// Emits events to `sink` (none by default).
@@ -319,25 +361,33 @@ impl Broker {
         now: Instant,
     ) -> Result<Client, ReasonCode> {
         let policy = self.settings.connect.clone();
-        let accepted =
-            handshake::accept(connect, &policy, || self.assign_client_id()).and_then(|accepted| {
-                let identity = self.auth.authenticate(connect, &accepted.client_id)?;
-                Ok((accepted, identity))
-            });
+        let accepted = handshake::accept(connect, &policy, || self.assign_client_id())
+            .map_err(|reason| (reason, None))
+            .and_then(
+                |accepted| match self.auth.authenticate(connect, &accepted.client_id) {
+                    Ok(identity) => Ok((accepted, identity)),
+                    Err(failure) => Err((failure.reason_code(), Some(failure))),
+                },
+            );
         let (accepted, identity) = match accepted {
             Ok(a) => a,
-            Err(reason) => {
+            Err((reason, failure)) => {
+                if let Some(f) = failure {
+                    self.stats.auth_failures[f as usize] += 1;
+                }
                 self.events
                     .emit(EventKind::RegisterFailed, || Event::RegisterFailed {
                         client_id: &connect.client_id,
                         username: connect.username.as_ref(),
                         clean_start: connect.clean_start,
                         reason,
+                        failure,
                     });
                 return Err(reason);
             }
         };
         let client_id = accepted.client_id.clone();
+        let identity = Rc::new(identity);
 
         let mut session_present = false;
         // Whether the session's shared subscriptions count as online already.
@@ -368,8 +418,10 @@ impl Broker {
                 expires_at: None,
                 pending_will: None,
                 retry: false,
+                identity: identity.clone(),
             })
         });
+        entry.identity = identity.clone();
         entry.conn = Some(conn);
         entry.retry = !connect.version.is_v5();
         entry.expiry = accepted.session_expiry;

@@ -143,14 +143,22 @@ impl Broker {
         }
         self.stats.messages_in[publish.qos as usize] += 1;
         let decision = self.acl.publish(&client.identity, &publish.topic);
-        if !decision.allow {
+        // Why the publish is dropped, if it is: the ACL, or its label's rate.
+        let refusal = if !decision.allow {
             self.stats.publishes_denied += 1;
-        }
+            Some(ReasonCode::NotAuthorized)
+        } else if !self.rate_limits.admit(decision.label.as_deref(), now) {
+            self.stats.publishes_rate_limited += 1;
+            Some(ReasonCode::MessageRateTooHigh)
+        } else {
+            None
+        };
+        let allow = refusal.is_none();
         // MQTT 5 tells the publisher; MQTT 3 has no way to, so gets a plain ack.
         let ack = |id| {
             let mut ack = Ack::new(id);
-            if !decision.allow && client.version.is_v5() {
-                ack.reason_code = ReasonCode::NotAuthorized;
+            if let Some(reason) = refusal.filter(|_| client.version.is_v5()) {
+                ack.reason_code = reason;
             }
             ack
         };
@@ -159,7 +167,7 @@ impl Broker {
                 self.output(client.conn)
                     .packets
                     .push(Packet::PubAck(ack(id)));
-                decision.allow
+                allow
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let Some(entry) = self.sessions.get_mut(&client.client_id) else {
@@ -175,9 +183,9 @@ impl Broker {
                     return Err(ReasonCode::ReceiveMaximumExceeded);
                 }
                 self.output(client.conn).packets.push(Packet::PubRec(ack));
-                new && decision.allow
+                new && allow
             }
-            _ => decision.allow,
+            _ => allow,
         };
         if route {
             self.events.emit(EventKind::Publish, || Event::Publish {

@@ -8,7 +8,7 @@ use bytestring::ByteString;
 use super::tests::{connect, online, pid, publish, received, settings, subscribe};
 use super::*;
 use crate::acl::{Authorizer, Decision};
-use crate::auth::{Authenticator, Identity};
+use crate::auth::{Authenticator, Failure, Identity};
 use crate::events::{EventKind, Recorder};
 use crate::protocol::{
     encode, Ack, Subscribe, SubscribeProperties, SubscriptionOptions, Unsubscribe, Version,
@@ -16,10 +16,10 @@ use crate::protocol::{
 use crate::topic::{TopicFilter, TopicName};
 
 /// Refuses user `bad` with its reason; accepts the rest.
-struct RefuseBad(ReasonCode);
+struct RefuseBad(Failure);
 
 impl Authenticator for RefuseBad {
-    fn authenticate(&self, c: &Connect, id: &ByteString) -> Result<Identity, ReasonCode> {
+    fn authenticate(&self, c: &Connect, id: &ByteString) -> Result<Identity, Failure> {
         match c.username.as_deref() {
             Some("bad") => Err(self.0),
             _ => Ok(Identity::anonymous(c, id)),
@@ -68,8 +68,8 @@ fn connack_bytes(b: &mut Broker, c: &Connect) -> Vec<u8> {
 fn a_refusing_authenticator_gives_connack_codes_and_no_session() {
     let now = Instant::now();
     for (reason, v3, v5) in [
-        (ReasonCode::NotAuthorized, 5, 0x87),
-        (ReasonCode::BadUserNameOrPassword, 4, 0x86),
+        (Failure::InvalidSignature, 5, 0x87),
+        (Failure::MissingCredentials, 4, 0x86),
     ] {
         let mut b = Broker::new(0, 1, settings()).with_auth(Box::new(RefuseBad(reason)));
         let v3_bytes = connack_bytes(&mut b, &as_bad(connect(Version::V3_1_1, "c", true)));
@@ -82,7 +82,7 @@ fn a_refusing_authenticator_gives_connack_codes_and_no_session() {
     }
     // A refused clean start does not end the persistent session it names.
     let mut b =
-        Broker::new(0, 1, settings()).with_auth(Box::new(RefuseBad(ReasonCode::NotAuthorized)));
+        Broker::new(0, 1, settings()).with_auth(Box::new(RefuseBad(Failure::UsernameRidMismatch)));
     let mut fine = online(&mut b, 1, connect(Version::V3_1_1, "c", false));
     b.handle(&mut fine, subscribe("t", QoS::AtLeastOnce), now)
         .unwrap();

@@ -46,8 +46,8 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Location};
 pub use sections::{
-    Cores, HttpConfig, ListenerConfig, ListenerProtocol, LogConfig, MqttConfig, ShardsConfig,
-    SysConfig,
+    AclConfig, AuthConfig, BindTo, Cores, HttpConfig, JwtConfig, ListenerConfig, ListenerProtocol,
+    LogConfig, MqttConfig, ShardsConfig, SysConfig, TokenFrom,
 };
 
 use locate::Index;
@@ -75,6 +75,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `$SYS` topics.
     pub sys: SysConfig,
+    /// Who may connect.
+    pub auth: AuthConfig,
+    /// What clients may publish and subscribe to.
+    pub acl: AclConfig,
 }
 
 impl Default for Config {
@@ -86,6 +90,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             log: LogConfig::default(),
             sys: SysConfig::default(),
+            auth: AuthConfig::default(),
+            acl: AclConfig::default(),
         }
     }
 }

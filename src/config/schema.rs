@@ -5,11 +5,24 @@
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::locate::Index;
-use super::sections::{HttpConfig, ListenerConfig, LogConfig, MqttConfig, ShardsConfig, SysConfig};
+use super::sections::{
+    AclConfig, AuthConfig, HttpConfig, JwtConfig, ListenerConfig, LogConfig, MqttConfig,
+    ShardsConfig, SysConfig,
+};
 use super::{Config, ConfigError, Location, DEFAULT_TOML};
 
 /// The sections, in the order `configs/default.toml` has them.
-pub(super) const SECTIONS: &[&str] = &["shards", "listeners", "mqtt", "http", "log", "sys"];
+pub(super) const SECTIONS: &[&str] = &[
+    "shards",
+    "listeners",
+    "mqtt",
+    "http",
+    "log",
+    "sys",
+    "auth",
+    "auth.jwt",
+    "acl",
+];
 
 /// The keys a section may hold: `""` is the top level, `listeners` one
 /// `[[listeners]]` entry. `None` for anything that is not a section.
@@ -22,6 +35,10 @@ pub(super) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "http" => fields_of::<HttpConfig>(),
         "log" => fields_of::<LogConfig>(),
         "sys" => fields_of::<SysConfig>(),
+        "auth" => fields_of::<AuthConfig>(),
+        "auth.jwt" => fields_of::<JwtConfig>(),
+        "acl" => fields_of::<AclConfig>(),
+        // `[acl.rate-limit]` keys are the operator's label names.
         _ => return None,
     })
 }
@@ -74,6 +91,39 @@ pub(super) fn allowed(key: &str) -> &'static str {
         }
         "sys" => "a [sys] table",
         "sys.interval" => "\"0s\" (off), or a duration of at least 1s such as \"10s\" or \"1m\"",
+        "auth" => "an [auth] table",
+        "auth.allow-anonymous" => "true or false",
+        "auth.password-file" => {
+            "a path to a file of `username:hash` lines (argon2 or bcrypt PHC hashes, as \
+             `shardmq --passwd USER` writes them), or \"\" for none"
+        }
+        "auth.jwt" => "an [auth.jwt] table",
+        "auth.jwt.algorithms" => {
+            "a list of distinct names among \"HS256\", \"HS384\", \"HS512\", \"RS256\", \
+             \"RS384\", \"RS512\", \"ES256\", \"ES384\" and \"EdDSA\"; [] turns JWT off"
+        }
+        "auth.jwt.secret" => "the HMAC secret as a string, or \"\" when another source is used",
+        "auth.jwt.secret-file" => "a path to a file holding the HMAC secret, or \"\"",
+        "auth.jwt.secret-env" => {
+            "the name of an environment variable holding the HMAC secret, or \"\""
+        }
+        "auth.jwt.public-key-file" => {
+            "a path to a PEM public key (RSA, EC P-256/P-384 or Ed25519), or \"\""
+        }
+        "auth.jwt.jwks-file" => "a path to a JWKS (JSON Web Key Set) file, or \"\"",
+        "auth.jwt.bind-claim" => "a claim name such as \"rid\", or \"\" for no binding",
+        "auth.jwt.bind-to" => "\"username\" or \"client-id\"",
+        "auth.jwt.leeway" => "a duration such as \"0s\", \"30s\" or \"2m\"",
+        "auth.jwt.issuer" => "the required `iss`, or \"\" to accept any",
+        "auth.jwt.audience" => "the required `aud`, or \"\" to accept any",
+        "auth.jwt.token-from" => "\"password\" or \"username\"",
+        "acl" => "an [acl] table",
+        "acl.file" => "a path to a VerneMQ-syntax ACL file, or \"\" to allow everything",
+        "acl.reload-interval" => "a duration such as \"10s\"; \"0s\" reloads only on SIGHUP",
+        "acl.rate-limit" => {
+            "a table of `label = msgs/s` pairs, such as `telemetry = 100`, each from 1 to \
+             4294967295"
+        }
         _ => "see `shardmq --print-default-config`",
     }
 }
@@ -231,7 +281,9 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_structs() {
-        assert_eq!(section_keys(""), Some(SECTIONS));
+        let top: Vec<&str> = SECTIONS.iter().copied().filter(|s| !s.contains('.')).collect();
+        assert_eq!(section_keys(""), Some(&top[..]));
+        assert!(section_keys("auth").unwrap().contains(&"jwt"));
         assert_eq!(section_keys("listeners"), Some(&["bind", "protocol"][..]));
         assert!(section_keys("mqtt").unwrap().contains(&"max-inflight"));
         assert_eq!(section_keys("mqtt.max-inflight"), None);

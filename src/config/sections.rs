@@ -4,7 +4,9 @@
 //! a missing key takes its default, an unknown key is an error. Field-level rules
 //! (ranges, duplicates) live in `validate.rs`, not here.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -186,6 +188,128 @@ impl Default for SysConfig {
     fn default() -> Self {
         SysConfig {
             interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[auth]`: who may connect.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthConfig {
+    /// Whether a CONNECT without username and password is accepted. Credentials
+    /// that are present are always checked, whatever this says.
+    pub allow_anonymous: bool,
+    /// `username:$argon2id$...` lines (or bcrypt `$2b$` hashes); empty: none.
+    pub password_file: PathBuf,
+    /// `[auth.jwt]`: tokens as passwords; off while `algorithms` is empty.
+    pub jwt: JwtConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_anonymous: true,
+            password_file: PathBuf::new(),
+            jwt: JwtConfig::default(),
+        }
+    }
+}
+
+/// `[auth.jwt]`: JWT verification. Empty strings mean "not set".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JwtConfig {
+    /// Accepted `alg` values; a token with any other, or `none`, is refused.
+    /// Empty: JWT authentication is off.
+    pub algorithms: Vec<String>,
+    /// The HMAC secret for HS256/384/512, inline.
+    pub secret: String,
+    /// A file holding the HMAC secret (trailing newline ignored).
+    pub secret_file: PathBuf,
+    /// An environment variable holding the HMAC secret.
+    pub secret_env: String,
+    /// A PEM public key for RS*, ES* or EdDSA tokens.
+    pub public_key_file: PathBuf,
+    /// A local JWKS file; keys are chosen by the token's `kid`, and the file is
+    /// read again when it changes.
+    pub jwks_file: PathBuf,
+    /// The claim that must equal the username or client id (the fork's `rid`).
+    pub bind_claim: String,
+    /// What `bind-claim` is compared with.
+    pub bind_to: BindTo,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    #[serde(with = "de::duration")]
+    pub leeway: Duration,
+    /// Required `iss`; empty: not checked.
+    pub issuer: String,
+    /// Required `aud` (one of the token's); empty: not checked.
+    pub audience: String,
+    /// Where the token is: the MQTT password or the username.
+    pub token_from: TokenFrom,
+}
+
+impl JwtConfig {
+    /// Whether JWT authentication is on.
+    pub fn enabled(&self) -> bool {
+        !self.algorithms.is_empty()
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            algorithms: Vec::new(),
+            secret: String::new(),
+            secret_file: PathBuf::new(),
+            secret_env: String::new(),
+            public_key_file: PathBuf::new(),
+            jwks_file: PathBuf::new(),
+            bind_claim: "rid".to_owned(),
+            bind_to: BindTo::Username,
+            leeway: Duration::from_secs(30),
+            issuer: String::new(),
+            audience: String::new(),
+            token_from: TokenFrom::Password,
+        }
+    }
+}
+
+/// What a token's binding claim must equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindTo {
+    Username,
+    ClientId,
+}
+
+/// Which CONNECT field carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenFrom {
+    Password,
+    Username,
+}
+
+/// `[acl]`: what clients may publish and subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AclConfig {
+    /// A VerneMQ-syntax ACL file; empty: everything is allowed.
+    pub file: PathBuf,
+    /// How often the file is checked for changes (SIGHUP also reloads it).
+    /// Zero: only on SIGHUP.
+    #[serde(with = "de::duration")]
+    pub reload_interval: Duration,
+    /// Publishes per second, per node, allowed under each rule label.
+    pub rate_limit: BTreeMap<String, u32>,
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        AclConfig {
+            file: PathBuf::new(),
+            reload_interval: Duration::from_secs(10),
+            rate_limit: BTreeMap::new(),
         }
     }
 }

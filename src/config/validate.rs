@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::sections::{Cores, LogConfig};
+use super::sections::{AclConfig, Cores, JwtConfig, LogConfig};
 use super::Config;
 use crate::topic::MAX_SHARDS;
 
@@ -41,7 +41,9 @@ pub(super) fn check(config: &Config) -> Result<(), Violation> {
     check_listeners(config)?;
     check_mqtt(config)?;
     check_log(&config.log)?;
-    check_sys(config.sys.interval)
+    check_sys(config.sys.interval)?;
+    check_jwt(&config.auth.jwt)?;
+    check_acl(&config.acl)
 }
 
 fn check_cores(cores: &Cores) -> Result<(), Violation> {
@@ -218,6 +220,95 @@ fn check_sys(interval: Duration) -> Result<(), Violation> {
                 humantime::format_duration(interval)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// The `alg` names `[auth.jwt] algorithms` accepts.
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA",
+];
+
+/// Algorithms must be known and distinct, and each family needs exactly one key
+/// source: HMAC a secret, the others a public key or a JWKS file.
+fn check_jwt(jwt: &JwtConfig) -> Result<(), Violation> {
+    let algs = &jwt.algorithms;
+    if let Some(i) = algs
+        .iter()
+        .position(|a| !JWT_ALGORITHMS.contains(&a.as_str()))
+    {
+        let fix = if algs[i].eq_ignore_ascii_case("none") {
+            "unsigned tokens are never accepted; remove it"
+        } else {
+            "use one of the allowed names, spelled as in a token's `alg` header"
+        };
+        return Err(Violation {
+            path: format!("auth.jwt.algorithms[{i}]"),
+            problem: format!("\"{}\" is not a supported algorithm", algs[i]),
+            fix: Some(fix.to_owned()),
+        });
+    }
+    if let Some((i, _)) = first_duplicate(algs) {
+        return Err(violation(
+            format!("auth.jwt.algorithms[{i}]"),
+            format!("\"{}\" is listed twice", algs[i]),
+        ));
+    }
+    let secrets = [
+        ("auth.jwt.secret", !jwt.secret.is_empty()),
+        (
+            "auth.jwt.secret-file",
+            !jwt.secret_file.as_os_str().is_empty(),
+        ),
+        ("auth.jwt.secret-env", !jwt.secret_env.is_empty()),
+    ];
+    let public = [
+        (
+            "auth.jwt.public-key-file",
+            !jwt.public_key_file.as_os_str().is_empty(),
+        ),
+        ("auth.jwt.jwks-file", !jwt.jwks_file.as_os_str().is_empty()),
+    ];
+    let hmac = algs.iter().any(|a| a.starts_with("HS"));
+    let asymmetric = algs.iter().any(|a| !a.starts_with("HS"));
+    for (sources, needed, what) in [
+        (&secrets[..], hmac, "an HMAC secret"),
+        (&public[..], asymmetric, "a public key"),
+    ] {
+        let set: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
+        if set.len() > 1 {
+            return Err(Violation {
+                path: set[1].to_owned(),
+                problem: format!("{} is also set: which one is {what}?", set[0]),
+                fix: Some("keep one of them".to_owned()),
+            });
+        }
+        if needed && set.is_empty() {
+            let names: Vec<&str> = sources.iter().map(|s| s.0).collect();
+            return Err(Violation {
+                path: "auth.jwt.algorithms".to_owned(),
+                problem: format!("the algorithms need {what}, and none is configured"),
+                fix: Some(format!("set one of {}", names.join(", "))),
+            });
+        }
+        if !needed && !set.is_empty() {
+            return Err(Violation {
+                path: set[0].to_owned(),
+                problem: format!("{what} is set, but no algorithm in the list uses it"),
+                fix: Some("add its algorithm to auth.jwt.algorithms, or remove it".to_owned()),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_acl(acl: &AclConfig) -> Result<(), Violation> {
+    if let Some((label, _)) = acl.rate_limit.iter().find(|(_, &n)| n == 0) {
+        return Err(Violation {
+            path: format!("acl.rate-limit.{label}"),
+            problem: "0 msgs/s would drop every publish under that label".to_owned(),
+            fix: Some("deny the topics with a `deny` rule instead, or raise the limit".to_owned()),
+        });
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use bytestring::ByteString;
 
 pub use record::Recorder;
 
-use crate::auth::Identity;
+use crate::auth::{Failure, Identity};
 use crate::protocol::{Packet, QoS, ReasonCode, UserProperties};
 use crate::session::{Delivery, DropReason};
 use crate::topic::{TopicFilter, TopicName};
@@ -52,6 +52,8 @@ pub enum Event<'a> {
         username: Option<&'a ByteString>,
         clean_start: bool,
         reason: ReasonCode,
+        /// The authenticator's reason, when it was the one refusing.
+        failure: Option<Failure>,
     },
     /// `on_publish`: a PUBLISH the ACL allowed, about to be routed.
     Publish {

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::Failure;
 use crate::broker::Broker;
 
 pub use lag::{LagHistogram, LagSnapshot};
@@ -92,6 +93,14 @@ pub struct ShardMetrics {
     pub sent: [AtomicU64; 3],
     /// Deliveries dropped, by [`DropKind`].
     pub dropped: [AtomicU64; DropKind::ALL.len()],
+    /// Refused CONNECTs by [`Failure`], indexed by its discriminant.
+    pub auth_failures: [AtomicU64; Failure::ALL.len()],
+    /// PUBLISH packets the ACL denied.
+    pub publishes_denied: AtomicU64,
+    /// PUBLISH packets over their label's rate limit.
+    pub publishes_rate_limited: AtomicU64,
+    /// Subscriptions removed after an ACL reload denied them.
+    pub subscriptions_revoked: AtomicU64,
     /// How late the shard's periodic timer fires.
     pub lag: LagHistogram,
 }
@@ -276,6 +285,14 @@ impl ShardMetrics {
         for (to, from) in self.dropped.iter().zip(dropped) {
             to.store(from, Relaxed);
         }
+        for (to, from) in self.auth_failures.iter().zip(stats.auth_failures) {
+            to.store(from, Relaxed);
+        }
+        self.publishes_denied.store(stats.publishes_denied, Relaxed);
+        self.publishes_rate_limited
+            .store(stats.publishes_rate_limited, Relaxed);
+        self.subscriptions_revoked
+            .store(stats.subscriptions_revoked, Relaxed);
         if depths {
             let (queued, inflight) = broker.queue_depths();
             self.queued.store(queued as u64, Relaxed);

@@ -7,6 +7,7 @@ use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{DropKind, Metrics, ShardMetrics};
+use crate::auth::Failure;
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -148,6 +149,43 @@ pub fn render(metrics: &Metrics) -> String {
                 &[("shard", &id), ("reason", kind.label())],
                 shard.dropped(kind),
             );
+        }
+    }
+
+    per_shard(
+        &mut out,
+        "shardmq_publishes_denied_total",
+        "counter",
+        "PUBLISH packets the ACL denied (dropped; MQTT 5 QoS 1/2 acked with 0x87).",
+        |s| &s.publishes_denied,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_publishes_rate_limited_total",
+        "counter",
+        "PUBLISH packets over their ACL label's [acl.rate-limit] (dropped; MQTT 5 \
+         QoS 1/2 acked with 0x96).",
+        |s| &s.publishes_rate_limited,
+    );
+    per_shard(
+        &mut out,
+        "shardmq_acl_subscriptions_revoked_total",
+        "counter",
+        "Subscriptions removed because a reloaded ACL file denies them.",
+        |s| &s.subscriptions_revoked,
+    );
+    let name = "shardmq_auth_failures_total";
+    out.family(
+        name,
+        "counter",
+        "CONNECTs refused by authentication, by reason (as on_register_failed \
+         reports it).",
+    );
+    for (id, shard) in shards.iter().enumerate() {
+        let id = id.to_string();
+        for failure in Failure::ALL {
+            let count = shard.auth_failures[failure as usize].load(Relaxed);
+            out.sample(name, &[("shard", &id), ("reason", failure.name())], count);
         }
     }
 
