@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -14,8 +14,10 @@ use futures_lite::future;
 use glommio::net::TcpStream;
 use shards::{Inbox, Outbox, PoolBuilder, Shutdown, ShutdownHandle};
 use thiserror::Error;
-use tracing::info;
+use tracing::{error, info};
 
+use crate::acl::{AclError, AclFile};
+use crate::auth::{AuthSetupError, ConfiguredAuthenticator};
 use crate::broker::{Broker, Settings};
 use crate::config::{Config, Cores};
 use crate::connection::handshake::ConnectPolicy;
@@ -23,6 +25,8 @@ use crate::connection::{serve, Shard, ShardMsg};
 use crate::http::HttpServer;
 use crate::metrics::{self, Health, Metrics};
 use crate::protocol::ReasonCode;
+use crate::ratelimit::RateLimits;
+use crate::reload::{Reloader, Trigger};
 use crate::session::Limits;
 
 /// Why the broker could not start or stopped with an error.
@@ -41,6 +45,12 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error("[auth]: {0}")]
+    Auth(#[from] AuthSetupError),
+    #[error("[acl] file: {0}")]
+    Acl(#[from] AclError),
+    #[error("cannot start the ACL reload thread (SIGHUP handler): {0}")]
+    Reload(#[source] io::Error),
 }
 
 /// A running broker.
@@ -50,6 +60,8 @@ pub struct Server {
     http: HttpServer,
     /// What the shards report, for embedders and tests.
     metrics: Arc<Metrics>,
+    /// Reloads the ACL file on SIGHUP and every `reload-interval`; stopped on drop.
+    _reloader: Option<Reloader>,
 }
 
 impl Server {
@@ -125,6 +137,23 @@ pub fn start(
         builder = builder.listener(shards::ListenerConfig::new(listener.bind.to_string()));
     }
     let settings = settings(config);
+    // Files and keys are read once here, so a bad one stops the start with its
+    // name; each shard then takes its own authenticator (its own caches).
+    let auth = Arc::new(Mutex::new(ConfiguredAuthenticator::from_config(
+        &config.auth,
+    )?));
+    let acl = match config.acl.file.as_os_str().is_empty() {
+        true => None,
+        false => Some(AclFile::load(&config.acl.file)?),
+    };
+    let reloader = match &acl {
+        Some(acl) => Some(
+            Reloader::start(config.acl.reload_interval, reload_acl(acl.clone()))
+                .map_err(RunError::Reload)?,
+        ),
+        None => None,
+    };
+    let rate_limits = RateLimits::new(&config.acl.rate_limit, Instant::now());
     let max_packet_size = config.mqtt.max_packet_size as usize;
     let connect_timeout = config.mqtt.connect_timeout;
     let listeners = config.listeners.len();
@@ -132,7 +161,16 @@ pub fn start(
     let shard_metrics = metrics.clone();
     let pool = builder.start(move |mut ctx: shards::ShardContext<ShardMsg>| async move {
         let metrics = shard_metrics;
-        let broker = Broker::new(ctx.id(), ctx.nr_shards(), settings);
+        let auth = auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .for_shard();
+        let mut broker = Broker::new(ctx.id(), ctx.nr_shards(), settings)
+            .with_auth(Box::new(auth))
+            .with_rate_limits(rate_limits);
+        if let Some(acl) = &acl {
+            broker = broker.with_acl(Box::new(acl.clone()));
+        }
         let shutdown = ctx.shutdown().clone();
         let shard = Rc::new(Shard::new(
             ctx.id(),
@@ -158,7 +196,11 @@ pub fn start(
             outbox,
             shutdown.clone(),
         )));
-        tasks.push(glommio::spawn_local(tick(shard.clone(), shutdown.clone())));
+        tasks.push(glommio::spawn_local(tick(
+            shard.clone(),
+            acl,
+            shutdown.clone(),
+        )));
         tasks.push(glommio::spawn_local(metrics::sample(
             shard.clone(),
             shutdown.clone(),
@@ -204,6 +246,7 @@ pub fn start(
         pool,
         http,
         metrics,
+        _reloader: reloader,
     })
 }
 
@@ -287,8 +330,28 @@ async fn send(shard: Rc<Shard>, mut outbox: Outbox<ShardMsg>, shutdown: Shutdown
     }
 }
 
-/// Once a second: delayed wills and session expiry.
-async fn tick(shard: Rc<Shard>, shutdown: Shutdown) {
+/// What the reload thread does with the ACL file: on SIGHUP read it again, on
+/// the interval only if it changed on disk; log what happened.
+fn reload_acl(acl: AclFile) -> impl FnMut(Trigger) + Send + 'static {
+    move |trigger| {
+        let result = match trigger {
+            Trigger::Signal => acl.reload(),
+            Trigger::Interval => acl.reload_if_modified(),
+        };
+        let file = acl.path().display();
+        match result {
+            Ok(true) => info!(%file, ?trigger, "ACL reloaded"),
+            Ok(false) if trigger == Trigger::Signal => info!(%file, "ACL file unchanged"),
+            Ok(false) => {}
+            Err(e) => error!("ACL reload failed, the previous rules stay in force: {e}"),
+        }
+    }
+}
+
+/// Once a second: delayed wills, session expiry, and, after an ACL reload,
+/// removing the subscriptions the new rules deny.
+async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
+    let mut generation = acl.as_ref().map_or(0, AclFile::generation);
     loop {
         let stop = future::or(
             async {
@@ -305,6 +368,16 @@ async fn tick(shard: Rc<Shard>, shutdown: Shutdown) {
             return;
         }
         shard.broker.borrow_mut().tick(Instant::now());
+        if let Some(acl) = &acl {
+            let now = acl.generation();
+            if now != generation {
+                generation = now;
+                let revoked = shard.broker.borrow_mut().revoke_denied();
+                if revoked > 0 {
+                    info!(shard = shard.id, revoked, "ACL reload: subscriptions it denies removed");
+                }
+            }
+        }
         shard.wake();
     }
 }

@@ -120,9 +120,46 @@ fn every_setting_can_be_changed() {
         level = "warn,shardmq::session=debug"
         [sys]
         interval = "0s"
+        [auth]
+        allow-anonymous = false
+        password-file = "configs/passwd"
+        [auth.jwt]
+        algorithms = ["HS512", "ES256"]
+        secret-env = "JWT_SECRET"
+        jwks-file = "keys.jwks"
+        bind-claim = "sub"
+        bind-to = "client-id"
+        leeway = "5s"
+        issuer = "iss"
+        audience = "aud"
+        token-from = "username"
+        [acl]
+        file = "configs/example.acl"
+        reload-interval = "0s"
+        [acl.rate-limit]
+        telemetry = 100
         "#,
     )
     .unwrap();
+    let auth = &config.auth;
+    assert!(!auth.allow_anonymous);
+    assert_eq!(auth.password_file, std::path::Path::new("configs/passwd"));
+    let jwt = &auth.jwt;
+    assert!(jwt.enabled());
+    assert_eq!(jwt.algorithms, ["HS512", "ES256"]);
+    assert_eq!(
+        (jwt.secret_env.as_str(), jwt.jwks_file.to_str()),
+        ("JWT_SECRET", Some("keys.jwks"))
+    );
+    assert_eq!(jwt.bind_claim, "sub");
+    assert_eq!(jwt.bind_to, crate::config::BindTo::ClientId);
+    assert_eq!(jwt.leeway, Duration::from_secs(5));
+    assert_eq!((jwt.issuer.as_str(), jwt.audience.as_str()), ("iss", "aud"));
+    assert_eq!(jwt.token_from, crate::config::TokenFrom::Username);
+    assert_eq!(config.acl.file, std::path::Path::new("configs/example.acl"));
+    assert_eq!(config.acl.reload_interval, Duration::ZERO);
+    assert_eq!(config.acl.rate_limit.get("telemetry"), Some(&100));
+    assert!(!Config::default().auth.jwt.enabled());
     assert_eq!(config.shards.cores, Cores::List(vec![1, 0]));
     assert_eq!(config.listeners.len(), 2);
     assert_eq!(
@@ -393,6 +430,42 @@ const INVALID: &[(&str, usize, &str, &[&str])] = &[
         1,
         "mqtt.max-inflight",
         &["out of range"],
+    ),
+    (
+        "[auth.jwt]\nsecret = \"s\"\nalgorithms = [\"HS256\", \"none\"]\n",
+        3,
+        "auth.jwt.algorithms[1]",
+        &["\"none\" is not a supported algorithm", "never accepted"],
+    ),
+    (
+        "[auth.jwt]\nalgorithms = [\"RS256\"]\n",
+        2,
+        "auth.jwt.algorithms",
+        &["need a public key", "auth.jwt.public-key-file, auth.jwt.jwks-file"],
+    ),
+    (
+        "[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"a\"\nsecret-env = \"B\"\n",
+        4,
+        "auth.jwt.secret-env",
+        &["auth.jwt.secret is also set", "keep one"],
+    ),
+    (
+        "[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"a\"\npublic-key-file = \"k.pem\"\n",
+        4,
+        "auth.jwt.public-key-file",
+        &["no algorithm in the list uses it"],
+    ),
+    (
+        "[auth.jwt]\nbind-to = \"user\"\n",
+        2,
+        "auth.jwt.bind-to",
+        &["unknown variant", "client-id"],
+    ),
+    (
+        "[acl.rate-limit]\nchatty = 0\n",
+        2,
+        "acl.rate-limit.chatty",
+        &["0 msgs/s"],
     ),
 ];
 
