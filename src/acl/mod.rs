@@ -60,6 +60,8 @@ mod file;
 mod parse;
 mod rule;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 pub use file::AclFile;
 pub use parse::AclError;
