@@ -374,7 +374,10 @@ async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
                 generation = now;
                 let revoked = shard.broker.borrow_mut().revoke_denied();
                 if revoked > 0 {
-                    info!(shard = shard.id, revoked, "ACL reload: subscriptions it denies removed");
+                    info!(
+                        shard = shard.id,
+                        revoked, "ACL reload: subscriptions it denies removed"
+                    );
                 }
             }
         }

@@ -281,7 +281,11 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_structs() {
-        let top: Vec<&str> = SECTIONS.iter().copied().filter(|s| !s.contains('.')).collect();
+        let top: Vec<&str> = SECTIONS
+            .iter()
+            .copied()
+            .filter(|s| !s.contains('.'))
+            .collect();
         assert_eq!(section_keys(""), Some(&top[..]));
         assert!(section_keys("auth").unwrap().contains(&"jwt"));
         assert_eq!(section_keys("listeners"), Some(&["bind", "protocol"][..]));

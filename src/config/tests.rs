@@ -441,7 +441,10 @@ const INVALID: &[(&str, usize, &str, &[&str])] = &[
         "[auth.jwt]\nalgorithms = [\"RS256\"]\n",
         2,
         "auth.jwt.algorithms",
-        &["need a public key", "auth.jwt.public-key-file, auth.jwt.jwks-file"],
+        &[
+            "need a public key",
+            "auth.jwt.public-key-file, auth.jwt.jwks-file",
+        ],
     ),
     (
         "[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"a\"\nsecret-env = \"B\"\n",
@@ -460,6 +463,12 @@ const INVALID: &[(&str, usize, &str, &[&str])] = &[
         2,
         "auth.jwt.bind-to",
         &["unknown variant", "client-id"],
+    ),
+    (
+        "[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"a\"\ntoken-from = \"username\"\n",
+        1,
+        "auth.jwt.bind-to",
+        &["never equal", "client-id"],
     ),
     (
         "[acl.rate-limit]\nchatty = 0\n",

@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::sections::{AclConfig, Cores, JwtConfig, LogConfig};
+use super::sections::{AclConfig, BindTo, Cores, JwtConfig, LogConfig, TokenFrom};
 use super::Config;
 use crate::topic::MAX_SHARDS;
 
@@ -43,6 +43,7 @@ pub(super) fn check(config: &Config) -> Result<(), Violation> {
     check_log(&config.log)?;
     check_sys(config.sys.interval)?;
     check_jwt(&config.auth.jwt)?;
+    check_jwt_binding(&config.auth.jwt)?;
     check_acl(&config.acl)
 }
 
@@ -298,6 +299,26 @@ fn check_jwt(jwt: &JwtConfig) -> Result<(), Violation> {
                 fix: Some("add its algorithm to auth.jwt.algorithms, or remove it".to_owned()),
             });
         }
+    }
+    Ok(())
+}
+
+/// With the token in the username, binding it to the username compares the
+/// token with itself: every client would be refused.
+fn check_jwt_binding(jwt: &JwtConfig) -> Result<(), Violation> {
+    let to_itself = jwt.token_from == TokenFrom::Username
+        && jwt.bind_to == BindTo::Username
+        && !jwt.bind_claim.is_empty();
+    if jwt.enabled() && to_itself {
+        return Err(Violation {
+            path: "auth.jwt.bind-to".to_owned(),
+            problem: "token-from = \"username\" makes the username the token itself, so \
+                      the binding claim can never equal it"
+                .to_owned(),
+            fix: Some(
+                "set bind-to = \"client-id\", or bind-claim = \"\" for no binding".to_owned(),
+            ),
+        });
     }
     Ok(())
 }
