@@ -40,6 +40,7 @@ mod keys;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -69,6 +70,11 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 /// one with [`JwtVerifier::from_config`], then give each shard
 /// [`JwtVerifier::for_shard`]. The verified-token cache is the shard's own,
 /// in a `RefCell`, because a shard runs one CONNECT at a time.
+///
+/// An RS, ES or EdDSA signature costs 30 to 200 µs, too long for a shard's
+/// thread when thousands of new clients connect: [`JwtVerifier::prepare`]
+/// hands that part to another thread, and [`JwtVerifier::absorb`] takes its
+/// outcome back before [`JwtVerifier::verify`] runs.
 pub struct JwtVerifier {
     shared: Arc<Shared>,
     cache: RefCell<TokenCache>,
@@ -91,6 +97,10 @@ struct Shared {
     issuer: Option<String>,
     audience: Option<String>,
     token_from: TokenFrom,
+    /// Tokens verified in full (signature and claims) by every shard and
+    /// thread: shows tests and benches that the cache and the off-shard
+    /// verification spare the shards.
+    verifications: AtomicU64,
 }
 
 /// The header members that decide how a token is verified.
@@ -100,6 +110,37 @@ struct Header {
     kid: Option<String>,
     /// Extensions the token insists on (RFC 7515 4.1.11): we know none.
     crit: Option<IgnoredAny>,
+}
+
+/// A token's verification in full, everything but expiry and binding, to run
+/// on a thread other than the shard's ([`JwtVerifier::prepare`]).
+pub struct TokenJob {
+    shared: Arc<Shared>,
+    token: String,
+    digest: [u8; 32],
+    /// The key generation when the job was made.
+    generation: u64,
+}
+
+impl TokenJob {
+    /// Verifies the token: the slow part, meant for a blocking thread.
+    pub fn run(self) -> TokenChecked {
+        let now = unix_seconds(SystemTime::now());
+        let result = self.shared.verify_token(&self.token, now, self.generation);
+        TokenChecked {
+            digest: self.digest,
+            generation: result.as_ref().map_or(self.generation, |v| v.generation),
+            result,
+        }
+    }
+}
+
+/// What a [`TokenJob`] found, for [`JwtVerifier::absorb`].
+pub struct TokenChecked {
+    digest: [u8; 32],
+    /// The key generation the outcome holds under.
+    generation: u64,
+    result: Result<Verified, Failure>,
 }
 
 /// What a full verification found, for the cache and the caller.
@@ -168,6 +209,7 @@ impl JwtVerifier {
             issuer: non_empty(&config.issuer),
             audience: non_empty(&config.audience),
             token_from: config.token_from,
+            verifications: AtomicU64::new(0),
         };
         Ok(JwtVerifier {
             shared: Arc::new(shared),
@@ -210,6 +252,51 @@ impl JwtVerifier {
         self.cache.borrow().count()
     }
 
+    /// How many tokens were verified in full, by every shard sharing these
+    /// keys and on any thread.
+    pub fn verifications(&self) -> u64 {
+        self.shared.verifications.load(Relaxed)
+    }
+
+    /// The full verification of `token` as a job for another thread, when it
+    /// is worth the hop: an asymmetric signature this shard has not cached.
+    /// `None` for what [`JwtVerifier::verify`] does quickly anyway: an HMAC
+    /// token (about 1 µs), a cached one, or one its header already refuses.
+    pub fn prepare(&self, token: &str) -> Option<TokenJob> {
+        let shared = &self.shared;
+        let (header_b64, _, _) = split(token).ok()?;
+        let (_, alg) = shared.header(header_b64).ok()?;
+        if alg.family() == AlgorithmFamily::Hmac {
+            return None;
+        }
+        let generation = shared.generation();
+        let digest = digest(token);
+        let now = unix_seconds(SystemTime::now());
+        if self
+            .cache
+            .borrow_mut()
+            .get(&digest, generation, now)
+            .is_some()
+        {
+            return None;
+        }
+        Some(TokenJob {
+            shared: Arc::clone(shared),
+            token: token.to_owned(),
+            digest,
+            generation,
+        })
+    }
+
+    /// Caches the token a [`TokenJob`] accepted. Refusals are not cached: a
+    /// client retrying a refused token pays again, off the shard.
+    pub fn absorb(&self, checked: &TokenChecked) {
+        if let Ok(verified) = &checked.result {
+            let now = unix_seconds(SystemTime::now());
+            self.remember(checked.digest, verified, now);
+        }
+    }
+
     /// The claims of `token`, presented by a client with `username` and
     /// effective `client_id`, or why it is refused.
     pub fn verify(
@@ -221,6 +308,19 @@ impl JwtVerifier {
         self.verify_at(token, username, client_id, SystemTime::now())
     }
 
+    /// [`JwtVerifier::verify`], answered by `checked` (what a [`TokenJob`]
+    /// found) instead of verifying again if it is about this token and the
+    /// keys have not changed since. Expiry and binding are checked anyway.
+    pub fn verify_with(
+        &self,
+        token: &str,
+        username: Option<&str>,
+        client_id: &str,
+        checked: Option<TokenChecked>,
+    ) -> Result<Arc<Claims>, Failure> {
+        self.verify_checked(token, username, client_id, SystemTime::now(), checked)
+    }
+
     /// [`JwtVerifier::verify`] with the clock at `now`.
     pub fn verify_at(
         &self,
@@ -229,29 +329,56 @@ impl JwtVerifier {
         client_id: &str,
         now: SystemTime,
     ) -> Result<Arc<Claims>, Failure> {
+        self.verify_checked(token, username, client_id, now, None)
+    }
+
+    fn verify_checked(
+        &self,
+        token: &str,
+        username: Option<&str>,
+        client_id: &str,
+        now: SystemTime,
+        checked: Option<TokenChecked>,
+    ) -> Result<Arc<Claims>, Failure> {
         let now = unix_seconds(now);
         let shared = &*self.shared;
         let generation = shared.generation();
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let hit = self.cache.borrow_mut().get(&digest, generation, now);
-        let (claims, exp) = match hit {
-            Some(entry) => (entry.claims, entry.exp),
+        let digest = digest(token);
+        // What the job found, else the cache, else verify here.
+        let checked = checked
+            .filter(|c| c.digest == digest && c.generation == generation)
+            .map(|c| c.result)
+            .transpose()?;
+        let known = match checked {
+            Some(verified) => Some((verified.claims, verified.exp)),
+            None => {
+                let hit = self.cache.borrow_mut().get(&digest, generation, now);
+                hit.map(|entry| (entry.claims, entry.exp))
+            }
+        };
+        let (claims, exp) = match known {
+            Some(known) => known,
             None => {
                 let verified = shared.verify_token(token, now, generation)?;
-                self.cache.borrow_mut().insert(
-                    digest,
-                    Arc::clone(&verified.claims),
-                    verified.exp,
-                    verified.exp.map(|exp| exp + shared.leeway),
-                    verified.generation,
-                    now,
-                );
+                self.remember(digest, &verified, now);
                 (verified.claims, verified.exp)
             }
         };
         shared.check_exp(exp, now)?;
         shared.check_binding(&claims, username, client_id)?;
         Ok(claims)
+    }
+
+    /// Caches a token verified at `now`.
+    fn remember(&self, digest: [u8; 32], verified: &Verified, now: f64) {
+        self.cache.borrow_mut().insert(
+            digest,
+            Arc::clone(&verified.claims),
+            verified.exp,
+            verified.exp.map(|exp| exp + self.shared.leeway),
+            verified.generation,
+            now,
+        );
     }
 }
 
@@ -288,24 +415,9 @@ impl Shared {
     /// Everything about `token` that does not depend on the client: format,
     /// algorithm, key, signature, then the claims.
     fn verify_token(&self, token: &str, now: f64, generation: u64) -> Result<Verified, Failure> {
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Failure::MalformedToken);
-        };
-        let header: Header = base64url::decode(header_b64)
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or(Failure::MalformedToken)?;
-        if header.crit.is_some() {
-            return Err(Failure::MalformedToken);
-        }
-        let alg = self
-            .algorithms
-            .iter()
-            .find(|(name, _)| *name == header.alg)
-            .map(|(_, alg)| *alg)
-            .ok_or(Failure::AlgorithmNotAllowed)?;
+        self.verifications.fetch_add(1, Relaxed);
+        let (header_b64, payload_b64, signature) = split(token)?;
+        let (header, alg) = self.header(header_b64)?;
         let (key, generation) = match alg.family() {
             // Only the configured secret: never a public key's bytes.
             AlgorithmFamily::Hmac => (self.hmac.clone().ok_or(Failure::UnknownKey)?, generation),
@@ -354,6 +466,23 @@ impl Shared {
         })
     }
 
+    /// The token's header, and its algorithm if `auth.jwt.algorithms` allows it.
+    fn header(&self, header_b64: &str) -> Result<(Header, Algorithm), Failure> {
+        let header: Header = base64url::decode(header_b64)
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(Failure::MalformedToken)?;
+        if header.crit.is_some() {
+            return Err(Failure::MalformedToken);
+        }
+        let alg = self
+            .algorithms
+            .iter()
+            .find(|(name, _)| *name == header.alg)
+            .map(|(_, alg)| *alg)
+            .ok_or(Failure::AlgorithmNotAllowed)?;
+        Ok((header, alg))
+    }
+
     /// `exp`, when present, must be after now minus the leeway.
     fn check_exp(&self, exp: Option<f64>, now: f64) -> Result<(), Failure> {
         match exp {
@@ -383,6 +512,20 @@ impl Shared {
             false => Err(Failure::UsernameRidMismatch),
         }
     }
+}
+
+/// A token's header, payload and signature, still base64url.
+fn split(token: &str) -> Result<(&str, &str, &str), Failure> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Ok((header, payload, signature)),
+        _ => Err(Failure::MalformedToken),
+    }
+}
+
+/// The cache key of a token.
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// A NumericDate claim: absent, or a JSON number (RFC 7519 section 2).

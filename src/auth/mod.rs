@@ -10,17 +10,21 @@
 //!   and events.
 //! - [`jwt`]: token verification, its keys (secret, PEM, JWKS) and cache.
 //! - [`password`]: the password file, its hashes and cache.
+//! - [`offload`](Preparation): the slow checks, run off the shard's thread.
 //! - [`AuthSetupError`]: what is wrong with `[auth]` at start-up.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytestring::ByteString;
 
 use crate::config::{AuthConfig, TokenFrom};
 use crate::protocol::Connect;
+use offload::{Job, Outcome};
 
 mod failure;
 pub mod jwt;
+mod offload;
 pub mod password;
 mod setup;
 #[cfg(test)]
@@ -28,6 +32,7 @@ mod tests;
 
 pub use failure::Failure;
 pub use jwt::{Claims, JwtVerifier};
+pub use offload::{Preparation, Prepared};
 pub use password::{hash_password, HashPasswordError, PasswordChecker, PasswordFile};
 pub use setup::AuthSetupError;
 
@@ -37,6 +42,20 @@ pub trait Authenticator {
     /// is `client_id` (server-assigned when the CONNECT carried none), or why
     /// it is refused ([`Failure::reason_code`] becomes the CONNACK).
     fn authenticate(&self, connect: &Connect, client_id: &ByteString) -> Result<Identity, Failure>;
+
+    /// The slow part of authenticating `connect` (a password hash, an
+    /// asymmetric signature), for the caller to run off the shard's thread
+    /// with [`Preparation::run`] and hand to [`Authenticator::absorb`].
+    /// `None`, the default, when `authenticate` is quick anyway.
+    fn prepare(&self, _connect: &Connect) -> Option<Preparation> {
+        None
+    }
+
+    /// Takes in what a [`Preparation`] of this authenticator found, so that
+    /// the next `authenticate` uses it instead of doing the work again. Call
+    /// it right before that `authenticate`, with no await between: the
+    /// outcome answers one call only.
+    fn absorb(&self, _prepared: Prepared) {}
 }
 
 /// Who a connected client is: what ACL rules and events need to know.
@@ -111,6 +130,13 @@ pub struct ConfiguredAuthenticator {
     passwords: Option<PasswordChecker>,
     /// `None` while `[auth.jwt] algorithms` is empty.
     jwt: Option<JwtVerifier>,
+    /// What the last [`Preparation`] found, taken by the next
+    /// `authenticate` whatever it is about: the caches keep successes only,
+    /// and this is how the CONNECT that paid for a refusal gets it without
+    /// checking again on the shard. Taking it every time means a leftover
+    /// (its CONNECT was refused before authentication) never answers a later
+    /// CONNECT.
+    absorbed: RefCell<Option<Outcome>>,
 }
 
 impl ConfiguredAuthenticator {
@@ -131,6 +157,7 @@ impl ConfiguredAuthenticator {
             allow_anonymous: config.allow_anonymous,
             passwords,
             jwt,
+            absorbed: RefCell::default(),
         })
     }
 
@@ -141,6 +168,7 @@ impl ConfiguredAuthenticator {
             allow_anonymous: self.allow_anonymous,
             passwords: self.passwords.as_ref().map(PasswordChecker::for_shard),
             jwt: self.jwt.as_ref().map(JwtVerifier::for_shard),
+            absorbed: RefCell::default(),
         }
     }
 
@@ -160,6 +188,7 @@ impl ConfiguredAuthenticator {
 
 impl Authenticator for ConfiguredAuthenticator {
     fn authenticate(&self, connect: &Connect, client_id: &ByteString) -> Result<Identity, Failure> {
+        let absorbed = self.absorbed.take();
         let username = connect.username.as_deref();
         let password = connect.password.as_deref();
         if username.is_none() && password.is_none() {
@@ -170,18 +199,16 @@ impl Authenticator for ConfiguredAuthenticator {
         }
         if let (Some(file), Some(user)) = (&self.passwords, username) {
             if file.knows(user) {
-                file.check(user, password.ok_or(Failure::MissingCredentials)?)?;
+                let password = password.ok_or(Failure::MissingCredentials)?;
+                file.check_with(user, password, absorbed.and_then(Outcome::password))?;
                 return Ok(Identity::anonymous(connect, client_id));
             }
         }
         if let Some(jwt) = &self.jwt {
-            let token = match jwt.token_from() {
-                TokenFrom::Password => password,
-                TokenFrom::Username => username.map(str::as_bytes),
-            };
-            if let Some(token) = token {
+            if let Some(token) = token_in(jwt, connect) {
                 let token = std::str::from_utf8(token).map_err(|_| Failure::MalformedToken)?;
-                let claims = jwt.verify(token, username, client_id)?;
+                let checked = absorbed.and_then(Outcome::token);
+                let claims = jwt.verify_with(token, username, client_id, checked)?;
                 return Ok(Identity {
                     claims: Some(claims),
                     ..Identity::anonymous(connect, client_id)
@@ -198,5 +225,39 @@ impl Authenticator for ConfiguredAuthenticator {
             (Some(_), Some(_)) => Err(Failure::BadPassword),
             _ => Err(Failure::MissingCredentials),
         }
+    }
+
+    /// The check `authenticate` would make by rule 2 or 3, if it is slow and
+    /// not cached: the password file's hash, or a token's asymmetric
+    /// signature. Rules 1 and 4 are quick.
+    fn prepare(&self, connect: &Connect) -> Option<Preparation> {
+        if let (Some(file), Some(user)) = (&self.passwords, connect.username.as_deref()) {
+            if file.knows(user) {
+                let job = file.prepare(user, connect.password.as_deref()?)?;
+                return Some(Preparation(Job::Password(job)));
+            }
+        }
+        let jwt = self.jwt.as_ref()?;
+        let token = std::str::from_utf8(token_in(jwt, connect)?).ok()?;
+        Some(Preparation(Job::Token(jwt.prepare(token)?)))
+    }
+
+    /// Caches what the job accepted, and keeps its outcome for the next
+    /// `authenticate`.
+    fn absorb(&self, prepared: Prepared) {
+        match (&prepared.0, &self.jwt, &self.passwords) {
+            (Outcome::Token(checked), Some(jwt), _) => jwt.absorb(checked),
+            (Outcome::Password(checked), _, Some(passwords)) => passwords.absorb(checked),
+            _ => {}
+        }
+        *self.absorbed.borrow_mut() = Some(prepared.0);
+    }
+}
+
+/// The CONNECT field that carries the token (`token-from`), if present.
+fn token_in<'c>(jwt: &JwtVerifier, connect: &'c Connect) -> Option<&'c [u8]> {
+    match jwt.token_from() {
+        TokenFrom::Password => connect.password.as_deref(),
+        TokenFrom::Username => connect.username.as_deref().map(str::as_bytes),
     }
 }

@@ -1,10 +1,12 @@
 //! The password file: `username:hash` lines, as Mosquitto's, with argon2
 //! (`$argon2id$...`) or bcrypt (`$2b$`, `$2a$`, `$2y$`) PHC strings.
 //!
-//! A password check costs a shard 10 to 100 ms of CPU by design (that is what
-//! makes stolen hashes expensive to crack), so each shard remembers the
-//! (username, password) pairs it accepted: a fleet reconnecting after a
-//! network blip pays once per client and shard, not once per CONNECT.
+//! A password check costs 10 to 100 ms of CPU by design (that is what makes
+//! stolen hashes expensive to crack), so each shard remembers the (username,
+//! password) pairs it accepted: a fleet reconnecting after a network blip pays
+//! once per client and shard, not once per CONNECT. And a shard does not pay
+//! on its own thread, which would stall its other clients:
+//! [`PasswordChecker::prepare`] hands the check to another thread.
 //!
 //! ```text
 //! # comment
@@ -16,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -37,6 +40,9 @@ const MAX_ARGON2_KIB: u32 = 1 << 20;
 /// The users of a password file and their hashes.
 pub struct PasswordFile {
     users: HashMap<String, StoredHash>,
+    /// Hashes checked, by every shard and thread: shows tests that the cache
+    /// and the off-shard check spare the shards.
+    verifications: AtomicU64,
 }
 
 enum StoredHash {
@@ -91,7 +97,10 @@ impl PasswordFile {
             let hash = StoredHash::parse(hash).map_err(error)?;
             users.insert(user.to_owned(), hash);
         }
-        Ok(PasswordFile { users })
+        Ok(PasswordFile {
+            users,
+            verifications: AtomicU64::new(0),
+        })
     }
 
     pub fn contains(&self, username: &str) -> bool {
@@ -106,8 +115,14 @@ impl PasswordFile {
         self.users.is_empty()
     }
 
+    /// How many hashes were checked.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Relaxed)
+    }
+
     /// Whether `password` is `username`'s: the slow check, uncached.
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
+        self.verifications.fetch_add(1, Relaxed);
         match self.users.get(username) {
             Some(StoredHash::Argon2(phc)) => PasswordHash::new(phc)
                 .is_ok_and(|hash| Argon2::default().verify_password(password, &hash).is_ok()),
@@ -180,6 +195,32 @@ pub struct PasswordChecker {
     salt: [u8; 32],
 }
 
+/// A password check to run on a thread other than the shard's
+/// ([`PasswordChecker::prepare`]).
+pub struct PasswordJob {
+    file: Arc<PasswordFile>,
+    username: String,
+    password: Vec<u8>,
+    /// The pair's cache key.
+    key: [u8; 32],
+}
+
+impl PasswordJob {
+    /// Checks the hash: the slow part, meant for a blocking thread.
+    pub fn run(self) -> PasswordChecked {
+        PasswordChecked {
+            key: self.key,
+            accepted: self.file.verify(&self.username, &self.password),
+        }
+    }
+}
+
+/// What a [`PasswordJob`] found, for [`PasswordChecker::absorb`].
+pub struct PasswordChecked {
+    key: [u8; 32],
+    accepted: bool,
+}
+
 impl PasswordChecker {
     pub fn new(file: Arc<PasswordFile>) -> PasswordChecker {
         let mut salt = [0; 32];
@@ -209,20 +250,72 @@ impl PasswordChecker {
         self
     }
 
+    /// How many hashes were checked, by every shard sharing the file and on
+    /// any thread.
+    pub fn verifications(&self) -> u64 {
+        self.file.verifications()
+    }
+
     /// Whether the file has a line for `username`.
     pub fn knows(&self, username: &str) -> bool {
         self.file.contains(username)
     }
 
-    /// Accepts `password` for `username`, from the cache or by checking the hash.
-    pub fn check(&self, username: &str, password: &[u8]) -> Result<(), Failure> {
+    /// The check of `password` for `username` as a job for another thread,
+    /// or `None` if this shard accepted the pair before (a set lookup).
+    pub fn prepare(&self, username: &str, password: &[u8]) -> Option<PasswordJob> {
         let key = self.cache_key(username, password);
         if self.accepted.borrow().contains(&key) {
-            return Ok(());
+            return None;
         }
-        if !self.file.verify(username, password) {
-            return Err(Failure::BadPassword);
+        Some(PasswordJob {
+            file: Arc::clone(&self.file),
+            username: username.to_owned(),
+            password: password.to_vec(),
+            key,
+        })
+    }
+
+    /// Caches the pair a [`PasswordJob`] accepted. Wrong passwords are not
+    /// cached: a client retrying one pays again, off the shard.
+    pub fn absorb(&self, checked: &PasswordChecked) {
+        if checked.accepted {
+            self.remember(checked.key);
         }
+    }
+
+    /// Accepts `password` for `username`, from the cache or by checking the hash.
+    pub fn check(&self, username: &str, password: &[u8]) -> Result<(), Failure> {
+        self.check_with(username, password, None)
+    }
+
+    /// [`PasswordChecker::check`], answered by `checked` (what a
+    /// [`PasswordJob`] found) if it is about this pair.
+    pub fn check_with(
+        &self,
+        username: &str,
+        password: &[u8],
+        checked: Option<PasswordChecked>,
+    ) -> Result<(), Failure> {
+        let key = self.cache_key(username, password);
+        let accepted = match checked.filter(|c| c.key == key) {
+            Some(checked) => checked.accepted,
+            None if self.accepted.borrow().contains(&key) => true,
+            None => {
+                let accepted = self.file.verify(username, password);
+                if accepted {
+                    self.remember(key);
+                }
+                accepted
+            }
+        };
+        match accepted {
+            true => Ok(()),
+            false => Err(Failure::BadPassword),
+        }
+    }
+
+    fn remember(&self, key: [u8; 32]) {
         if self.capacity > 0 {
             let mut accepted = self.accepted.borrow_mut();
             if accepted.len() >= self.capacity {
@@ -230,7 +323,6 @@ impl PasswordChecker {
             }
             accepted.insert(key);
         }
-        Ok(())
     }
 
     fn cache_key(&self, username: &str, password: &[u8]) -> [u8; 32] {

@@ -2,6 +2,7 @@
 //! `tests/fixtures/jwt/` (generated once with the `openssl` CLI).
 
 mod jwt;
+mod offload;
 mod password;
 mod rules;
 
