@@ -30,7 +30,7 @@ use output::Outputs;
 pub use publish::Closed;
 
 use crate::acl::{AllowAll, Authorizer};
-use crate::auth::{AllowAnonymous, Authenticator, Identity};
+use crate::auth::{AllowAnonymous, Authenticator, Identity, Preparation, Prepared};
 use crate::connection::handshake::{self, ConnectPolicy};
 use crate::events::{Event, EventKind, EventSink, Events};
 use crate::hash::HashMap;
@@ -342,6 +342,19 @@ impl Broker {
 
     fn output(&mut self, conn: ConnId) -> &mut Output {
         self.outputs.to(conn)
+    }
+
+    /// The slow part of authenticating `connect`, if any, for the caller to
+    /// run off the shard's thread before [`Broker::connect`]
+    /// ([`Authenticator::prepare`]).
+    pub fn prepare_auth(&self, connect: &Connect) -> Option<Preparation> {
+        self.auth.prepare(connect)
+    }
+
+    /// Hands what a [`Broker::prepare_auth`] job found to the authenticator.
+    /// Call it right before [`Broker::connect`], with no await between.
+    pub fn absorb_auth(&self, prepared: Prepared) {
+        self.auth.absorb(prepared);
     }
 
     /// Accepts or refuses `connect` on connection `conn`. On success the CONNACK

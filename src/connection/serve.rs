@@ -215,7 +215,8 @@ struct Accepted {
 }
 
 /// Reads the CONNECT (unless handed off), passes the connection to the shard
-/// that owns its session, checks `max-connections` and asks the broker.
+/// that owns its session, checks `max-connections`, has slow authentication
+/// work done off the shard and asks the broker.
 /// `None` when the connection ends here.
 async fn accept(
     shard: Rc<Shard>,
@@ -256,6 +257,26 @@ async fn accept(
         refuse(&socket, ReasonCode::QuotaExceeded, connect.version).await;
         return Ok(None);
     };
+
+    // A password hash or an asymmetric signature runs on the executor's
+    // blocking thread while the shard serves its other clients; the broker
+    // then finds the outcome ready. No borrow is held across the await.
+    // glommio gives a pinned executor one such thread, on the same CPU: the
+    // shard's checks queue there one at a time (one argon2 buffer in memory)
+    // and use the shard's own core, not another shard's.
+    let preparation = shard.broker.borrow().prepare_auth(&connect);
+    if let Some(preparation) = preparation {
+        let prepared = glommio::executor()
+            .spawn_blocking(move || preparation.run())
+            .await;
+        if shard.shutdown.is_shutdown() {
+            // The broker may have closed every session already: one made now
+            // would keep shutdown waiting.
+            refuse(&socket, ReasonCode::ServerUnavailable, connect.version).await;
+            return Ok(None);
+        }
+        shard.broker.borrow().absorb_auth(prepared);
+    }
 
     let conn = shard.next_conn.get();
     shard.next_conn.set(conn + 1);
