@@ -131,6 +131,12 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         // Validated with the config already.
         _ => EnvFilter::try_new(&config.log.level).context("[log] level")?,
     };
+    // Stopping the HTTP listener makes tiny_http's accept fail once, which it
+    // logs as an error; nothing is wrong, so it stays quiet unless asked for.
+    let filter = match filter.to_string().contains("tiny_http") {
+        true => filter,
+        false => filter.add_directive("tiny_http=off".parse()?),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

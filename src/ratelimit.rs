@@ -27,6 +27,8 @@ pub struct RateLimits {
 struct Window {
     limit: u32,
     state: AtomicU64,
+    /// Publishes refused since start, for `/metrics`.
+    refused: AtomicU64,
 }
 
 impl RateLimits {
@@ -38,6 +40,7 @@ impl RateLimits {
                 let window = Window {
                     limit,
                     state: AtomicU64::new(0),
+                    refused: AtomicU64::new(0),
                 };
                 (Arc::from(label.as_str()), window)
             })
@@ -68,6 +71,7 @@ impl RateLimits {
                 0
             };
             if admitted >= u64::from(window.limit) {
+                window.refused.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
             let next = second << 32 | (admitted + 1);
@@ -81,6 +85,19 @@ impl RateLimits {
                 Err(current) => state = current,
             }
         }
+    }
+}
+
+impl RateLimits {
+    /// Each limited label and how many publishes it refused, by label.
+    pub fn refused(&self) -> Vec<(Arc<str>, u64)> {
+        let mut counts: Vec<(Arc<str>, u64)> = self
+            .labels
+            .iter()
+            .map(|(label, w)| (label.clone(), w.refused.load(Ordering::Relaxed)))
+            .collect();
+        counts.sort();
+        counts
     }
 }
 
@@ -101,6 +118,7 @@ mod tests {
         let at = |ms| t0 + Duration::from_millis(ms);
         let first: Vec<bool> = (0..5).map(|i| r.admit(Some("slow"), at(i * 100))).collect();
         assert_eq!(first, [true, true, true, false, false]);
+        assert_eq!(r.refused(), [(Arc::from("slow"), 2)]);
         // The next second starts a fresh budget.
         assert!(r.admit(Some("slow"), at(1000)));
         assert!(r.admit(Some("slow"), at(1999)));

@@ -124,7 +124,10 @@ pub fn start(
         Cores::All => shards::online_cpus()?.into_iter().collect::<Vec<_>>(),
         Cores::List(list) => list.clone(),
     };
-    let metrics = Arc::new(Metrics::new(cpus.len(), config.mqtt.max_connections));
+    let rate_limits = RateLimits::new(&config.acl.rate_limit, Instant::now());
+    let metrics = Arc::new(
+        Metrics::new(cpus.len(), config.mqtt.max_connections).with_rate_limits(rate_limits.clone()),
+    );
     let http =
         HttpServer::start(config.http.bind, metrics.clone()).map_err(|source| RunError::Http {
             addr: config.http.bind,
@@ -153,7 +156,6 @@ pub fn start(
         ),
         None => None,
     };
-    let rate_limits = RateLimits::new(&config.acl.rate_limit, Instant::now());
     let max_packet_size = config.mqtt.max_packet_size as usize;
     let connect_timeout = config.mqtt.connect_timeout;
     let listeners = config.listeners.len();

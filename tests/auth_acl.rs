@@ -25,6 +25,7 @@ use shardmq::protocol::{QoS, ReasonCode, Version};
 const SECRET: &str = "e2e-secret";
 
 const RULES_V1: &str = "\
+pattern write burst/%u label burst
 # Courier devices read their own inbox, named by the 3rd field of the client id.
 token read courier/%(c, :, 3)/in label courier_in
 # Everyone writes their own outbox.
@@ -36,6 +37,7 @@ topic read devices/#
 
 /// v2 withdraws the monitor's `devices/#` and grants `metrics/#` instead.
 const RULES_V2: &str = "\
+pattern write burst/%u label burst
 token read courier/%(c, :, 3)/in label courier_in
 pattern write devices/%u/out label device_out
 topic public/#
@@ -62,6 +64,7 @@ fn token(username: &str, secret: &str) -> String {
 struct Broker {
     child: Child,
     addr: SocketAddr,
+    http: SocketAddr,
     log: mpsc::Receiver<String>,
     dir: PathBuf,
 }
@@ -78,7 +81,8 @@ impl Broker {
              [log]\nlevel = \"info\"\n\
              [auth]\nallow-anonymous = false\n\
              [auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\n\
-             [acl]\nfile = \"{}\"\nreload-interval = \"0s\"\n",
+             [acl]\nfile = \"{}\"\nreload-interval = \"0s\"\n\
+             [acl.rate-limit]\nburst = 2\n",
             dir.join("rules.acl").display()
         );
         std::fs::write(dir.join("shardmq.toml"), config).unwrap();
@@ -95,13 +99,30 @@ impl Broker {
         let mut broker = Broker {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
             log,
             dir,
         };
         let line = broker.wait_log("MQTT listener addr=");
         let (_, addr) = line.split_once("MQTT listener addr=").unwrap();
         broker.addr = addr.trim().parse().expect("listener address");
+        let line = broker.wait_log("HTTP listener");
+        let (_, http) = line.split_once("addr=").unwrap();
+        broker.http = http.trim().parse().expect("HTTP address");
         broker
+    }
+
+    /// The `/metrics` line that starts with `prefix`.
+    fn metric(&self, prefix: &str) -> String {
+        use std::io::{Read, Write};
+        let mut http = std::net::TcpStream::connect(self.http).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        http.read_to_string(&mut body).unwrap();
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+            .to_owned()
     }
 
     fn rules(&self) -> PathBuf {
@@ -348,6 +369,34 @@ async fn jwt_and_acl_end_to_end() {
             "devices/alice/out two",
             "devices/alice/out three"
         ]
+    );
+
+    // `[acl.rate-limit] burst = 2`. MQTT 3: of a burst of 6 within a second
+    // or two, 2 to 4 are over the limit: acked (MQTT 3 cannot say no),
+    // dropped, and counted by label.
+    let mut mallory = logged_in(addr, Version::V3_1_1, "mal-1", "mallory").await;
+    for pid in 1..=6 {
+        mallory
+            .publish(publish("burst/mallory", QoS::AtLeastOnce, pid, b"b"))
+            .await;
+        assert!(matches!(
+            mallory.recv().await,
+            shardmq::protocol::Packet::PubAck(_)
+        ));
+    }
+    let line = b.metric("shardmq_acl_rate_limited_total{label=\"burst\"}");
+    let refused: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((2..=4).contains(&refused), "{line}");
+    // MQTT 5: over the rate, the client gets DISCONNECT 0x96 (a PUBACK
+    // cannot carry it).
+    let mut fast = logged_in(addr, Version::V5, "fast-1", "alice").await;
+    for _ in 1..=6 {
+        fast.publish(publish("burst/alice", QoS::AtMostOnce, 0, b"b"))
+            .await;
+    }
+    assert_eq!(
+        fast.expect_disconnect().await,
+        Some(ReasonCode::MessageRateTooHigh)
     );
 
     // Reload on SIGHUP: v2 withdraws the monitor's devices/# while it is

@@ -149,6 +149,12 @@ impl Broker {
             Some(ReasonCode::NotAuthorized)
         } else if !self.rate_limits.admit(decision.label.as_deref(), now) {
             self.stats.publishes_rate_limited += 1;
+            // 0x96 is a DISCONNECT reason only (not valid in PUBACK/PUBREC):
+            // an MQTT 5 client over its label's rate is told so and closed;
+            // MQTT 3 has no way to tell, so its publish is dropped quietly.
+            if client.version.is_v5() {
+                return Err(ReasonCode::MessageRateTooHigh);
+            }
             Some(ReasonCode::MessageRateTooHigh)
         } else {
             None

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::Failure;
 use crate::broker::Broker;
+use crate::ratelimit::RateLimits;
 
 pub use lag::{LagHistogram, LagSnapshot};
 pub use prometheus::{render, CONTENT_TYPE};
@@ -64,6 +65,8 @@ pub struct Metrics {
     connections: AtomicU64,
     /// One per shard, by shard id.
     shards: Box<[ShardMetrics]>,
+    /// `[acl.rate-limit]`, shared with the shards: refusals per label.
+    rate_limits: RateLimits,
 }
 
 /// One shard's numbers. Each field has one writer: the shard itself (the
@@ -158,7 +161,19 @@ impl Metrics {
             max_connections: u64::from(max_connections),
             connections: AtomicU64::new(0),
             shards: (0..nr_shards).map(|_| ShardMetrics::default()).collect(),
+            rate_limits: RateLimits::default(),
         }
+    }
+
+    /// Reports the refusals of `limits` (the shards' shared rate limits).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Metrics {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Publishes refused per `[acl.rate-limit]` label, node-wide.
+    pub fn rate_limited(&self) -> Vec<(Arc<str>, u64)> {
+        self.rate_limits.refused()
     }
 
     pub fn health(&self) -> Health {

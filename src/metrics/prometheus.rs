@@ -163,8 +163,8 @@ pub fn render(metrics: &Metrics) -> String {
         &mut out,
         "shardmq_publishes_rate_limited_total",
         "counter",
-        "PUBLISH packets over their ACL label's [acl.rate-limit] (dropped; MQTT 5 \
-         QoS 1/2 acked with 0x96).",
+        "PUBLISH packets over their ACL label's [acl.rate-limit]: dropped (MQTT 3) or \
+         answered with DISCONNECT 0x96 (MQTT 5).",
         |s| &s.publishes_rate_limited,
     );
     per_shard(
@@ -174,6 +174,16 @@ pub fn render(metrics: &Metrics) -> String {
         "Subscriptions removed because a reloaded ACL file denies them.",
         |s| &s.subscriptions_revoked,
     );
+    let name = "shardmq_acl_rate_limited_total";
+    out.family(
+        name,
+        "counter",
+        "PUBLISH packets refused by [acl.rate-limit], node-wide, by the label of the ACL \
+         rule that allowed them.",
+    );
+    for (label, count) in metrics.rate_limited() {
+        out.sample(name, &[("label", &label)], count);
+    }
     let name = "shardmq_auth_failures_total";
     out.family(
         name,
@@ -219,8 +229,7 @@ impl Text {
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
     }
 
-    /// One line. Label values here are numbers and fixed words, which need no
-    /// escaping.
+    /// One line. Label values are escaped: ACL labels come from the config.
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
         self.0.push_str(name);
         if !labels.is_empty() {
@@ -229,7 +238,16 @@ impl Text {
                 if i > 0 {
                     self.0.push(',');
                 }
-                let _ = write!(self.0, "{key}=\"{value}\"");
+                let _ = write!(self.0, "{key}=\"");
+                for c in value.chars() {
+                    match c {
+                        '\\' => self.0.push_str("\\\\"),
+                        '"' => self.0.push_str("\\\""),
+                        '\n' => self.0.push_str("\\n"),
+                        c => self.0.push(c),
+                    }
+                }
+                self.0.push('"');
             }
             self.0.push('}');
         }
