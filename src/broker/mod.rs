@@ -568,4 +568,4 @@ impl Broker {
 #[cfg(test)]
 mod seam_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,8 @@ use crate::protocol::{
 use crate::session::OverflowPolicy;
 use crate::topic::{TopicFilter, TopicName};
 
-pub(super) fn settings() -> Settings {
+/// Small limits, so tests reach them; shared with other modules' broker tests.
+pub(crate) fn settings() -> Settings {
     Settings {
         connect: ConnectPolicy {
             allowed_versions: vec![Version::V3_1, Version::V3_1_1, Version::V5],

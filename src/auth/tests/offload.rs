@@ -4,8 +4,6 @@
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
-use bytestring::ByteString;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
@@ -13,7 +11,7 @@ use super::password::cheap_argon2;
 use super::*;
 use crate::auth::{Authenticator, ConfiguredAuthenticator, Failure, Identity, JwtVerifier};
 use crate::config::{AuthConfig, JwtConfig};
-use crate::protocol::{Connect, ConnectProperties, Version};
+use crate::protocol::{Connect, Version};
 
 const ISSUER: &str = "https://id.example";
 
@@ -36,17 +34,9 @@ fn config() -> AuthConfig {
     }
 }
 
+/// An MQTT 5 CONNECT from `client-1`.
 fn connect(username: Option<&str>, password: Option<&[u8]>) -> Connect {
-    Connect {
-        version: Version::V5,
-        clean_start: true,
-        keep_alive: 30,
-        client_id: ByteString::from_static("client-1"),
-        will: None,
-        username: username.map(ByteString::from),
-        password: password.map(Bytes::copy_from_slice),
-        properties: ConnectProperties::default(),
-    }
+    super::rules::connect(Version::V5, username, password)
 }
 
 /// Claims `config` accepts for `rid`, with `extra` merged in (a `null`

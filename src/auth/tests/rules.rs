@@ -1,7 +1,7 @@
 //! `ConfiguredAuthenticator`'s decision rules, and the CONNACK each refusal
 //! becomes through the broker.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -11,15 +11,20 @@ use serde_json::{json, Value};
 use super::password::cheap_argon2;
 use super::*;
 use crate::auth::{Authenticator, ConfiguredAuthenticator, Failure, Identity};
-use crate::broker::{Broker, Settings};
+use crate::broker::tests::settings;
+use crate::broker::Broker;
 use crate::config::{AuthConfig, BindTo, JwtConfig, TokenFrom};
-use crate::connection::handshake::{self, ConnectPolicy};
+use crate::connection::handshake;
 use crate::protocol::{encode, Connect, ConnectProperties, Packet, Version};
-use crate::session::{Limits, OverflowPolicy};
 
 const ISSUER: &str = "https://id.example";
 
-fn connect(version: Version, username: Option<&str>, password: Option<&[u8]>) -> Connect {
+/// A CONNECT from `client-1` with these credentials (shared with `offload`).
+pub(super) fn connect(
+    version: Version,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Connect {
     Connect {
         version,
         clean_start: true,
@@ -371,27 +376,6 @@ fn setup_errors_name_what_to_fix() {
         err.starts_with("auth.password-file \"/nonexistent/passwd\": cannot read it"),
         "{err}"
     );
-}
-
-fn settings() -> Settings {
-    Settings {
-        connect: ConnectPolicy {
-            allowed_versions: vec![Version::V3_1, Version::V3_1_1, Version::V5],
-            max_client_id_len: 64,
-            max_keepalive: None,
-            max_packet_size: 1 << 20,
-            receive_maximum: 10,
-        },
-        limits: Limits {
-            max_inflight: 10,
-            max_online_messages: 10,
-            max_offline_messages: 3,
-            overflow: OverflowPolicy::DropNewest,
-        },
-        max_topic_levels: 8,
-        topic_alias_maximum: 4,
-        retry_interval: Some(Duration::from_secs(20)),
-    }
 }
 
 /// The CONNACK bytes the broker answers `c` with, or `None` if it accepts.
