@@ -256,6 +256,22 @@ fn the_recording_sink_sees_each_hook_in_order() {
 }
 
 #[test]
+fn a_refused_login_reaches_on_register_failed_with_its_reason() {
+    let recorder = Recorder::new(&[EventKind::RegisterFailed]);
+    let mut b = Broker::new(0, 1, settings())
+        .with_auth(Box::new(RefuseBad(Failure::UsernameRidMismatch)))
+        .with_events(Box::new(recorder.clone()));
+    connack_bytes(&mut b, &as_bad(connect(Version::V3_1_1, "dev-1", true)));
+    assert_eq!(
+        recorder.take(),
+        ["register_failed dev-1 NotAuthorized username_rid_mismatch"]
+    );
+    let failure = Failure::UsernameRidMismatch as usize;
+    assert_eq!(b.stats.auth_failures[failure], 1);
+    assert_eq!(Failure::UsernameRidMismatch.registration_reason(), 6);
+}
+
+#[test]
 fn a_sink_sees_only_the_kinds_it_wants() {
     let recorder = Recorder::new(&[EventKind::Publish, EventKind::ClientGone]);
     let mut b = Broker::new(0, 1, v31_refused())

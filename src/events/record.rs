@@ -59,8 +59,14 @@ fn summary(event: &Event<'_>) -> String {
             s
         }
         Event::RegisterFailed {
-            client_id, reason, ..
-        } => format!("register_failed {client_id} {reason:?}"),
+            client_id,
+            reason,
+            failure,
+            ..
+        } => match failure {
+            Some(f) => format!("register_failed {client_id} {reason:?} {}", f.name()),
+            None => format!("register_failed {client_id} {reason:?}"),
+        },
         Event::Publish {
             who,
             topic,
