@@ -6,6 +6,7 @@
 //! Fields borrow from the broker; a sink that keeps an event copies what it
 //! needs. The stream sinks (native and vmq-compat, issue 6) plug in here.
 
+pub mod frame;
 mod record;
 
 use std::sync::Arc;
