@@ -8,6 +8,7 @@
 
 pub mod frame;
 mod record;
+pub mod schema;
 
 use std::sync::Arc;
 
