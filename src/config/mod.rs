@@ -46,9 +46,11 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Location};
 pub use sections::{
-    AclConfig, AuthConfig, BindTo, Cores, HttpConfig, JwtConfig, ListenerConfig, ListenerProtocol,
-    LogConfig, MqttConfig, ShardsConfig, SysConfig, TokenFrom,
+    AclConfig, AuthConfig, BindTo, Cores, EventsConfig, HttpConfig, JwtConfig, ListenerConfig,
+    ListenerProtocol, LogConfig, MqttConfig, ShardsConfig, SinkConfig, SinkFormat, SysConfig,
+    TokenFrom,
 };
+pub use validate::EVENT_HOOKS;
 
 use locate::Index;
 
@@ -79,6 +81,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// What clients may publish and subscribe to.
     pub acl: AclConfig,
+    /// Where broker events are streamed.
+    pub events: EventsConfig,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             sys: SysConfig::default(),
             auth: AuthConfig::default(),
             acl: AclConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }

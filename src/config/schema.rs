@@ -6,8 +6,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::locate::Index;
 use super::sections::{
-    AclConfig, AuthConfig, HttpConfig, JwtConfig, ListenerConfig, LogConfig, MqttConfig,
-    ShardsConfig, SysConfig,
+    AclConfig, AuthConfig, EventsConfig, HttpConfig, JwtConfig, ListenerConfig, LogConfig,
+    MqttConfig, ShardsConfig, SinkConfig, SysConfig,
 };
 use super::{Config, ConfigError, Location, DEFAULT_TOML};
 
@@ -22,6 +22,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "auth",
     "auth.jwt",
     "acl",
+    "events",
 ];
 
 /// The keys a section may hold: `""` is the top level, `listeners` one
@@ -38,7 +39,11 @@ pub(super) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "auth" => fields_of::<AuthConfig>(),
         "auth.jwt" => fields_of::<JwtConfig>(),
         "acl" => fields_of::<AclConfig>(),
-        // `[acl.rate-limit]` keys are the operator's label names.
+        "events" => fields_of::<EventsConfig>(),
+        // Not in SECTIONS: default.toml has no sink, only a commented example.
+        "events.sinks" => fields_of::<SinkConfig>(),
+        // `[acl.rate-limit]` keys are the operator's label names, and
+        // `[events.sinks.sample]` keys are hooks, checked by `validate.rs`.
         _ => return None,
     })
 }
@@ -124,6 +129,36 @@ pub(super) fn allowed(key: &str) -> &'static str {
             "a table of `label = msgs/s` pairs, such as `telemetry = 100`, each from 1 to \
              4294967295"
         }
+        "events" => "an [events] table",
+        "events.sinks" => {
+            "zero or more [[events.sinks]] tables, each with at least `address`; \
+             `sinks = []` for none"
+        }
+        "events.sinks.address" => {
+            "the consumer's \"host:port\", such as \"127.0.0.1:8890\"; the host must \
+             resolve at start-up"
+        }
+        "events.sinks.format" => "\"native\" or \"vmq-compat\"",
+        "events.sinks.hooks" => {
+            "a non-empty list of distinct hook names among \"on_register\", \
+             \"on_register_failed\", \"on_publish\", \"on_subscribe\", \"on_unsubscribe\", \
+             \"on_deliver\", \"on_delivery_complete\", \"on_offline_message\", \
+             \"on_message_drop\", \"on_client_wakeup\", \"on_client_offline\", \
+             \"on_client_gone\" and \"on_session_expired\""
+        }
+        "events.sinks.connections" => "an integer from 1 to 1024 (per node)",
+        "events.sinks.max-batch-bytes" => "an integer number of bytes from 64 to 16777216",
+        "events.sinks.max-batch-delay" => {
+            "a duration from \"1us\" to \"1s\", such as \"1ms\" or \"500us\""
+        }
+        "events.sinks.buffer-bytes" => {
+            "an integer number of bytes from max-batch-bytes to 4294967296 (per shard)"
+        }
+        "events.sinks.acks" => "true or false; true needs format = \"native\"",
+        "events.sinks.sample" => {
+            "tables [events.sinks.sample.<hook>] of `label = percent` pairs, each \
+             percent from 0 to 100, for hooks this sink lists"
+        }
         _ => "see `shardmq --print-default-config`",
     }
 }
@@ -158,19 +193,23 @@ pub(super) fn default_line(key: &str) -> Option<String> {
     Some(format!("{name} = {value}"))
 }
 
-/// How a section is written in the file: `[mqtt]`, `[[listeners]]` entry 2.
+/// How a section is written in the file: `[mqtt]`, `[[listeners]]` entry 2,
+/// `[[events.sinks]] (entry 1)`.
 pub(super) fn section_display(section: &str) -> String {
-    match section.strip_prefix("listeners[") {
-        Some(rest) => {
+    const ARRAYS: &[&str] = &["listeners", "events.sinks"];
+    if ARRAYS.contains(&section) {
+        return format!("[[{section}]]");
+    }
+    if let Some((array, rest)) = section.split_once('[') {
+        if ARRAYS.contains(&array) && !rest.contains('.') {
             let n = rest
                 .trim_end_matches(']')
                 .parse::<usize>()
                 .map_or(0, |i| i + 1);
-            format!("[[listeners]] (entry {n})")
+            return format!("[[{array}]] (entry {n})");
         }
-        None if section == "listeners" => "[[listeners]]".to_owned(),
-        None => format!("[{section}]"),
     }
+    format!("[{section}]")
 }
 
 /// An out-of-range, wrong-typed or conflicting value at `path`, with what is allowed
@@ -193,7 +232,7 @@ pub(super) fn invalid(
 }
 
 /// Keys that have no default within their table.
-const REQUIRED: &[&str] = &["listeners.bind"];
+const REQUIRED: &[&str] = &["listeners.bind", "events.sinks.address"];
 
 /// "set `max-inflight` in [mqtt] to an allowed value, or delete it to use the
 /// default `max-inflight = 100`".

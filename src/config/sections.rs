@@ -313,3 +313,102 @@ impl Default for AclConfig {
         }
     }
 }
+
+/// `[events]`: the event stream (issue 6).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EventsConfig {
+    /// Where events go; each sink gets every event it asks for. Empty: none are
+    /// built, and an event costs one branch.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One `[[events.sinks]]` entry: a consumer the broker connects out to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SinkConfig {
+    /// `host:port` of the consumer, which listens; the broker connects to it.
+    /// Required: a sink without an address is a mistake, not a wish for a default.
+    pub address: String,
+    /// The wire format: batched native frames, or the fork's one-event frames.
+    #[serde(default)]
+    pub format: SinkFormat,
+    /// The fork's hook names of the events this sink wants.
+    #[serde(default = "default_hooks")]
+    pub hooks: Vec<String>,
+    /// Connections per node, split across the shards (each shard has at least one).
+    #[serde(default = "default_connections")]
+    pub connections: u32,
+    /// A native frame is sent once it reaches this size (or after
+    /// `max-batch-delay`): big enough to amortise a write, small enough to bound
+    /// latency and the consumer's read buffer.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: u32,
+    /// The longest an event waits in an unfinished batch.
+    #[serde(default = "default_max_batch_delay", with = "de::duration")]
+    pub max_batch_delay: Duration,
+    /// Bytes held per shard for this sink (batches not yet written, and with
+    /// `acks` frames not yet acknowledged); past it new events are dropped, so a
+    /// slow consumer costs memory up to here and then counted drops, never a stall.
+    #[serde(default = "default_buffer_bytes")]
+    pub buffer_bytes: u64,
+    /// Whether the consumer acks sequence numbers: frames are kept until acked and
+    /// sent again after a reconnect (at-least-once). Native format only.
+    #[serde(default)]
+    pub acks: bool,
+    /// `sample.<hook>.<label> = percent`: of the events of `hook` whose ACL label is
+    /// `label`, keep this percentage (at random). Unlisted ones are all kept.
+    #[serde(default)]
+    pub sample: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+impl SinkConfig {
+    /// A sink to `address` with every other setting at its default.
+    pub fn new(address: impl Into<String>) -> SinkConfig {
+        SinkConfig {
+            address: address.into(),
+            format: SinkFormat::default(),
+            hooks: default_hooks(),
+            connections: default_connections(),
+            max_batch_bytes: default_max_batch_bytes(),
+            max_batch_delay: default_max_batch_delay(),
+            buffer_bytes: default_buffer_bytes(),
+            acks: false,
+            sample: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_hooks() -> Vec<String> {
+    ["on_register", "on_publish", "on_subscribe", "on_deliver"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_connections() -> u32 {
+    4
+}
+
+fn default_max_batch_bytes() -> u32 {
+    65536
+}
+
+fn default_max_batch_delay() -> Duration {
+    Duration::from_millis(1)
+}
+
+fn default_buffer_bytes() -> u64 {
+    16 << 20
+}
+
+/// How a sink frames its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkFormat {
+    /// Batched frames with a header (shard, first sequence number, count).
+    #[default]
+    Native,
+    /// The fork's sidecar framing: 4-byte length + `google.protobuf.Any`, one
+    /// event per frame, no sequence numbers, no acks.
+    VmqCompat,
+}

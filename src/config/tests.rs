@@ -678,3 +678,138 @@ fn set_bind_replaces_the_first_listener() {
         "{message}"
     );
 }
+
+#[test]
+fn event_sinks_parse_with_defaults_and_samples() {
+    let config = load(
+        r#"
+[[events.sinks]]
+address = "127.0.0.1:8890"
+format = "vmq-compat"
+hooks = ["on_publish", "on_deliver"]
+connections = 2
+max-batch-bytes = 1024
+max-batch-delay = "500us"
+buffer-bytes = 4096
+[events.sinks.sample.on_publish]
+some_label = 10
+[[events.sinks]]
+address = "consumer.local:9000"
+acks = true
+"#,
+    )
+    .unwrap();
+    let sinks = &config.events.sinks;
+    assert_eq!(sinks.len(), 2);
+    assert_eq!(sinks[0].format, SinkFormat::VmqCompat);
+    assert_eq!(sinks[0].hooks, ["on_publish", "on_deliver"]);
+    assert_eq!(sinks[0].max_batch_delay, Duration::from_micros(500));
+    assert_eq!(sinks[0].sample["on_publish"]["some_label"], 10);
+    let mut want = SinkConfig::new("consumer.local:9000");
+    want.acks = true;
+    assert_eq!(sinks[1], want);
+    assert_eq!(want.connections, 4);
+    assert_eq!(want.max_batch_bytes, 65536);
+    assert_eq!(want.buffer_bytes, 16 << 20);
+    assert_eq!(want.format, SinkFormat::Native);
+}
+
+#[test]
+fn event_sink_rules_name_their_key_and_line() {
+    let sink = "[[events.sinks]]\naddress = \"127.0.0.1:1\"\n";
+    let cases: &[(&str, usize, &str, &str)] = &[
+        (
+            "[[events.sinks]]\nformat = \"native\"\n",
+            1,
+            "events.sinks[0].address",
+            "missing",
+        ),
+        (
+            "[[events.sinks]]\naddress = \"nowhere\"\n",
+            2,
+            "events.sinks[0].address",
+            "no port",
+        ),
+        (
+            "hooks = [\"on_publish\", \"on_publsh\"]\n",
+            3,
+            "events.sinks[0].hooks[1]",
+            "\"on_publish\"?",
+        ),
+        ("hooks = []\n", 3, "events.sinks[0].hooks", "empty"),
+        (
+            "hooks = [\"on_deliver\", \"on_deliver\"]\n",
+            3,
+            "events.sinks[0].hooks[1]",
+            "twice",
+        ),
+        (
+            "connections = 0\n",
+            3,
+            "events.sinks[0].connections",
+            "out of range",
+        ),
+        (
+            "max-batch-bytes = 10\n",
+            3,
+            "events.sinks[0].max-batch-bytes",
+            "out of range",
+        ),
+        (
+            "max-batch-delay = \"0s\"\n",
+            3,
+            "events.sinks[0].max-batch-delay",
+            "out of range",
+        ),
+        (
+            "buffer-bytes = 100\n",
+            3,
+            "events.sinks[0].buffer-bytes",
+            "one batch",
+        ),
+        (
+            "format = \"vmq-compat\"\nacks = true\n",
+            4,
+            "events.sinks[0].acks",
+            "no sequence",
+        ),
+        (
+            "format = \"json\"\n",
+            3,
+            "events.sinks[0].format",
+            "unknown variant",
+        ),
+        (
+            "[events.sinks.sample.on_publish]\na = 101\n",
+            4,
+            "events.sinks[0].sample.on_publish.a",
+            "not a percentage",
+        ),
+        (
+            "[events.sinks.sample.on_unsubscribe]\na = 1\n",
+            3,
+            "events.sinks[0].sample.on_unsubscribe",
+            "not in this sink's hooks",
+        ),
+    ];
+    for (extra, line, key, words) in cases {
+        let text = if extra.starts_with("[[") {
+            extra.to_string()
+        } else {
+            format!("{sink}{extra}")
+        };
+        let e = load_err(&text);
+        let (got_line, got_key, message) = describe(&e);
+        assert_eq!(got_line, Some(*line), "line for:\n{text}\n{message}");
+        assert_eq!(&got_key, key, "key for:\n{text}\n{message}");
+        assert!(
+            message.contains(words),
+            "{words:?} missing from:\n{message}"
+        );
+        assert!(message.contains("\n  fix: "), "{message}");
+    }
+    let e = load_err(&format!("{sink}colour = 1\n"));
+    let (line, key, message) = describe(&e);
+    assert_eq!((line, key.as_str()), (Some(3), "colour"), "{message}");
+    assert!(message.contains("[[events.sinks]] (entry 1)"), "{message}");
+}

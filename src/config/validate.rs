@@ -8,7 +8,9 @@ use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::sections::{AclConfig, BindTo, Cores, JwtConfig, LogConfig, TokenFrom};
+use super::sections::{
+    AclConfig, BindTo, Cores, EventsConfig, JwtConfig, LogConfig, SinkConfig, SinkFormat, TokenFrom,
+};
 use super::Config;
 use crate::topic::MAX_SHARDS;
 
@@ -44,7 +46,8 @@ pub(super) fn check(config: &Config) -> Result<(), Violation> {
     check_sys(config.sys.interval)?;
     check_jwt(&config.auth.jwt)?;
     check_jwt_binding(&config.auth.jwt)?;
-    check_acl(&config.acl)
+    check_acl(&config.acl)?;
+    check_events(&config.events)
 }
 
 fn check_cores(cores: &Cores) -> Result<(), Violation> {
@@ -332,6 +335,144 @@ fn check_acl(acl: &AclConfig) -> Result<(), Violation> {
         });
     }
     Ok(())
+}
+
+/// The fork's hook names, which `[[events.sinks]] hooks` and `sample` use.
+pub const EVENT_HOOKS: &[&str] = &[
+    "on_register",
+    "on_register_failed",
+    "on_publish",
+    "on_subscribe",
+    "on_unsubscribe",
+    "on_deliver",
+    "on_delivery_complete",
+    "on_offline_message",
+    "on_message_drop",
+    "on_client_wakeup",
+    "on_client_offline",
+    "on_client_gone",
+    "on_session_expired",
+];
+
+/// The largest frame a sink may batch: consumers size their read buffers by it.
+const MAX_BATCH_BYTES: u32 = 16 << 20;
+/// Room for a native header and a small event.
+const MIN_BATCH_BYTES: u32 = 64;
+
+fn check_events(events: &EventsConfig) -> Result<(), Violation> {
+    for (i, sink) in events.sinks.iter().enumerate() {
+        check_sink(&format!("events.sinks[{i}]"), sink)?;
+    }
+    Ok(())
+}
+
+fn check_sink(at: &str, sink: &SinkConfig) -> Result<(), Violation> {
+    if let Err(problem) = check_address(&sink.address) {
+        return Err(violation(format!("{at}.address"), problem));
+    }
+    if sink.hooks.is_empty() {
+        return Err(violation(
+            format!("{at}.hooks"),
+            "the list is empty: the sink would never get an event",
+        ));
+    }
+    if let Some(i) = sink
+        .hooks
+        .iter()
+        .position(|h| !EVENT_HOOKS.contains(&h.as_str()))
+    {
+        return Err(unknown_hook(format!("{at}.hooks[{i}]"), &sink.hooks[i]));
+    }
+    if let Some((i, _)) = first_duplicate(&sink.hooks) {
+        return Err(violation(
+            format!("{at}.hooks[{i}]"),
+            format!("\"{}\" is listed twice", sink.hooks[i]),
+        ));
+    }
+    if !(1..=1024).contains(&sink.connections) {
+        return Err(violation(
+            format!("{at}.connections"),
+            format!("{} is out of range", sink.connections),
+        ));
+    }
+    if !(MIN_BATCH_BYTES..=MAX_BATCH_BYTES).contains(&sink.max_batch_bytes) {
+        return Err(violation(
+            format!("{at}.max-batch-bytes"),
+            format!("{} is out of range", sink.max_batch_bytes),
+        ));
+    }
+    let delay = sink.max_batch_delay;
+    if delay.is_zero() || delay > Duration::from_secs(1) {
+        return Err(violation(
+            format!("{at}.max-batch-delay"),
+            format!("{} is out of range", humantime::format_duration(delay)),
+        ));
+    }
+    if sink.buffer_bytes < u64::from(sink.max_batch_bytes) || sink.buffer_bytes > 1 << 32 {
+        return Err(Violation {
+            path: format!("{at}.buffer-bytes"),
+            problem: format!(
+                "{} is out of range: the buffer must hold at least one batch ({} bytes)",
+                sink.buffer_bytes, sink.max_batch_bytes
+            ),
+            fix: None,
+        });
+    }
+    if sink.acks && sink.format == SinkFormat::VmqCompat {
+        return Err(Violation {
+            path: format!("{at}.acks"),
+            problem: "the vmq-compat format has no sequence numbers to ack".to_owned(),
+            fix: Some("set acks = false, or format = \"native\"".to_owned()),
+        });
+    }
+    for (hook, labels) in &sink.sample {
+        let path = format!("{at}.sample.{hook}");
+        if !EVENT_HOOKS.contains(&hook.as_str()) {
+            return Err(unknown_hook(path, hook));
+        }
+        if !sink.hooks.contains(hook) {
+            return Err(Violation {
+                path,
+                problem: format!("\"{hook}\" is sampled but not in this sink's hooks"),
+                fix: Some(format!(
+                    "add \"{hook}\" to hooks, or remove its sample table"
+                )),
+            });
+        }
+        if let Some((label, percent)) = labels.iter().find(|(_, &p)| p > 100) {
+            return Err(violation(
+                format!("{path}.{label}"),
+                format!("{percent} is not a percentage"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unknown_hook(path: String, hook: &str) -> Violation {
+    let fix = match super::schema::suggest(hook, EVENT_HOOKS) {
+        Some(near) => format!("did you mean \"{near}\"?"),
+        None => "use one of the fork's hook names".to_owned(),
+    };
+    Violation {
+        path,
+        problem: format!("\"{hook}\" is not a hook"),
+        fix: Some(fix),
+    }
+}
+
+/// `host:port`, with a port; whether the host resolves is checked at start-up.
+fn check_address(address: &str) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("\"{address}\" has no port"));
+    };
+    if host.is_empty() {
+        return Err(format!("\"{address}\" has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("\"{port}\" is not a port from 1 to 65535")),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// `(i, j)`: `items[i]` is the first element equal to an earlier one, `items[j]`.
