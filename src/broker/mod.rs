@@ -32,7 +32,7 @@ pub use publish::Closed;
 use crate::acl::{AllowAll, Authorizer};
 use crate::auth::{AllowAnonymous, Authenticator, Identity, Preparation, Prepared};
 use crate::connection::handshake::{self, ConnectPolicy};
-use crate::events::{Event, EventKind, EventSink, Events};
+use crate::events::{Event, EventKind, EventSink, Events, OfflineReason};
 use crate::hash::HashMap;
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Packet, QoS, ReasonCode};
@@ -457,8 +457,14 @@ impl Broker {
             session_present,
             user_properties: &connect.properties.user_properties,
         });
+        if session_present {
+            self.events
+                .emit(EventKind::ClientWakeUp, || Event::ClientWakeUp {
+                    who: &identity,
+                });
+        }
         self.events.dropped(&client_id, &drops);
-        self.events.delivered(&client_id, &packets);
+        self.events.delivered(&identity, &packets);
         self.output(conn).packets.extend(packets);
         if !was_online {
             self.count_online(&client_id, 1);
@@ -469,7 +475,21 @@ impl Broker {
     /// The connection of `client` is gone. `will` is what to publish for an
     /// abnormal close (the caller passes `None` after a DISCONNECT without
     /// "with will", or when the session was taken over).
+    /// `on_client_offline` says the reason is unspecified: callers that know
+    /// why use [`Broker::disconnected_because`].
     pub fn disconnected(&mut self, client: &Client, will: Option<Box<LastWill>>, now: Instant) {
+        self.disconnected_because(client, will, OfflineReason::Unspecified, now);
+    }
+
+    /// [`Broker::disconnected`], with why the connection ended, for
+    /// `on_client_offline`.
+    pub fn disconnected_because(
+        &mut self,
+        client: &Client,
+        will: Option<Box<LastWill>>,
+        reason: OfflineReason,
+        now: Instant,
+    ) {
         self.outputs.take(client.conn);
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
@@ -485,6 +505,7 @@ impl Broker {
         self.events
             .emit(EventKind::ClientOffline, || Event::ClientOffline {
                 who: &client.identity,
+                reason,
             });
         let will = will.map(|w| (w.properties.will_delay_interval.unwrap_or(0), w));
         let expiry = entry.expiry;
@@ -524,7 +545,7 @@ impl Broker {
                 let drops = entry.session.retry(now, interval, &mut packets);
                 self.stats.count_drops(&drops);
                 self.events.dropped(id, &drops);
-                self.events.delivered(id, &packets);
+                self.events.delivered(&entry.identity, &packets);
                 if !packets.is_empty() {
                     self.outputs.to(conn).packets.extend(packets);
                 }
@@ -542,6 +563,10 @@ impl Broker {
             self.publish_message(message, now);
         }
         for id in expired {
+            self.events
+                .emit(EventKind::SessionExpired, || Event::SessionExpired {
+                    client_id: &id,
+                });
             self.end_session(&id);
         }
     }
@@ -552,7 +577,10 @@ impl Broker {
             return;
         };
         self.events
-            .emit(EventKind::ClientGone, || Event::ClientGone { client_id });
+            .emit(EventKind::ClientGone, || Event::ClientGone {
+                client_id,
+                username: entry.identity.username.as_ref(),
+            });
         let filters: Vec<_> = entry
             .session
             .subscriptions()

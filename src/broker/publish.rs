@@ -109,7 +109,7 @@ impl Broker {
         let (_known, drops) = ack(&mut entry.session, &mut packets);
         self.stats.count_drops(&drops);
         self.events.dropped(&client.client_id, &drops);
-        self.events.delivered(&client.client_id, &packets);
+        self.events.delivered(&client.identity, &packets);
         if !packets.is_empty() {
             self.output(client.conn).packets.extend(packets);
         }
@@ -201,6 +201,7 @@ impl Broker {
                 retain: publish.retain,
                 payload: &publish.payload,
                 label: decision.label.as_deref(),
+                pattern: decision.pattern.as_deref(),
             });
             let message = Message::from_publish(&publish, &client.client_id, now);
             self.publish_message(message, now);
@@ -298,6 +299,9 @@ impl Recipients for Sessions<'_> {
             return;
         }
         let qos0 = delivery.qos == QoS::AtMostOnce;
+        if entry.conn.is_none() {
+            self.events.queued_offline(client, &delivery);
+        }
         let dropped = entry.session.deliver(delivery, self.now, out);
         let backlog = out.len();
         if qos0 && before >= PINNING_BACKLOG {
@@ -308,7 +312,7 @@ impl Recipients for Sessions<'_> {
             }
         }
         if let Some(conn) = entry.conn {
-            self.events.delivered(client, &out[before..]);
+            self.events.delivered(&entry.identity, &out[before..]);
             if congested(backlog, entry.session.queued(), self.output_limit) {
                 self.outputs.set_congested(conn, client);
             }

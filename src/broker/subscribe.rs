@@ -24,12 +24,13 @@ impl Broker {
             .wants(EventKind::Subscribe)
             .then(|| Vec::with_capacity(subscribe.filters.len()));
         for (filter, options) in &subscribe.filters {
-            let mut label = None;
+            let (mut label, mut pattern) = (None, None);
             let code = if filter.levels().count() > self.settings.max_topic_levels {
                 ReasonCode::TopicFilterInvalid
             } else {
                 let decision = self.acl.subscribe(&client.identity, filter);
                 label = decision.label;
+                pattern = decision.pattern;
                 if !decision.allow {
                     ReasonCode::NotAuthorized
                 } else {
@@ -52,6 +53,7 @@ impl Broker {
                     filter: filter.clone(),
                     qos: if code.is_error() { 0x80 } else { code as u8 },
                     label,
+                    pattern,
                 });
             }
             reason_codes.push(code);
@@ -81,7 +83,7 @@ impl Broker {
                     .dropped(&client.client_id, std::slice::from_ref(&drop));
             }
         }
-        self.events.delivered(&client.client_id, &out[before..]);
+        self.events.delivered(&client.identity, &out[before..]);
     }
 
     /// Adds (or replaces) one subscription of `client`, and gathers the

@@ -6,6 +6,7 @@
 //! Fields borrow from the broker; a sink that keeps an event copies what it
 //! needs. The stream sinks (native and vmq-compat, issue 6) plug in here.
 
+pub mod convert;
 pub mod frame;
 mod record;
 pub mod schema;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use bytestring::ByteString;
 
+pub use convert::{encode_native, encode_vmq, to_native};
 pub use record::Recorder;
 
 use crate::auth::{Failure, Identity};
@@ -23,7 +25,7 @@ use crate::session::{Delivery, DropReason};
 use crate::topic::{TopicFilter, TopicName};
 
 /// Which hook an event is, for [`EventSink::wants`]. Named after the fork's
-/// hooks (DESIGN section 4).
+/// hooks (DESIGN section 4); [`EventKind::hook_name`] gives the fork's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     Register,
@@ -32,9 +34,105 @@ pub enum EventKind {
     Subscribe,
     Unsubscribe,
     Deliver,
+    DeliveryComplete,
+    OfflineMessage,
     MessageDrop,
+    ClientWakeUp,
     ClientOffline,
     ClientGone,
+    SessionExpired,
+}
+
+impl EventKind {
+    /// Every kind, in the fork's table order.
+    pub const ALL: [EventKind; 13] = [
+        EventKind::Register,
+        EventKind::RegisterFailed,
+        EventKind::Publish,
+        EventKind::Subscribe,
+        EventKind::Unsubscribe,
+        EventKind::Deliver,
+        EventKind::DeliveryComplete,
+        EventKind::OfflineMessage,
+        EventKind::MessageDrop,
+        EventKind::ClientWakeUp,
+        EventKind::ClientOffline,
+        EventKind::ClientGone,
+        EventKind::SessionExpired,
+    ];
+
+    /// The fork's hook name, as `hooks = [...]` in a sink's config names it.
+    pub fn hook_name(self) -> &'static str {
+        match self {
+            EventKind::Register => "on_register",
+            EventKind::RegisterFailed => "on_register_failed",
+            EventKind::Publish => "on_publish",
+            EventKind::Subscribe => "on_subscribe",
+            EventKind::Unsubscribe => "on_unsubscribe",
+            EventKind::Deliver => "on_deliver",
+            EventKind::DeliveryComplete => "on_delivery_complete",
+            EventKind::OfflineMessage => "on_offline_message",
+            EventKind::MessageDrop => "on_message_drop",
+            EventKind::ClientWakeUp => "on_client_wakeup",
+            EventKind::ClientOffline => "on_client_offline",
+            EventKind::ClientGone => "on_client_gone",
+            EventKind::SessionExpired => "on_session_expired",
+        }
+    }
+
+    /// The kind a fork hook name stands for; `None` for an unknown name.
+    pub fn from_hook_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.hook_name() == name)
+    }
+}
+
+/// Why a client went offline: `on_client_offline`'s reason. What the
+/// connection layer knows when the connection ends, mapped onto the fork's
+/// `Reason` enum by [`convert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OfflineReason {
+    /// Not told (the caller used [`Broker::disconnected`](crate::broker::Broker::disconnected)).
+    #[default]
+    Unspecified,
+    /// The client sent DISCONNECT (reason 0 in MQTT 5).
+    NormalDisconnect,
+    /// An MQTT 5 DISCONNECT with a non-zero reason (e.g. 0x04, with will).
+    ClientDisconnect,
+    /// Nothing received within 1.5 times the keepalive.
+    KeepAlive,
+    /// The client broke the protocol.
+    ProtocolError,
+    /// The connection closed or failed without a DISCONNECT.
+    TcpClosed,
+    /// The broker is shutting down.
+    ShuttingDown,
+    /// The broker closed the connection for another reason (rate limit,
+    /// slow reader, administrative action).
+    Administrative,
+}
+
+impl OfflineReason {
+    /// The reason for a connection that ended with `code`: a reader error, a
+    /// client DISCONNECT's reason, or the broker's close reason. `None` is a
+    /// connection that closed without any (TCP closed).
+    pub fn from_reason_code(code: Option<ReasonCode>) -> OfflineReason {
+        match code {
+            None => OfflineReason::TcpClosed,
+            Some(ReasonCode::Success) => OfflineReason::NormalDisconnect,
+            Some(ReasonCode::DisconnectWithWillMessage) => OfflineReason::ClientDisconnect,
+            Some(ReasonCode::KeepAliveTimeout) => OfflineReason::KeepAlive,
+            Some(ReasonCode::ServerShuttingDown) => OfflineReason::ShuttingDown,
+            Some(
+                ReasonCode::ProtocolError
+                | ReasonCode::MalformedPacket
+                | ReasonCode::PacketTooLarge
+                | ReasonCode::TopicAliasInvalid
+                | ReasonCode::ReceiveMaximumExceeded
+                | ReasonCode::TopicNameInvalid,
+            ) => OfflineReason::ProtocolError,
+            Some(_) => OfflineReason::Administrative,
+        }
+    }
 }
 
 /// Something that happened in the broker, as a hook call.
@@ -66,6 +164,8 @@ pub enum Event<'a> {
         payload: &'a Bytes,
         /// The label of the ACL rule that allowed it.
         label: Option<&'a str>,
+        /// That rule's filter as written, for `matched_acl.pattern`.
+        pattern: Option<&'a str>,
     },
     /// `on_subscribe`: the filters of a SUBSCRIBE and what each got.
     Subscribe {
@@ -80,11 +180,31 @@ pub enum Event<'a> {
     /// `on_deliver`: a PUBLISH handed to a connected client's writer
     /// (retransmissions included, with `dup` set).
     Deliver {
-        client_id: &'a ByteString,
+        /// The receiver.
+        who: &'a Identity,
         topic: &'a TopicName,
         qos: QoS,
         retain: bool,
         dup: bool,
+        payload: &'a Bytes,
+    },
+    /// `on_delivery_complete`: the receiver acknowledged a QoS 1 (PUBACK) or
+    /// QoS 2 (PUBREC) delivery. Not emitted yet: the session does not hand
+    /// back the acknowledged message.
+    DeliveryComplete {
+        who: &'a Identity,
+        topic: &'a TopicName,
+        qos: QoS,
+        retain: bool,
+        payload: &'a Bytes,
+    },
+    /// `on_offline_message`: a QoS 1/2 delivery queued for an offline
+    /// session (an `on_message_drop` follows if the full queue drops it).
+    OfflineMessage {
+        client_id: &'a ByteString,
+        topic: &'a TopicName,
+        qos: QoS,
+        retain: bool,
         payload: &'a Bytes,
     },
     /// `on_message_drop`: a delivery dropped instead of sent or queued.
@@ -92,14 +212,28 @@ pub enum Event<'a> {
         client_id: &'a ByteString,
         topic: &'a TopicName,
         qos: QoS,
+        payload: &'a Bytes,
         reason: DropReason,
     },
+    /// `on_client_wakeup`: a client connected to its existing session
+    /// (session present).
+    ClientWakeUp { who: &'a Identity },
     /// `on_client_offline`: a connection ended and its session is offline
     /// (not emitted for a connection whose session was taken over).
-    ClientOffline { who: &'a Identity },
+    ClientOffline {
+        who: &'a Identity,
+        reason: OfflineReason,
+    },
     /// `on_client_gone`: a session ended (clean start, expiry, or a clean
     /// session's disconnect).
-    ClientGone { client_id: &'a ByteString },
+    ClientGone {
+        client_id: &'a ByteString,
+        /// The last username the session connected with.
+        username: Option<&'a ByteString>,
+    },
+    /// `on_session_expired`: an offline session's expiry interval ran out
+    /// (an `on_client_gone` follows).
+    SessionExpired { client_id: &'a ByteString },
 }
 
 /// One filter of a SUBSCRIBE, as `on_subscribe` reports it.
@@ -110,6 +244,8 @@ pub struct TopicInfo {
     pub qos: u8,
     /// The label of the ACL rule that decided.
     pub label: Option<Arc<str>>,
+    /// That rule's filter as written, for `matched_acl.pattern`.
+    pub pattern: Option<Arc<str>>,
 }
 
 impl Event<'_> {
@@ -121,9 +257,13 @@ impl Event<'_> {
             Event::Subscribe { .. } => EventKind::Subscribe,
             Event::Unsubscribe { .. } => EventKind::Unsubscribe,
             Event::Deliver { .. } => EventKind::Deliver,
+            Event::DeliveryComplete { .. } => EventKind::DeliveryComplete,
+            Event::OfflineMessage { .. } => EventKind::OfflineMessage,
             Event::MessageDrop { .. } => EventKind::MessageDrop,
+            Event::ClientWakeUp { .. } => EventKind::ClientWakeUp,
             Event::ClientOffline { .. } => EventKind::ClientOffline,
             Event::ClientGone { .. } => EventKind::ClientGone,
+            Event::SessionExpired { .. } => EventKind::SessionExpired,
         }
     }
 }
@@ -163,15 +303,15 @@ impl Events {
         }
     }
 
-    /// `on_deliver` for each PUBLISH in `packets`, sent to `client_id`.
-    pub fn delivered(&mut self, client_id: &ByteString, packets: &[Packet]) {
+    /// `on_deliver` for each PUBLISH in `packets`, sent to `who`.
+    pub fn delivered(&mut self, who: &Identity, packets: &[Packet]) {
         if !self.wants(EventKind::Deliver) {
             return;
         }
         for packet in packets {
             if let Packet::Publish(p) = packet {
                 self.emit(EventKind::Deliver, || Event::Deliver {
-                    client_id,
+                    who,
                     topic: &p.topic,
                     qos: p.qos,
                     retain: p.retain,
@@ -182,6 +322,22 @@ impl Events {
         }
     }
 
+    /// `on_offline_message` for `delivery`, about to be offered to the
+    /// offline session of `client_id`, if the session queues such messages
+    /// (QoS 1/2 without non_persistence; the queue may still drop it).
+    pub fn queued_offline(&mut self, client_id: &ByteString, delivery: &Delivery) {
+        if delivery.qos == QoS::AtMostOnce || delivery.non_persistence {
+            return;
+        }
+        self.emit(EventKind::OfflineMessage, || Event::OfflineMessage {
+            client_id,
+            topic: &delivery.message.topic,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            payload: &delivery.message.payload,
+        });
+    }
+
     /// `on_message_drop` for each of `drops`, meant for `client_id`.
     pub fn dropped(&mut self, client_id: &ByteString, drops: &[(Delivery, DropReason)]) {
         for (delivery, reason) in drops {
@@ -189,6 +345,7 @@ impl Events {
                 client_id,
                 topic: &delivery.message.topic,
                 qos: delivery.qos,
+                payload: &delivery.message.payload,
                 reason: *reason,
             });
         }

@@ -98,18 +98,30 @@ fn summary(event: &Event<'_>) -> String {
             s
         }
         Event::Deliver {
+            who, topic, qos, ..
+        } => {
+            format!("deliver {} {topic} q{}", who.client_id, qos as u8)
+        }
+        Event::DeliveryComplete {
+            who, topic, qos, ..
+        } => {
+            format!("delivery_complete {} {topic} q{}", who.client_id, qos as u8)
+        }
+        Event::OfflineMessage {
             client_id,
             topic,
             qos,
             ..
-        } => format!("deliver {client_id} {topic} q{}", qos as u8),
+        } => format!("offline_message {client_id} {topic} q{}", qos as u8),
         Event::MessageDrop {
             client_id,
             topic,
             reason,
             ..
         } => format!("drop {client_id} {topic} {reason:?}"),
-        Event::ClientOffline { who } => format!("offline {}", who.client_id),
-        Event::ClientGone { client_id } => format!("gone {client_id}"),
+        Event::ClientWakeUp { who } => format!("wakeup {}", who.client_id),
+        Event::ClientOffline { who, .. } => format!("offline {}", who.client_id),
+        Event::ClientGone { client_id, .. } => format!("gone {client_id}"),
+        Event::SessionExpired { client_id } => format!("expired {client_id}"),
     }
 }
