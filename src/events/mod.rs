@@ -10,6 +10,8 @@ pub mod convert;
 pub mod frame;
 mod record;
 pub mod schema;
+#[cfg(test)]
+mod stream_tests;
 
 use std::sync::Arc;
 
