@@ -4,6 +4,7 @@
 //! # Layout
 //! - this file: [`Metrics`] (shared by every shard and the HTTP thread),
 //!   [`ShardMetrics`], [`Health`] and the `max-connections` [`Admission`];
+//! - `events`: the event sinks' counters;
 //! - `lag`: the event-loop lag histogram;
 //! - `prometheus`: the `/metrics` text;
 //! - `sys`: the `$SYS/broker/...` topics;
@@ -15,6 +16,7 @@
 //! atomics, one writer) every [`SAMPLE_PERIOD`]; readers only load. Nothing is
 //! touched per message: the broker keeps plain `u64` counters (`broker::Stats`).
 
+mod events;
 mod lag;
 mod prometheus;
 mod sys;
@@ -28,6 +30,7 @@ use crate::auth::Failure;
 use crate::broker::Broker;
 use crate::ratelimit::RateLimits;
 
+pub use events::{EventSinkMetrics, SinkShardMetrics};
 pub use lag::{LagHistogram, LagSnapshot};
 pub use prometheus::{render, CONTENT_TYPE};
 pub use sys::sys_messages;
@@ -67,6 +70,8 @@ pub struct Metrics {
     shards: Box<[ShardMetrics]>,
     /// `[acl.rate-limit]`, shared with the shards: refusals per label.
     rate_limits: RateLimits,
+    /// One per `[[events.sinks]]` entry, in config order.
+    event_sinks: Vec<Arc<EventSinkMetrics>>,
 }
 
 /// One shard's numbers. Each field has one writer: the shard itself (the
@@ -162,7 +167,19 @@ impl Metrics {
             connections: AtomicU64::new(0),
             shards: (0..nr_shards).map(|_| ShardMetrics::default()).collect(),
             rate_limits: RateLimits::default(),
+            event_sinks: Vec::new(),
         }
+    }
+
+    /// Reports the event sinks, in config order.
+    pub fn with_event_sinks(mut self, sinks: Vec<Arc<EventSinkMetrics>>) -> Metrics {
+        self.event_sinks = sinks;
+        self
+    }
+
+    /// The event sinks' counters, in config order.
+    pub fn event_sinks(&self) -> &[Arc<EventSinkMetrics>] {
+        &self.event_sinks
     }
 
     /// Reports the refusals of `limits` (the shards' shared rate limits).

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{DropKind, Metrics, ShardMetrics};
 use crate::auth::Failure;
+use crate::config::EVENT_HOOKS;
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -199,6 +200,8 @@ pub fn render(metrics: &Metrics) -> String {
         }
     }
 
+    render_event_sinks(&mut out, metrics);
+
     let name = "shardmq_event_loop_lag_seconds";
     out.family(
         name,
@@ -218,6 +221,67 @@ pub fn render(metrics: &Metrics) -> String {
         out.sample(&format!("{name}_count"), &[("shard", &id)], lag.count);
     }
     out.0
+}
+
+/// A metric family of the event sinks: name, type, help, and its value.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&super::EventSinkMetrics) -> u64,
+);
+
+/// The `[[events.sinks]]` counters, node-wide, by sink (its address).
+fn render_event_sinks(out: &mut Text, metrics: &Metrics) {
+    let sinks = metrics.event_sinks();
+    let families: [Family; 4] = [
+        (
+            "shardmq_events_sent_total",
+            "counter",
+            "Events written to the sink's consumer connections (replays count again).",
+            |s| s.sent(),
+        ),
+        (
+            "shardmq_events_connects_total",
+            "counter",
+            "Connections to the sink's consumer established.",
+            |s| s.connects(),
+        ),
+        (
+            "shardmq_events_disconnects_total",
+            "counter",
+            "Connections to the sink's consumer lost; each is retried with back-off.",
+            |s| s.disconnects(),
+        ),
+        (
+            "shardmq_events_buffered_bytes",
+            "gauge",
+            "Bytes held for the sink: batches not yet written, frames not yet acked.",
+            |s| s.buffered(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.family(name, kind, help);
+        for sink in sinks {
+            out.sample(name, &[("sink", &sink.name)], value(sink.as_ref()));
+        }
+    }
+    let name = "shardmq_events_dropped_total";
+    out.family(
+        name,
+        "counter",
+        "Events dropped because the sink's buffer (buffer-bytes per shard) was full: \
+         the consumer is slow or absent. By sink and hook.",
+    );
+    for sink in sinks {
+        for &hook in &sink.hooks {
+            out.sample(
+                name,
+                &[("sink", &sink.name), ("hook", EVENT_HOOKS[hook])],
+                sink.dropped(hook),
+            );
+        }
+    }
 }
 
 /// The text being built. Writing to a `String` cannot fail.

@@ -1,0 +1,259 @@
+//! [`StreamSink`]: one configured sink on one shard, the part the broker
+//! calls inline (`wants`, sampling, the push into the batch), and the state
+//! it shares with the sink's flush and connection tasks.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use shards::Shutdown;
+use tracing::warn;
+
+use super::outbox::Outbox;
+use super::wakers::Wakers;
+use crate::config::{SinkConfig, SinkFormat, EVENT_HOOKS};
+use crate::connection::Notify;
+use crate::events::{Event, EventKind};
+use crate::metrics::{EventSinkMetrics, SinkShardMetrics};
+
+/// How often a sink that dropped events says so in the log.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A configured sink, resolved at start-up, shared by every shard.
+#[derive(Debug)]
+pub struct SinkSpec {
+    /// For logs and the `sink` label of `/metrics`.
+    pub name: String,
+    /// `address`, resolved once at start-up: no DNS on a shard.
+    pub addr: SocketAddr,
+    pub config: SinkConfig,
+    /// Its counters, one slot per shard.
+    pub metrics: Arc<EventSinkMetrics>,
+}
+
+/// The state of one sink on one shard, shared by its [`StreamSink`] (the
+/// broker's side), its flush task and its connection tasks.
+#[derive(Debug)]
+pub struct Shared {
+    pub spec: Arc<SinkSpec>,
+    pub shard: usize,
+    pub outbox: RefCell<Outbox>,
+    /// Connection tasks waiting for a frame.
+    pub frames: Wakers,
+    /// The flush task's wake-up: a batch was opened, its delay starts.
+    pub opened: Notify,
+    /// Drops not yet logged.
+    unlogged_drops: Cell<u64>,
+}
+
+impl Shared {
+    pub fn new(spec: Arc<SinkSpec>, shard: usize) -> Shared {
+        let c = &spec.config;
+        let outbox = Outbox::new(
+            c.format,
+            shard as u16,
+            c.max_batch_bytes as usize,
+            usize::try_from(c.buffer_bytes).unwrap_or(usize::MAX),
+        );
+        Shared {
+            spec,
+            shard,
+            outbox: RefCell::new(outbox),
+            frames: Wakers::default(),
+            opened: Notify::default(),
+            unlogged_drops: Cell::new(0),
+        }
+    }
+
+    pub fn metrics(&self) -> &SinkShardMetrics {
+        self.spec.metrics.shard(self.shard)
+    }
+
+    /// Finishes the open batch, if any, and wakes the connections for it.
+    pub fn flush(&self) {
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.finish() {
+            self.frames.wake_all();
+        }
+        self.metrics()
+            .buffered
+            .store(outbox.held() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Logs the drops since the last log, if any.
+    fn log_drops(&self) {
+        let n = self.unlogged_drops.replace(0);
+        if n > 0 {
+            warn!(
+                shard = self.shard,
+                "events sink {}: dropped {n} events (consumer slow or absent)", self.spec.name
+            );
+        }
+    }
+}
+
+/// The broker's side of one sink on one shard.
+#[derive(Debug)]
+pub struct StreamSink {
+    shared: Rc<Shared>,
+    kinds: Vec<Wanted>,
+}
+
+/// One kind of event a sink wants.
+#[derive(Debug)]
+struct Wanted {
+    kind: EventKind,
+    /// Its index in [`EVENT_HOOKS`], for the drop counters.
+    hook: usize,
+    /// Its `sample` table (label, percent); empty when not sampled.
+    sample: Vec<(Box<str>, u32)>,
+}
+
+impl StreamSink {
+    pub fn new(shared: Rc<Shared>) -> StreamSink {
+        let config = &shared.spec.config;
+        let kinds = config
+            .hooks
+            .iter()
+            .filter_map(|hook| {
+                let kind = EventKind::from_hook_name(hook)?;
+                let index = EVENT_HOOKS.iter().position(|h| h == hook)?;
+                let sample = config
+                    .sample
+                    .get(hook)
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .map(|(label, &percent)| (label.as_str().into(), percent))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(Wanted {
+                    kind,
+                    hook: index,
+                    sample,
+                })
+            })
+            .collect();
+        StreamSink { shared, kinds }
+    }
+
+    pub fn format(&self) -> SinkFormat {
+        self.shared.spec.config.format
+    }
+
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.kinds.iter().any(|w| w.kind == kind)
+    }
+
+    /// Whether this event goes to this sink: wanted, and kept by sampling.
+    /// `Some(slot)` to pass to [`StreamSink::push`].
+    pub fn admits(&self, event: &Event<'_>) -> Option<usize> {
+        let kind = event.kind();
+        let slot = self.kinds.iter().position(|w| w.kind == kind)?;
+        let sample = &self.kinds[slot].sample;
+        if !sample.is_empty() {
+            if let Some(label) = label_of(event) {
+                if let Some((_, percent)) = sample.iter().find(|(l, _)| &**l == label) {
+                    if fastrand::u32(0..100) >= *percent {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(slot)
+    }
+
+    /// Adds an encoded event (in this sink's format) to the batch, or counts
+    /// it dropped when the buffer is full.
+    pub fn push(&mut self, slot: usize, encoded: &[u8]) {
+        let result = self.shared.outbox.borrow_mut().push(encoded);
+        match result {
+            Ok(true) => self.shared.opened.notify(),
+            Ok(false) => {
+                if self.shared.outbox.borrow().has_ready() {
+                    self.shared.frames.wake_all();
+                }
+            }
+            Err(_full) => {
+                let hook = self.kinds[slot].hook;
+                SinkShardMetrics::add(&self.shared.metrics().dropped[hook], 1);
+                let shared = &self.shared;
+                shared.unlogged_drops.set(shared.unlogged_drops.get() + 1);
+            }
+        }
+    }
+}
+
+/// The ACL label `sample` keys on, for the events that carry one.
+fn label_of<'a>(event: &Event<'a>) -> Option<&'a str> {
+    match *event {
+        Event::Publish { label, .. } => label,
+        _ => None,
+    }
+}
+
+/// Finishes each batch `max-batch-delay` after it opened (a batch that fills
+/// up is finished by the push itself), and logs drops once per
+/// [`DROP_LOG_INTERVAL`]. At shutdown, finishes the last batch.
+pub async fn flush_task(shared: Rc<Shared>, shutdown: Shutdown) {
+    let delay = shared.spec.config.max_batch_delay;
+    let mut logged = Instant::now();
+    loop {
+        let woke = future::or(
+            async {
+                shared.opened.notified().await;
+                Wake::Opened
+            },
+            future::or(
+                async {
+                    glommio::timer::sleep(DROP_LOG_INTERVAL).await;
+                    Wake::Log
+                },
+                async {
+                    shutdown.recv().await;
+                    Wake::Stop
+                },
+            ),
+        )
+        .await;
+        let stop = match woke {
+            Wake::Opened => sleep_or_stop(delay, &shutdown).await,
+            Wake::Log => false,
+            Wake::Stop => true,
+        };
+        shared.flush();
+        if logged.elapsed() >= DROP_LOG_INTERVAL {
+            logged = Instant::now();
+            shared.log_drops();
+        }
+        if stop {
+            shared.log_drops();
+            return;
+        }
+    }
+}
+
+enum Wake {
+    Opened,
+    Log,
+    Stop,
+}
+
+/// Sleeps for `period`; `true` if shutdown came first.
+pub async fn sleep_or_stop(period: Duration, shutdown: &Shutdown) -> bool {
+    future::or(
+        async {
+            glommio::timer::sleep(period).await;
+            false
+        },
+        async {
+            shutdown.recv().await;
+            true
+        },
+    )
+    .await
+}
