@@ -22,6 +22,7 @@ use crate::broker::{Broker, Settings};
 use crate::config::{Config, Cores};
 use crate::connection::handshake::ConnectPolicy;
 use crate::connection::{serve, Shard, ShardMsg};
+use crate::events::sink::{self as event_sinks, ResolveError};
 use crate::http::HttpServer;
 use crate::metrics::{self, Health, Metrics};
 use crate::protocol::ReasonCode;
@@ -49,6 +50,8 @@ pub enum RunError {
     Auth(#[from] AuthSetupError),
     #[error("[acl] file: {0}")]
     Acl(#[from] AclError),
+    #[error(transparent)]
+    Events(#[from] ResolveError),
     #[error("cannot start the ACL reload thread (SIGHUP handler): {0}")]
     Reload(#[source] io::Error),
 }
@@ -125,8 +128,12 @@ pub fn start(
         Cores::List(list) => list.clone(),
     };
     let rate_limits = RateLimits::new(&config.acl.rate_limit, Instant::now());
+    // Sink addresses are resolved here, once: a shard never waits on DNS.
+    let sinks = event_sinks::resolve(&config.events.sinks, cpus.len())?;
     let metrics = Arc::new(
-        Metrics::new(cpus.len(), config.mqtt.max_connections).with_rate_limits(rate_limits.clone()),
+        Metrics::new(cpus.len(), config.mqtt.max_connections)
+            .with_rate_limits(rate_limits.clone())
+            .with_event_sinks(sinks.iter().map(|s| s.metrics.clone()).collect()),
     );
     let http =
         HttpServer::start(config.http.bind, metrics.clone()).map_err(|source| RunError::Http {
@@ -174,6 +181,11 @@ pub fn start(
             broker = broker.with_acl(Box::new(acl.clone()));
         }
         let shutdown = ctx.shutdown().clone();
+        // The event sinks' flush and connection tasks stop on `shutdown`.
+        let (fanout, sink_tasks) = event_sinks::start(&sinks, ctx.id(), ctx.nr_shards(), &shutdown);
+        if let Some(fanout) = fanout {
+            broker = broker.with_events(Box::new(fanout));
+        }
         let shard = Rc::new(Shard::new(
             ctx.id(),
             ctx.nr_shards(),
@@ -185,7 +197,7 @@ pub fn start(
         ));
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
-        let mut tasks = Vec::new();
+        let mut tasks = sink_tasks;
         if let Some(inbox) = inbox {
             tasks.push(glommio::spawn_local(receive(
                 shard.clone(),

@@ -1,0 +1,455 @@
+//! The event sinks over real sockets: the broker in-process connects out to a
+//! consumer played by a std `TcpListener` in the test, which decodes frames
+//! with the crate's own decoders and the generated protobuf types.
+//!
+//! Fault cases: the consumer killed mid-stream (reconnect, and with acks a
+//! replay without loss), a consumer that stops reading (drops counted, MQTT
+//! delivery unharmed), and no consumer at all. No assertion is on speed:
+//! waits are bounded, and only for things that must happen.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+use shardmq::config::{Config, Cores, SinkConfig, SinkFormat};
+use shardmq::events::frame::{decode_native, decode_vmq, encode_ack, Ack};
+use shardmq::events::schema::{native, vmq};
+
+use common::{v3_options, V3};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+const MAX_FRAME: usize = 16 << 20;
+
+fn broker(sinks: Vec<SinkConfig>) -> shardmq::Server {
+    let mut config = Config::embedded_default().expect("default config");
+    config.set_bind("127.0.0.1:0".parse().unwrap());
+    config.http.bind = "127.0.0.1:0".parse().unwrap();
+    config.shards.cores = Cores::List(vec![0, 1]);
+    config.events.sinks = sinks;
+    config.validate().expect("valid test config");
+    shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts")
+}
+
+fn stop(server: shardmq::Server) {
+    server.shutdown_handle().trigger();
+    server.join().expect("clean stop");
+}
+
+fn sink(addr: SocketAddr, hooks: &[&str]) -> SinkConfig {
+    let mut sink = SinkConfig::new(addr.to_string());
+    sink.hooks = hooks.iter().map(|h| h.to_string()).collect();
+    sink.connections = 2;
+    sink
+}
+
+/// What a consumer got: each native event with its shard and sequence
+/// number, or each vmq `Any`.
+#[derive(Debug, Clone)]
+struct Got {
+    shard: u16,
+    seq: u64,
+    bytes: Bytes,
+}
+
+/// A consumer listening on 127.0.0.1: accepts the broker's connections and
+/// decodes what they carry, acking each native frame when `ack` is set, or
+/// reading nothing at all when `read` is off. Stopped (every socket closed)
+/// on [`Consumer::kill`] or drop.
+struct Consumer {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Got>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+struct Mode {
+    format: SinkFormat,
+    ack: bool,
+    read: bool,
+}
+
+const NATIVE: Mode = Mode {
+    format: SinkFormat::Native,
+    ack: false,
+    read: true,
+};
+
+impl Consumer {
+    fn start(addr: &str, mode: Mode) -> Consumer {
+        let listener = TcpListener::bind(addr).expect("consumer binds");
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (got, stop) = (got.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut readers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (got, stop) = (got.clone(), stop.clone());
+                            readers.push(thread::spawn(move || serve(stream, mode, &got, &stop)));
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+                for reader in readers {
+                    let _ = reader.join();
+                }
+            })
+        };
+        Consumer {
+            addr,
+            got,
+            stop,
+            threads: vec![accept],
+        }
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `enough` holds for what arrived, up to [`PATIENCE`].
+    fn wait_for(&self, what: &str, enough: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let got = self.got();
+            if enough(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; got {} events",
+                got.len()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Closes the listener and every connection at once.
+    fn kill(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One broker connection: decode (and ack) until stopped or closed.
+fn serve(mut stream: TcpStream, mode: Mode, got: &Mutex<Vec<Got>>, stop: &AtomicBool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        if !mode.read {
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        loop {
+            match mode.format {
+                SinkFormat::Native => match decode_native(&mut buf, MAX_FRAME) {
+                    Ok(Some(frame)) => {
+                        let last = frame.first_seq + frame.events.len() as u64 - 1;
+                        let mut got = got.lock().unwrap();
+                        for (i, bytes) in frame.events.into_iter().enumerate() {
+                            got.push(Got {
+                                shard: frame.shard,
+                                seq: frame.first_seq + i as u64,
+                                bytes,
+                            });
+                        }
+                        drop(got);
+                        if mode.ack {
+                            let mut out = BytesMut::new();
+                            encode_ack(
+                                Ack {
+                                    shard: frame.shard,
+                                    seq: last,
+                                },
+                                &mut out,
+                            );
+                            if stream.write_all(&out).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => panic!("bad native frame: {e}"),
+                },
+                SinkFormat::VmqCompat => match decode_vmq(&mut buf, MAX_FRAME) {
+                    Ok(Some(any)) => got.lock().unwrap().push(Got {
+                        shard: 0,
+                        seq: 0,
+                        bytes: any,
+                    }),
+                    Ok(None) => break,
+                    Err(e) => panic!("bad vmq frame: {e}"),
+                },
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// The `on_publish` topics among native events.
+fn published_topics(got: &[Got]) -> Vec<String> {
+    got.iter()
+        .filter_map(|g| {
+            let event = native::Event::decode(g.bytes.clone()).expect("a native Event");
+            match event.event? {
+                native::event::Event::OnPublish(p) => Some(p.topic),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Sequence numbers per shard.
+fn seqs(got: &[Got]) -> BTreeMap<u16, Vec<u64>> {
+    let mut by_shard: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    for g in got {
+        by_shard.entry(g.shard).or_default().push(g.seq);
+    }
+    by_shard
+}
+
+/// Publishes `n` QoS 1 messages on `t/<tag>/<i>` and checks that a subscriber to
+/// `t/#` receives every one: MQTT delivery is whole, whatever the sinks do.
+async fn publish_and_check_delivery(addr: SocketAddr, tag: &str, n: usize, payload: usize) {
+    let mut sub = V3::connect(v3_options(addr, &format!("{tag}-sub"))).await;
+    sub.subscribe("t/#", rumqttc::QoS::AtLeastOnce).await;
+    common::settle().await;
+    let publisher = V3::connect(v3_options(addr, &format!("{tag}-pub"))).await;
+    let body = vec![b'x'; payload];
+    for i in 0..n {
+        publisher
+            .publish(
+                &format!("t/{tag}/{i}"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                &body,
+            )
+            .await;
+    }
+    let mut seen = BTreeSet::new();
+    while seen.len() < n {
+        let p = sub.recv().await;
+        seen.insert(p.topic);
+    }
+    publisher.disconnect().await;
+    sub.disconnect().await;
+}
+
+/// A free port on 127.0.0.1 nobody listens on.
+fn unused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn native_events_arrive_in_order_without_gaps() {
+    let consumer = Consumer::start("127.0.0.1:0", NATIVE);
+    let server = broker(vec![sink(consumer.addr, &["on_publish"])]);
+    let addr = server.local_addrs()[0];
+    publish_and_check_delivery(addr, "order", 50, 10).await;
+    let got = consumer.wait_for("50 on_publish events", |g| g.len() >= 50);
+    let mut topics = published_topics(&got);
+    topics.sort_by_key(|t| t["t/order/".len()..].parse::<u32>().unwrap());
+    let want: Vec<String> = (0..50).map(|i| format!("t/order/{i}")).collect();
+    assert_eq!(topics, want);
+    for (shard, seqs) in seqs(&got) {
+        let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, want, "shard {shard}: from 1, no gap, no repeat");
+    }
+    let sinks = server.metrics().event_sinks();
+    assert_eq!(sinks[0].sent(), 50);
+    assert!(
+        sinks[0].connects() >= 2,
+        "one connection per shard at least"
+    );
+    assert_eq!(sinks[0].dropped_total(), 0);
+    stop(server);
+}
+
+#[tokio::test]
+async fn vmq_compat_frames_carry_one_any_each() {
+    let consumer = Consumer::start(
+        "127.0.0.1:0",
+        Mode {
+            format: SinkFormat::VmqCompat,
+            ..NATIVE
+        },
+    );
+    let mut config = sink(consumer.addr, &["on_publish"]);
+    config.format = SinkFormat::VmqCompat;
+    let server = broker(vec![config]);
+    publish_and_check_delivery(server.local_addrs()[0], "vmq", 20, 10).await;
+    let got = consumer.wait_for("20 vmq frames", |g| g.len() >= 20);
+    assert_eq!(got.len(), 20);
+    for g in &got {
+        let any = prost_types::Any::decode(g.bytes.clone()).expect("an Any");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/eventssidecar.v1.OnPublish"
+        );
+        let p = vmq::OnPublish::decode(any.value.as_slice()).expect("an OnPublish");
+        assert!(p.topic.starts_with("t/"), "{p:?}");
+    }
+    stop(server);
+}
+
+#[tokio::test]
+async fn with_acks_a_killed_consumer_loses_nothing_after_reconnect() {
+    // The first consumer reads but never acks, then dies; events published
+    // while it is gone wait in the buffer. The second acks: it must see
+    // every event, the unacked ones again.
+    let first = Consumer::start("127.0.0.1:0", NATIVE);
+    let listen = first.addr;
+    let mut config = sink(listen, &["on_publish"]);
+    config.acks = true;
+    let server = broker(vec![config]);
+    let addr = server.local_addrs()[0];
+    publish_and_check_delivery(addr, "ack1", 30, 10).await;
+    first.wait_for("30 events before the kill", |g| g.len() >= 30);
+    first.kill();
+    publish_and_check_delivery(addr, "ack2", 30, 10).await;
+    let second = Consumer::start(
+        &listen.to_string(),
+        Mode {
+            ack: true,
+            ..NATIVE
+        },
+    );
+    let got = second.wait_for("60 distinct events after the reconnect", |g| {
+        g.iter()
+            .map(|e| (e.shard, e.seq))
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 60
+    });
+    let topics: BTreeSet<String> = published_topics(&got).into_iter().collect();
+    assert_eq!(topics.len(), 60, "every publish of both rounds");
+    for (shard, seqs) in seqs(&got) {
+        let distinct: BTreeSet<u64> = seqs.into_iter().collect();
+        let want: BTreeSet<u64> = (1..=distinct.len() as u64).collect();
+        assert_eq!(distinct, want, "shard {shard}: replayed from 1, no gap");
+    }
+    let sinks = server.metrics().event_sinks();
+    assert!(sinks[0].disconnects() >= 1, "the kill was seen");
+    assert_eq!(sinks[0].dropped_total(), 0, "within the buffer: no loss");
+    // Once everything is acked, nothing is held.
+    let deadline = Instant::now() + PATIENCE;
+    while sinks[0].buffered() > 0 {
+        assert!(Instant::now() < deadline, "acked frames are released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(server);
+}
+
+#[tokio::test]
+async fn a_consumer_that_stops_reading_costs_counted_drops_not_delivery() {
+    let consumer = Consumer::start(
+        "127.0.0.1:0",
+        Mode {
+            read: false,
+            ..NATIVE
+        },
+    );
+    let mut config = sink(consumer.addr, &["on_publish", "on_deliver"]);
+    config.max_batch_bytes = 4096;
+    config.buffer_bytes = 16 * 1024;
+    let server = broker(vec![config]);
+    let addr = server.local_addrs()[0];
+    // 400 publishes of 2 KiB, each an on_publish and an on_deliver event:
+    // about 1.6 MB of events against 16 KiB of buffer and the socket buffers.
+    publish_and_check_delivery(addr, "stuck", 400, 2048).await;
+    let sinks = server.metrics().event_sinks();
+    let deadline = Instant::now() + PATIENCE;
+    while sinks[0].dropped_total() == 0 {
+        assert!(Instant::now() < deadline, "drops are counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = get(server.http_addr(), "/metrics");
+    let name = format!("sink=\"{}\"", consumer.addr);
+    let dropped = |hook: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("shardmq_events_dropped_total{")
+                    && l.contains(&name)
+                    && l.contains(&format!("hook=\"{hook}\""))
+            })
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no drop counter for {hook} in:\n{text}"))
+    };
+    assert!(dropped("on_publish") + dropped("on_deliver") > 0, "{text}");
+    assert!(text.contains("shardmq_events_sent_total{"), "{text}");
+    consumer.kill();
+    stop(server);
+}
+
+#[tokio::test]
+async fn without_a_consumer_delivery_works_and_shutdown_is_prompt() {
+    let nowhere = unused_addr();
+    let mut config = sink(nowhere, &["on_register", "on_publish", "on_deliver"]);
+    config.buffer_bytes = 65536;
+    let server = broker(vec![config]);
+    publish_and_check_delivery(server.local_addrs()[0], "absent", 200, 100).await;
+    let sinks = server.metrics().event_sinks();
+    assert_eq!(sinks[0].connects(), 0);
+    assert_eq!(sinks[0].sent(), 0);
+    let started = Instant::now();
+    stop(server);
+    assert!(
+        started.elapsed() < PATIENCE,
+        "shutdown does not wait on the absent consumer"
+    );
+}
+
+/// `GET path` over HTTP/1.1: (status, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("HTTP response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
