@@ -13,14 +13,19 @@
 //! A sink holds at most `buffer-bytes` per shard (open batch, frames waiting
 //! for a connection, frames being written, and with `acks` frames not yet
 //! acked). When full, the newest events are dropped and counted per sink and
-//! hook (`shardmq_events_dropped_total`), and logged once per 10 s. Writes
+//! hook (`shardmq_events_dropped_total`), and logged once per 10 s; in the
+//! native format a dropped event still uses up its sequence number, so the
+//! consumer sees the gap (sampled-out events get none). Writes
 //! happen in the connection tasks; a consumer that stops reading only stalls
 //! those.
 //!
 //! # Layout
 //! - `stream`: [`StreamSink`], the per-shard [`Shared`] state, the flush task;
 //! - `outbox`: the batch and frame buffer, sans-IO;
-//! - `conn`: connect, write, read acks, reconnect with back-off, replay;
+//! - `conn`: connect, write, read acks, reconnect with back-off, replay.
+//!   An ack releases the frames its connection carried up to that sequence
+//!   number: with several connections per shard, a frame is only released
+//!   by the connection that delivered it;
 //! - `fanout`: [`Fanout`], encoding once per format;
 //! - `wakers`: the connection tasks' wake-up.
 

@@ -50,7 +50,11 @@ pub struct Outbox {
     /// Bytes of the open batch, `ready`, and frames taken and not released.
     held: usize,
     /// Sequence number of the next event (native; per sink, per shard).
+    /// A dropped event uses one up too, so the consumer sees the gap.
     next_seq: u64,
+    /// An event was dropped since the open batch's last event: the batch
+    /// must end there, as a frame's sequence numbers are consecutive.
+    gap: bool,
     /// Finished frames, oldest first; replays go back to the front.
     ready: VecDeque<Frame>,
 }
@@ -70,14 +74,16 @@ impl Outbox {
             limit,
             held: 0,
             next_seq: 1,
+            gap: false,
             ready: VecDeque::new(),
         }
     }
 
     /// Adds one encoded event (for vmq, a whole frame) to the open batch,
     /// unless the budget is spent: then the newest event is the one dropped.
-    /// Returns whether the batch was empty before (the caller starts its
-    /// flush timer), and finishes the batch when it reached `max-batch-bytes`.
+    /// Returns whether this event opened a batch (the caller starts its
+    /// flush timer). Finishes the batch when it reached `max-batch-bytes`, or
+    /// before this event when one was dropped since the last.
     pub fn push(&mut self, encoded: &[u8]) -> Result<bool, Full> {
         // A varint length prefix is at most 10 bytes; the header is counted
         // when the batch opens.
@@ -86,7 +92,14 @@ impl Outbox {
             _ => 0,
         };
         if self.held + header + encoded.len() + 10 > self.limit {
+            if let Batch::Native(_) = self.batch {
+                self.next_seq += 1;
+                self.gap = true;
+            }
             return Err(Full);
+        }
+        if std::mem::take(&mut self.gap) {
+            self.finish();
         }
         let before = self.batch_len();
         let was_empty = match &mut self.batch {
@@ -129,8 +142,8 @@ impl Outbox {
             Batch::Native(b) => {
                 let events = b.count();
                 Frame {
+                    last_seq: b.first_seq() + u64::from(events) - 1,
                     bytes: b.finish(),
-                    last_seq: self.next_seq - 1,
                     events,
                 }
             }
@@ -227,11 +240,45 @@ mod tests {
         let frames: Vec<Frame> = std::iter::from_fn(|| o.take()).collect();
         let events: u32 = frames.iter().map(|f| f.events).sum();
         assert_eq!(events, taken);
+        assert_eq!(
+            frames.last().map(|f| f.last_seq),
+            Some(u64::from(taken)),
+            "drops came after the last event taken"
+        );
         for f in &frames {
             o.release(f);
         }
         assert_eq!(o.held(), 0);
         assert!(o.push(&[0; 30]).is_ok(), "room again");
+    }
+
+    #[test]
+    fn a_drop_leaves_a_sequence_gap_and_ends_the_batch() {
+        let mut o = Outbox::new(SinkFormat::Native, 0, 1000, 24 + 2 * 11 + 11);
+        o.push(&[0; 10]).unwrap();
+        o.push(&[0; 10]).unwrap();
+        assert_eq!(o.push(&[0; 10]), Err(Full), "seq 3 dropped");
+        let frame = o.take();
+        assert!(frame.is_none(), "nothing finished yet");
+        o.finish();
+        let frame = o.take().unwrap();
+        o.release(&frame);
+        assert_eq!(o.push(&[0; 10]), Ok(true));
+        o.finish();
+        let mut buf = BytesMut::from(&o.take().unwrap().bytes[..]);
+        let decoded = decode_native(&mut buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(decoded.first_seq, 4, "the dropped event's number is skipped");
+
+        // A drop in the middle of a batch ends it before the next event.
+        let mut o = Outbox::new(SinkFormat::Native, 0, 1000, 1000);
+        o.push(&[0; 10]).unwrap();
+        assert_eq!(o.push(&[0; 2000]), Err(Full));
+        assert_eq!(o.push(&[0; 10]), Ok(true), "a new batch");
+        let first = o.take().unwrap();
+        assert_eq!((first.last_seq, first.events), (1, 1));
+        o.finish();
+        let mut buf = BytesMut::from(&o.take().unwrap().bytes[..]);
+        assert_eq!(decode_native(&mut buf, 1 << 20).unwrap().unwrap().first_seq, 3);
     }
 
     #[test]

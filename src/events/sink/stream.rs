@@ -172,8 +172,10 @@ impl StreamSink {
     pub fn push(&mut self, slot: usize, encoded: &[u8]) {
         let result = self.shared.outbox.borrow_mut().push(encoded);
         match result {
-            Ok(true) => self.shared.opened.notify(),
-            Ok(false) => {
+            Ok(opened) => {
+                if opened {
+                    self.shared.opened.notify();
+                }
                 if self.shared.outbox.borrow().has_ready() {
                     self.shared.frames.wake_all();
                 }
