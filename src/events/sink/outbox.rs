@@ -267,7 +267,10 @@ mod tests {
         o.finish();
         let mut buf = BytesMut::from(&o.take().unwrap().bytes[..]);
         let decoded = decode_native(&mut buf, 1 << 20).unwrap().unwrap();
-        assert_eq!(decoded.first_seq, 4, "the dropped event's number is skipped");
+        assert_eq!(
+            decoded.first_seq, 4,
+            "the dropped event's number is skipped"
+        );
 
         // A drop in the middle of a batch ends it before the next event.
         let mut o = Outbox::new(SinkFormat::Native, 0, 1000, 1000);
@@ -278,7 +281,10 @@ mod tests {
         assert_eq!((first.last_seq, first.events), (1, 1));
         o.finish();
         let mut buf = BytesMut::from(&o.take().unwrap().bytes[..]);
-        assert_eq!(decode_native(&mut buf, 1 << 20).unwrap().unwrap().first_seq, 3);
+        assert_eq!(
+            decode_native(&mut buf, 1 << 20).unwrap().unwrap().first_seq,
+            3
+        );
     }
 
     #[test]
