@@ -14,13 +14,12 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use bytes::{BufMut, BytesMut};
-use prost::Message as _;
+use bytes::BytesMut;
 
 use super::schema::native;
 use super::schema::vmq::{self, on_register_failed::RegistrationFailureReason};
-use super::{Event, OfflineReason};
-use crate::auth::Identity;
+use super::{wire, Event, OfflineReason};
+use crate::auth::{Failure, Identity};
 use crate::protocol::{QoS, ReasonCode};
 use crate::session::DropReason;
 
@@ -58,10 +57,7 @@ pub fn to_native(event: &Event<'_>, now: SystemTime) -> native::Event {
             client_id: client_id.to_string(),
             username: username.map(|u| u.to_string()).unwrap_or_default(),
             clean_session: clean_start,
-            reason: match failure {
-                Some(f) => f.registration_reason(),
-                None => registration_reason(reason) as i32,
-            },
+            reason: registration_code(reason, failure),
             ..Default::default()
         }),
         Event::Publish {
@@ -210,58 +206,18 @@ pub fn to_native(event: &Event<'_>, now: SystemTime) -> native::Event {
 
 /// Appends `event` as an encoded `shardmq.events.v1.Event` (no length
 /// prefix: [`NativeBatch::push`](super::frame::NativeBatch::push) adds it).
+/// Written straight from the event's borrowed fields ([`super::wire`]): the
+/// same bytes a decoder reads as [`to_native`]'s message, without building it.
 pub fn encode_native(event: &Event<'_>, now: SystemTime, out: &mut Vec<u8>) {
-    let message = to_native(event, now);
-    out.reserve(message.encoded_len());
-    message.encode_raw(out);
+    wire::native(event, wire::Ts::new(now), &mut wire::Write(out));
 }
 
 /// Appends one whole vmq-compat frame for `event`: the 4-byte big-endian
 /// length, then a `google.protobuf.Any` whose `type_url` names the fork's
-/// message. The `Any` is written field by field, so the message is encoded
-/// once, straight into `out`.
+/// message and whose `value` is that message, written as in
+/// [`encode_native`].
 pub fn encode_vmq(event: &Event<'_>, now: SystemTime, out: &mut BytesMut) {
-    use native::event::Event as E;
-    let Some(event) = to_native(event, now).event else {
-        return;
-    };
-    match &event {
-        E::OnRegister(m) => write_any("OnRegister", m, out),
-        E::OnRegisterFailed(m) => write_any("OnRegisterFailed", m, out),
-        E::OnPublish(m) => write_any("OnPublish", m, out),
-        E::OnSubscribe(m) => write_any("OnSubscribe", m, out),
-        E::OnUnsubscribe(m) => write_any("OnUnsubscribe", m, out),
-        E::OnDeliver(m) => write_any("OnDeliver", m, out),
-        E::OnDeliveryComplete(m) => write_any("OnDeliveryComplete", m, out),
-        E::OnOfflineMessage(m) => write_any("OnOfflineMessage", m, out),
-        E::OnMessageDrop(m) => write_any("OnMessageDrop", m, out),
-        E::OnClientWakeup(m) => write_any("OnClientWakeUp", m, out),
-        E::OnSessionExpired(m) => write_any("OnSessionExpired", m, out),
-        E::OnClientOffline(m) => write_any("OnClientOffline", m, out),
-        E::OnClientGone(m) => write_any("OnClientGone", m, out),
-    }
-}
-
-/// Writes length prefix + `Any { type_url: 1, value: 2 }` for `message`.
-fn write_any(name: &str, message: &impl prost::Message, out: &mut BytesMut) {
-    use prost::encoding::{encode_varint, encoded_len_varint};
-    let url_len = TYPE_URL_PREFIX.len() + name.len();
-    let value_len = message.encoded_len();
-    let any_len = 1
-        + encoded_len_varint(url_len as u64)
-        + url_len
-        + 1
-        + encoded_len_varint(value_len as u64)
-        + value_len;
-    out.reserve(4 + any_len);
-    super::frame::encode_vmq_prefix(any_len, out);
-    out.put_u8(0x0a); // field 1, length-delimited
-    encode_varint(url_len as u64, out);
-    out.put_slice(TYPE_URL_PREFIX.as_bytes());
-    out.put_slice(name.as_bytes());
-    out.put_u8(0x12); // field 2, length-delimited
-    encode_varint(value_len as u64, out);
-    message.encode_raw(out);
+    wire::vmq_frame(event, wire::Ts::new(now), &mut wire::Write(out));
 }
 
 fn username(who: &Identity) -> String {
@@ -283,16 +239,20 @@ fn matched_acl(label: Option<&str>, pattern: Option<&str>) -> Option<vmq::Matche
     })
 }
 
-/// A refusal that did not come from the authenticator (handshake checks).
-fn registration_reason(reason: ReasonCode) -> RegistrationFailureReason {
-    match reason {
+/// `RegistrationFailureReason` of a refusal: the authenticator's reason, or
+/// for a refusal by the handshake checks, what its CONNACK code says.
+pub(super) fn registration_code(reason: ReasonCode, failure: Option<Failure>) -> i32 {
+    if let Some(f) = failure {
+        return f.registration_reason();
+    }
+    (match reason {
         ReasonCode::NotAuthorized => RegistrationFailureReason::ReasonNotAuthorized,
         ReasonCode::BadUserNameOrPassword => RegistrationFailureReason::ReasonInvalidCredentials,
         _ => RegistrationFailureReason::ReasonUnspecified,
-    }
+    }) as i32
 }
 
-fn offline_reason(reason: OfflineReason) -> vmq::Reason {
+pub(super) fn offline_reason(reason: OfflineReason) -> vmq::Reason {
     match reason {
         OfflineReason::Unspecified => vmq::Reason::Unspecified,
         OfflineReason::NormalDisconnect => vmq::Reason::NormalDisconnect,
@@ -306,7 +266,7 @@ fn offline_reason(reason: OfflineReason) -> vmq::Reason {
 }
 
 /// `on_message_drop`'s reason string: the metrics' snake_case names.
-fn drop_reason(reason: DropReason) -> &'static str {
+pub(super) fn drop_reason(reason: DropReason) -> &'static str {
     match reason {
         DropReason::QueueFull => "queue_full",
         DropReason::Expired => "expired",

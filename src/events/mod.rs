@@ -10,9 +10,9 @@ pub mod convert;
 pub mod frame;
 mod record;
 pub mod schema;
-pub mod sink;
 #[cfg(test)]
 mod stream_tests;
+mod wire;
 
 use std::sync::Arc;
 
