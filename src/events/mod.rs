@@ -10,6 +10,7 @@ pub mod convert;
 pub mod frame;
 mod record;
 pub mod schema;
+pub mod sink;
 #[cfg(test)]
 mod stream_tests;
 mod wire;
