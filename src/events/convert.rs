@@ -206,7 +206,7 @@ pub fn to_native(event: &Event<'_>, now: SystemTime) -> native::Event {
 
 /// Appends `event` as an encoded `shardmq.events.v1.Event` (no length
 /// prefix: [`NativeBatch::push`](super::frame::NativeBatch::push) adds it).
-/// Written straight from the event's borrowed fields ([`super::wire`]): the
+/// Written straight from the event's borrowed fields (module `wire`): the
 /// same bytes a decoder reads as [`to_native`]'s message, without building it.
 pub fn encode_native(event: &Event<'_>, now: SystemTime, out: &mut Vec<u8>) {
     wire::native(event, wire::Ts::new(now), &mut wire::Write(out));

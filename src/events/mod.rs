@@ -5,6 +5,25 @@
 //! so an event nobody listens to costs one branch: no allocation, no copy.
 //! Fields borrow from the broker; a sink that keeps an event copies what it
 //! needs. The stream sinks (native and vmq-compat, issue 6) plug in here.
+//!
+//! # Layout
+//! - [`schema`]: the protobuf types generated from `proto/` (the fork's
+//!   `eventssidecar.v1` messages and the native `shardmq.events.v1.Event`).
+//! - [`convert`]: an [`Event`] as those messages ([`to_native`]), and
+//!   [`encode_native`] / [`encode_vmq`], which write the same bytes straight
+//!   from the borrowed event (`wire`), without building the message.
+//! - [`frame`]: the native batched frame, the vmq-compat length prefix and
+//!   the consumer's ack, sans-IO.
+//! - [`sink`]: the sink runtime (outboxes, connections, acks and replay).
+//!
+//! # What each hook carries, and what it cannot yet
+//! Every message has its timestamp, client id and `session_id` (the client
+//! id: one session per client id at a time); `mountpoint` is always "".
+//! Not filled: `peer_addr`/`peer_port` (the broker never sees the socket
+//! address), `on_deliver`'s `matched_acl` and `persisted`. Not emitted yet:
+//! `on_delivery_complete` (the session does not hand back the acknowledged
+//! message). `on_client_offline`'s reason is unspecified unless the caller
+//! uses [`Broker::disconnected_because`](crate::broker::Broker::disconnected_because).
 
 pub mod convert;
 pub mod frame;
