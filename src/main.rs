@@ -1,6 +1,9 @@
 //! The `shardmq` binary. It only parses the command line, loads and validates the
 //! config, sets up logging, and hands over to the broker; everything else lives in
 //! the library, so tests and embedders start the same broker through `run`.
+//! `shardmq events tail` runs the reference event consumer (`events_tail.rs`).
+
+mod events_tail;
 
 use std::env::{self, VarError};
 use std::io::{ErrorKind, IsTerminal, Write};
@@ -9,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use shardmq::config::{Config, DEFAULT_ORIGIN, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -42,11 +45,31 @@ struct Cli {
     /// "USER:HASH", an argon2id hash, as a line for the [auth] password-file.
     #[arg(long, value_name = "USER", conflicts_with_all = ["config", "bind", "check_config", "print_default_config"])]
     passwd: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tools for the event stream ([[events.sinks]]).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// The reference consumer: listen on --connect HOST:PORT (a sink's
+    /// address), accept the broker's connections and print each event as a
+    /// JSON line.
+    Tail(events_tail::TailArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = if cli.print_default_config {
+    let result = if let Some(Command::Events(EventsCommand::Tail(args))) = &cli.command {
+        events_tail::run(args.clone())
+    } else if cli.print_default_config {
         write_stdout(DEFAULT_TOML)
     } else if let Some(user) = &cli.passwd {
         password_line(user).and_then(|line| write_stdout(&line))
