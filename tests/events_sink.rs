@@ -453,3 +453,106 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_owned())
 }
+
+/// A `shardmq events tail` process, killed on drop.
+struct Tail {
+    child: std::process::Child,
+    addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Tail {
+    fn start(extra: &[&str]) -> Tail {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+            .args(["events", "tail", "--connect", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("shardmq events tail starts");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        thread::spawn(move || for _ in stderr.lines() {});
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Tail { child, addr, lines }
+    }
+
+    /// The next line, within [`PATIENCE`].
+    fn line(&self) -> serde_json::Value {
+        let line = self
+            .lines
+            .recv_timeout(PATIENCE)
+            .expect("a line from events tail");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn events_tail_prints_json_lines_and_counts() {
+    let tail = Tail::start(&["--ack"]);
+    let counter = Tail::start(&["--count"]);
+    let mut acked = sink(tail.addr, &["on_publish"]);
+    acked.acks = true;
+    let server = broker(vec![acked, sink(counter.addr, &["on_publish"])]);
+    publish_and_check_delivery(server.local_addrs()[0], "tail", 3, 5).await;
+    let mut topics = BTreeSet::new();
+    for _ in 0..3 {
+        let line = tail.line();
+        assert!(line["seq"].as_u64().is_some_and(|s| s >= 1), "{line}");
+        assert_eq!(line["on_publish"]["payload"], "xxxxx", "{line}");
+        topics.insert(line["on_publish"]["topic"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(topics.len(), 3);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let line = counter.line();
+        let shards = line["shards"].as_object().expect("shards");
+        let last: u64 = shards
+            .values()
+            .map(|s| s["last_seq"].as_u64().unwrap())
+            .sum();
+        let missing: u64 = shards
+            .values()
+            .map(|s| s["missing"].as_u64().unwrap())
+            .sum();
+        assert_eq!(missing, 0, "{line}");
+        if last == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counted: {line}");
+    }
+    let sinks = server.metrics().event_sinks();
+    let deadline = Instant::now() + PATIENCE;
+    while sinks[0].buffered() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the tail's acks release the frames"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(server);
+}
