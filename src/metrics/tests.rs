@@ -131,3 +131,35 @@ fn sys_topics_are_valid_names_with_numbers() {
     assert!(get("$SYS/broker/version").starts_with("shardmq "));
     assert!(get("$SYS/broker/uptime").ends_with(" seconds"));
 }
+
+#[test]
+fn event_sink_counters_sum_over_shards_in_metrics_text() {
+    let on_publish = 2;
+    let sink = Arc::new(EventSinkMetrics::new(
+        "127.0.0.1:8890".to_owned(),
+        vec![0, on_publish],
+        2,
+    ));
+    SinkShardMetrics::add(&sink.shard(0).sent, 5);
+    SinkShardMetrics::add(&sink.shard(1).sent, 7);
+    SinkShardMetrics::add(&sink.shard(1).dropped[on_publish], 3);
+    let m = Metrics::new(2, 0).with_event_sinks(vec![sink]);
+    let text = render(&m);
+    assert!(
+        text.contains("shardmq_events_sent_total{sink=\"127.0.0.1:8890\"} 12\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "shardmq_events_dropped_total{sink=\"127.0.0.1:8890\",hook=\"on_publish\"} 3\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "shardmq_events_dropped_total{sink=\"127.0.0.1:8890\",hook=\"on_register\"} 0\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(m.event_sinks()[0].dropped_total(), 3);
+}

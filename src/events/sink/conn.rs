@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -55,10 +55,15 @@ pub async fn connection_task(shared: Rc<Shared>, shutdown: Shutdown) {
                 let _ = socket2::SockRef::from(&fd).set_send_buffer_size(SEND_BUFFER);
                 SinkShardMetrics::add(&shared.metrics().connects, 1);
                 info!(shard = shared.shard, "events sink {name}: connected");
-                backoff = MIN_BACKOFF;
                 failing = false;
+                let since = Instant::now();
                 let mut link = Link::new(stream);
                 let lost = link.serve(&shared, &shutdown).await;
+                // A consumer that accepts and closes at once is not retried
+                // in a tight loop: only a connection that lasted resets it.
+                if since.elapsed() >= MAX_BACKOFF {
+                    backoff = MIN_BACKOFF;
+                }
                 match lost {
                     None => {
                         link.last_writes(&shared).await;

@@ -259,3 +259,75 @@ pub async fn sleep_or_stop(period: Duration, shutdown: &Shutdown) -> bool {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use bytestring::ByteString;
+
+    use super::*;
+    use crate::auth::Identity;
+    use crate::protocol::QoS;
+    use crate::topic::TopicName;
+
+    fn sink(sample: &[(&str, u32)]) -> StreamSink {
+        let mut config = SinkConfig::new("127.0.0.1:1");
+        config.hooks = vec!["on_publish".to_owned()];
+        let labels: BTreeMap<String, u32> =
+            sample.iter().map(|(l, p)| (l.to_string(), *p)).collect();
+        config.sample.insert("on_publish".to_owned(), labels);
+        let spec = Arc::new(SinkSpec {
+            name: "test".to_owned(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            config,
+            metrics: Arc::new(EventSinkMetrics::new("test".to_owned(), vec![2], 1)),
+        });
+        StreamSink::new(Rc::new(Shared::new(spec, 0)))
+    }
+
+    #[test]
+    fn sampling_keeps_the_configured_share_per_label() {
+        let sink = sink(&[("none", 0), ("all", 100), ("half", 50)]);
+        assert!(sink.wants(EventKind::Publish));
+        assert!(!sink.wants(EventKind::Deliver));
+        let who = Identity {
+            username: None,
+            client_id: ByteString::from("c"),
+            claims: None,
+        };
+        let topic = TopicName::new("a/b".to_owned()).unwrap();
+        let payload = Bytes::new();
+        let publish = |label| Event::Publish {
+            who: &who,
+            topic: &topic,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            payload: &payload,
+            label,
+            pattern: None,
+        };
+        let kept = |label| {
+            (0..1000)
+                .filter(|_| sink.admits(&publish(label)).is_some())
+                .count()
+        };
+        assert_eq!(kept(Some("none")), 0);
+        assert_eq!(kept(Some("all")), 1000);
+        assert_eq!(kept(Some("other")), 1000, "unlisted labels are kept");
+        assert_eq!(kept(None), 1000, "so are events without a label");
+        let half = kept(Some("half"));
+        assert!((350..650).contains(&half), "50% kept {half} of 1000");
+    }
+
+    #[test]
+    fn drops_are_counted_per_hook() {
+        let mut sink = sink(&[]);
+        let big = vec![0; 32 << 20];
+        sink.push(0, &big);
+        let dropped = &sink.shared.metrics().dropped;
+        assert_eq!(dropped[2].load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(sink.shared.unlogged_drops.get(), 1);
+    }
+}
