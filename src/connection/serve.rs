@@ -30,6 +30,7 @@ use super::handshake::refusal;
 use super::socket::{read_scratch, ReadScratch, Socket};
 use super::{Notify, WakeQueue};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
+use crate::events::OfflineReason;
 use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
     decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
@@ -366,10 +367,20 @@ async fn run(shard: &Shard, live: Live) {
         End::Abnormal | End::Closed(Closed::WithWill) => client.will.take(),
         End::Closed(Closed::Normal) | End::ByBroker => None,
     };
-    shard
-        .broker
-        .borrow_mut()
-        .disconnected(&client, will, Instant::now());
+    // Why the connection ended, as on_client_offline reports it.
+    let code = match end {
+        End::Closed(Closed::Normal) => Some(ReasonCode::Success),
+        End::Closed(Closed::WithWill) => Some(ReasonCode::DisconnectWithWillMessage),
+        End::ByBroker => state.closed_by_broker.get(),
+        // No reason: the peer closed the TCP connection or it failed.
+        End::Abnormal => state.reader_error.get(),
+    };
+    shard.broker.borrow_mut().disconnected_because(
+        &client,
+        will,
+        OfflineReason::from_reason_code(code),
+        Instant::now(),
+    );
     state.reader_done.set(true);
     state.notify.notify();
     state.interrupt.notify();
