@@ -35,12 +35,17 @@ impl EventSink for Fanout {
     }
 
     fn emit(&mut self, event: Event<'_>) {
-        let now = SystemTime::now();
+        let mut now = None;
         let (mut native, mut vmq) = (false, false);
         for sink in &mut self.sinks {
             let Some(slot) = sink.admits(&event) else {
                 continue;
             };
+            if sink.full() {
+                sink.drop_event(slot);
+                continue;
+            }
+            let now = *now.get_or_insert_with(SystemTime::now);
             let encoded: &[u8] = match sink.format() {
                 SinkFormat::Native => {
                     if !native {

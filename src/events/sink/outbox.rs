@@ -92,10 +92,7 @@ impl Outbox {
             _ => 0,
         };
         if self.held + header + encoded.len() + 10 > self.limit {
-            if let Batch::Native(_) = self.batch {
-                self.next_seq += 1;
-                self.gap = true;
-            }
+            self.skip();
             return Err(Full);
         }
         if std::mem::take(&mut self.gap) {
@@ -182,9 +179,23 @@ impl Outbox {
         self.held = self.held.saturating_sub(frame.bytes.len());
     }
 
+    /// An event is dropped: in the native format it uses up its sequence
+    /// number, and the open batch ends before the next event.
+    pub fn skip(&mut self) {
+        if let Batch::Native(_) = self.batch {
+            self.next_seq += 1;
+            self.gap = true;
+        }
+    }
+
     /// Bytes held against the budget.
     pub fn held(&self) -> usize {
         self.held
+    }
+
+    /// Bytes left in the budget.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.held)
     }
 }
 

@@ -19,6 +19,11 @@ use crate::connection::Notify;
 use crate::events::{Event, EventKind};
 use crate::metrics::{EventSinkMetrics, SinkShardMetrics};
 
+/// The largest refused event whose size stops the next ones from being
+/// encoded while the buffer has less room: at most this much of the buffer
+/// may go unused before it is drained.
+const MAX_REFUSED_HINT: usize = 4096;
+
 /// How often a sink that dropped events says so in the log.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -100,6 +105,10 @@ impl Shared {
 pub struct StreamSink {
     shared: Rc<Shared>,
     kinds: Vec<Wanted>,
+    /// Room the last refused event needed; 0 after an event was taken. While
+    /// the buffer has less, events are dropped before they are encoded: an
+    /// absent consumer costs a counter per event, not an encoding.
+    refused: usize,
 }
 
 /// One kind of event a sink wants.
@@ -138,7 +147,11 @@ impl StreamSink {
                 })
             })
             .collect();
-        StreamSink { shared, kinds }
+        StreamSink {
+            shared,
+            kinds,
+            refused: 0,
+        }
     }
 
     pub fn format(&self) -> SinkFormat {
@@ -167,10 +180,36 @@ impl StreamSink {
         Some(slot)
     }
 
+    /// Whether the buffer is known to be full: the event is to be dropped
+    /// with [`StreamSink::drop_event`], without encoding it.
+    pub fn full(&self) -> bool {
+        self.refused > 0 && self.shared.outbox.borrow().room() < self.refused
+    }
+
+    /// Drops an admitted event without encoding it (the buffer is full).
+    pub fn drop_event(&mut self, slot: usize) {
+        self.shared.outbox.borrow_mut().skip();
+        self.count_drop(slot);
+    }
+
+    fn count_drop(&self, slot: usize) {
+        let hook = self.kinds[slot].hook;
+        SinkShardMetrics::add(&self.shared.metrics().dropped[hook], 1);
+        let shared = &self.shared;
+        shared.unlogged_drops.set(shared.unlogged_drops.get() + 1);
+    }
+
     /// Adds an encoded event (in this sink's format) to the batch, or counts
     /// it dropped when the buffer is full.
     pub fn push(&mut self, slot: usize, encoded: &[u8]) {
         let result = self.shared.outbox.borrow_mut().push(encoded);
+        // The length prefix's room, as `Outbox::push` counts it. A big event
+        // is not a hint: smaller ones may still fit.
+        let needed = encoded.len() + 10;
+        self.refused = match result {
+            Err(_) if needed <= MAX_REFUSED_HINT => needed,
+            _ => 0,
+        };
         match result {
             Ok(opened) => {
                 if opened {
@@ -180,12 +219,7 @@ impl StreamSink {
                     self.shared.frames.wake_all();
                 }
             }
-            Err(_full) => {
-                let hook = self.kinds[slot].hook;
-                SinkShardMetrics::add(&self.shared.metrics().dropped[hook], 1);
-                let shared = &self.shared;
-                shared.unlogged_drops.set(shared.unlogged_drops.get() + 1);
-            }
+            Err(_full) => self.count_drop(slot),
         }
     }
 }
@@ -326,8 +360,20 @@ mod tests {
         let mut sink = sink(&[]);
         let big = vec![0; 32 << 20];
         sink.push(0, &big);
-        let dropped = &sink.shared.metrics().dropped;
-        assert_eq!(dropped[2].load(std::sync::atomic::Ordering::Relaxed), 1);
-        assert_eq!(sink.shared.unlogged_drops.get(), 1);
+        let dropped = |sink: &StreamSink| {
+            sink.shared.metrics().dropped[2].load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(dropped(&sink), 1);
+        assert!(!sink.full(), "a huge event does not close the buffer");
+        sink.push(0, &[0; 100]);
+        assert_eq!(dropped(&sink), 1, "a small one still fits");
+        let fill = vec![0; (16 << 20) - 200];
+        sink.push(0, &fill);
+        sink.push(0, &[0; 100]);
+        assert_eq!(dropped(&sink), 2);
+        assert!(sink.full(), "known full: the next is dropped unencoded");
+        sink.drop_event(0);
+        assert_eq!(dropped(&sink), 3);
+        assert_eq!(sink.shared.unlogged_drops.get(), 3);
     }
 }
