@@ -181,8 +181,11 @@ pub fn start(
             broker = broker.with_acl(Box::new(acl.clone()));
         }
         let shutdown = ctx.shutdown().clone();
-        // The event sinks' flush and connection tasks stop on `shutdown`.
-        let (fanout, sink_tasks) = event_sinks::start(&sinks, ctx.id(), ctx.nr_shards(), &shutdown);
+        // The event sinks stop after the connections have closed, so the
+        // events of the closing (on_client_offline, ...) still go out.
+        let sinks_stop = shards::Shutdown::new();
+        let (fanout, sink_tasks) =
+            event_sinks::start(&sinks, ctx.id(), ctx.nr_shards(), &sinks_stop);
         if let Some(fanout) = fanout {
             broker = broker.with_events(Box::new(fanout));
         }
@@ -197,7 +200,7 @@ pub fn start(
         ));
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
-        let mut tasks = sink_tasks;
+        let mut tasks = Vec::new();
         if let Some(inbox) = inbox {
             tasks.push(glommio::spawn_local(receive(
                 shard.clone(),
@@ -250,7 +253,8 @@ pub fn start(
         shard.wake();
         shard.wake_all();
         shard.tracker.wait_idle().await;
-        for task in tasks {
+        sinks_stop.trigger();
+        for task in sink_tasks.into_iter().chain(tasks) {
             task.await;
         }
         Ok::<(), io::Error>(())

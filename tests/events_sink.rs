@@ -556,3 +556,18 @@ async fn events_tail_prints_json_lines_and_counts() {
     }
     stop(server);
 }
+
+#[tokio::test]
+async fn the_events_of_a_shutdown_still_reach_the_consumer() {
+    let consumer = Consumer::start("127.0.0.1:0", NATIVE);
+    let server = broker(vec![sink(consumer.addr, &["on_client_offline"])]);
+    let client = V3::connect(v3_options(server.local_addrs()[0], "leaving")).await;
+    stop(server);
+    let got = consumer.wait_for("on_client_offline at shutdown", |g| !g.is_empty());
+    let event = native::Event::decode(got[0].bytes.clone()).unwrap();
+    match event.event {
+        Some(native::event::Event::OnClientOffline(e)) => assert_eq!(e.client_id, "leaving"),
+        other => panic!("{other:?}"),
+    }
+    drop(client);
+}
