@@ -14,6 +14,9 @@ use crate::events::{Event, EventKind, EventSink};
 #[derive(Debug)]
 pub struct Fanout {
     sinks: Vec<StreamSink>,
+    /// Bit `kind as u32` set for each kind some sink wants: the broker asks
+    /// before building every event, so the answer is one load and a mask.
+    wanted: u32,
     /// Reused encoding buffers: no allocation per event once they have grown.
     native: Vec<u8>,
     vmq: BytesMut,
@@ -21,8 +24,13 @@ pub struct Fanout {
 
 impl Fanout {
     pub fn new(sinks: Vec<StreamSink>) -> Fanout {
+        let wanted = EventKind::ALL
+            .iter()
+            .filter(|&&kind| sinks.iter().any(|s| s.wants(kind)))
+            .fold(0, |mask, &kind| mask | 1 << kind as u32);
         Fanout {
             sinks,
+            wanted,
             native: Vec::new(),
             vmq: BytesMut::new(),
         }
@@ -31,7 +39,7 @@ impl Fanout {
 
 impl EventSink for Fanout {
     fn wants(&self, kind: EventKind) -> bool {
-        self.sinks.iter().any(|s| s.wants(kind))
+        self.wanted & 1 << kind as u32 != 0
     }
 
     fn emit(&mut self, event: Event<'_>) {
@@ -65,6 +73,44 @@ impl EventSink for Fanout {
                 }
             };
             sink.push(slot, encoded);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::SinkConfig;
+    use crate::events::sink::{Shared, SinkSpec};
+    use crate::metrics::EventSinkMetrics;
+
+    fn sink(hooks: &[&str]) -> StreamSink {
+        let mut config = SinkConfig::new("127.0.0.1:1");
+        config.hooks = hooks.iter().map(|h| h.to_string()).collect();
+        let spec = Arc::new(SinkSpec {
+            name: "test".to_owned(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            config,
+            metrics: Arc::new(EventSinkMetrics::new("test".to_owned(), vec![], 1)),
+        });
+        StreamSink::new(Rc::new(Shared::new(spec, 0)))
+    }
+
+    #[test]
+    fn wants_what_any_sink_wants() {
+        let fanout = Fanout::new(vec![
+            sink(&["on_publish"]),
+            sink(&["on_deliver", "on_session_expired"]),
+        ]);
+        for kind in EventKind::ALL {
+            let want = matches!(
+                kind,
+                EventKind::Publish | EventKind::Deliver | EventKind::SessionExpired
+            );
+            assert_eq!(fanout.wants(kind), want, "{kind:?}");
         }
     }
 }
