@@ -23,7 +23,9 @@
 //!
 //! Ack (consumer to broker, only when the sink has `acks = true`):
 //! `b"SMQA"`, shard u16, seq u64: every event of that shard up to and
-//! including `seq` was processed (cumulative), 14 bytes.
+//! including `seq` that this connection carried was processed (cumulative per
+//! connection: it never releases frames in flight on another connection of
+//! the same shard), 14 bytes.
 //!
 //! Decoders check the declared length against the caller's maximum before
 //! waiting for or reserving the body, and return `Ok(None)` on partial input
@@ -72,7 +74,8 @@ pub struct NativeFrame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
     pub shard: u16,
-    /// Every event of `shard` up to and including this one was processed.
+    /// Every event of `shard` up to and including this one, of those the
+    /// connection carrying the ack delivered, was processed.
     pub seq: u64,
 }
 
