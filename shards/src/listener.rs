@@ -101,6 +101,9 @@ pub(crate) fn bind_group(
     shards: usize,
 ) -> Result<(SocketAddr, Vec<Socket>), StartError> {
     let mut addr = config.resolve()?;
+    if addr.port() != 0 {
+        ensure_free(addr)?;
+    }
     let mut sockets = Vec::with_capacity(shards);
     for _ in 0..shards {
         let socket =
@@ -118,6 +121,28 @@ pub(crate) fn bind_group(
         sockets.push(socket);
     }
     Ok((addr, sockets))
+}
+
+/// Fails if another socket listens on `addr`. Our sockets set SO_REUSEPORT,
+/// so without this check a second broker (or a stale one) on the same port
+/// would bind too and silently take part of the connections. A probe without
+/// SO_REUSEPORT cannot bind next to a listener; it is closed at once.
+fn ensure_free(addr: SocketAddr) -> Result<(), StartError> {
+    let probe = || -> io::Result<()> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())
+    };
+    probe().map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => StartError::Bind {
+            addr,
+            source: io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another process is already listening there (is another broker running?)",
+            ),
+        },
+        _ => StartError::Bind { addr, source },
+    })
 }
 
 fn bind_socket(addr: SocketAddr, config: &ListenerConfig) -> io::Result<Socket> {

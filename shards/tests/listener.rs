@@ -147,6 +147,36 @@ fn bad_listener_addresses_are_start_errors() {
 }
 
 #[test]
+fn a_port_another_process_listens_on_is_a_start_error() {
+    // Any listener, with or without SO_REUSEPORT, must make the pool refuse
+    // the port rather than share its connections.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let first = PoolBuilder::new([0])
+        .listener(ListenerConfig::new(&addr))
+        .start(|_: ShardContext<()>| async { Ok::<_, Never>(()) })
+        .expect_err("must not start");
+    assert!(matches!(first, StartError::Bind { .. }), "{first}");
+    assert!(first.to_string().contains("already listening"), "{first}");
+    drop(taken);
+    let pool = PoolBuilder::new([0])
+        .listener(ListenerConfig::new("127.0.0.1:0"))
+        .start(|ctx: ShardContext<()>| async move {
+            ctx.shutdown().recv().await;
+            Ok::<_, Never>(())
+        })
+        .unwrap();
+    let busy = pool.local_addrs()[0].to_string();
+    let second = PoolBuilder::new([0])
+        .listener(ListenerConfig::new(&busy))
+        .start(|_: ShardContext<()>| async { Ok::<_, Never>(()) })
+        .expect_err("a second pool on a busy reuseport address must not start");
+    assert!(second.to_string().contains("already listening"), "{second}");
+    pool.shutdown_handle().trigger();
+    join_within(pool);
+}
+
+#[test]
 fn a_standalone_listener_binds_on_a_test_executor() {
     let accepted = shards::test_executor(|| async {
         let listener = shards::Listener::bind(&ListenerConfig::new("127.0.0.1:0")).unwrap();
