@@ -371,18 +371,7 @@ fn reload_acl(acl: AclFile) -> impl FnMut(Trigger) + Send + 'static {
 async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
     let mut generation = acl.as_ref().map_or(0, AclFile::generation);
     loop {
-        let stop = future::or(
-            async {
-                glommio::timer::sleep(Duration::from_secs(1)).await;
-                false
-            },
-            async {
-                shutdown.recv().await;
-                true
-            },
-        )
-        .await;
-        if stop {
+        if shutdown.sleep(Duration::from_secs(1)).await {
             return;
         }
         shard.broker.borrow_mut().tick(Instant::now());

@@ -146,6 +146,22 @@ impl Shutdown {
         self.state.fired.get()
     }
 
+    /// Sleeps for `period` unless shutdown comes first: `true` if it did.
+    /// The periodic tasks of a shard (samplers, ticks, back-offs) loop on it.
+    pub async fn sleep(&self, period: std::time::Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(period).await;
+                false
+            },
+            async {
+                self.recv().await;
+                true
+            },
+        )
+        .await
+    }
+
     /// Resolves once shutdown is signalled (at once if it already was).
     pub fn recv(&self) -> Recv<'_> {
         Recv {

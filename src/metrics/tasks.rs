@@ -5,7 +5,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_lite::future;
 use shards::Shutdown;
 
 use super::{sys_messages, DEPTH_EVERY, SAMPLE_PERIOD};
@@ -19,7 +18,7 @@ pub async fn sample(shard: Rc<Shard>, shutdown: Shutdown) {
     let mine = metrics.shard(shard.id);
     for n in 0u64.. {
         let due = Instant::now() + SAMPLE_PERIOD;
-        if sleep_or_stop(SAMPLE_PERIOD, &shutdown).await {
+        if shutdown.sleep(SAMPLE_PERIOD).await {
             return;
         }
         mine.lag
@@ -33,7 +32,7 @@ pub async fn sample(shard: Rc<Shard>, shutdown: Shutdown) {
 /// to each other shard with one). Runs on one shard only.
 pub async fn publish_sys(shard: Rc<Shard>, interval: Duration, shutdown: Shutdown) {
     loop {
-        if sleep_or_stop(interval, &shutdown).await {
+        if shutdown.sleep(interval).await {
             return;
         }
         let metrics = &shard.metrics;
@@ -50,19 +49,4 @@ pub async fn publish_sys(shard: Rc<Shard>, interval: Duration, shutdown: Shutdow
         }
         shard.wake();
     }
-}
-
-/// Sleeps for `period`; `true` if shutdown came first.
-async fn sleep_or_stop(period: Duration, shutdown: &Shutdown) -> bool {
-    future::or(
-        async {
-            glommio::timer::sleep(period).await;
-            false
-        },
-        async {
-            shutdown.recv().await;
-            true
-        },
-    )
-    .await
 }

@@ -21,7 +21,7 @@ use shards::Shutdown;
 use tracing::{debug, info, warn};
 
 use super::outbox::Frame;
-use super::stream::{sleep_or_stop, Shared};
+use super::stream::Shared;
 use crate::events::frame::{decode_ack, FrameError};
 use crate::metrics::SinkShardMetrics;
 
@@ -92,7 +92,7 @@ pub async fn connection_task(shared: Rc<Shared>, shutdown: Shutdown) {
                 "events sink {name}: cannot connect: {e}"
             ),
         }
-        if sleep_or_stop(backoff, &shutdown).await {
+        if shutdown.sleep(backoff).await {
             return;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);

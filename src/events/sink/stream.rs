@@ -257,7 +257,7 @@ pub async fn flush_task(shared: Rc<Shared>, shutdown: Shutdown) {
         )
         .await;
         let stop = match woke {
-            Wake::Opened => sleep_or_stop(delay, &shutdown).await,
+            Wake::Opened => shutdown.sleep(delay).await,
             Wake::Log => false,
             Wake::Stop => true,
         };
@@ -277,21 +277,6 @@ enum Wake {
     Opened,
     Log,
     Stop,
-}
-
-/// Sleeps for `period`; `true` if shutdown came first.
-pub async fn sleep_or_stop(period: Duration, shutdown: &Shutdown) -> bool {
-    future::or(
-        async {
-            glommio::timer::sleep(period).await;
-            false
-        },
-        async {
-            shutdown.recv().await;
-            true
-        },
-    )
-    .await
 }
 
 #[cfg(test)]
