@@ -9,9 +9,9 @@ use bytestring::ByteString;
 use super::{Broker, Client, Entry, Forward, Outputs, Stats};
 use crate::events::{Event, EventKind, Events};
 use crate::message::Message;
-use crate::protocol::{Ack, Packet, Publish, QoS, ReasonCode};
+use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
 use crate::router::Recipients;
-use crate::session::{Delivery, DropReason, Session};
+use crate::session::{Delivery, DropReason, OutState, Session};
 use crate::topic::ShardMask;
 
 /// How a DISCONNECT from the client ended the connection.
@@ -36,10 +36,12 @@ impl Broker {
         match packet {
             Packet::Publish(publish) => self.publish(client, publish, now)?,
             Packet::PubAck(ack) => {
+                self.delivery_complete(client, ack.packet_id, OutState::AwaitingPubAck);
                 self.session_ack(client, |s, out| s.puback(ack.packet_id, now, out))
             }
             Packet::PubRec(ack) => {
                 let failed = ack.reason_code.is_error();
+                self.delivery_complete(client, ack.packet_id, OutState::AwaitingPubRec);
                 self.session_ack(client, |s, out| s.pubrec(ack.packet_id, failed, now, out))
             }
             Packet::PubComp(ack) => {
@@ -97,6 +99,34 @@ impl Broker {
     }
 
     /// Runs an acknowledgement through the session and sends what it releases.
+    /// `on_delivery_complete`: the client acknowledged (PUBACK, or PUBREC for
+    /// QoS 2) the in-flight message `packet_id`, if one awaits exactly that.
+    /// Looked up only when a sink wants the hook.
+    fn delivery_complete(&mut self, client: &Client, packet_id: PacketId, awaiting: OutState) {
+        if !self.events.wants(EventKind::DeliveryComplete) {
+            return;
+        }
+        let Some(entry) = self.sessions.get(&client.client_id) else {
+            return;
+        };
+        let acked = entry
+            .session
+            .inflight()
+            .iter()
+            .find(|e| e.packet_id == packet_id && e.state == awaiting);
+        if let Some(acked) = acked {
+            let d = &acked.delivery;
+            self.events
+                .emit(EventKind::DeliveryComplete, || Event::DeliveryComplete {
+                    who: &client.identity,
+                    topic: &d.message.topic,
+                    qos: d.qos,
+                    retain: d.retain,
+                    payload: &d.message.payload,
+                });
+        }
+    }
+
     fn session_ack(
         &mut self,
         client: &Client,

@@ -374,11 +374,27 @@ fn run(version: Version) {
         ],
         "{v}"
     );
-    // The subscriber acks it (on_delivery_complete is not emitted yet).
+    // The subscriber acks it: on_delivery_complete, once (a repeated PUBACK
+    // acknowledges nothing).
     let id = match &r.broker.take_output(1).packets[..] {
         [Packet::Publish(p)] => p.packet_id.unwrap(),
         other => panic!("{v}: {other:?}"),
     };
+    r.handle(&mut sub, Packet::PubAck(Ack::new(id)));
+    assert_eq!(
+        r.take(),
+        [E::OnDeliveryComplete(vmq::OnDeliveryComplete {
+            username: s("su"),
+            client_id: s("sub"),
+            topic: s("a/b"),
+            qos: 1,
+            is_retain: false,
+            payload: Bytes::from_static(b"hello"),
+            session_id: s("sub"),
+            ..Default::default()
+        })],
+        "{v}"
+    );
     r.handle(&mut sub, Packet::PubAck(Ack::new(id)));
     assert_eq!(r.take(), [], "{v}");
     // A denied publish is no on_publish.
@@ -564,7 +580,7 @@ fn both_streams_carry_every_hook_mqtt_5() {
     run(Version::V5);
 }
 
-/// on_delivery_complete is not emitted by the broker yet; its conversion is
+/// on_delivery_complete (emitted on PUBACK / PUBREC); its conversion is
 /// checked directly.
 #[test]
 fn delivery_complete_converts_like_deliver() {
