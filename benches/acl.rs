@@ -31,6 +31,7 @@ fn device() -> Identity {
         username: Some(ByteString::from_static("rider-1")),
         client_id: ByteString::from_static("device-1:owner-7:profile-42"),
         claims: Some(Arc::new(claims)),
+        peer: None,
     }
 }
 

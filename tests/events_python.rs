@@ -47,6 +47,7 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
         username: Some(ByteString::from("user-1")),
         client_id: ByteString::from("device-1:owner-7"),
         claims: None,
+        peer: None,
     };
     let id = &who.client_id;
     let topic = TopicName::new("a/b".to_owned()).unwrap();
@@ -97,8 +98,10 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
             clean_start: true,
             reason: ReasonCode::NotAuthorized,
             failure: Some(Failure::UsernameRidMismatch),
+            peer: Some("10.0.0.7:51000".parse().unwrap()),
         },
         json!({"client_id": "device-1:owner-7", "username": "user-1",
+               "peer_addr": "10.0.0.7", "peer_port": 51000,
                "clean_session": true, "reason": "REASON_USERNAME_RID_MISMATCH"}),
     );
     f(

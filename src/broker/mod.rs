@@ -373,6 +373,18 @@ impl Broker {
         connect: &Connect,
         now: Instant,
     ) -> Result<Client, ReasonCode> {
+        self.connect_from(conn, connect, None, now)
+    }
+
+    /// [`Broker::connect`] for a client at `peer`, which the identity keeps
+    /// for `on_register` and `on_register_failed`.
+    pub fn connect_from(
+        &mut self,
+        conn: ConnId,
+        connect: &Connect,
+        peer: Option<std::net::SocketAddr>,
+        now: Instant,
+    ) -> Result<Client, ReasonCode> {
         let policy = self.settings.connect.clone();
         let accepted = handshake::accept(connect, &policy, || self.assign_client_id())
             .map_err(|reason| (reason, None))
@@ -395,12 +407,13 @@ impl Broker {
                         clean_start: connect.clean_start,
                         reason,
                         failure,
+                        peer,
                     });
                 return Err(reason);
             }
         };
         let client_id = accepted.client_id.clone();
-        let identity = Rc::new(identity);
+        let identity = Rc::new(Identity { peer, ..identity });
 
         let mut session_present = false;
         // Whether the session's shared subscriptions count as online already.

@@ -281,10 +281,11 @@ async fn accept(
 
     let conn = shard.next_conn.get();
     shard.next_conn.set(conn + 1);
-    let accepted = shard
-        .broker
-        .borrow_mut()
-        .connect(conn, &connect, Instant::now());
+    let accepted =
+        shard
+            .broker
+            .borrow_mut()
+            .connect_from(conn, &connect, socket.peer_addr(), Instant::now());
     match accepted {
         Ok(client) => Ok(Some(Accepted {
             socket,

@@ -135,6 +135,12 @@ impl Socket {
         fd.try_clone_to_owned()
     }
 
+    /// The client's address (for events); `None` if the kernel cannot say,
+    /// e.g. the peer already went away.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.borrow().peer_addr().ok()
+    }
+
     pub fn raw_fd(&self) -> i32 {
         self.stream.borrow().as_raw_fd()
     }

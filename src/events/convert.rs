@@ -37,6 +37,8 @@ pub fn to_native(event: &Event<'_>, now: SystemTime) -> native::Event {
             ..
         } => E::OnRegister(vmq::OnRegister {
             timestamp: ts,
+            peer_addr: peer_ip(who.peer),
+            peer_port: peer_port(who.peer),
             username: username(who),
             client_id: who.client_id.to_string(),
             user_properties: user_properties
@@ -52,9 +54,12 @@ pub fn to_native(event: &Event<'_>, now: SystemTime) -> native::Event {
             clean_start,
             reason,
             failure,
+            peer,
         } => E::OnRegisterFailed(vmq::OnRegisterFailed {
             timestamp: ts,
             client_id: client_id.to_string(),
+            peer_addr: peer_ip(peer),
+            peer_port: peer_port(peer),
             username: username.map(|u| u.to_string()).unwrap_or_default(),
             clean_session: clean_start,
             reason: registration_code(reason, failure),
@@ -274,4 +279,14 @@ pub(super) fn drop_reason(reason: DropReason) -> &'static str {
         DropReason::NotAcked => "not_acked",
         DropReason::TooLarge => "too_large",
     }
+}
+
+/// `peer_addr`: the client's IP address as text, "" when unknown.
+pub(super) fn peer_ip(peer: Option<std::net::SocketAddr>) -> String {
+    peer.map(|p| p.ip().to_string()).unwrap_or_default()
+}
+
+/// `peer_port`: the client's port, 0 when unknown.
+pub(super) fn peer_port(peer: Option<std::net::SocketAddr>) -> i32 {
+    peer.map_or(0, |p| i32::from(p.port()))
 }

@@ -177,6 +177,8 @@ pub enum Event<'a> {
         reason: ReasonCode,
         /// The authenticator's reason, when it was the one refusing.
         failure: Option<Failure>,
+        /// The client's address, when the connection has one.
+        peer: Option<std::net::SocketAddr>,
     },
     /// `on_publish`: a PUBLISH the ACL allowed, about to be routed.
     Publish {

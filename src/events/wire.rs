@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use bytes::BufMut;
 use prost::encoding::encoded_len_varint;
 
-use super::convert::{drop_reason, offline_reason, registration_code};
+use super::convert::{drop_reason, offline_reason, peer_ip, peer_port, registration_code};
 use super::{Event, EventKind};
 use crate::auth::Identity;
 use crate::events::TopicInfo;
@@ -161,6 +161,8 @@ pub(super) fn body(event: &Event<'_>, ts: Ts, w: &mut impl Out) {
             user_properties,
             ..
         } => {
+            text(w, 2, peer_ip(who.peer).as_bytes());
+            int(w, 3, i64::from(peer_port(who.peer)));
             text(w, 4, username(who));
             text(w, 6, who.client_id.as_bytes());
             // Map entries in CONNECT order; a repeated key's last value
@@ -183,8 +185,11 @@ pub(super) fn body(event: &Event<'_>, ts: Ts, w: &mut impl Out) {
             clean_start,
             reason,
             failure,
+            peer,
         } => {
             text(w, 3, client_id.as_bytes());
+            text(w, 4, peer_ip(peer).as_bytes());
+            int(w, 5, i64::from(peer_port(peer)));
             text(w, 6, username.map_or(&b""[..], |u| u.as_bytes()));
             int(w, 7, i64::from(clean_start));
             int(w, 8, i64::from(registration_code(reason, failure)));
@@ -391,11 +396,13 @@ mod tests {
             username: Some(ByteString::from("u")),
             client_id: ByteString::from("c-1"),
             claims: None,
+            peer: Some("10.1.2.3:40000".parse().unwrap()),
         };
         let anon = Identity {
             username: None,
             client_id: ByteString::from("c-2"),
             claims: None,
+            peer: None,
         };
         let topic = TopicName::new("a/b".to_owned()).unwrap();
         let empty = Bytes::new();
@@ -501,6 +508,7 @@ mod tests {
                     clean_start: false,
                     reason,
                     failure,
+                    peer: Some("[2001:db8::7]:50123".parse().unwrap()),
                 });
             }
         }
