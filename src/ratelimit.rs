@@ -14,12 +14,12 @@ use std::time::Instant;
 use crate::hash::HashMap;
 
 /// The node's limits, shared by every shard.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RateLimits {
     /// Empty when no label is limited: then [`RateLimits::admit`] is one branch.
     labels: Arc<HashMap<Arc<str>, Window>>,
     /// Second 0 of every window.
-    epoch: Option<Instant>,
+    epoch: Instant,
 }
 
 /// One label's window: `second << 32 | admitted`.
@@ -29,6 +29,13 @@ struct Window {
     state: AtomicU64,
     /// Publishes refused since start, for `/metrics`.
     refused: AtomicU64,
+}
+
+/// No label is limited.
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::new(&BTreeMap::new(), Instant::now())
+    }
 }
 
 impl RateLimits {
@@ -47,7 +54,7 @@ impl RateLimits {
             .collect::<HashMap<_, _>>();
         RateLimits {
             labels: Arc::new(labels),
-            epoch: Some(epoch),
+            epoch,
         }
     }
 
@@ -55,14 +62,14 @@ impl RateLimits {
     /// counts it if so). Publishes without a label, or with an unlimited one,
     /// always fit.
     pub fn admit(&self, label: Option<&str>, now: Instant) -> bool {
-        let (Some(label), Some(epoch)) = (label, self.epoch) else {
+        let Some(label) = label.filter(|_| !self.labels.is_empty()) else {
             return true;
         };
         let Some(window) = self.labels.get(label) else {
             return true;
         };
         // Windows are numbered from the epoch; 2^32 seconds is 136 years.
-        let second = now.saturating_duration_since(epoch).as_secs() & u64::from(u32::MAX);
+        let second = now.saturating_duration_since(self.epoch).as_secs() & u64::from(u32::MAX);
         let mut state = window.state.load(Ordering::Relaxed);
         loop {
             let admitted = if state >> 32 == second {

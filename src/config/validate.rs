@@ -338,21 +338,7 @@ fn check_acl(acl: &AclConfig) -> Result<(), Violation> {
 }
 
 /// The fork's hook names, which `[[events.sinks]] hooks` and `sample` use.
-pub const EVENT_HOOKS: &[&str] = &[
-    "on_register",
-    "on_register_failed",
-    "on_publish",
-    "on_subscribe",
-    "on_unsubscribe",
-    "on_deliver",
-    "on_delivery_complete",
-    "on_offline_message",
-    "on_message_drop",
-    "on_client_wakeup",
-    "on_client_offline",
-    "on_client_gone",
-    "on_session_expired",
-];
+pub const EVENT_HOOKS: &[&str] = &crate::events::HOOK_NAMES;
 
 /// The largest frame a sink may batch: consumers size their read buffers by it.
 const MAX_BATCH_BYTES: u32 = 16 << 20;

@@ -47,6 +47,24 @@ use crate::protocol::{Packet, QoS, ReasonCode, UserProperties};
 use crate::session::{Delivery, DropReason};
 use crate::topic::{TopicFilter, TopicName};
 
+/// The fork's hook names, indexed by [`EventKind`] (declaration order): the
+/// names a sink's `hooks = [...]` accepts, and the `hook` label of drop counts.
+pub const HOOK_NAMES: [&str; 13] = [
+    "on_register",
+    "on_register_failed",
+    "on_publish",
+    "on_subscribe",
+    "on_unsubscribe",
+    "on_deliver",
+    "on_delivery_complete",
+    "on_offline_message",
+    "on_message_drop",
+    "on_client_wakeup",
+    "on_client_offline",
+    "on_client_gone",
+    "on_session_expired",
+];
+
 /// Which hook an event is, for [`EventSink::wants`]. Named after the fork's
 /// hooks (DESIGN section 4); [`EventKind::hook_name`] gives the fork's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,21 +104,7 @@ impl EventKind {
 
     /// The fork's hook name, as `hooks = [...]` in a sink's config names it.
     pub fn hook_name(self) -> &'static str {
-        match self {
-            EventKind::Register => "on_register",
-            EventKind::RegisterFailed => "on_register_failed",
-            EventKind::Publish => "on_publish",
-            EventKind::Subscribe => "on_subscribe",
-            EventKind::Unsubscribe => "on_unsubscribe",
-            EventKind::Deliver => "on_deliver",
-            EventKind::DeliveryComplete => "on_delivery_complete",
-            EventKind::OfflineMessage => "on_offline_message",
-            EventKind::MessageDrop => "on_message_drop",
-            EventKind::ClientWakeUp => "on_client_wakeup",
-            EventKind::ClientOffline => "on_client_offline",
-            EventKind::ClientGone => "on_client_gone",
-            EventKind::SessionExpired => "on_session_expired",
-        }
+        HOOK_NAMES[self as usize]
     }
 
     /// The kind a fork hook name stands for; `None` for an unknown name.
