@@ -9,17 +9,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use common::{connect, publish, sub_options, subscribe, Raw, Recv, QUIET, WAIT};
+use common::{
+    connect, http_get, lines_of, publish, sub_options, subscribe, Raw, Recv, QUIET, WAIT,
+};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use shardmq::protocol::{QoS, ReasonCode, Version};
 
@@ -115,11 +115,7 @@ impl Broker {
 
     /// The `/metrics` line that starts with `prefix`.
     fn metric(&self, prefix: &str) -> String {
-        use std::io::{Read, Write};
-        let mut http = std::net::TcpStream::connect(self.http).unwrap();
-        http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut body = String::new();
-        http.read_to_string(&mut body).unwrap();
+        let (_, body) = http_get(self.http, "/metrics");
         body.lines()
             .find(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
@@ -158,18 +154,6 @@ impl Drop for Broker {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn lines_of(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// A raw client logged in as `username` with `password`, and its CONNACK code.

@@ -23,7 +23,7 @@ use shardmq::config::{Config, Cores, SinkConfig, SinkFormat};
 use shardmq::events::frame::{decode_native, decode_vmq, encode_ack, Ack};
 use shardmq::events::schema::{native, vmq};
 
-use common::{v3_options, V3};
+use common::{http_get, v3_options, V3};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const MAX_FRAME: usize = 16 << 20;
@@ -397,7 +397,7 @@ async fn a_consumer_that_stops_reading_costs_counted_drops_not_delivery() {
         assert!(Instant::now() < deadline, "drops are counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, text) = get(server.http_addr(), "/metrics");
+    let (_, text) = http_get(server.http_addr(), "/metrics");
     let name = format!("sink=\"{}\"", consumer.addr);
     let dropped = |hook: &str| {
         text.lines()
@@ -432,26 +432,6 @@ async fn without_a_consumer_delivery_works_and_shutdown_is_prompt() {
         started.elapsed() < PATIENCE,
         "shutdown does not wait on the absent consumer"
     );
-}
-
-/// `GET path` over HTTP/1.1: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("HTTP response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
 }
 
 /// A `shardmq events tail` process, killed on drop.

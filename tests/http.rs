@@ -1,11 +1,14 @@
 //! `/health`, `/metrics`, `$SYS` topics and `max-connections`, on the broker
 //! in-process, with raw HTTP and raw MQTT bytes over loopback sockets.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::http_get;
 use shardmq::config::{Config, Cores};
 
 /// How long any wait in these tests may take before it is a failure.
@@ -25,26 +28,6 @@ fn stop(server: shardmq::Server) {
     server.join().expect("clean stop");
 }
 
-/// `GET path` over HTTP/1.1 with `Connection: close`: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("HTTP response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("status line in {head:?}"));
-    (status, body.to_owned())
-}
-
 /// The sum of the samples of `name` whose labels include every one of `labels`.
 fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
     text.lines()
@@ -62,7 +45,7 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
 fn metrics_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (status, text) = get(addr, "/metrics");
+        let (status, text) = http_get(addr, "/metrics");
         assert_eq!(status, 200);
         if done(&text) {
             return text;
@@ -164,15 +147,15 @@ fn health_is_ok_while_serving_and_503_while_stopping() {
     let server = broker(|_| {});
     let http = server.http_addr();
     assert!(http.ip().is_loopback() && http.port() != 0);
-    assert_eq!(get(http, "/health"), (200, "ok\n".to_owned()));
-    assert_eq!(get(http, "/nope").0, 404);
+    assert_eq!(http_get(http, "/health"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(http, "/nope").0, 404);
 
     // A connected client keeps the shards busy closing it while stopping.
     let _client = connect(server.local_addrs()[0], "held");
     server.shutdown_handle().trigger();
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (status, body) = get(http, "/health");
+        let (status, body) = http_get(http, "/health");
         if status == 503 {
             assert_eq!(body, "stopping\n");
             break;
@@ -193,7 +176,7 @@ fn metrics_count_connections_and_messages() {
     let server = broker(|_| {});
     let (mqtt, http) = (server.local_addrs()[0], server.http_addr());
 
-    let (status, text) = get(http, "/metrics");
+    let (status, text) = http_get(http, "/metrics");
     assert_eq!(status, 200);
     for name in [
         "shardmq_build_info",

@@ -5,12 +5,15 @@
 //! The mosquitto clients are required (CI installs mosquitto-clients): if they
 //! are missing the test fails, it never skips.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+
+use common::lines_of;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -91,19 +94,6 @@ impl Drop for Broker {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config);
     }
-}
-
-/// Lines of a child's output, read on a thread.
-fn lines_of(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// A running `mosquitto_sub`, killed on drop.
