@@ -345,16 +345,27 @@ impl Broker {
     }
 
     /// The slow part of authenticating `connect`, if any, for the caller to
-    /// run off the shard's thread before [`Broker::connect`]
+    /// run off the shard's thread before [`Broker::connect_from`]
     /// ([`Authenticator::prepare`]).
     pub fn prepare_auth(&self, connect: &Connect) -> Option<Preparation> {
         self.auth.prepare(connect)
     }
 
     /// Hands what a [`Broker::prepare_auth`] job found to the authenticator.
-    /// Call it right before [`Broker::connect`], with no await between.
+    /// Call it right before [`Broker::connect_from`], with no await between.
     pub fn absorb_auth(&self, prepared: Prepared) {
         self.auth.absorb(prepared);
+    }
+
+    /// [`Broker::connect_from`] without a peer address (tests).
+    #[cfg(test)]
+    pub(crate) fn connect(
+        &mut self,
+        conn: ConnId,
+        connect: &Connect,
+        now: Instant,
+    ) -> Result<Client, ReasonCode> {
+        self.connect_from(conn, connect, None, now)
     }
 
     /// Accepts or refuses `connect` on connection `conn`. On success the CONNACK
@@ -367,17 +378,9 @@ impl Broker {
     /// A session of the same client id that is online is taken over: its
     /// connection is told to close with "session taken over" and its will is
     /// not published [MQTT-3.1.4-3].
-    pub fn connect(
-        &mut self,
-        conn: ConnId,
-        connect: &Connect,
-        now: Instant,
-    ) -> Result<Client, ReasonCode> {
-        self.connect_from(conn, connect, None, now)
-    }
-
-    /// [`Broker::connect`] for a client at `peer`, which the identity keeps
-    /// for `on_register` and `on_register_failed`.
+    ///
+    /// `peer`, the client's address, stays with its identity for
+    /// `on_register` and `on_register_failed`.
     pub fn connect_from(
         &mut self,
         conn: ConnId,
@@ -485,17 +488,21 @@ impl Broker {
         Ok(Client::new(conn, client_id, identity, connect, &accepted))
     }
 
-    /// The connection of `client` is gone. `will` is what to publish for an
-    /// abnormal close (the caller passes `None` after a DISCONNECT without
-    /// "with will", or when the session was taken over).
-    /// `on_client_offline` says the reason is unspecified: callers that know
-    /// why use [`Broker::disconnected_because`].
-    pub fn disconnected(&mut self, client: &Client, will: Option<Box<LastWill>>, now: Instant) {
+    /// [`Broker::disconnected_because`] with an unspecified reason (tests).
+    #[cfg(test)]
+    pub(crate) fn disconnected(
+        &mut self,
+        client: &Client,
+        will: Option<Box<LastWill>>,
+        now: Instant,
+    ) {
         self.disconnected_because(client, will, OfflineReason::Unspecified, now);
     }
 
-    /// [`Broker::disconnected`], with why the connection ended, for
-    /// `on_client_offline`.
+    /// The connection of `client` is gone. `will` is what to publish for an
+    /// abnormal close (the caller passes `None` after a DISCONNECT without
+    /// "with will", or when the session was taken over).
+    /// `reason`, why the connection ended, goes to `on_client_offline`.
     pub fn disconnected_because(
         &mut self,
         client: &Client,

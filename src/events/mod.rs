@@ -118,7 +118,7 @@ impl EventKind {
 /// `Reason` enum by [`convert`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OfflineReason {
-    /// Not told (the caller used [`Broker::disconnected`](crate::broker::Broker::disconnected)).
+    /// Not told (tests drive the broker without a reason).
     #[default]
     Unspecified,
     /// The client sent DISCONNECT (reason 0 in MQTT 5).

@@ -3,9 +3,11 @@
 //! the sink's outgoing connections.
 //!
 //! # Data path
-//! The broker calls [`Fanout::emit`] inline. Each sink that wants the event
-//! (its `hooks`, then its `sample` percentages) gets it encoded once per
-//! format and appended to its batch; nothing else happens per event. A batch
+//! The broker calls [`Fanout`]'s
+//! [`EventSink::emit`](crate::events::EventSink::emit) inline. Each sink that
+//! wants the event (its `hooks`, then its `sample` percentages) gets it
+//! encoded once per format and appended to its batch; nothing else happens
+//! per event. A batch
 //! is finished at `max-batch-bytes` or `max-batch-delay` after it opened, and
 //! connection tasks write finished frames.
 //!
