@@ -165,6 +165,7 @@ pub fn start(
     };
     let max_packet_size = config.mqtt.max_packet_size as usize;
     let connect_timeout = config.mqtt.connect_timeout;
+    let send_timeout = Some(config.mqtt.send_timeout).filter(|t| !t.is_zero());
     let listeners = config.listeners.len();
     let sys_interval = config.sys.interval;
     let shard_metrics = metrics.clone();
@@ -197,6 +198,7 @@ pub fn start(
             connect_timeout,
             shutdown.clone(),
             metrics.clone(),
+            send_timeout,
         ));
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
@@ -288,6 +290,7 @@ fn settings(config: &Config) -> Settings {
         max_topic_levels: usize::from(mqtt.max_topic_levels),
         topic_alias_maximum: 64,
         retry_interval: Some(mqtt.retry_interval).filter(|d| !d.is_zero()),
+        stall: mqtt.stall_timeout,
     }
 }
 
@@ -318,6 +321,9 @@ async fn receive(shard: Rc<Shard>, mut inbox: Inbox<ShardMsg>, shutdown: Shutdow
             }
         }
         shard.wake();
+        // A full inbox is always ready: let the writers and readers run between
+        // batches, or a flood from another shard starves them.
+        glommio::yield_if_needed().await;
     }
 }
 
@@ -374,7 +380,9 @@ async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
         if shutdown.sleep(Duration::from_secs(1)).await {
             return;
         }
-        shard.broker.borrow_mut().tick(Instant::now());
+        let now = Instant::now();
+        shard.broker.borrow_mut().tick(now);
+        shard.close_stuck(now);
         if let Some(acl) = &acl {
             let now = acl.generation();
             if now != generation {

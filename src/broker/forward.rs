@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::Broker;
+use super::{Broker, ConnId};
 use bytestring::ByteString;
 
 use crate::message::Message;
@@ -13,8 +13,13 @@ use crate::topic::TopicFilter;
 #[derive(Debug, Clone)]
 pub enum Forward {
     /// Route this message to your local subscribers, and to your members of
-    /// the share groups listed (the sending shard picked you for those).
-    Publish(Message, Vec<ByteString>),
+    /// the share groups listed (the sending shard picked you for those). The
+    /// connection that published it, if a client did, gets a credit back once
+    /// its recipients here have room ([`super::flow`]).
+    Publish(Message, Vec<ByteString>, Option<ConnId>),
+    /// Credits for your connections: `(connection, publishes)` routed here
+    /// whose recipients had room, or drained since.
+    Credit(Vec<(ConnId, u32)>),
     /// Store (or clear) this retained message in your replica.
     Retain(Message),
     /// The sending shard now has subscribers for this filter.
@@ -29,7 +34,21 @@ impl Broker {
     /// Applies a message from shard `from`.
     pub fn on_forward(&mut self, from: usize, forward: Forward, now: Instant) {
         match forward {
-            Forward::Publish(message, groups) => self.route_local(&message, &groups, now),
+            Forward::Publish(message, groups, origin) => {
+                self.route_local(&message, &groups, now);
+                // The recipient routing found congested, if any, holds the credit.
+                let congested = self.outputs.take_congested().map(|(conn, _)| conn);
+                if let Some(origin) = origin {
+                    self.flow
+                        .routed(from, origin, congested, now, self.settings.stall);
+                }
+            }
+            Forward::Credit(credits) => {
+                for (conn, n) in credits {
+                    self.flow.credited(conn, n);
+                }
+                self.credited = true;
+            }
             Forward::Retain(message) => self.retained.set(&message),
             Forward::Subscribed(filter) => {
                 self.index.add(&filter, from);

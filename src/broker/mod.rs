@@ -11,6 +11,7 @@
 //! into `forwards`; the connection and mesh layers drain them.
 
 mod client;
+mod flow;
 mod forward;
 mod output;
 mod publish;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 pub use client::{Client, ConnId};
+pub use flow::FORWARD_WINDOW;
 pub use forward::Forward;
 pub use output::Output;
 use output::Outputs;
@@ -53,6 +55,9 @@ pub struct Settings {
     /// MQTT 3 sessions resend what a connected client leaves unacknowledged this
     /// long (`retry-interval`); `None` resends only on reconnect.
     pub retry_interval: Option<Duration>,
+    /// How long a congested recipient may make no progress before it stops
+    /// slowing its publishers down (`stall-timeout`, [`flow`]).
+    pub stall: Duration,
 }
 
 /// Counters the metrics endpoint reads.
@@ -148,6 +153,11 @@ pub struct Broker {
     rate_limits: RateLimits,
     /// Where events go, if anywhere ([`Broker::with_events`]).
     events: Events,
+    /// Who waits for whom: congested recipients, publishers' credits ([`flow`]).
+    flow: flow::Flow,
+    /// Whether credits came back for local connections since the last
+    /// [`Broker::take_credited`]: their readers may go on.
+    credited: bool,
 }
 
 impl Broker {
@@ -169,6 +179,8 @@ impl Broker {
             acl: Box::new(AllowAll),
             rate_limits: RateLimits::default(),
             events: Events::default(),
+            flow: flow::Flow::default(),
+            credited: false,
         }
     }
 
@@ -289,6 +301,58 @@ impl Broker {
         let output = self.outputs.take(conn);
         self.stats.count_sent(&output.packets);
         output
+    }
+
+    /// [`Broker::take_output`] by the connection's writer, which takes output
+    /// only once its previous write has finished: progress, which ends a
+    /// congestion the recipient has drained and frees the publishers waiting.
+    pub fn take_output_at(&mut self, conn: ConnId, now: Instant) -> Output {
+        let output = self.take_output(conn);
+        self.progressed(conn, now);
+        output
+    }
+
+    /// `conn` made progress (took output, acknowledged): if it was congested
+    /// and no longer is, the credits it held go back.
+    fn progressed(&mut self, conn: ConnId, now: Instant) {
+        let Some(client) = self.flow.progress(conn, now) else {
+            return;
+        };
+        let queued = self.sessions.get(client).map_or(0, |e| e.session.queued());
+        let limit = self.settings.limits.max_online_messages;
+        if !publish::congested(self.outputs.backlog(conn), queued, limit) {
+            self.flow.drained(conn);
+        }
+    }
+
+    /// Whether `conn` has forwarded a whole window of publishes to other shards
+    /// that have not credited them back: its reader waits ([`flow`]).
+    pub fn out_of_credit(&self, conn: ConnId) -> bool {
+        self.flow.out_of_credit(conn)
+    }
+
+    /// Whether credits came back for local connections since the last call.
+    pub fn take_credited(&mut self) -> bool {
+        std::mem::take(&mut self.credited)
+    }
+
+    /// Whether recipient `conn` was congested and has made no progress for
+    /// `stall-timeout`: its publishers no longer wait for it.
+    pub fn is_stalled(&self, conn: ConnId, now: Instant) -> bool {
+        self.flow.is_stalled(conn, now, self.settings.stall)
+    }
+
+    /// Moves the credits owed to other shards into `forwards`. Call before
+    /// draining `forwards`.
+    pub fn flush_credits(&mut self) {
+        for (shard, credits) in self.flow.take_credits() {
+            self.forwards.push((shard, Forward::Credit(credits)));
+        }
+    }
+
+    /// Closes `conn` with `reason` (a client that stopped reading).
+    pub fn close_connection(&mut self, conn: ConnId, reason: ReasonCode) {
+        self.outputs.close(conn, reason);
     }
 
     /// A connected recipient that routing found past half its bound (unwritten
@@ -511,6 +575,7 @@ impl Broker {
         now: Instant,
     ) {
         self.outputs.take(client.conn);
+        self.flow.closed(client.conn);
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
         };
@@ -553,8 +618,10 @@ impl Broker {
         }
     }
 
-    /// Publishes delayed wills and ends expired sessions. Call about once a second.
+    /// Publishes delayed wills, ends expired sessions, and frees the publishers
+    /// held up by recipients that stalled. Call about once a second.
     pub fn tick(&mut self, now: Instant) {
+        self.flow.release_stalled(now, self.settings.stall);
         let mut wills = Vec::new();
         let mut expired = Vec::new();
         for (id, entry) in &mut self.sessions {
@@ -613,6 +680,8 @@ impl Broker {
     }
 }
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod seam_tests;
 #[cfg(test)]

@@ -6,7 +6,8 @@ use crate::hash::HashMap;
 
 use bytestring::ByteString;
 
-use super::{Broker, Client, Entry, Forward, Outputs, Stats};
+use super::flow::Flow;
+use super::{Broker, Client, ConnId, Entry, Forward, Outputs, Stats};
 use crate::events::{Event, EventKind, Events};
 use crate::message::Message;
 use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
@@ -37,15 +38,17 @@ impl Broker {
             Packet::Publish(publish) => self.publish(client, publish, now)?,
             Packet::PubAck(ack) => {
                 self.delivery_complete(client, ack.packet_id, OutState::AwaitingPubAck);
-                self.session_ack(client, |s, out| s.puback(ack.packet_id, now, out))
+                self.session_ack(client, now, |s, out| s.puback(ack.packet_id, now, out))
             }
             Packet::PubRec(ack) => {
                 let failed = ack.reason_code.is_error();
                 self.delivery_complete(client, ack.packet_id, OutState::AwaitingPubRec);
-                self.session_ack(client, |s, out| s.pubrec(ack.packet_id, failed, now, out))
+                self.session_ack(client, now, |s, out| {
+                    s.pubrec(ack.packet_id, failed, now, out)
+                })
             }
             Packet::PubComp(ack) => {
-                self.session_ack(client, |s, out| s.pubcomp(ack.packet_id, now, out))
+                self.session_ack(client, now, |s, out| s.pubcomp(ack.packet_id, now, out))
             }
             Packet::PubRel(ack) => {
                 let known = self
@@ -127,9 +130,12 @@ impl Broker {
         }
     }
 
+    /// An acknowledgement is progress for flow control: it may end the
+    /// client's congestion ([`super::flow`]).
     fn session_ack(
         &mut self,
         client: &Client,
+        now: Instant,
         ack: impl FnOnce(&mut Session, &mut Vec<Packet>) -> (bool, Vec<(Delivery, DropReason)>),
     ) {
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
@@ -143,6 +149,7 @@ impl Broker {
         if !packets.is_empty() {
             self.output(client.conn).packets.extend(packets);
         }
+        self.progressed(client.conn, now);
     }
 
     /// An inbound PUBLISH: resolve its topic alias, ask the ACL, acknowledge
@@ -234,15 +241,22 @@ impl Broker {
                 pattern: decision.pattern.as_deref(),
             });
             let message = Message::from_publish(&publish, &client.client_id, now);
-            self.publish_message(message, now);
+            self.route_message(message, Some(client.conn), now);
         }
         Ok(())
     }
 
+    /// Routes a message the broker itself publishes (a will, `$SYS`): no
+    /// publisher to slow down.
+    pub(super) fn publish_message(&mut self, message: Message, now: Instant) {
+        self.route_message(message, None, now);
+    }
+
     /// Routes a message from this shard: retained store, local subscribers, and
     /// once to each other shard with subscribers, telling each which share
-    /// groups it serves for this message.
-    pub(super) fn publish_message(&mut self, message: Message, now: Instant) {
+    /// groups it serves for this message. `origin`, the publishing connection,
+    /// spends a credit per other shard ([`super::flow`]).
+    fn route_message(&mut self, message: Message, origin: Option<ConnId>, now: Instant) {
         if message.retain {
             self.retained.set(&message);
             self.broadcast(Forward::Retain(message.clone()));
@@ -252,6 +266,7 @@ impl Broker {
         for (shard, _) in &groups {
             shards |= ShardMask::single(*shard);
         }
+        let mut forwarded = 0;
         for shard in shards.without(self.shard).iter() {
             let mine = groups
                 .iter()
@@ -259,7 +274,11 @@ impl Broker {
                 .map(|(_, g)| g.clone())
                 .collect();
             self.forwards
-                .push((shard, Forward::Publish(message.clone(), mine)));
+                .push((shard, Forward::Publish(message.clone(), mine, origin)));
+            forwarded += 1;
+        }
+        if let Some(origin) = origin {
+            self.flow.forwarded(origin, forwarded);
         }
         groups.retain(|(s, _)| *s == self.shard);
         let local: Vec<ByteString> = groups.into_iter().map(|(_, g)| g).collect();
@@ -270,12 +289,14 @@ impl Broker {
     /// the share groups in `groups`.
     pub(super) fn route_local(&mut self, message: &Message, groups: &[ByteString], now: Instant) {
         let output_limit = self.settings.limits.max_online_messages;
+        let stall = self.settings.stall;
         let Broker {
             router,
             sessions,
             outputs,
             stats,
             events,
+            flow,
             ..
         } = self;
         router.route(
@@ -285,8 +306,10 @@ impl Broker {
                 outputs,
                 stats,
                 events,
+                flow,
                 now,
                 output_limit,
+                stall,
             },
             Some(groups),
         );
@@ -299,11 +322,15 @@ struct Sessions<'a> {
     outputs: &'a mut Outputs,
     stats: &'a mut Stats,
     events: &'a mut Events,
+    /// Which recipients are congested or stalled.
+    flow: &'a mut Flow,
     now: Instant,
     /// Packets an unwritten output may hold before QoS 0 messages to it are
-    /// dropped: a slow reader must not take memory without bound. (QoS 1/2 are
-    /// bounded by the session's inflight window and queue.)
+    /// dropped, and the queue of a stalled client: a client that does not
+    /// read must not take memory without bound.
     output_limit: usize,
+    /// `stall-timeout`.
+    stall: std::time::Duration,
 }
 
 impl Recipients for Sessions<'_> {
@@ -329,10 +356,20 @@ impl Recipients for Sessions<'_> {
             return;
         }
         let qos0 = delivery.qos == QoS::AtMostOnce;
-        if entry.conn.is_none() {
-            self.events.queued_offline(client, &delivery);
-        }
-        let dropped = entry.session.deliver(delivery, self.now, out);
+        // A connected client that has not stalled is reading: its publishers
+        // are slowed down for it rather than its QoS 1/2 messages dropped.
+        let reading = entry
+            .conn
+            .filter(|&c| !self.flow.is_stalled(c, self.now, self.stall));
+        let dropped = match reading {
+            Some(_) => entry.session.deliver_reading(delivery, self.now, out),
+            None => {
+                if entry.conn.is_none() {
+                    self.events.queued_offline(client, &delivery);
+                }
+                entry.session.deliver(delivery, self.now, out)
+            }
+        };
         let backlog = out.len();
         if qos0 && before >= PINNING_BACKLOG {
             // A backed-up output would pin one read buffer per packet it holds.
@@ -341,21 +378,18 @@ impl Recipients for Sessions<'_> {
                 p.payload = bytes::Bytes::copy_from_slice(&p.payload);
             }
         }
-        if let Some(conn) = entry.conn {
+        if entry.conn.is_some() {
             self.events.delivered(&entry.identity, &out[before..]);
+        }
+        if let Some(conn) = reading {
             if congested(backlog, entry.session.queued(), self.output_limit) {
                 self.outputs.set_congested(conn, client);
+                self.flow.note_congested(conn, client, self.now);
             }
         }
         if let Some(drop) = dropped {
             self.stats.count_drops(std::slice::from_ref(&drop));
             self.events.dropped(client, std::slice::from_ref(&drop));
-            // A connected client too slow for its QoS 1/2 traffic (window and
-            // online queue full) is disconnected rather than queue more: it
-            // can resume its session and get what is still queued.
-            if let (Some(conn), DropReason::QueueFull) = (entry.conn, drop.1) {
-                self.outputs.close(conn, ReasonCode::QuotaExceeded);
-            }
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn settings() -> Settings {
         max_topic_levels: 8,
         topic_alias_maximum: 4,
         retry_interval: Some(Duration::from_secs(20)),
+        stall: Duration::from_secs(1),
     }
 }
 
@@ -485,12 +486,12 @@ fn a_share_group_across_shards_gets_each_message_once() {
     assert_eq!(received(&mut shards[0], 1).len(), 5);
 }
 
-/// Regression: a connected client whose QoS 1 window and online queue were
-/// full had further messages dropped while it stayed connected; the config
-/// promises it is disconnected instead, and its writer must be interrupted
-/// (it may be stuck writing to the client that does not read).
+/// A connected client is never closed for its queue (issue 12 replaced the
+/// 0x97 close): while it reads, QoS 1 messages past `max-online-messages`
+/// are queued, not dropped (its publishers are slowed instead); once it has
+/// stalled they overflow by `queue-overflow`, counted, and it stays connected.
 #[test]
-fn qos1_overflow_of_a_connected_client_closes_it() {
+fn qos1_overflow_of_a_connected_client_queues_then_drops_when_stalled() {
     let now = Instant::now();
     let mut b = Broker::new(0, 1, settings());
     let mut sub = online(&mut b, 1, connect(Version::V5, "slow", true));
@@ -498,21 +499,22 @@ fn qos1_overflow_of_a_connected_client_closes_it() {
         .unwrap();
     b.take_output(1);
     let mut publ = online(&mut b, 2, connect(Version::V5, "p", true));
-    // Window 10 + online queue 10: the 21st message overflows.
-    for i in 0..20 {
+    // Window 10 + online queue 10, and one more: still reading, so queued.
+    for i in 0..21 {
         b.handle(&mut publ, publish("t", QoS::AtLeastOnce, i + 1, b"x"), now)
             .unwrap();
     }
-    assert!(b.take_closing().is_empty());
-    b.handle(&mut publ, publish("t", QoS::AtLeastOnce, 21, b"x"), now)
+    assert_eq!(b.queue_depths(), (11, 10));
+    assert_eq!(b.stats.dropped_queue_full, 0);
+    assert!(b.take_closing().is_empty(), "not closed");
+
+    // Neither written nor acknowledged for stall-timeout: stalled.
+    let later = now + settings().stall;
+    b.handle(&mut publ, publish("t", QoS::AtLeastOnce, 22, b"x"), later)
         .unwrap();
-    assert_eq!(b.take_closing(), [1]);
-    assert_eq!(b.closing_reason(1), Some(ReasonCode::QuotaExceeded));
-    let out = b.take_output(1);
-    assert_eq!(out.close, Some(ReasonCode::QuotaExceeded));
+    assert_eq!(b.queue_depths(), (11, 10), "held to the bound");
     assert_eq!(b.stats.dropped_queue_full, 1);
-    // QoS 0 to a full output is dropped without closing.
-    assert!(b.take_closing().is_empty());
+    assert!(b.take_closing().is_empty(), "still not closed");
 }
 
 #[test]

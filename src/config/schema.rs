@@ -85,6 +85,10 @@ pub(super) fn allowed(key: &str) -> &'static str {
         "mqtt.max-connections" => "an integer from 0 (no limit) to 4294967295",
         "mqtt.connect-timeout" => "a duration above zero, such as \"500ms\", \"10s\" or \"1m\"",
         "mqtt.queue-overflow" => "\"drop-newest\" or \"drop-oldest\"",
+        "mqtt.stall-timeout" => "a duration above zero, such as \"500ms\" or \"1s\"",
+        "mqtt.send-timeout" => {
+            "\"0s\" (never), or a duration at least stall-timeout, such as \"30s\" or \"1m\""
+        }
         "http" => "an [http] table",
         "http.bind" => {
             "an IP address and port, such as \"127.0.0.1:8888\", that no MQTT listener uses"

@@ -83,8 +83,8 @@ pub struct MqttConfig {
     /// Messages queued for one offline persistent session; more are dropped by
     /// `queue-overflow`. 0: nothing is queued while offline.
     pub max_offline_messages: u32,
-    /// Messages queued for one online client whose inflight window is full; past it
-    /// QoS 0 is dropped and QoS 1/2 disconnects the client. 0: no queue.
+    /// Messages queued for one online client that has stalled (see `stall-timeout`);
+    /// past it messages are dropped by `queue-overflow`. 0: no queue.
     pub max_online_messages: u32,
     /// Longest client id accepted, in bytes.
     pub max_client_id_len: u16,
@@ -110,6 +110,14 @@ pub struct MqttConfig {
     /// Which message a full queue drops: the newest (arriving) or the oldest.
     #[serde(with = "de::overflow")]
     pub queue_overflow: OverflowPolicy,
+    /// How long a congested recipient may make no progress (no write finished, no
+    /// acknowledgement) before it stops slowing its publishers down.
+    #[serde(with = "de::duration")]
+    pub stall_timeout: Duration,
+    /// A connection whose socket has taken no bytes for this long while the broker
+    /// has something to send it is disconnected. Zero: never.
+    #[serde(with = "de::duration")]
+    pub send_timeout: Duration,
 }
 
 impl MqttConfig {
@@ -138,6 +146,8 @@ impl Default for MqttConfig {
             max_connections: 0,
             connect_timeout: Duration::from_secs(10),
             queue_overflow: OverflowPolicy::DropNewest,
+            stall_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -184,6 +184,19 @@ fn check_mqtt(config: &Config) -> Result<(), Violation> {
             "0s would drop every client before it could send CONNECT",
         ));
     }
+    if m.stall_timeout.is_zero() {
+        return Err(violation(
+            "mqtt.stall-timeout",
+            "0s would count every busy subscriber as stalled and drop its messages",
+        ));
+    }
+    if !m.send_timeout.is_zero() && m.send_timeout < m.stall_timeout {
+        return Err(violation(
+            "mqtt.send-timeout",
+            "it is shorter than mqtt.stall-timeout: a subscriber would be disconnected \
+             before it counts as stalled; raise it, or set \"0s\" to never disconnect",
+        ));
+    }
     Ok(())
 }
 

@@ -41,13 +41,6 @@ use crate::protocol::{
 /// forwards is slowed down by TCP instead of growing the shard's memory.
 const MESH_BACKLOG: usize = 1024;
 
-/// The longest a publisher's reader waits for one congested recipient to
-/// drain, and how long a recipient's write may hang before the recipient
-/// counts as stalled. A subscriber that reads slowly slows its publishers down;
-/// one that stopped reading does not stall them: its messages hit its bound
-/// (QoS 0 dropped, QoS 1/2 overflow disconnects) instead.
-const STALL: Duration = Duration::from_millis(100);
-
 /// What one shard sends another.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -76,6 +69,11 @@ pub struct Shard {
     pub flush: Notify,
     /// Wakes readers paused on a full mesh backlog once the send task took it.
     pub mesh_drained: WakeQueue,
+    /// Wakes readers out of forwarding credit when credits come back.
+    credit: WakeQueue,
+    /// A connection whose write has made no progress for this long is closed
+    /// (`send-timeout`); `None`: never.
+    send_timeout: Option<Duration>,
     /// Counts live connection tasks, so shutdown can wait for them.
     pub tracker: shards::TaskTracker,
     pub max_packet_size: usize,
@@ -108,7 +106,8 @@ struct ConnState {
     /// Wakes the readers of publishers waiting for this connection's output to
     /// drain, one per output the writer takes (each passes the turn on).
     drained: WakeQueue,
-    /// When the write in progress started, if one is.
+    /// When the write in progress started, if one is: a write stuck past
+    /// `send-timeout` closes the connection.
     writing_since: Cell<Option<Instant>>,
 }
 
@@ -121,6 +120,7 @@ impl Shard {
         connect_timeout: Duration,
         shutdown: shards::Shutdown,
         metrics: Arc<Metrics>,
+        send_timeout: Option<Duration>,
     ) -> Shard {
         Shard {
             id,
@@ -131,6 +131,8 @@ impl Shard {
             mesh_out: RefCell::new(Vec::new()),
             flush: Notify::default(),
             mesh_drained: WakeQueue::default(),
+            credit: WakeQueue::default(),
+            send_timeout,
             tracker: shards::TaskTracker::new(),
             max_packet_size,
             connect_timeout,
@@ -156,6 +158,10 @@ impl Shard {
                 state.interrupt.notify();
             }
         }
+        if broker.take_credited() {
+            self.credit.wake_all();
+        }
+        broker.flush_credits();
         if !broker.forwards.is_empty() {
             let mut out = self.mesh_out.borrow_mut();
             out.extend(
@@ -166,6 +172,39 @@ impl Shard {
             );
             self.flush.notify();
         }
+    }
+
+    /// Closes the connections whose writes have made no progress for
+    /// `send-timeout`: clients that stopped reading. Call about once a second.
+    pub fn close_stuck(&self, now: Instant) {
+        let Some(timeout) = self.send_timeout else {
+            return;
+        };
+        let stuck: Vec<ConnId> = self
+            .writers
+            .borrow()
+            .iter()
+            .filter(|(_, state)| {
+                state
+                    .writing_since
+                    .get()
+                    .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+            })
+            .map(|(&conn, _)| conn)
+            .collect();
+        if stuck.is_empty() {
+            return;
+        }
+        let mut broker = self.broker.borrow_mut();
+        for conn in stuck {
+            debug!(
+                shard = self.id,
+                conn, "send timeout: the client reads nothing"
+            );
+            broker.close_connection(conn, ReasonCode::QuotaExceeded);
+        }
+        drop(broker);
+        self.wake();
     }
 
     /// Wakes every writer (shutdown).
@@ -456,22 +495,26 @@ async fn read_loop(
     state: &ConnState,
 ) -> End {
     loop {
-        // A recipient this batch found congested: stop reading until it drains.
-        let mut congested = None;
-        while congested.is_none() {
+        // What this batch found the client must wait for before more is read.
+        let mut wait = None;
+        while wait.is_none() {
             match decode(rbuf, client.version, shard.max_packet_size) {
                 Ok(Some(packet)) => {
-                    let result = shard
-                        .broker
-                        .borrow_mut()
-                        .handle(client, packet, Instant::now());
-                    match result {
-                        Ok(None) => congested = shard.broker.borrow_mut().take_congested(),
+                    let mut broker = shard.broker.borrow_mut();
+                    match broker.handle(client, packet, Instant::now()) {
+                        Ok(None) => {
+                            wait = broker.take_congested().map(Wait::Recipient);
+                            if wait.is_none() && broker.out_of_credit(client.conn) {
+                                wait = Some(Wait::Credit);
+                            }
+                        }
                         Ok(Some(closed)) => {
+                            drop(broker);
                             shard.wake();
                             return End::Closed(closed);
                         }
                         Err(reason) => {
+                            drop(broker);
                             shard.wake();
                             state.reader_error.set(Some(reason));
                             return End::Abnormal;
@@ -491,11 +534,18 @@ async fn read_loop(
         if state.closed_by_broker.get().is_some() {
             return End::ByBroker;
         }
-        if let Some((conn, recipient)) = congested {
-            // Boxed: rare, and its timer would otherwise live in every idle
+        match wait {
+            // Boxed: rare, and their timers would otherwise live in every idle
             // connection's task. What is still buffered is decoded next.
-            Box::pin(wait_for_drain(shard, conn, &recipient)).await;
-            continue;
+            Some(Wait::Recipient((conn, recipient))) => {
+                Box::pin(wait_for_drain(shard, conn, &recipient)).await;
+                continue;
+            }
+            Some(Wait::Credit) => {
+                Box::pin(wait_for_credit(shard, client.conn)).await;
+                continue;
+            }
+            None => {}
         }
         // A client that always has more to send must not keep the shard's
         // writers (and other readers) from running: glommio only switches tasks
@@ -529,24 +579,44 @@ async fn read_loop(
     }
 }
 
-/// Waits until `recipient` (connected as `conn`) is no longer congested, at
-/// most [`STALL`], and not at all if its writer is stalled.
+/// What a publisher's reader waits for before it reads more ([`crate::broker`]'s
+/// flow control).
+enum Wait {
+    /// A recipient on this shard, connected as this connection, to drain.
+    Recipient((ConnId, ByteString)),
+    /// Credits from other shards for publishes this connection forwarded.
+    Credit,
+}
+
+/// Waits until `recipient` (connected as `conn`) is no longer congested, or
+/// has stalled (made no progress for `stall-timeout`): a subscriber that
+/// reads, however slowly, sets its publishers' pace; one that stopped
+/// reading holds them up for at most `stall-timeout`.
 async fn wait_for_drain(shard: &Shard, conn: ConnId, recipient: &ByteString) {
     let state = shard.writers.borrow().get(&conn).cloned();
     let Some(state) = state else {
         return;
     };
-    if state
-        .writing_since
-        .get()
-        .is_some_and(|since| since.elapsed() >= STALL)
-    {
-        return;
+    let stall = shard.broker.borrow().settings().stall;
+    let ready = || {
+        let broker = shard.broker.borrow();
+        !broker.is_congested(conn, recipient) || broker.is_stalled(conn, Instant::now())
+    };
+    while !ready() && !state.reader_done.get() && state.closed_by_broker.get().is_none() {
+        let drained = state.drained.wait_until(ready);
+        futures_lite::future::or(drained, glommio::timer::sleep(stall)).await;
     }
-    let drained = state
-        .drained
-        .wait_until(|| !shard.broker.borrow().is_congested(conn, recipient));
-    futures_lite::future::or(drained, glommio::timer::sleep(STALL)).await;
+}
+
+/// Waits until other shards credit `conn` back some of the publishes it
+/// forwarded, at most `stall-timeout`: they hold credits only for recipients
+/// that make progress, and give back those of a stalled one within a tick.
+async fn wait_for_credit(shard: &Shard, conn: ConnId) {
+    let stall = shard.broker.borrow().settings().stall;
+    let credited = shard
+        .credit
+        .wait_until(|| !shard.broker.borrow().out_of_credit(conn));
+    futures_lite::future::or(credited, glommio::timer::sleep(stall)).await;
 }
 
 async fn write_loop(
@@ -569,8 +639,13 @@ async fn write_loop(
             }
             state.notify.notified().await;
         }
-        let out = shard.broker.borrow_mut().take_output(conn);
+        let out = shard
+            .broker
+            .borrow_mut()
+            .take_output_at(conn, Instant::now());
         state.drained.wake_one();
+        // Taking output may have ended a congestion: credits it held go back.
+        shard.wake();
         for mut packet in out.packets {
             let applied = match &mut packet {
                 Packet::Publish(p) => aliases.apply(p),

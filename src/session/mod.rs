@@ -265,6 +265,29 @@ impl Session {
         now: Instant,
         out: &mut Vec<Packet>,
     ) -> Option<(Delivery, DropReason)> {
+        self.deliver_within(delivery, now, out, self.limits.max_online_messages)
+    }
+
+    /// [`Session::deliver`] to a connected client that is still reading: its
+    /// QoS 1/2 queue is not held to `max-online-messages`, because the broker
+    /// slows its publishers instead, which bounds the queue (see
+    /// `broker::flow`). A reading subscriber loses no QoS 1/2 message.
+    pub fn deliver_reading(
+        &mut self,
+        delivery: Delivery,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) -> Option<(Delivery, DropReason)> {
+        self.deliver_within(delivery, now, out, usize::MAX)
+    }
+
+    fn deliver_within(
+        &mut self,
+        delivery: Delivery,
+        now: Instant,
+        out: &mut Vec<Packet>,
+        online_capacity: usize,
+    ) -> Option<(Delivery, DropReason)> {
         if delivery.message.is_expired(now) {
             return Some((delivery, DropReason::Expired));
         }
@@ -286,8 +309,7 @@ impl Session {
         if self.queue.is_empty() && self.inflight.len() < usize::from(self.window) {
             return self.send(delivery, now, out);
         }
-        let capacity = self.limits.max_online_messages;
-        self.enqueue(delivery, capacity)
+        self.enqueue(delivery, online_capacity)
     }
 
     fn enqueue(&mut self, delivery: Delivery, capacity: usize) -> Option<(Delivery, DropReason)> {

@@ -1,0 +1,285 @@
+//! Flow control: a publisher is slowed to the pace of the recipients it feeds,
+//! on its own shard or on another, as long as they make progress.
+//!
+//! - **Same shard.** Routing notes the first congested recipient
+//!   ([`Outputs::set_congested`](super::output::Outputs)); the publisher's
+//!   reader stops reading until that recipient drains or stalls.
+//! - **Across shards.** Every publish a connection's packet sends to another
+//!   shard takes one of the connection's [`FORWARD_WINDOW`] credits. The
+//!   receiving shard gives the credit back once it has routed the message, unless
+//!   a recipient of it is congested: then the credit is held until that
+//!   recipient drains or stalls. A connection with no credit left is not read.
+//!   So at most `FORWARD_WINDOW` publishes per publisher are on their way to, or
+//!   waiting behind, a congested recipient on another shard, whatever the offered
+//!   rate; the mesh never holds more than that per publisher. The same credits
+//!   can cross a node-to-node link: a credit names only the origin connection.
+//! - **Stalls.** A recipient that neither finished a write nor acknowledged
+//!   anything for `stall` holds nobody up any more: its publishers go on, and
+//!   its messages overflow by `queue-overflow`, counted.
+//!
+//! Sans-IO: the connection layer tells the broker when a writer takes output
+//! (progress) and asks whether a publisher must wait; the credits travel as
+//! [`Forward::Credit`](super::Forward::Credit).
+
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use super::ConnId;
+use crate::hash::HashMap;
+
+/// Publishes one connection may have forwarded to other shards and not yet
+/// credited back. Small enough that publishers times the window stay far
+/// below a recipient's queue, large enough that a mesh round trip under load
+/// (hundreds of microseconds) does not limit one publisher's rate.
+pub const FORWARD_WINDOW: u32 = 64;
+
+/// A recipient found congested, and the credits held for it.
+#[derive(Debug)]
+struct Congested {
+    /// Its session, to tell whether its queue has drained.
+    client: ByteString,
+    /// When its writer last took output (the previous write had finished) or
+    /// it last acknowledged a message; it counts as stalled `stall` after.
+    progress_at: Instant,
+    /// Credits of publishers on other shards, returned when it drains or
+    /// stalls: `(shard, connection there, publishes)`.
+    held: Vec<(usize, ConnId, u32)>,
+}
+
+/// The shard's flow-control state.
+#[derive(Debug, Default)]
+pub(super) struct Flow {
+    /// Recipients found congested that have not drained since.
+    congested: HashMap<ConnId, Congested>,
+    /// Publishes forwarded for each local connection and not yet credited back.
+    unconfirmed: HashMap<ConnId, u32>,
+    /// Credits to give back, per shard: `(connection there, publishes)`.
+    credits: Vec<Vec<(ConnId, u32)>>,
+}
+
+impl Flow {
+    /// `conn` had `n` publishes forwarded to other shards.
+    pub(super) fn forwarded(&mut self, conn: ConnId, n: u32) {
+        if n > 0 {
+            *self.unconfirmed.entry(conn).or_insert(0) += n;
+        }
+    }
+
+    /// Another shard credits `conn` back `n` publishes.
+    pub(super) fn credited(&mut self, conn: ConnId, n: u32) {
+        if let Some(left) = self.unconfirmed.get_mut(&conn) {
+            *left = left.saturating_sub(n);
+            if *left == 0 {
+                self.unconfirmed.remove(&conn);
+            }
+        }
+    }
+
+    /// Whether `conn` has used its whole window and must not be read.
+    pub(super) fn out_of_credit(&self, conn: ConnId) -> bool {
+        self.unconfirmed
+            .get(&conn)
+            .is_some_and(|&n| n >= FORWARD_WINDOW)
+    }
+
+    /// Shard `from` forwarded a publish of its connection `origin`, now routed
+    /// here. `congested` is the recipient routing found congested, if any: the
+    /// credit waits for it, unless it has stalled.
+    pub(super) fn routed(
+        &mut self,
+        from: usize,
+        origin: ConnId,
+        congested: Option<ConnId>,
+        now: Instant,
+        stall: Duration,
+    ) {
+        if let Some(c) = congested.and_then(|c| self.congested.get_mut(&c)) {
+            if !is_stalled(c, now, stall) {
+                match c.held.last_mut() {
+                    Some((s, o, n)) if *s == from && *o == origin => *n += 1,
+                    _ => c.held.push((from, origin, 1)),
+                }
+                return;
+            }
+        }
+        give(&mut self.credits, from, origin, 1);
+    }
+
+    /// Routing found `conn`, the connection of `client`, congested.
+    pub(super) fn note_congested(&mut self, conn: ConnId, client: &ByteString, now: Instant) {
+        self.congested.entry(conn).or_insert_with(|| Congested {
+            client: client.clone(),
+            progress_at: now,
+            held: Vec::new(),
+        });
+    }
+
+    /// `conn` made progress (took output, acknowledged). Returns its client
+    /// id if it was congested, for the caller to check whether it drained.
+    pub(super) fn progress(&mut self, conn: ConnId, now: Instant) -> Option<&ByteString> {
+        let c = self.congested.get_mut(&conn)?;
+        c.progress_at = now;
+        Some(&c.client)
+    }
+
+    /// Whether `conn` was found congested and has made no progress for `stall`.
+    pub(super) fn is_stalled(&self, conn: ConnId, now: Instant, stall: Duration) -> bool {
+        self.congested
+            .get(&conn)
+            .is_some_and(|c| is_stalled(c, now, stall))
+    }
+
+    /// `conn` is no longer congested, or gone: the credits it held go back.
+    pub(super) fn drained(&mut self, conn: ConnId) {
+        if let Some(c) = self.congested.remove(&conn) {
+            release(&mut self.credits, c.held);
+        }
+    }
+
+    /// A local connection ended: forget its window, free what it held.
+    pub(super) fn closed(&mut self, conn: ConnId) {
+        self.unconfirmed.remove(&conn);
+        self.drained(conn);
+    }
+
+    /// Gives back the credits held by recipients that have stalled. They stay
+    /// known as congested, so they hold nothing more until they progress.
+    pub(super) fn release_stalled(&mut self, now: Instant, stall: Duration) {
+        for c in self.congested.values_mut() {
+            if !c.held.is_empty() && is_stalled(c, now, stall) {
+                release(&mut self.credits, std::mem::take(&mut c.held));
+            }
+        }
+    }
+
+    /// Credits to send, per shard, emptied.
+    pub(super) fn take_credits(
+        &mut self,
+    ) -> impl Iterator<Item = (usize, Vec<(ConnId, u32)>)> + '_ {
+        self.credits
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(shard, c)| (shard, std::mem::take(c)))
+    }
+}
+
+fn is_stalled(c: &Congested, now: Instant, stall: Duration) -> bool {
+    now.saturating_duration_since(c.progress_at) >= stall
+}
+
+fn release(credits: &mut Vec<Vec<(ConnId, u32)>>, held: Vec<(usize, ConnId, u32)>) {
+    for (shard, conn, n) in held {
+        give(credits, shard, conn, n);
+    }
+}
+
+fn give(credits: &mut Vec<Vec<(ConnId, u32)>>, shard: usize, conn: ConnId, n: u32) {
+    if credits.len() <= shard {
+        credits.resize_with(shard + 1, Vec::new);
+    }
+    match credits[shard].last_mut() {
+        Some((c, count)) if *c == conn => *count += n,
+        _ => credits[shard].push((conn, n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALL: Duration = Duration::from_secs(1);
+
+    fn sent(flow: &mut Flow) -> Vec<(usize, Vec<(ConnId, u32)>)> {
+        flow.take_credits().collect()
+    }
+
+    #[test]
+    fn a_window_of_forwards_then_no_credit() {
+        let mut flow = Flow::default();
+        flow.forwarded(7, FORWARD_WINDOW - 1);
+        assert!(!flow.out_of_credit(7));
+        flow.forwarded(7, 1);
+        assert!(flow.out_of_credit(7));
+        assert!(!flow.out_of_credit(8), "windows are per connection");
+        flow.credited(7, 1);
+        assert!(!flow.out_of_credit(7));
+        flow.credited(7, 1000);
+        flow.forwarded(7, FORWARD_WINDOW - 1);
+        assert!(
+            !flow.out_of_credit(7),
+            "a late credit never goes below zero"
+        );
+    }
+
+    #[test]
+    fn credits_coalesce_per_origin_and_shard() {
+        let now = Instant::now();
+        let mut flow = Flow::default();
+        for _ in 0..3 {
+            flow.routed(1, 5, None, now, STALL);
+        }
+        flow.routed(1, 6, None, now, STALL);
+        flow.routed(2, 5, None, now, STALL);
+        assert_eq!(
+            sent(&mut flow),
+            [(1, vec![(5, 3), (6, 1)]), (2, vec![(5, 1)])]
+        );
+        assert!(sent(&mut flow).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_congested_recipient_holds_credits_until_it_drains() {
+        let now = Instant::now();
+        let mut flow = Flow::default();
+        flow.note_congested(3, &"sub".into(), now);
+        flow.routed(1, 5, Some(3), now, STALL);
+        flow.routed(1, 5, Some(3), now, STALL);
+        flow.routed(1, 6, None, now, STALL);
+        assert_eq!(
+            sent(&mut flow),
+            [(1, vec![(6, 1)])],
+            "only the uncongested one"
+        );
+        assert_eq!(flow.progress(3, now).map(|c| &c[..]), Some("sub"));
+        flow.drained(3);
+        assert_eq!(sent(&mut flow), [(1, vec![(5, 2)])]);
+        assert!(flow.progress(3, now).is_none(), "no longer congested");
+    }
+
+    #[test]
+    fn a_stalled_recipient_holds_nobody() {
+        let t0 = Instant::now();
+        let mut flow = Flow::default();
+        flow.note_congested(3, &"sub".into(), t0);
+        flow.routed(1, 5, Some(3), t0, STALL);
+        flow.release_stalled(t0 + STALL / 2, STALL);
+        assert!(sent(&mut flow).is_empty(), "not stalled yet");
+        assert!(!flow.is_stalled(3, t0 + STALL / 2, STALL));
+
+        let later = t0 + STALL;
+        assert!(flow.is_stalled(3, later, STALL));
+        flow.release_stalled(later, STALL);
+        assert_eq!(sent(&mut flow), [(1, vec![(5, 1)])]);
+        flow.routed(1, 5, Some(3), later, STALL);
+        assert_eq!(sent(&mut flow), [(1, vec![(5, 1)])], "credited at once");
+
+        flow.progress(3, later);
+        assert!(!flow.is_stalled(3, later, STALL), "progress ends the stall");
+        flow.routed(1, 5, Some(3), later, STALL);
+        assert!(sent(&mut flow).is_empty(), "held again");
+    }
+
+    #[test]
+    fn a_closed_connection_frees_what_it_held_and_its_window() {
+        let now = Instant::now();
+        let mut flow = Flow::default();
+        flow.forwarded(3, FORWARD_WINDOW);
+        flow.note_congested(3, &"sub".into(), now);
+        flow.routed(0, 9, Some(3), now, STALL);
+        flow.closed(3);
+        assert!(!flow.out_of_credit(3));
+        assert_eq!(sent(&mut flow), [(0, vec![(9, 1)])]);
+    }
+}
