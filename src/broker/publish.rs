@@ -325,9 +325,9 @@ struct Sessions<'a> {
     /// Which recipients are congested or stalled.
     flow: &'a mut Flow,
     now: Instant,
-    /// Packets an unwritten output may hold before QoS 0 messages to it are
-    /// dropped, and the queue of a stalled client: a client that does not
-    /// read must not take memory without bound.
+    /// Packets the unwritten output of a stalled client may hold before QoS 0
+    /// messages to it are dropped, and its queue's bound: a client that does
+    /// not read must not take memory without bound.
     output_limit: usize,
     /// `stall-timeout`.
     stall: std::time::Duration,
@@ -349,18 +349,19 @@ impl Recipients for Sessions<'_> {
             None => &mut offline,
         };
         let before = out.len();
-        if delivery.qos == QoS::AtMostOnce && before >= self.output_limit {
+        // A connected client that has not stalled is reading: its publishers
+        // are slowed down for it rather than its messages dropped. That bounds
+        // its backlog too: by the publishers feeding it, a window each.
+        let reading = entry
+            .conn
+            .filter(|&c| !self.flow.is_stalled(c, self.now, self.stall));
+        let qos0 = delivery.qos == QoS::AtMostOnce;
+        if qos0 && reading.is_none() && before >= self.output_limit {
             let drop = [(delivery, DropReason::QueueFull)];
             self.stats.count_drops(&drop);
             self.events.dropped(client, &drop);
             return;
         }
-        let qos0 = delivery.qos == QoS::AtMostOnce;
-        // A connected client that has not stalled is reading: its publishers
-        // are slowed down for it rather than its QoS 1/2 messages dropped.
-        let reading = entry
-            .conn
-            .filter(|&c| !self.flow.is_stalled(c, self.now, self.stall));
         let dropped = match reading {
             Some(_) => entry.session.deliver_reading(delivery, self.now, out),
             None => {

@@ -27,7 +27,7 @@ use tracing::debug;
 
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
-use super::socket::{read_scratch, ReadScratch, Socket};
+use super::socket::{read_scratch, ReadScratch, Socket, LINGER};
 use super::{Notify, WakeQueue};
 use crate::broker::{Broker, Client, Closed, ConnId, Forward};
 use crate::events::OfflineReason;
@@ -294,7 +294,7 @@ async fn accept(
         shard.broker.borrow().is_connected(&connect.client_id)
     });
     let Some(admission) = admission else {
-        refuse(&socket, ReasonCode::QuotaExceeded, connect.version).await;
+        refuse(&shard, &socket, ReasonCode::QuotaExceeded, connect.version).await;
         return Ok(None);
     };
 
@@ -312,7 +312,13 @@ async fn accept(
         if shard.shutdown.is_shutdown() {
             // The broker may have closed every session already: one made now
             // would keep shutdown waiting.
-            refuse(&socket, ReasonCode::ServerUnavailable, connect.version).await;
+            refuse(
+                &shard,
+                &socket,
+                ReasonCode::ServerUnavailable,
+                connect.version,
+            )
+            .await;
             return Ok(None);
         }
         shard.broker.borrow().absorb_auth(prepared);
@@ -334,7 +340,7 @@ async fn accept(
             _admission: admission,
         })),
         Err(reason) => {
-            refuse(&socket, reason, connect.version).await;
+            refuse(&shard, &socket, reason, connect.version).await;
             Ok(None)
         }
     }
@@ -431,11 +437,12 @@ async fn run(shard: &Shard, live: Live) {
 }
 
 /// Sends the CONNACK refusing a connection with `reason`, within the last-write
-/// bound; the connection closes either way.
-async fn refuse(socket: &Socket, reason: ReasonCode, version: Version) {
+/// bound, so that the client reads it ([`Socket::close_with`]); the connection
+/// closes either way.
+async fn refuse(shard: &Shard, socket: &Socket, reason: ReasonCode, version: Version) {
     let mut wbuf = BytesMut::new();
     if encode(&Packet::ConnAck(refusal(reason)), version, &mut wbuf).is_ok() {
-        let _ = socket.write_last(&wbuf).await;
+        socket.close_with(&wbuf, &shard.read_scratch).await;
     }
 }
 
@@ -466,7 +473,9 @@ async fn read_connect(
                 // CONNACK "unacceptable protocol version" in the oldest form,
                 // which every client can read [MQTT-3.1.2-2].
                 debug!(level, "unsupported protocol level");
-                let _ = socket.write_last(&[0x20, 0x02, 0x00, 0x01]).await;
+                socket
+                    .close_with(&[0x20, 0x02, 0x00, 0x01], &shard.read_scratch)
+                    .await;
                 return Ok(None);
             }
             Err(e) => {
@@ -710,11 +719,33 @@ async fn write_loop(
             wbuf.clear();
         }
         if closing {
+            linger(&shard, &state).await;
             state.socket.shutdown();
             state.drained.wake_all();
             return;
         }
     }
+}
+
+/// After a closing connection's last write: half-closes it, so the client
+/// reads the DISCONNECT and then the end of the stream, and lets the input
+/// drain for [`LINGER`] at most. The reader, while it runs, reads the input
+/// itself (it ends at the client's close, or after the batch it has); once it
+/// has ended, whatever the client still sends is read here and thrown away.
+async fn linger(shard: &Shard, state: &ConnState) {
+    state.socket.shutdown_write();
+    let deadline = Instant::now() + LINGER;
+    while !state.reader_done.get() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        futures_lite::future::or(state.interrupt.notified(), glommio::timer::sleep(left)).await;
+    }
+    state
+        .socket
+        .discard_input(&shard.read_scratch, deadline)
+        .await;
 }
 
 #[cfg(test)]

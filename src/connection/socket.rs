@@ -18,7 +18,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -32,6 +32,10 @@ pub const READ_CHUNK: usize = 64 * 1024;
 
 /// How long the last write of a closing connection (its DISCONNECT) may take.
 const LAST_WRITE: Duration = Duration::from_secs(5);
+
+/// How long a closing connection keeps reading, after its last write, what the
+/// client still sends (see [`Socket::discard_input`]).
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// The shard's read buffer, shared by all of its connections: a read copies
 /// from it into the connection's own buffer only what arrived.
@@ -120,10 +124,55 @@ impl Socket {
     /// Shuts both directions down; the descriptor closes when the socket is
     /// dropped.
     pub fn shutdown(&self) {
+        self.shutdown_how(Shutdown::Both);
+    }
+
+    /// Sends FIN after what was written: the client reads it all, then the end
+    /// of the stream. Reading goes on.
+    pub fn shutdown_write(&self) {
+        self.shutdown_how(Shutdown::Write);
+    }
+
+    fn shutdown_how(&self, how: Shutdown) {
         let stream = self.stream.borrow();
         // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Both);
+        let _ = socket2::SockRef::from(&fd).shutdown(how);
+    }
+
+    /// Reads and throws away what the client sends until it closes, fails, or
+    /// `deadline` passes. Closing a socket with unread input makes the kernel
+    /// send a reset, which can destroy the reason code written just before
+    /// (CONNACK, DISCONNECT) in the client's receive buffer; reading the input
+    /// first lets the client read the reason. The deadline bounds a client
+    /// that never stops sending.
+    pub async fn discard_input(&self, scratch: &ReadScratch, deadline: Instant) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            let read = poll_fn(|cx| {
+                let mut stream = self.stream.borrow_mut();
+                let mut scratch = scratch.borrow_mut();
+                Pin::new(&mut *stream).poll_read(cx, &mut scratch[..])
+            })
+            .await;
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+        }
+    }
+
+    /// A connection's last words: writes `data` (within the last-write bound),
+    /// half-closes, and reads what the client still sends for [`LINGER`] at
+    /// most, so the client reads `data` rather than a reset.
+    pub async fn close_with(&self, data: &[u8], scratch: &ReadScratch) {
+        if self.write_last(data).await.is_ok() {
+            self.shutdown_write();
+            self.discard_input(scratch, Instant::now() + LINGER).await;
+        }
+        self.shutdown();
     }
 
     /// A second descriptor for the socket (close-on-exec), to hand the
