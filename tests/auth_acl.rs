@@ -3,9 +3,10 @@
 //! and, for exact CONNACK/SUBACK codes, the raw client.
 //!
 //! It checks what an operator sees: the right subscriptions granted and
-//! denied, denied publishes dropped, a SIGHUP reload taking effect without a
-//! restart (a withdrawn grant stops delivering), and a broken file refused
-//! with the old rules kept and the line logged.
+//! denied, denied publishes dropped, a label's rate limit (what a subscriber
+//! still gets, what is counted), a SIGHUP reload taking effect without a
+//! restart (a withdrawn grant stops delivering, and is counted revoked), and a
+//! broken file refused with the old rules kept and the line logged.
 
 mod common;
 
@@ -435,8 +436,8 @@ async fn jwt_and_acl_end_to_end() {
         6,
         "delivered {through:?}, {refused} refused"
     );
-    // The first two of the burst are the first of their window (or windows):
-    // always admitted. Within 2 s the burst touches 2 windows at most.
+    // Nothing used the label before: the first two of the burst are always
+    // admitted. A burst shorter than a second touches 2 windows at most.
     let first_two = ["burst/mallory 1", "burst/mallory 2"].map(String::from);
     assert!(
         through.len() <= 4 && through.starts_with(&first_two),
