@@ -3,9 +3,10 @@
 //! and, for exact CONNACK/SUBACK codes, the raw client.
 //!
 //! It checks what an operator sees: the right subscriptions granted and
-//! denied, denied publishes dropped, a SIGHUP reload taking effect without a
-//! restart (a withdrawn grant stops delivering), and a broken file refused
-//! with the old rules kept and the line logged.
+//! denied, denied publishes dropped, a label's rate limit (what a subscriber
+//! still gets, what is counted), a SIGHUP reload taking effect without a
+//! restart (a withdrawn grant stops delivering, and is counted revoked), and a
+//! broken file refused with the old rules kept and the line logged.
 
 mod common;
 
@@ -18,7 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use common::{
-    connect, http_get, lines_of, publish, sub_options, subscribe, Raw, Recv, QUIET, WAIT,
+    connect, http_get, id_on_shard, lines_of, publish, settle, sub_options, subscribe, Raw, Recv,
+    QUIET, WAIT,
 };
 use jsonwebtoken::{encode, EncodingKey, Header};
 use shardmq::protocol::{QoS, ReasonCode, Version};
@@ -34,9 +36,11 @@ pattern write devices/%u/out label device_out
 topic public/#
 user monitor
 topic read devices/#
+topic read burst/#
 ";
 
-/// v2 withdraws the monitor's `devices/#` and grants `metrics/#` instead.
+/// v2 withdraws the monitor's `devices/#` and grants `metrics/#` instead; it
+/// keeps `burst/#`, so exactly one subscription is revoked.
 const RULES_V2: &str = "\
 pattern write burst/%u label burst
 token read courier/%(c, :, 3)/in label courier_in
@@ -44,6 +48,7 @@ pattern write devices/%u/out label device_out
 topic public/#
 user monitor
 topic read metrics/#
+topic read burst/#
 ";
 
 /// A token for `username`, signed with the broker's secret unless `secret`.
@@ -120,6 +125,38 @@ impl Broker {
             .find(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
             .to_owned()
+    }
+
+    /// The value of a `/metrics` counter summed over its `shard` labels,
+    /// once it reaches `want` (the per-shard counters are copied from the
+    /// shards every 250 ms). Panics if it passes `want`, or after [`WAIT`].
+    fn await_shard_sum(&self, family: &str, want: u64) {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (_, body) = http_get(self.http, "/metrics");
+            let sum: u64 = body
+                .lines()
+                .filter(|l| l.starts_with(&format!("{family}{{shard=")))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum();
+            assert!(sum <= want, "{family} is {sum}, over {want}");
+            if sum == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{family} stayed at {sum}, not {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `shardmq_acl_rate_limited_total` for `label`.
+    fn rate_limited(&self, label: &str) -> u64 {
+        let line = self.metric(&format!(
+            "shardmq_acl_rate_limited_total{{label=\"{label}\"}}"
+        ));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
     fn rules(&self) -> PathBuf {
@@ -356,24 +393,60 @@ async fn jwt_and_acl_end_to_end() {
         ]
     );
 
-    // `[acl.rate-limit] burst = 2`. MQTT 3: of a burst of 6 within a second
-    // or two, 2 to 4 are over the limit: acked (MQTT 3 cannot say no),
-    // dropped, and counted by label.
-    let mut mallory = logged_in(addr, Version::V3_1_1, "mal-1", "mallory").await;
-    for pid in 1..=6 {
+    // `[acl.rate-limit] burst = 2`: a fixed one-second window per label,
+    // node-wide (src/ratelimit.rs). A watcher on the other shard than the
+    // publisher sees what got through.
+    let mallory_id = "mal-1";
+    let other = 1 - shards::shard_for(mallory_id.as_bytes(), 2);
+    let mut watcher = logged_in(
+        addr,
+        Version::V5,
+        &id_on_shard("burst-watch", other),
+        "monitor",
+    )
+    .await;
+    assert_eq!(
+        suback(&mut watcher, "burst/#").await,
+        ReasonCode::GrantedQos1
+    );
+    settle().await;
+    // MQTT 3: of a burst of 6 within a second or two, the first 2 of each
+    // window the burst touches get through; the rest are acked (MQTT 3
+    // cannot say no), dropped, and counted by label.
+    let mut mallory = logged_in(addr, Version::V3_1_1, mallory_id, "mallory").await;
+    for pid in 1..=6u16 {
+        let payload = pid.to_string();
         mallory
-            .publish(publish("burst/mallory", QoS::AtLeastOnce, pid, b"b"))
+            .publish(publish(
+                "burst/mallory",
+                QoS::AtLeastOnce,
+                pid,
+                payload.as_bytes(),
+            ))
             .await;
         assert!(matches!(
             mallory.recv().await,
             shardmq::protocol::Packet::PubAck(_)
         ));
     }
-    let line = b.metric("shardmq_acl_rate_limited_total{label=\"burst\"}");
-    let refused: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!((2..=4).contains(&refused), "{line}");
+    let through = drain(&mut watcher).await;
+    let refused = b.rate_limited("burst");
+    assert_eq!(
+        through.len() as u64 + refused,
+        6,
+        "delivered {through:?}, {refused} refused"
+    );
+    // Nothing used the label before: the first two of the burst are always
+    // admitted. A burst shorter than a second touches 2 windows at most.
+    let first_two = ["burst/mallory 1", "burst/mallory 2"].map(String::from);
+    assert!(
+        through.len() <= 4 && through.starts_with(&first_two),
+        "{through:?}"
+    );
+    b.await_shard_sum("shardmq_publishes_rate_limited_total", refused);
+
     // MQTT 5: over the rate, the client gets DISCONNECT 0x96 (a PUBACK
-    // cannot carry it).
+    // cannot carry it), and nothing after it is processed.
     let mut fast = logged_in(addr, Version::V5, "fast-1", "alice").await;
     let mut burst = BytesMut::new();
     let packet =
@@ -387,6 +460,17 @@ async fn jwt_and_acl_end_to_end() {
         fast.expect_disconnect().await,
         Some(ReasonCode::MessageRateTooHigh)
     );
+    assert_eq!(
+        b.rate_limited("burst"),
+        refused + 1,
+        "one refusal, then closed"
+    );
+    let through = drain(&mut watcher).await;
+    assert!(
+        through.len() <= 2 && through.iter().all(|m| m == "burst/alice b"),
+        "at most the window's budget: {through:?}"
+    );
+    b.await_shard_sum("shardmq_publishes_rate_limited_total", refused + 1);
 
     // Reload on SIGHUP: v2 withdraws the monitor's devices/# while it is
     // subscribed. It stops delivering (public/# still does), and new
@@ -395,6 +479,8 @@ async fn jwt_and_acl_end_to_end() {
     b.wait_log("ACL reloaded");
     // Shards re-check subscriptions on their next one-second tick.
     b.wait_log("subscriptions it denies removed");
+    // The monitor's devices/#, and nothing else.
+    b.await_shard_sum("shardmq_acl_subscriptions_revoked_total", 1);
     alice
         .publish(publish("devices/alice/out", QoS::AtMostOnce, 0, b"after"))
         .await;

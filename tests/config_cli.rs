@@ -327,9 +327,11 @@ struct RunningBroker {
 impl RunningBroker {
     /// Starts `shardmq args` and waits until it logs its first MQTT listener.
     ///
-    /// Its stderr is closed then, as when a log pipe dies. It must still stop on
-    /// SIGTERM: tracing's report of the failed write used to panic the thread that
-    /// logs the signal, before it triggered the shutdown.
+    /// Its stderr is closed right after that line, before this returns, as when
+    /// a log pipe dies: everything the broker logs from then on (the other
+    /// listeners, the signal) fails to write. It must still stop on SIGTERM:
+    /// tracing's report of the failed write used to panic the thread that logs
+    /// the signal, before it triggered the shutdown.
     fn start(args: &[&str]) -> RunningBroker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
             .args(args)
@@ -340,30 +342,24 @@ impl RunningBroker {
             .spawn()
             .expect("cannot start shardmq");
         let stderr = child.stderr.take().expect("piped stderr");
-        let (lines_tx, lines_rx) = mpsc::channel();
+        // A thread, so the wait is bounded; it reports only once the pipe is
+        // closed.
+        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
+            let _ = tx.send(until_mqtt_listener(stderr));
         });
-        let mut seen = Vec::new();
-        let addr = loop {
-            match lines_rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    if let Some((_, addr)) = line.split_once("MQTT listener addr=") {
-                        break addr.trim().parse().expect("listener address");
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "no \"MQTT listener\" log line; stderr so far:\n{}",
-                        seen.join("\n")
-                    );
-                }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(seen)) => {
+                let _ = child.kill();
+                panic!(
+                    "stderr ended without a \"MQTT listener\" log line:\n{}",
+                    seen.join("\n")
+                );
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no \"MQTT listener\" log line within 20 s");
             }
         };
         RunningBroker { child, addr }
@@ -399,6 +395,20 @@ impl RunningBroker {
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Reads `stderr` up to the first "MQTT listener addr=" line and returns the
+/// address; or the lines seen, if the pipe ended first. Either way `stderr` is
+/// dropped, which closes the pipe, before this returns.
+fn until_mqtt_listener(stderr: impl Read) -> Result<SocketAddr, Vec<String>> {
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if let Some((_, addr)) = line.split_once("MQTT listener addr=") {
+            return Ok(addr.trim().parse().expect("listener address"));
+        }
+        seen.push(line);
+    }
+    Err(seen)
 }
 
 impl Drop for RunningBroker {

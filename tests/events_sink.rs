@@ -61,11 +61,13 @@ struct Got {
 
 /// A consumer listening on 127.0.0.1: accepts the broker's connections and
 /// decodes what they carry, acking each native frame when `ack` is set, or
-/// reading nothing at all when `read` is off. Stopped (every socket closed)
-/// on [`Consumer::kill`] or drop.
+/// reading nothing at all while `read` is off (until [`Consumer::resume`]).
+/// Stopped (every socket closed) on [`Consumer::kill`] or drop.
 struct Consumer {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
+    /// Whether the connections read: `mode.read`, then on after `resume`.
+    reading: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
 }
@@ -89,16 +91,19 @@ impl Consumer {
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
+        let reading = Arc::new(AtomicBool::new(mode.read));
         let stop = Arc::new(AtomicBool::new(false));
         let accept = {
-            let (got, stop) = (got.clone(), stop.clone());
+            let (got, reading, stop) = (got.clone(), reading.clone(), stop.clone());
             thread::spawn(move || {
                 let mut readers = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let (got, stop) = (got.clone(), stop.clone());
-                            readers.push(thread::spawn(move || serve(stream, mode, &got, &stop)));
+                            let (got, reading, stop) = (got.clone(), reading.clone(), stop.clone());
+                            readers.push(thread::spawn(move || {
+                                serve(stream, mode, &got, &reading, &stop)
+                            }));
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
                             thread::sleep(Duration::from_millis(5))
@@ -114,9 +119,16 @@ impl Consumer {
         Consumer {
             addr,
             got,
+            reading,
             stop,
             threads: vec![accept],
         }
+    }
+
+    /// Starts reading, on every connection, for a consumer started with
+    /// `read` off.
+    fn resume(&self) {
+        self.reading.store(true, Ordering::Relaxed);
     }
 
     fn got(&self) -> Vec<Got> {
@@ -155,15 +167,22 @@ impl Drop for Consumer {
     }
 }
 
-/// One broker connection: decode (and ack) until stopped or closed.
-fn serve(mut stream: TcpStream, mode: Mode, got: &Mutex<Vec<Got>>, stop: &AtomicBool) {
+/// One broker connection: decode (and ack) until stopped or closed, reading
+/// only while `reading` is on.
+fn serve(
+    mut stream: TcpStream,
+    mode: Mode,
+    got: &Mutex<Vec<Got>>,
+    reading: &AtomicBool,
+    stop: &AtomicBool,
+) {
     stream
         .set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
-        if !mode.read {
+        if !reading.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(10));
             continue;
         }
@@ -280,11 +299,14 @@ async fn native_events_arrive_in_order_without_gaps() {
     let server = broker(vec![sink(consumer.addr, &["on_publish"])]);
     let addr = server.local_addrs()[0];
     publish_and_check_delivery(addr, "order", 50, 10).await;
-    let got = consumer.wait_for("50 on_publish events", |g| g.len() >= 50);
-    let mut topics = published_topics(&got);
-    topics.sort_by_key(|t| t["t/order/".len()..].parse::<u32>().unwrap());
+    let mut got = consumer.wait_for("50 on_publish events", |g| g.len() >= 50);
+    // Frames of one shard arrive over two connections, interleaved; the
+    // sequence numbers give the order the shard produced the events in,
+    // which for one publisher is the order it published in.
+    got.sort_by_key(|g| (g.shard, g.seq));
+    let topics = published_topics(&got);
     let want: Vec<String> = (0..50).map(|i| format!("t/order/{i}")).collect();
-    assert_eq!(topics, want);
+    assert_eq!(topics, want, "on_publish events in sequence order");
     for (shard, seqs) in seqs(&got) {
         let want: Vec<u64> = (1..=seqs.len() as u64).collect();
         assert_eq!(seqs, want, "shard {shard}: from 1, no gap, no repeat");
@@ -397,23 +419,84 @@ async fn a_consumer_that_stops_reading_costs_counted_drops_not_delivery() {
         assert!(Instant::now() < deadline, "drops are counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // The publishes are over, so no event is produced any more, and each of
+    // the 800 is sent, dropped, or held. What is held is counted in bytes,
+    // not events: the consumer reads again until nothing is, and then every
+    // event is sent (and read by the consumer) or dropped.
+    consumer.resume();
+    let deadline = Instant::now() + PATIENCE;
+    while sinks[0].buffered() > 0 || (consumer.got().len() as u64) < sinks[0].sent() {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog drains once the consumer reads: {} bytes held, {} of {} sent events read",
+            sinks[0].buffered(),
+            consumer.got().len(),
+            sinks[0].sent()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = consumer.got();
     let (_, text) = http_get(server.http_addr(), "/metrics");
     let name = format!("sink=\"{}\"", consumer.addr);
-    let dropped = |hook: &str| {
+    let counter = |family: &str, hook: Option<&str>| {
         text.lines()
             .find(|l| {
-                l.starts_with("shardmq_events_dropped_total{")
+                l.starts_with(&format!("{family}{{"))
                     && l.contains(&name)
-                    && l.contains(&format!("hook=\"{hook}\""))
+                    && hook.is_none_or(|h| l.contains(&format!("hook=\"{h}\"")))
             })
             .and_then(|l| l.rsplit_once(' '))
             .and_then(|(_, v)| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no drop counter for {hook} in:\n{text}"))
+            .unwrap_or_else(|| panic!("no {family} {hook:?} for the sink in:\n{text}"))
     };
-    assert!(dropped("on_publish") + dropped("on_deliver") > 0, "{text}");
-    assert!(text.contains("shardmq_events_sent_total{"), "{text}");
+    let sent = counter("shardmq_events_sent_total", None);
+    assert_eq!(got.len() as u64, sent, "the consumer read what was sent");
+    assert_eq!(counter("shardmq_events_buffered_bytes", None), 0);
+    for hook in ["on_publish", "on_deliver"] {
+        let read = got.iter().filter(|g| hook_of(g) == hook).count() as u64;
+        let dropped = counter("shardmq_events_dropped_total", Some(hook));
+        assert_eq!(
+            read + dropped,
+            400,
+            "{hook}: each of 400 events read ({read}) or counted dropped ({dropped})"
+        );
+    }
+    // A dropped event uses up its sequence number: each shard's numbers are
+    // distinct and within what it produced.
+    for (shard, seqs) in seqs(&got) {
+        let produced = seqs.len() as u64 + sink_drops_on(&sinks[0], shard);
+        let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+        assert_eq!(distinct.len(), seqs.len(), "shard {shard}: no repeat");
+        assert!(
+            distinct.iter().all(|s| (1..=produced).contains(s)),
+            "shard {shard}: sequence numbers within 1..={produced}: {distinct:?}"
+        );
+    }
     consumer.kill();
     stop(server);
+}
+
+/// The hook name of a native event.
+fn hook_of(g: &Got) -> &'static str {
+    use native::event::Event as E;
+    match native::Event::decode(g.bytes.clone())
+        .expect("a native Event")
+        .event
+    {
+        Some(E::OnPublish(_)) => "on_publish",
+        Some(E::OnDeliver(_)) => "on_deliver",
+        other => panic!("an event no sink asked for: {other:?}"),
+    }
+}
+
+/// Events `sink` dropped on `shard`, every hook.
+fn sink_drops_on(sink: &shardmq::metrics::EventSinkMetrics, shard: u16) -> u64 {
+    sink.shard(usize::from(shard))
+        .dropped
+        .iter()
+        .map(|d| d.load(Ordering::Relaxed))
+        .sum()
 }
 
 #[tokio::test]

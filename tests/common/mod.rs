@@ -405,7 +405,8 @@ impl V3 {
         v3
     }
 
-    /// Starts the event loop and returns the CONNACK, whatever its code.
+    /// Starts the event loop and returns the CONNACK. rumqttc reports a
+    /// refusal as an error, not a packet: that panics here.
     pub async fn start(options: rumqttc::MqttOptions) -> (V3, rumqttc::ConnAck) {
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -488,16 +489,21 @@ impl V3 {
         .expect("PUBLISH")
     }
 
-    /// PUBLISHes that arrive within [`QUIET`].
+    /// PUBLISHes that arrive within [`QUIET`], on a connection that stays up
+    /// all that time: panics if it ends (as [`Raw::assert_silent`] does), since
+    /// "nothing arrived" proves nothing about a dead connection.
     pub async fn drain(&mut self) -> Vec<rumqttc::Publish> {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + QUIET;
-        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = event {
-                got.push(p);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return got,
+                Ok(None) => panic!("drain: the connection had already ended; got {got:?}"),
+                Ok(Some(Err(e))) => panic!("drain: the connection ended ({e}); got {got:?}"),
+                Ok(Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))))) => got.push(p),
+                Ok(Some(Ok(_))) => {}
             }
         }
-        got
     }
 
     /// Waits until the event loop stops, and returns its error.
@@ -527,10 +533,11 @@ pub use rumqttc::v5::mqttbytes::QoS as QoS5;
 /// A rumqttc MQTT 5 client, as [`V3`].
 pub struct V5 {
     pub client: rumqttc::v5::AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, String>>,
+    /// Errors stay typed, so a refusal CONNACK is told from a reset.
+    events: mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError>>,
     task: tokio::task::JoinHandle<()>,
-    /// The CONNACK.
-    pub connack: Option<mqtt5::ConnAck>,
+    /// The CONNACK, a success.
+    pub connack: mqtt5::ConnAck,
 }
 
 pub fn v5_options(addr: SocketAddr, id: &str) -> rumqttc::v5::MqttOptions {
@@ -540,40 +547,48 @@ pub fn v5_options(addr: SocketAddr, id: &str) -> rumqttc::v5::MqttOptions {
 }
 
 impl V5 {
+    /// Connects with `options` and waits for CONNACK accepted.
     pub async fn connect(options: rumqttc::v5::MqttOptions) -> V5 {
-        let v5 = V5::start(options).await;
-        let code = v5.connack.as_ref().map(|a| a.code);
-        assert_eq!(code, Some(mqtt5::ConnectReturnCode::Success));
-        v5
+        match V5::start(options).await {
+            Ok(v5) => v5,
+            Err(code) => panic!("CONNACK refused: {code:?}"),
+        }
     }
 
-    /// Starts the event loop and waits for CONNACK (or a refusal).
-    pub async fn start(options: rumqttc::v5::MqttOptions) -> V5 {
+    /// Starts the event loop and waits for the CONNACK: `Ok` when accepted,
+    /// `Err` with its reason code when refused. Anything else (a reset, a
+    /// close without CONNACK, a packet rumqttc cannot decode) panics: none of
+    /// them is a refusal.
+    pub async fn start(options: rumqttc::v5::MqttOptions) -> Result<V5, mqtt5::ConnectReturnCode> {
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 1000);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, mut events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
-                let event = eventloop.poll().await.map_err(|e| format!("{e:?}"));
+                let event = eventloop.poll().await;
                 let stop = event.is_err();
                 if tx.send(event).is_err() || stop {
                     return;
                 }
             }
         });
-        let mut v5 = V5 {
-            client,
-            events: rx,
-            task,
-            connack: None,
+        let connack = loop {
+            match tokio::time::timeout(WAIT, events.recv()).await {
+                Err(_) => panic!("no CONNACK within {WAIT:?}"),
+                Ok(None) => panic!("event loop stopped before CONNACK"),
+                Ok(Some(Ok(rumqttc::v5::Event::Incoming(mqtt5::Packet::ConnAck(a))))) => break a,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)))) => {
+                    return Err(code)
+                }
+                Ok(Some(Err(e))) => panic!("no CONNACK, the connection failed: {e:?}"),
+            }
         };
-        v5.connack = v5
-            .next_incoming(|p| match p {
-                mqtt5::Packet::ConnAck(a) => Some(a.clone()),
-                _ => None,
-            })
-            .await
-            .ok();
-        v5
+        Ok(V5 {
+            client,
+            events,
+            task,
+            connack,
+        })
     }
 
     pub async fn next_incoming<T>(
@@ -585,7 +600,7 @@ impl V5 {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Err(_) => panic!("timed out waiting for a packet"),
                 Ok(None) => return Err("event loop stopped".into()),
-                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Err(e))) => return Err(format!("{e:?}")),
                 Ok(Some(Ok(rumqttc::v5::Event::Incoming(p)))) => {
                     if let Some(t) = pick(&p) {
                         return Ok(t);
@@ -642,15 +657,22 @@ impl V5 {
         .expect("PUBLISH")
     }
 
+    /// PUBLISHes that arrive within [`QUIET`]; panics if the connection ends
+    /// meanwhile, as [`V3::drain`].
     pub async fn drain(&mut self) -> Vec<mqtt5::Publish> {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + QUIET;
-        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            if let Ok(rumqttc::v5::Event::Incoming(mqtt5::Packet::Publish(p))) = event {
-                got.push(p);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return got,
+                Ok(None) => panic!("drain: the connection had already ended; got {got:?}"),
+                Ok(Some(Err(e))) => panic!("drain: the connection ended ({e:?}); got {got:?}"),
+                Ok(Some(Ok(rumqttc::v5::Event::Incoming(mqtt5::Packet::Publish(p))))) => {
+                    got.push(p)
+                }
+                Ok(Some(Ok(_))) => {}
             }
         }
-        got
     }
 
     /// Waits until the event loop stops, and returns its error.
