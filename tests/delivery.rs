@@ -155,22 +155,9 @@ async fn collect(raw: &mut Raw, ack: bool) -> Vec<Publish> {
     }
 }
 
-/// Exactly `n` PUBLISHes, each within [`WAIT`], acknowledged.
-async fn recv_acked(raw: &mut Raw, n: usize) -> Vec<Publish> {
-    let mut got = Vec::new();
-    for _ in 0..n {
-        let p = raw.recv_publish().await;
-        if let Some(id) = p.packet_id {
-            raw.puback(id).await;
-        }
-        got.push(p);
-    }
-    got
-}
-
 /// Up to `n` PUBLISHes, acknowledged, that arrive within [`WAIT`] in all: fewer
 /// if the rest never come, for a test to say what it expected.
-async fn recv_within_wait(raw: &mut Raw, n: usize) -> Vec<Publish> {
+async fn recv_n(raw: &mut Raw, n: usize) -> Vec<Publish> {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut got = Vec::new();
     while got.len() < n {
@@ -179,7 +166,9 @@ async fn recv_within_wait(raw: &mut Raw, n: usize) -> Vec<Publish> {
             Recv::Timeout => break,
             Recv::Closed => panic!("connection closed; got {got:?}"),
             Recv::Packet(Packet::Publish(p)) => {
-                raw.puback(p.packet_id.unwrap()).await;
+                if let Some(id) = p.packet_id {
+                    raw.puback(id).await;
+                }
                 got.push(p);
             }
             Recv::Packet(other) => panic!("expected PUBLISH, got {other:?}"),
@@ -232,7 +221,7 @@ async fn unsubscribe_stops_delivery(version: Version) {
 
     publish_qos1(&mut far, "us/a", 1, b"1").await;
     publish_qos1(&mut near, "us/b", 1, b"2").await;
-    let mut before = numbers(&recv_acked(&mut sub, 2).await);
+    let mut before = numbers(&recv_n(&mut sub, 2).await);
     before.sort_unstable();
     assert_eq!(before, [1, 2], "subscribed: both publishers reach it");
 
@@ -334,8 +323,8 @@ async fn topic_levels_enforced(version: Version) {
     // Four levels: delivered to the watcher on the other shard.
     let mut client = clean(&b, version, "lv-client", 0).await;
     publish_qos1(&mut client, "a/b/c/d", 1, b"1").await;
-    assert_eq!(numbers(&recv_acked(&mut watcher, 1).await), [1]);
-    assert_eq!(numbers(&recv_acked(&mut subscriber, 2).await), [1, 1]);
+    assert_eq!(numbers(&recv_n(&mut watcher, 1).await), [1]);
+    assert_eq!(numbers(&recv_n(&mut subscriber, 2).await), [1, 1]);
 
     // Five levels (the last one empty): refused, and the publisher closed.
     client
@@ -399,7 +388,11 @@ async fn drop_oldest(version: Version) {
     settle().await;
     let (mut sub, present) = persistent(b.addr, version, &id).await;
     assert!(present);
-    assert_eq!(numbers(&collect(&mut sub, true).await), [7, 8, 9, 10, 11]);
+    assert_eq!(
+        numbers(&collect(&mut sub, true).await),
+        [7, 8, 9, 10, 11],
+        "the five newest, in order"
+    );
     expect_drops(&b, &[("1", "queue_full", 7)]);
 }
 
@@ -521,7 +514,7 @@ async fn shared_member_leaving_hands_its_unacked_messages_to_another_member() {
     assert_eq!(unacked.len() + got.len(), 6, "{unacked:?} and {got:?}");
     drop(leaving);
 
-    let handed = numbers(&recv_within_wait(&mut staying, unacked.len()).await);
+    let handed = numbers(&recv_n(&mut staying, unacked.len()).await);
     assert_eq!(
         handed, unacked,
         "unacknowledged messages handed over, in order"
@@ -562,7 +555,11 @@ async fn shared_persistent_member_gets_its_unacked_messages_on_reconnect() {
 
     // Offline now: the member online gets everything new.
     publish_range(&mut publ, 6..10).await;
-    assert_eq!(numbers(&recv_acked(&mut online, 4).await), [6, 7, 8, 9]);
+    assert_eq!(
+        numbers(&recv_n(&mut online, 4).await),
+        [6, 7, 8, 9],
+        "all to the member online while the other is away"
+    );
 
     let (mut away, present) = persistent(b.addr, V5, &id).await;
     assert!(present);
@@ -622,9 +619,13 @@ async fn shared_messages_queue_for_offline_persistent_members() {
     for i in 12..14u16 {
         publish_qos1(&mut near, "sh/t", i, i.to_string().as_bytes()).await;
     }
-    let mut got = numbers(&recv_acked(&mut members[0], 6).await);
+    let mut got = numbers(&recv_n(&mut members[0], 6).await);
     got.sort_unstable();
-    assert_eq!(got, [8, 9, 10, 11, 12, 13]);
+    assert_eq!(
+        got,
+        [8, 9, 10, 11, 12, 13],
+        "all to the member online, from either shard"
+    );
     let (mut back, present) = persistent(b.addr, V5, &ids[1]).await;
     assert!(present);
     back.assert_silent().await;
@@ -680,7 +681,7 @@ async fn retry_interval_resends_until_puback() {
 
     // The MQTT 5 subscriber got each message once, unacknowledged.
     let got = collect(&mut v5, false).await;
-    assert_eq!(numbers(&got), [1, 2]);
+    assert_eq!(numbers(&got), [1, 2], "MQTT 5: each message once");
     assert!(got.iter().all(|p| !p.dup), "{got:?}");
     match v5.recv_within(Duration::from_millis(2500)).await {
         Recv::Timeout => {}
