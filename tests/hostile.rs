@@ -154,8 +154,6 @@ async fn silent_and_half_connects_are_dropped_after_the_connect_timeout() {
 /// passed since the connection opened ("has not sent a complete CONNECT
 /// within this time", configs/default.toml), not kept open byte after byte.
 #[tokio::test]
-#[ignore = "broker bug: connect-timeout is a per-read timeout (read_connect in \
-            src/connection/serve.rs), so a dripped CONNECT is never closed"]
 async fn a_connect_dripped_byte_by_byte_is_dropped_at_the_connect_timeout() {
     let timeout = Duration::from_secs(1);
     let b = TestBroker::with(|c| c.mqtt.connect_timeout = timeout);

@@ -452,7 +452,9 @@ async fn read_connect(
     shard: &Shard,
     socket: &Socket,
 ) -> io::Result<Option<(BytesMut, Box<Connect>)>> {
-    socket.set_read_timeout(Some(shard.connect_timeout))?;
+    // One deadline for the whole CONNECT, not a timeout per read: a client
+    // dripping its CONNECT a byte at a time must not keep the socket.
+    let deadline = Instant::now() + shard.connect_timeout;
     let mut rbuf = BytesMut::new();
     loop {
         // Any version will do: CONNECT carries its own.
@@ -460,6 +462,11 @@ async fn read_connect(
             Ok(Some(Packet::Connect(connect))) => return Ok(Some((rbuf, connect))),
             Ok(Some(_)) => return Ok(None),
             Ok(None) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                socket.set_read_timeout(Some(left))?;
                 let read =
                     futures_lite::future::or(socket.read(&mut rbuf, &shard.read_scratch), async {
                         shard.shutdown.recv().await;
