@@ -165,7 +165,6 @@ pub fn start(
     };
     let max_packet_size = config.mqtt.max_packet_size as usize;
     let connect_timeout = config.mqtt.connect_timeout;
-    let send_timeout = Some(config.mqtt.send_timeout).filter(|t| !t.is_zero());
     let listeners = config.listeners.len();
     let sys_interval = config.sys.interval;
     let shard_metrics = metrics.clone();
@@ -198,7 +197,6 @@ pub fn start(
             connect_timeout,
             shutdown.clone(),
             metrics.clone(),
-            send_timeout,
         ));
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
@@ -291,6 +289,7 @@ fn settings(config: &Config) -> Settings {
         topic_alias_maximum: 64,
         retry_interval: Some(mqtt.retry_interval).filter(|d| !d.is_zero()),
         stall: mqtt.stall_timeout,
+        send_timeout: Some(mqtt.send_timeout).filter(|t| !t.is_zero()),
     }
 }
 
@@ -382,7 +381,6 @@ async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
         }
         let now = Instant::now();
         shard.broker.borrow_mut().tick(now);
-        shard.close_stuck(now);
         if let Some(acl) = &acl {
             let now = acl.generation();
             if now != generation {

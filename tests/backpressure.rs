@@ -10,14 +10,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
 use shardmq::protocol::{decode, encode, Packet, QoS, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const MESSAGES: usize = 50_000;
 
@@ -31,56 +28,6 @@ fn payload(n: usize) -> Vec<u8> {
     let mut p = format!("{n:08}").into_bytes();
     p.resize(PAYLOAD, b'.');
     p
-}
-
-/// Anonymous resident memory of this process (the broker included), in
-/// bytes; nextest runs each test in a process of its own. Not VmRSS: in a
-/// debug build glommio's stall detector may log a backtrace, and symbolizing
-/// it pages in about 90 MB of the binary's debug info (file-backed) and
-/// parses some 45 MB of it (anonymous, once).
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
-}
-
-/// A publisher that writes every message in large writes and reads (and
-/// throws away) its acknowledgements meanwhile, so its own socket never fills.
-async fn flood(addr: SocketAddr, id: &str, qos: QoS) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut bytes = BytesMut::new();
-    let connect = connect(Version::V3_1_1, id, true, 60);
-    encode(
-        &Packet::Connect(Box::new(connect)),
-        Version::V3_1_1,
-        &mut bytes,
-    )
-    .unwrap();
-    stream.write_all(&bytes).await.unwrap();
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).await.unwrap();
-    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK for {id}");
-    let (mut rd, mut wr) = stream.into_split();
-    let acks = tokio::spawn(async move {
-        let mut sink = vec![0u8; 64 * 1024];
-        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
-    });
-    bytes.clear();
-    for n in 0..MESSAGES {
-        let id = match qos {
-            QoS::AtMostOnce => 0,
-            _ => u16::try_from(n % 65_535 + 1).unwrap(),
-        };
-        let p = publish("bp/t", qos, id, &payload(n));
-        encode(&Packet::Publish(p), Version::V3_1_1, &mut bytes).unwrap();
-    }
-    wr.write_all(&bytes).await.unwrap();
-    drop((wr, acks));
 }
 
 /// Reads until every message arrived or nothing came for 5 s, acknowledging
@@ -126,19 +73,27 @@ async fn loses_nothing(pub_shard: usize, sub_shard: usize, qos: QoS) {
     .await;
     sub.sub("bp/t", qos).await;
     settle().await;
-    let before = rss();
+    let before = rss_anon();
     let reader = tokio::spawn(read_slowly(sub, qos));
-    flood(addr, &id_on_shard("bp-pub", pub_shard), qos).await;
+    flood(
+        addr,
+        &id_on_shard("bp-pub", pub_shard),
+        "bp/t",
+        qos,
+        MESSAGES,
+        payload,
+    )
+    .await;
 
     let got = tokio::time::timeout(Duration::from_secs(120), reader)
         .await
         .expect("subscriber finishes")
         .unwrap();
-    let grown = rss().saturating_sub(before);
+    let grown = rss_anon().saturating_sub(before);
     assert_eq!(got.len(), MESSAGES, "messages lost on the way");
     assert!(got.iter().enumerate().all(|(i, &n)| i == n), "out of order");
     // 100 MB went through; the bound leaves room for the stall detector's
-    // symbolizer (see `rss`).
+    // symbolizer (see `rss_anon`).
     assert!(
         grown < 64 << 20,
         "memory grew by {grown} bytes for a subscriber that reads"

@@ -1,115 +1,154 @@
-//! A subscriber that stops reading cannot make the broker hold memory without
-//! bound: QoS 0 to it is dropped once its output is full, QoS 1 waits within
-//! the inflight window and the online queue, and everyone else keeps getting
-//! messages. When it goes silent past its keepalive, or its QoS 1 queue
-//! overflows, it is disconnected even though its socket is not being read.
-//!
-//! One test in this binary, so the process's memory is this test's alone.
+//! A subscriber that stops reading costs bounded memory and counted drops,
+//! holds its publishers up for at most about `stall-timeout`, and is
+//! disconnected once its socket has taken nothing for `send-timeout`; a
+//! subscriber beside it that reads gets every message. QoS 0 and QoS 1, the
+//! stalled subscriber on the other shard from the publisher.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::scenarios::publish_qos1;
 use common::*;
-use shardmq::protocol::{Packet, QoS, ReasonCode, Version};
+use shardmq::protocol::{Packet, QoS, Version};
 use tokio::net::TcpSocket;
 
-/// Resident memory of this process (broker included), in bytes.
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
+const STALL: Duration = Duration::from_millis(500);
+const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// 60,000 messages of 2 KB: 120 MB for a subscriber that reads nothing.
+const MESSAGES: usize = 60_000;
+const PAYLOAD: usize = 2_000;
+
+/// What a stalled subscriber may take without a drop: its inflight window and
+/// online bound (110), what flow control lets through before it counts as
+/// stalled, and what the kernel's socket buffers hold (a few MB).
+const ABSORBED: usize = 4_000;
+
+fn payload(n: usize) -> Vec<u8> {
+    let mut p = format!("{n:08}").into_bytes();
+    p.resize(PAYLOAD, b'.');
+    p
 }
 
-/// A raw MQTT 5 client with a small socket receive buffer that subscribes and
-/// then never reads.
-async fn stalled(addr: std::net::SocketAddr, id: &str, keep_alive: u16) -> Raw {
+/// A raw MQTT 5 client with a small socket receive buffer and no keepalive
+/// that subscribes and then never reads.
+async fn stalled(addr: std::net::SocketAddr, id: &str, qos: QoS) -> Raw {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     let mut raw = Raw::from_stream(stream, Version::V5);
-    raw.send(Packet::Connect(Box::new(connect(
-        Version::V5,
-        id,
-        true,
-        keep_alive,
-    ))))
-    .await;
+    raw.send(Packet::Connect(Box::new(connect(Version::V5, id, true, 0))))
+        .await;
     assert!(matches!(raw.recv().await, Packet::ConnAck(_)));
+    raw.sub("flood/#", qos).await;
     raw
 }
 
-#[tokio::test]
-async fn slow_subscriber_stays_bounded() {
+/// Reads everything, acknowledging QoS 1; returns the sequence numbers in
+/// arrival order once all arrived or nothing came for 10 s, and the client,
+/// still connected.
+async fn read_all(mut sub: Raw) -> (Vec<usize>, Raw) {
+    let mut got = Vec::with_capacity(MESSAGES);
+    while got.len() < MESSAGES {
+        match sub.recv_within(Duration::from_secs(10)).await {
+            Recv::Packet(Packet::Publish(p)) => {
+                if let Some(id) = p.packet_id {
+                    sub.puback(id).await;
+                }
+                got.push(
+                    std::str::from_utf8(&p.payload[..8])
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                );
+            }
+            Recv::Packet(other) => panic!("unexpected {other:?}"),
+            Recv::Timeout | Recv::Closed => break,
+        }
+    }
+    (got, sub)
+}
+
+async fn a_stalled_subscriber(qos: QoS) {
     let b = TestBroker::with(|c| {
         c.mqtt.max_inflight = 10;
         c.mqtt.max_online_messages = 100;
+        c.mqtt.stall_timeout = STALL;
+        c.mqtt.send_timeout = SEND_TIMEOUT;
     });
     let addr = b.addr();
-
-    // The slow one: subscribes to QoS 0 traffic, then reads nothing and sends
-    // nothing, so its keepalive (2 s) runs out while the broker cannot write.
-    let mut slow = stalled(addr, &id_on_shard("slow0", 1), 2).await;
-    slow.sub("flood/#", QoS::AtMostOnce).await;
-    let mut fast = Raw::connect(addr, Version::V5, &id_on_shard("fast", 1), true).await;
-    fast.sub("flood/end", QoS::AtLeastOnce).await;
+    let mut slow = stalled(addr, &id_on_shard("slow", 1), qos).await;
+    let mut reader = Raw::connect(addr, Version::V5, &id_on_shard("reader", 1), true).await;
+    reader.sub("flood/#", qos).await;
     settle().await;
+    let connections = b.metric("shardmq_connections", &[]);
+    assert_eq!(connections, 2.0);
 
-    let before = rss();
-    let mut publ = Raw::connect(addr, Version::V5, &id_on_shard("flooder", 0), true).await;
-    let payload = vec![b'x'; 2048];
-    let total = 30_000;
-    for i in 0..total {
-        publ.publish(publish("flood/data", QoS::AtMostOnce, 0, &payload))
-            .await;
-        if i % 5_000 == 0 {
-            // The publisher's own round trip still works mid-flood.
-            publ.send(Packet::PingReq).await;
+    let before = rss_anon();
+    let start = Instant::now();
+    let reading = tokio::spawn(read_all(reader));
+    flood(
+        addr,
+        &id_on_shard("flooder", 0),
+        "flood/data",
+        qos,
+        MESSAGES,
+        payload,
+    )
+    .await;
+    let (got, _reader) = tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .expect("the reader finishes")
+        .unwrap();
+    let flooded = start.elapsed();
+    assert_eq!(
+        got.len(),
+        MESSAGES,
+        "the subscriber that reads lost messages"
+    );
+    assert!(got.iter().enumerate().all(|(i, &n)| i == n), "out of order");
+
+    // Everything past what the stalled one absorbed is dropped and counted.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let dropped = b.metric("shardmq_messages_dropped_total", &["reason=\"queue_full\""]) as usize;
+    assert!(
+        (MESSAGES - ABSORBED..=MESSAGES).contains(&dropped),
+        "{dropped} of {MESSAGES} counted dropped for a subscriber that reads nothing"
+    );
+    let grown = rss_anon().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "memory grew by {grown} bytes while 120 MB went to a stalled subscriber"
+    );
+
+    // Disconnected once its socket has taken nothing for send-timeout (the
+    // writer got stuck during the flood), checked once a second.
+    let deadline = start + flooded + SEND_TIMEOUT + Duration::from_secs(3);
+    let closed_at = loop {
+        // The flooder has gone too: the reader is the one left.
+        if b.metric("shardmq_connections", &[]) == 1.0 {
+            break start.elapsed();
         }
-    }
-    publ.publish(publish("flood/end", QoS::AtLeastOnce, 1, b"end"))
-        .await;
-    // Pings answered in between, then the PUBACK: the publisher was served.
-    for _ in 0..total / 5_000 {
-        assert_eq!(publ.recv().await, Packet::PingResp);
-    }
-    assert!(matches!(publ.recv().await, Packet::PubAck(_)));
-    assert_eq!(&fast.recv_publish().await.payload[..], b"end");
-    let grown = rss().saturating_sub(before);
-    eprintln!("memory grew by {} KiB during the flood", grown / 1024);
-    let published = total * payload.len();
+        assert!(
+            Instant::now() < deadline,
+            "the stalled subscriber is still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
-        grown < published / 3,
-        "memory grew by {grown} bytes while {published} bytes went to a stalled reader"
+        closed_at >= SEND_TIMEOUT,
+        "disconnected after {closed_at:?}, before send-timeout"
     );
+    // Its socket holds what was written before it stalled, then the end.
+    slow.expect_closed_draining().await;
+}
 
-    // Silent past 1.5 × keepalive: closed, although nothing it was sent has
-    // been read. Reading now drains what the socket buffers held, then EOF.
-    let packets = slow.expect_closed_draining().await;
-    assert!(
-        matches!(packets.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::KeepAliveTimeout)
-            || !packets.is_empty(),
-        "the stalled reader is disconnected"
-    );
+#[tokio::test]
+async fn a_stalled_qos0_subscriber_is_bounded_counted_and_disconnected() {
+    a_stalled_subscriber(QoS::AtMostOnce).await;
+}
 
-    // A QoS 1 subscriber that stops reading: the window (10) and the online
-    // queue (100) fill, then it is disconnected rather than queue more.
-    let mut slow1 = stalled(addr, &id_on_shard("slow1", 1), 0).await;
-    slow1.sub("flood1/#", QoS::AtLeastOnce).await;
-    settle().await;
-    let big = vec![b'y'; 16 * 1024];
-    for i in 0..400u16 {
-        publish_qos1(&mut publ, "flood1/data", (i % 1000) + 1, &big).await;
-    }
-    slow1.expect_closed_draining().await;
-    publish_qos1(&mut publ, "flood/end", 2, b"end2").await;
-    assert_eq!(&fast.recv_publish().await.payload[..], b"end2");
-    drop(fast);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+#[tokio::test]
+async fn a_stalled_qos1_subscriber_is_bounded_counted_and_disconnected() {
+    a_stalled_subscriber(QoS::AtLeastOnce).await;
 }

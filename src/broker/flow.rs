@@ -153,6 +153,15 @@ impl Flow {
         }
     }
 
+    /// Congested connections that have made no progress for `timeout`.
+    pub(super) fn stalled_for(&self, now: Instant, timeout: Duration) -> Vec<ConnId> {
+        self.congested
+            .iter()
+            .filter(|(_, c)| is_stalled(c, now, timeout))
+            .map(|(&conn, _)| conn)
+            .collect()
+    }
+
     /// Credits to send, per shard, emptied.
     pub(super) fn take_credits(
         &mut self,

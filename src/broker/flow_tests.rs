@@ -174,3 +174,19 @@ fn a_closed_recipient_gives_back_what_it_held() {
     exchange(&mut shards, now);
     assert!(!shards[0].out_of_credit(7));
 }
+
+#[test]
+fn a_subscriber_stalled_for_send_timeout_is_closed() {
+    let t0 = Instant::now();
+    let (mut shards, _sub, mut publ) = pair(t0);
+    send_until_held(&mut shards, &mut publ, t0);
+    let timeout = settings().send_timeout.unwrap();
+    shards[1].tick(t0 + timeout - Duration::from_millis(1));
+    assert!(
+        shards[1].take_closing().is_empty(),
+        "stalled, not yet timed out"
+    );
+    shards[1].tick(t0 + timeout);
+    assert_eq!(shards[1].take_closing(), [1]);
+    assert_eq!(shards[1].closing_reason(1), Some(ReasonCode::QuotaExceeded));
+}

@@ -58,6 +58,10 @@ pub struct Settings {
     /// How long a congested recipient may make no progress before it stops
     /// slowing its publishers down (`stall-timeout`, [`flow`]).
     pub stall: Duration,
+    /// A client with messages waiting that has made no progress (nothing
+    /// written to it, nothing acknowledged) for this long is disconnected
+    /// (`send-timeout`); `None`: never.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Counters the metrics endpoint reads.
@@ -304,11 +308,16 @@ impl Broker {
     }
 
     /// [`Broker::take_output`] by the connection's writer, which takes output
-    /// only once its previous write has finished: progress, which ends a
-    /// congestion the recipient has drained and frees the publishers waiting.
+    /// only once its previous write has finished. Output to write is progress,
+    /// which ends a congestion the recipient has drained and frees the
+    /// publishers waiting; an empty one is not (a QoS 1 subscriber with a full
+    /// window that acknowledges nothing makes none, however often its writer
+    /// is woken).
     pub fn take_output_at(&mut self, conn: ConnId, now: Instant) -> Output {
         let output = self.take_output(conn);
-        self.progressed(conn, now);
+        if !output.packets.is_empty() {
+            self.progressed(conn, now);
+        }
         output
     }
 
@@ -348,11 +357,6 @@ impl Broker {
         for (shard, credits) in self.flow.take_credits() {
             self.forwards.push((shard, Forward::Credit(credits)));
         }
-    }
-
-    /// Closes `conn` with `reason` (a client that stopped reading).
-    pub fn close_connection(&mut self, conn: ConnId, reason: ReasonCode) {
-        self.outputs.close(conn, reason);
     }
 
     /// A connected recipient that routing found past half its bound (unwritten
@@ -622,6 +626,11 @@ impl Broker {
     /// held up by recipients that stalled. Call about once a second.
     pub fn tick(&mut self, now: Instant) {
         self.flow.release_stalled(now, self.settings.stall);
+        if let Some(timeout) = self.settings.send_timeout {
+            for conn in self.flow.stalled_for(now, timeout) {
+                self.outputs.close(conn, ReasonCode::QuotaExceeded);
+            }
+        }
         let mut wills = Vec::new();
         let mut expired = Vec::new();
         for (id, entry) in &mut self.sessions {

@@ -33,6 +33,7 @@ pub(crate) fn settings() -> Settings {
         topic_alias_maximum: 4,
         retry_interval: Some(Duration::from_secs(20)),
         stall: Duration::from_secs(1),
+        send_timeout: Some(Duration::from_secs(3)),
     }
 }
 

@@ -114,8 +114,8 @@ pub struct MqttConfig {
     /// acknowledgement) before it stops slowing its publishers down.
     #[serde(with = "de::duration")]
     pub stall_timeout: Duration,
-    /// A connection whose socket has taken no bytes for this long while the broker
-    /// has something to send it is disconnected. Zero: never.
+    /// A congested client that has made no progress (no write finished, nothing
+    /// acknowledged) for this long is disconnected. Zero: never.
     #[serde(with = "de::duration")]
     pub send_timeout: Duration,
 }

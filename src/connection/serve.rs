@@ -71,9 +71,6 @@ pub struct Shard {
     pub mesh_drained: WakeQueue,
     /// Wakes readers out of forwarding credit when credits come back.
     credit: WakeQueue,
-    /// A connection whose write has made no progress for this long is closed
-    /// (`send-timeout`); `None`: never.
-    send_timeout: Option<Duration>,
     /// Counts live connection tasks, so shutdown can wait for them.
     pub tracker: shards::TaskTracker,
     pub max_packet_size: usize,
@@ -106,9 +103,6 @@ struct ConnState {
     /// Wakes the readers of publishers waiting for this connection's output to
     /// drain, one per output the writer takes (each passes the turn on).
     drained: WakeQueue,
-    /// When the write in progress started, if one is: a write stuck past
-    /// `send-timeout` closes the connection.
-    writing_since: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -120,7 +114,6 @@ impl Shard {
         connect_timeout: Duration,
         shutdown: shards::Shutdown,
         metrics: Arc<Metrics>,
-        send_timeout: Option<Duration>,
     ) -> Shard {
         Shard {
             id,
@@ -132,7 +125,6 @@ impl Shard {
             flush: Notify::default(),
             mesh_drained: WakeQueue::default(),
             credit: WakeQueue::default(),
-            send_timeout,
             tracker: shards::TaskTracker::new(),
             max_packet_size,
             connect_timeout,
@@ -172,39 +164,6 @@ impl Shard {
             );
             self.flush.notify();
         }
-    }
-
-    /// Closes the connections whose writes have made no progress for
-    /// `send-timeout`: clients that stopped reading. Call about once a second.
-    pub fn close_stuck(&self, now: Instant) {
-        let Some(timeout) = self.send_timeout else {
-            return;
-        };
-        let stuck: Vec<ConnId> = self
-            .writers
-            .borrow()
-            .iter()
-            .filter(|(_, state)| {
-                state
-                    .writing_since
-                    .get()
-                    .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
-            })
-            .map(|(&conn, _)| conn)
-            .collect();
-        if stuck.is_empty() {
-            return;
-        }
-        let mut broker = self.broker.borrow_mut();
-        for conn in stuck {
-            debug!(
-                shard = self.id,
-                conn, "send timeout: the client reads nothing"
-            );
-            broker.close_connection(conn, ReasonCode::QuotaExceeded);
-        }
-        drop(broker);
-        self.wake();
     }
 
     /// Wakes every writer (shutdown).
@@ -375,7 +334,6 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         reader_error: Cell::new(None),
         interrupt: Notify::default(),
         drained: WakeQueue::default(),
-        writing_since: Cell::new(None),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
     let writer = glommio::spawn_local(write_loop(
@@ -704,7 +662,6 @@ async fn write_loop(
             // The last write is bounded in time; the others end early if the
             // connection is told to close meanwhile: a client that does not
             // read must not keep its writer (and socket) forever.
-            state.writing_since.set(Some(Instant::now()));
             let written = if closing {
                 Some(state.socket.write_last(&wbuf).await)
             } else {
@@ -722,7 +679,6 @@ async fn write_loop(
                 state.drained.wake_all();
                 return;
             }
-            state.writing_since.set(None);
             wbuf.clear();
         }
         if closing {

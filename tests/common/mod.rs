@@ -69,6 +69,27 @@ impl TestBroker {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+
+    /// The `/health` and `/metrics` listener.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("running").http_addr()
+    }
+
+    /// The sum of every sample of metric `name` whose labels contain all of
+    /// `labels` (`reason="queue_full"`, say), from `/metrics` now. Shards
+    /// publish their counters every 250 ms: wait that long after the fact.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let (status, text) = http_get(self.http_addr(), "/metrics");
+        assert_eq!(status, 200, "GET /metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(series, _)| {
+                series.split('{').next() == Some(name) && labels.iter().all(|x| series.contains(x))
+            })
+            .map(|(_, v)| v.parse::<f64>().expect("a number"))
+            .sum()
+    }
 }
 
 impl Drop for TestBroker {
@@ -724,4 +745,62 @@ pub fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Re
         }
     });
     rx
+}
+
+/// Anonymous resident memory of this process (the broker included), in
+/// bytes; nextest runs each test in a process of its own. Not VmRSS: in a
+/// debug build glommio's stall detector may log a backtrace, and symbolizing
+/// it pages in about 90 MB of the binary's debug info (file-backed) and
+/// parses some 45 MB of it (anonymous, once).
+pub fn rss_anon() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
+}
+
+/// A publisher that writes `n` messages to `topic` (payload `payload(i)`) in
+/// large writes, as fast as the socket takes them, and reads (and throws away)
+/// its acknowledgements meanwhile, so its own socket never fills.
+pub async fn flood(
+    addr: SocketAddr,
+    id: &str,
+    topic: &str,
+    qos: QoS,
+    n: usize,
+    payload: impl Fn(usize) -> Vec<u8>,
+) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = BytesMut::new();
+    let connect = connect(Version::V3_1_1, id, true, 60);
+    encode(
+        &Packet::Connect(Box::new(connect)),
+        Version::V3_1_1,
+        &mut bytes,
+    )
+    .unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK for {id}");
+    let (mut rd, mut wr) = stream.into_split();
+    let acks = tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    bytes.clear();
+    for i in 0..n {
+        let id = match qos {
+            QoS::AtMostOnce => 0,
+            _ => u16::try_from(i % 65_535 + 1).unwrap(),
+        };
+        let p = publish(topic, qos, id, &payload(i));
+        encode(&Packet::Publish(p), Version::V3_1_1, &mut bytes).unwrap();
+    }
+    wr.write_all(&bytes).await.unwrap();
+    drop((wr, acks));
 }
