@@ -346,7 +346,7 @@ fn a_takeover_publishes_the_old_connections_will_unless_its_delay_is_cancelled()
         let Packet::ConnAck(ack) = &b.take_output(3).packets[0] else {
             panic!()
         };
-        let kept = !clean && expiry.is_some() || version == Version::V3_1_1 && !clean;
+        let kept = !clean && (version == Version::V3_1_1 || expiry.is_some());
         assert_eq!(ack.session_present, kept, "case {i}: session present");
         assert_eq!(b.take_output(2).close, Some(ReasonCode::SessionTakenOver));
         assert!(
