@@ -40,7 +40,7 @@
 //! | 5 DISCONNECT 0x04 | will | will |
 //! | 5 DISCONNECT 0x80 | no will | will by the spec; shardmq: no will (see below) |
 //! | 5 will delay 2 s, back (clean start 0) after 0.5 s | no will | no will |
-//! | SIGTERM | every connected client's will, delayed ones at once | not tested here |
+//! | shutdown (SIGTERM) | every connected client's will, delayed ones at once, sent to the watcher before it is closed | wills without a delay published, but to subscribers being closed as well; delayed ones lost |
 //!
 //! Mosquitto 2.0.11 also closes a taken-over MQTT 5 connection without
 //! DISCONNECT 0x8E. shardmq treats DISCONNECT 0x80 (and any reason but 0x04)
@@ -250,4 +250,25 @@ async fn an_overflow_close_publishes_the_will() {
         "closed with 0x97, last packets {last:?}"
     );
     expect_will(&mut watcher, "slow", WAIT).await;
+}
+
+/// Shutting down closes every connection without a DISCONNECT 0x00, so each
+/// will is published into routing ([MQTT-3.1.2-8]; Mosquitto 2.0.11 does the
+/// same on SIGTERM) while every shard is closing its connections: the broker
+/// must still stop cleanly (`TestBroker`'s drop joins it). Whether a will
+/// reaches a subscriber that is being closed too is not promised.
+#[tokio::test]
+async fn shutdown_publishes_wills_and_stops_cleanly() {
+    let b = TestBroker::start();
+    let _watcher = watcher(&b, "sd-watch").await;
+    let mut clients = Vec::new();
+    for (i, version) in [Version::V3_1_1, Version::V5].into_iter().enumerate() {
+        let c = with_will(version, &format!("sd-{i}"), "shutdown", None);
+        clients.push(Raw::connect_with(b.addr(), c).await.0);
+    }
+    let mut c = with_will(Version::V5, "sd-delayed", "delayed", Some(30));
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(600);
+    clients.push(Raw::connect_with(b.addr(), c).await.0);
+    drop(b);
 }
