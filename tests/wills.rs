@@ -225,31 +225,33 @@ async fn coming_back_within_the_will_delay() {
     }
 }
 
-/// The broker's own close of a subscriber whose QoS 1 window and online
-/// queue overflowed (DISCONNECT 0x97) publishes that subscriber's will (MQTT
-/// 5 3.1.2.5: "The Server closes the Network Connection without first
-/// receiving a DISCONNECT packet with a Reason Code 0x00").
+/// The broker's own close of a subscriber that reads nothing for
+/// `send-timeout` publishes that subscriber's will (MQTT 5 3.1.2.5: "The
+/// Server closes the Network Connection without first receiving a DISCONNECT
+/// packet with a Reason Code 0x00").
 #[tokio::test]
-async fn an_overflow_close_publishes_the_will() {
-    let b = TestBroker::with(|c| {
-        c.mqtt.max_inflight = 2;
-        c.mqtt.max_online_messages = 2;
-    });
-    let mut watcher = watcher(&b, "ov-watch").await;
-    let (mut slow, _) =
-        Raw::connect_with(b.addr(), with_will(Version::V5, "ov-slow", "slow", None)).await;
-    slow.sub("ov/t", QoS::AtLeastOnce).await;
+async fn a_send_timeout_close_publishes_the_will() {
+    let b = TestBroker::with(|c| c.mqtt.send_timeout = Duration::from_secs(1));
+    let mut watcher = watcher(&b, "st-watch").await;
+    // A small receive window, so the broker's writes to it stall sooner.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(b.addr()).await.unwrap();
+    let mut stuck = Raw::from_stream(stream, Version::V5);
+    let c = with_will(Version::V5, "st-stuck", "stuck", None);
+    stuck.send(Packet::Connect(Box::new(c))).await;
+    assert!(matches!(stuck.recv().await, Packet::ConnAck(_)));
+    stuck.sub("st/t", QoS::AtMostOnce).await;
     settle().await;
-    let mut publ = Raw::connect(b.addr(), Version::V5, &id_on_shard("ov-pub", 0), true).await;
-    for id in 1..=8 {
-        common::scenarios::publish_qos1(&mut publ, "ov/t", id, b"x").await;
+    // 16 MiB at QoS 0, more than the socket buffers hold; never read.
+    let mut publ = Raw::connect(b.addr(), Version::V5, &id_on_shard("st-pub", 0), true).await;
+    let payload = vec![7u8; 256 << 10];
+    for _ in 0..64 {
+        publ.publish(publish("st/t", QoS::AtMostOnce, 0, &payload))
+            .await;
     }
-    let last = slow.expect_closed_draining().await;
-    assert!(
-        matches!(last.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::QuotaExceeded),
-        "closed with 0x97, last packets {last:?}"
-    );
-    expect_will(&mut watcher, "slow", WAIT).await;
+    expect_will(&mut watcher, "stuck", WAIT).await;
+    stuck.expect_closed_draining().await;
 }
 
 /// Shutting down closes every connection without a DISCONNECT 0x00, so each
