@@ -116,6 +116,7 @@ async fn a_protocol_error_publishes_the_will() {
         if version == Version::V5 {
             assert_eq!(reason, Some(ReasonCode::MalformedPacket));
         }
+        drop(c);
         expect_will(&mut watcher, "malformed", WAIT).await;
 
         let again = with_will(version, "pe-again", "again", None);
@@ -125,6 +126,7 @@ async fn a_protocol_error_publishes_the_will() {
         if version == Version::V5 {
             assert_eq!(reason, Some(ReasonCode::ProtocolError));
         }
+        drop(c);
         expect_will(&mut watcher, "again", WAIT).await;
     }
 }
@@ -185,6 +187,9 @@ async fn a_takeover_publishes_the_old_connections_will_unless_its_delay_is_cance
         if version == Version::V5 {
             assert_eq!(reason, Some(ReasonCode::SessionTakenOver), "case {i}");
         }
+        // The client closes, as a real one does after the broker's close: the
+        // broker no longer lingers for its input, and the connection ends.
+        drop(old);
         if published {
             // Within a second: at once, not after a 2 s will delay.
             expect_will(&mut watcher, payload, Duration::from_secs(1)).await;
