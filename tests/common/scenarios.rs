@@ -166,7 +166,7 @@ pub async fn takeover_across_shards(version: Version) {
         // Several rounds: the kernel spreads connections over both shards'
         // listeners, so some are accepted by the shard that does not own the id.
         for round in 0..4 {
-            let (mut new, ack) = Raw::connect_with(b.addr(), c.clone()).await;
+            let (new, ack) = Raw::connect_with(b.addr(), c.clone()).await;
             assert_eq!(ack.reason_code, ReasonCode::Success);
             assert!(ack.session_present, "round {round}: session kept");
             let reason = old.expect_disconnect().await;
