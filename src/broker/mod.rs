@@ -162,6 +162,10 @@ pub struct Broker {
     /// Whether credits came back for local connections since the last
     /// [`Broker::take_credited`]: their readers may go on.
     credited: bool,
+    /// Connections taken over whose session ended with the takeover, until
+    /// their reader ends: their will goes out even with a will delay
+    /// ([`Broker::disconnected_because`]). Nearly always empty.
+    ended_by_takeover: Vec<ConnId>,
 }
 
 impl Broker {
@@ -185,6 +189,7 @@ impl Broker {
             events: Events::default(),
             flow: flow::Flow::default(),
             credited: false,
+            ended_by_takeover: Vec::new(),
         }
     }
 
@@ -444,8 +449,13 @@ impl Broker {
     /// The authenticator decides once the handshake has accepted the packet.
     ///
     /// A session of the same client id that is online is taken over: its
-    /// connection is told to close with "session taken over" and its will is
-    /// not published [MQTT-3.1.4-3].
+    /// connection is told to close with "session taken over" [MQTT-3.1.4-3],
+    /// and its will is published as for any other close (MQTT 5 3.1.4 step 1),
+    /// when that connection's reader ends ([`Broker::disconnected_because`]).
+    /// The old session ends here if the new CONNECT starts clean or if the
+    /// old one was to last only as long as its connection (session expiry 0,
+    /// MQTT 3 clean session 1) [MQTT-3.1.2-6]. A will waiting for its delay
+    /// is then published; otherwise coming back cancels it [MQTT-3.1.3-9].
     ///
     /// `peer`, the client's address, stays with its identity for
     /// `on_register` and `on_register_failed`.
@@ -490,13 +500,18 @@ impl Broker {
         // Whether the session's shared subscriptions count as online already.
         let mut was_online = false;
         if let Some(old) = self.sessions.get_mut(&client_id) {
+            let ends = connect.clean_start || old.expiry.is_zero();
             if let Some(old_conn) = old.conn.take() {
                 self.outputs.close(old_conn, ReasonCode::SessionTakenOver);
                 was_online = true;
+                if ends {
+                    self.ended_by_takeover.push(old_conn);
+                }
             }
-            // Coming back before the will delay ran out cancels the will.
-            old.pending_will = None;
-            if connect.clean_start {
+            // A will still waiting for its delay goes out if the session ends
+            // [MQTT-3.1.2-8]; coming back to the session cancels it.
+            let pending = old.pending_will.take().filter(|_| ends);
+            if ends {
                 if was_online {
                     self.count_online(&client_id, -1);
                     was_online = false;
@@ -504,6 +519,9 @@ impl Broker {
                 self.end_session(&client_id);
             } else {
                 session_present = true;
+            }
+            if let Some(pending) = pending {
+                self.publish_message(pending.1, now);
             }
         }
         let limits = self.settings.limits;
@@ -567,10 +585,15 @@ impl Broker {
         self.disconnected_because(client, will, OfflineReason::Unspecified, now);
     }
 
-    /// The connection of `client` is gone. `will` is what to publish for an
-    /// abnormal close (the caller passes `None` after a DISCONNECT without
-    /// "with will", or when the session was taken over).
-    /// `reason`, why the connection ended, goes to `on_client_offline`.
+    /// The connection of `client` is gone. `will` is the will it connected
+    /// with, whatever happened (`client.will`): the broker decides from
+    /// `reason` whether it goes out. Only a normal DISCONNECT (reason 0x00 in
+    /// MQTT 5) deletes it [MQTT-3.1.2-10]; any other end publishes it
+    /// (MQTT 3.1.1 [MQTT-3.1.2-8], MQTT 5 3.1.2.5): a network failure, a
+    /// keepalive timeout, a protocol error, a close by the broker (send-timeout,
+    /// shutdown, takeover), or DISCONNECT 0x04. An MQTT 5 will delay holds it
+    /// back until the delay or the session ends [MQTT-3.1.3-9].
+    /// `reason`, why the connection ended, also goes to `on_client_offline`.
     pub fn disconnected_because(
         &mut self,
         client: &Client,
@@ -580,13 +603,15 @@ impl Broker {
     ) {
         self.outputs.take(client.conn);
         self.flow.closed(client.conn);
+        let will = will.filter(|_| reason != OfflineReason::NormalDisconnect);
+        let owner = self.sessions.get(&client.client_id).and_then(|e| e.conn);
+        if owner != Some(client.conn) {
+            self.taken_over(client, will, now);
+            return;
+        }
         let Some(entry) = self.sessions.get_mut(&client.client_id) else {
             return;
         };
-        if entry.conn != Some(client.conn) {
-            // Taken over: the new connection owns the session now.
-            return;
-        }
         entry.conn = None;
         let drops = entry.session.disconnect();
         self.stats.count_drops(&drops);
@@ -619,6 +644,37 @@ impl Broker {
             self.end_session(&client.client_id);
         } else if expiry != Duration::MAX {
             entry.expires_at = Some(now + expiry);
+        }
+    }
+
+    /// The connection of `client` ended after another connection took its
+    /// session over ([`Broker::connect_from`]). Its will goes out now, unless a
+    /// will delay runs and the session lives on with the new connection,
+    /// which came back within the delay [MQTT-3.1.3-9]. MQTT 5 3.1.4 step 1:
+    /// "If the Will Delay Interval of the existing Network Connection is 0 and
+    /// there is a Will Message, it will be sent because the Network Connection
+    /// is closed. If the Session Expiry Interval of the existing Network
+    /// Connection is 0, or the new Network Connection has Clean Start set to 1
+    /// then if the existing Network Connection has a Will Message it will be
+    /// sent because the original Session is ended on the takeover."
+    fn taken_over(&mut self, client: &Client, will: Option<Box<LastWill>>, now: Instant) {
+        let ended = match self
+            .ended_by_takeover
+            .iter()
+            .position(|&c| c == client.conn)
+        {
+            Some(i) => {
+                self.ended_by_takeover.swap_remove(i);
+                true
+            }
+            None => false,
+        };
+        let Some(will) = will else {
+            return;
+        };
+        if ended || will.properties.will_delay_interval.unwrap_or(0) == 0 {
+            let message = client.will_message(&will, now);
+            self.publish_message(message, now);
         }
     }
 

@@ -155,13 +155,13 @@ fn qos2_resend_is_routed_once_and_pubrel_completes() {
 fn takeover_closes_the_old_connection_and_keeps_the_session() {
     let now = Instant::now();
     let mut b = Broker::new(0, 1, settings());
-    let mut first = online(&mut b, 1, connect(Version::V5, "c", false));
+    let mut c = connect(Version::V5, "c", false);
+    c.properties.session_expiry_interval = Some(60);
+    let mut first = online(&mut b, 1, c.clone());
     b.handle(&mut first, subscribe("t", QoS::AtLeastOnce), now)
         .unwrap();
     b.take_output(1);
-    let second = b
-        .connect(2, &connect(Version::V5, "c", false), now)
-        .unwrap();
+    let second = b.connect(2, &c, now).unwrap();
     assert_eq!(b.take_output(1).close, Some(ReasonCode::SessionTakenOver));
     let Packet::ConnAck(ack) = &b.take_output(2).packets[0] else {
         panic!()
@@ -227,27 +227,167 @@ fn will(topic: &str, delay: Option<u32>) -> LastWill {
     }
 }
 
-#[test]
-fn will_on_abnormal_close_only() {
-    let now = Instant::now();
+/// A broker with a QoS 1 subscriber to `wills/#` on connection 1.
+fn watched() -> Broker {
     let mut b = Broker::new(0, 1, settings());
     let mut watcher = online(&mut b, 1, connect(Version::V5, "w", true));
-    b.handle(&mut watcher, subscribe("wills/#", QoS::AtLeastOnce), now)
-        .unwrap();
+    b.handle(
+        &mut watcher,
+        subscribe("wills/#", QoS::AtLeastOnce),
+        Instant::now(),
+    )
+    .unwrap();
     b.take_output(1);
+    b
+}
+
+/// Ends `client`'s connection the way the connection layer does: always
+/// with the client's will, and the reason the connection ended.
+fn ends(b: &mut Broker, client: &Client, code: Option<ReasonCode>, now: Instant) {
+    let reason = OfflineReason::from_reason_code(code);
+    b.disconnected_because(client, client.will.clone(), reason, now);
+}
+
+/// The broker, not its caller, decides: only a normal DISCONNECT (0x00)
+/// deletes the will [MQTT-3.1.2-10] [MQTT-3.14.4-3]. MQTT 3.1.1
+/// [MQTT-3.1.2-8] publishes it on any other close, "the Server closes the
+/// Network Connection because of a protocol error" among them (3.1.2.5), and
+/// MQTT 5 on any close but DISCONNECT 0x00 (3.1.2.5): DISCONNECT 0x04, a
+/// protocol error, a keepalive timeout, a close by the broker (0x97 for a
+/// client that reads nothing, shutdown).
+#[test]
+fn only_a_normal_disconnect_discards_the_will() {
+    let now = Instant::now();
+    let mut b = watched();
+    let mut conn = 2;
     let mut c = connect(Version::V5, "dies", true);
     c.will = Some(will("wills/dies", None));
-    let dying = online(&mut b, 2, c.clone());
-    b.disconnected(&dying, dying.will.clone(), now);
+    let mut wills_after = |b: &mut Broker, code: Option<ReasonCode>| {
+        conn += 1;
+        let client = online(b, conn, c.clone());
+        ends(b, &client, code, now);
+        received(b, 1).len()
+    };
+    assert_eq!(wills_after(&mut b, Some(ReasonCode::Success)), 0, "0x00");
+    for code in [
+        None,
+        Some(ReasonCode::DisconnectWithWillMessage),
+        Some(ReasonCode::ProtocolError),
+        Some(ReasonCode::MalformedPacket),
+        Some(ReasonCode::KeepAliveTimeout),
+        Some(ReasonCode::QuotaExceeded),
+        Some(ReasonCode::ServerShuttingDown),
+        Some(ReasonCode::UnspecifiedError),
+    ] {
+        assert_eq!(wills_after(&mut b, code), 1, "{code:?}");
+    }
+
+    // The codes as the broker hands them out: DISCONNECT 0x00 from the
+    // client, and a protocol error it detects.
+    let mut polite = online(&mut b, 20, c.clone());
+    let closed = b.handle(&mut polite, Packet::Disconnect(Disconnect::default()), now);
+    assert_eq!(closed, Ok(Some(publish::Closed::Normal)));
+    ends(&mut b, &polite, Some(ReasonCode::Success), now);
+    assert!(received(&mut b, 1).is_empty(), "normal DISCONNECT");
+    let mut rude = online(&mut b, 21, c);
+    let error = b.handle(&mut rude, Packet::PingResp, now).unwrap_err();
+    ends(&mut b, &rude, Some(error), now);
+    assert_eq!(received(&mut b, 1).len(), 1, "protocol error");
+}
+
+/// The broker's own close of a client, here with 0x97 as for a client
+/// that reads nothing for `send-timeout`, publishes its will (MQTT 5 3.1.2.5:
+/// "The Server closes the Network Connection without first receiving a
+/// DISCONNECT packet with a Reason Code 0x00").
+#[test]
+fn a_close_by_the_broker_publishes_the_will() {
+    let now = Instant::now();
+    let mut b = watched();
+    let mut c = connect(Version::V5, "stuck", true);
+    c.will = Some(will("wills/stuck", None));
+    let stuck = online(&mut b, 2, c);
+    b.close_connection(2, ReasonCode::QuotaExceeded);
+    let reason = b.closing_reason(2);
+    assert_eq!(reason, Some(ReasonCode::QuotaExceeded));
+    ends(&mut b, &stuck, reason, now);
     assert_eq!(received(&mut b, 1).len(), 1);
-    // A normal DISCONNECT discards the will.
-    let mut polite = online(&mut b, 3, c);
-    assert_eq!(
-        b.handle(&mut polite, Packet::Disconnect(Disconnect::default()), now),
-        Ok(Some(publish::Closed::Normal))
-    );
-    b.disconnected(&polite, None, now);
-    assert!(received(&mut b, 1).is_empty());
+}
+
+/// A takeover closes the old connection; its will is then "published as
+/// described in section 3.1.2.5" (MQTT 5 3.1.4 step 1, [MQTT-3.1.4-3]): at
+/// once with no will delay, and in MQTT 3.1.1, which has none
+/// [MQTT-3.1.2-8]. A will delay is cancelled by the new connection when the
+/// session lives on [MQTT-3.1.3-9], and the will goes out at once when the
+/// takeover ends the session (the new CONNECT starts clean, or the old
+/// session expiry is 0): the non-normative comment under 3.1.4 step 1.
+#[test]
+fn a_takeover_publishes_the_old_connections_will_unless_its_delay_is_cancelled() {
+    let now = Instant::now();
+    // (old version, old will delay, old session expiry, new clean start) and
+    // whether the will goes out.
+    let cases = [
+        (Version::V3_1_1, None, None, false, true),
+        (Version::V3_1_1, None, None, true, true),
+        (Version::V5, None, Some(60), false, true),
+        (Version::V5, Some(0), Some(60), false, true),
+        (Version::V5, Some(10), Some(60), false, false),
+        (Version::V5, Some(10), Some(60), true, true),
+        (Version::V5, Some(10), None, false, true),
+    ];
+    for (i, (version, delay, expiry, clean, published)) in cases.into_iter().enumerate() {
+        let mut b = watched();
+        let mut c = connect(version, "twin", false);
+        c.properties.session_expiry_interval = expiry;
+        c.will = Some(will("wills/twin", delay));
+        let old = online(&mut b, 2, c.clone());
+        let mut again = c.clone();
+        again.clean_start = clean;
+        again.will = None;
+        let new = b.connect(3, &again, now).unwrap();
+        let Packet::ConnAck(ack) = &b.take_output(3).packets[0] else {
+            panic!()
+        };
+        let kept = !clean && (version == Version::V3_1_1 || expiry.is_some());
+        assert_eq!(ack.session_present, kept, "case {i}: session present");
+        assert_eq!(b.take_output(2).close, Some(ReasonCode::SessionTakenOver));
+        assert!(
+            received(&mut b, 1).is_empty(),
+            "case {i}: not before the close"
+        );
+        // The old connection's reader sees the broker's close.
+        ends(&mut b, &old, Some(ReasonCode::SessionTakenOver), now);
+        b.tick(now + Duration::from_secs(30));
+        let wills = received(&mut b, 1).len();
+        assert_eq!(wills, usize::from(published), "case {i}: will published");
+        // The new connection owns the session: it ends normally, no will.
+        ends(&mut b, &new, Some(ReasonCode::Success), now);
+        b.tick(now + Duration::from_secs(60));
+        assert!(received(&mut b, 1).is_empty(), "case {i}: one will at most");
+        assert!(b.ended_by_takeover.is_empty(), "case {i}");
+    }
+}
+
+/// A client back before its will delay ran out cancels the will when it
+/// resumes the session [MQTT-3.1.3-9]; starting clean ends the session, which
+/// publishes the will at once [MQTT-3.1.2-8] ("either the Will Delay
+/// Interval has elapsed or the Session ends").
+#[test]
+fn a_clean_start_within_the_will_delay_publishes_the_will() {
+    let now = Instant::now();
+    for (clean, published) in [(false, 0), (true, 1)] {
+        let mut b = watched();
+        let mut c = connect(Version::V5, "d", false);
+        c.properties.session_expiry_interval = Some(100);
+        c.will = Some(will("wills/d", Some(10)));
+        let dying = online(&mut b, 2, c.clone());
+        ends(&mut b, &dying, None, now);
+        assert!(received(&mut b, 1).is_empty());
+        c.clean_start = clean;
+        c.will = None;
+        online(&mut b, 3, c);
+        b.tick(now + Duration::from_secs(20));
+        assert_eq!(received(&mut b, 1).len(), published, "clean start {clean}");
+    }
 }
 
 #[test]
@@ -525,6 +665,13 @@ fn qos1_overflow_of_a_connected_client_queues_then_drops_when_stalled() {
     assert_eq!(b.queue_depths(), (11, 10), "held to the bound");
     assert_eq!(b.stats.dropped_queue_full, 1);
     assert!(b.take_closing().is_empty(), "still not closed");
+    // QoS 0 to the stalled client's full output (10 unwritten packets) is
+    // dropped and counted, and does not close it either.
+    b.handle(&mut publ, publish("t", QoS::AtMostOnce, 0, b"x"), later)
+        .unwrap();
+    assert_eq!(b.stats.dropped_queue_full, 2);
+    assert!(b.take_closing().is_empty(), "not closed for QoS 0");
+    assert_eq!(b.closing_reason(1), None);
 }
 
 #[test]

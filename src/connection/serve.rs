@@ -367,11 +367,8 @@ async fn run(shard: &Shard, live: Live) {
         _admission,
     } = live;
     let end = read_loop(shard, &mut rbuf, &mut client, &state).await;
-    let will = match end {
-        End::Abnormal | End::Closed(Closed::WithWill) => client.will.take(),
-        End::Closed(Closed::Normal) | End::ByBroker => None,
-    };
-    // Why the connection ended, as on_client_offline reports it.
+    // Why the connection ended, as on_client_offline reports it; the broker
+    // also decides from it whether the will goes out.
     let code = match end {
         End::Closed(Closed::Normal) => Some(ReasonCode::Success),
         End::Closed(Closed::WithWill) => Some(ReasonCode::DisconnectWithWillMessage),
@@ -379,6 +376,7 @@ async fn run(shard: &Shard, live: Live) {
         // No reason: the peer closed the TCP connection or it failed.
         End::Abnormal => state.reader_error.get(),
     };
+    let will = client.will.take();
     shard.broker.borrow_mut().disconnected_because(
         &client,
         will,
@@ -456,9 +454,9 @@ async fn read_connect(
 enum End {
     /// The client sent DISCONNECT.
     Closed(Closed),
-    /// The broker closed it (takeover, shutdown): no will.
+    /// The broker closed it (takeover, send-timeout, shutdown, a failed write).
     ByBroker,
-    /// Network failure, keepalive timeout or protocol error: the will goes out.
+    /// Network failure, keepalive timeout or protocol error.
     Abnormal,
 }
 
