@@ -148,7 +148,7 @@ async fn send(mut write: OwnedWriteHalf, chunks: Vec<Vec<u8>>) -> io::Result<()>
     Ok(())
 }
 
-/// Writes `first`, then filler, without a pause, until a write fails (the
+/// Writes `first`, then filler every millisecond, until a write fails (the
 /// broker closed the socket) or [`FLOOD_CAP`] has passed: when the writes
 /// started failing, if they did, and how many bytes went through.
 async fn flood(
@@ -168,8 +168,9 @@ async fn flood(
             Err(_) => break,
         }
         chunk = &filler[..];
-        // Lets the reader run on this single-threaded runtime.
-        tokio::task::yield_now().await;
+        // 16 KB a millisecond: never stopping, without taking a core of the
+        // 2-core machine from the broker.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     (None, sent)
 }
@@ -298,10 +299,13 @@ async fn refused_v3_client_still_sending_reads_connack_then_end_of_stream() {
         let stream = TcpStream::connect(b.addr()).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let (read, write) = stream.into_split();
-        // CONNECT and 256 KiB of PUBLISHes in one write.
+        // CONNECT and 256 KiB of PUBLISHes in one write, then more, in
+        // writes that go on while the broker refuses and closes.
         let mut bytes = refused_connect(&id);
         bytes.extend(filler(AFTER_CONNECT, Version::V3_1_1));
-        let writer = tokio::spawn(send(write, vec![bytes]));
+        let mut chunks = vec![bytes];
+        chunks.extend((0..16).map(|_| filler(4 * 1024, Version::V3_1_1)));
+        let writer = tokio::spawn(send(write, chunks));
 
         let mut inbox = Inbox::new(read, Version::V3_1_1);
         let (packets, end) = inbox.until_end().await;
@@ -340,7 +344,7 @@ async fn flooder_is_closed(
     check(&packets);
     let (failed, sent) = writer.await.unwrap();
     let failed = failed.unwrap_or_else(|| {
-        panic!("{who}: the socket still took writes {FLOOD_CAP:?} after the reason code ({sent} bytes)")
+        panic!("{who}: the socket still took writes {FLOOD_CAP:?} after the client began ({sent} bytes)")
     });
     let open = failed.saturating_duration_since(reason_read);
     assert!(
