@@ -916,9 +916,16 @@ if [[ $write_benchmarks == 1 ]]; then
             echo "## Side by side, default config: $names ($(date -u +%F), commit $commit)"
             echo
             echo "Command: \`loadtest/compare.sh${orig_args[*]:+ ${orig_args[*]}}\`"
-            echo "(every broker on its defaults and unpinned, loadtest unpinned: shardmq on its embedded"
-            echo "default config, \`cores = \"all\"\`, $(nproc) shards here; Mosquitto on its defaults"
-            echo "with anonymous clients allowed; rumqttd on the values of its repository's rumqttd.toml."
+            # What "its defaults" means, for each broker compared.
+            defaults=()
+            for b in "${broker_list[@]}"; do
+                case $b in
+                    shardmq) defaults+=("shardmq on its embedded default config (\`cores = \"all\"\`, $(nproc) shards here)") ;;
+                    mosquitto) defaults+=("Mosquitto on its defaults, anonymous clients allowed as without a config file") ;;
+                    rumqttd) defaults+=("rumqttd on the values of its repository's rumqttd.toml") ;;
+                esac
+            done
+            echo "(every broker on its defaults and unpinned, loadtest unpinned: $(printf '%s; ' "${defaults[@]}" | sed 's/; $//')."
             echo "Only the ports differ. Warm-up $warmup, measured $duration, payload $payload B, rate $rate,"
             echo "MQTT $mqtt_version, everything on 127.0.0.1.)"
         else
