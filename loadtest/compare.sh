@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: shardmq, Mosquitto and rumqttd, each started in turn on
 # its own 127.0.0.1 port, pinned with taskset to the same broker core(s), driven by
-# the bundled `loadtest` pinned to the load core(s) with the same scenarios. For
+# the bundled `loadtest` pinned to the load core(s) with the same scenarios (or, with
+# --default-config, every broker on its defaults and nothing pinned). For
 # each run it reads loadtest's --json output and the broker's CPU time (utime +
 # stime from /proc/<pid>/stat) and prints one Markdown table of absolute figures
 # and ratios to Mosquitto and rumqttd. See `loadtest/compare.sh --help`.
@@ -21,8 +22,12 @@ time), lost messages, broker CPU-µs per received message, and ratios of each br
 to Mosquitto and rumqttd; then a table of the broker's resident memory per idle
 connection, measured on a freshly started broker.
 
-Installs what is missing first: mosquitto (apt-get), rumqttd 0.20.0 (cargo install,
-not --locked), and builds target/release/shardmq and target/release/loadtest.
+With --default-config, the same comparison as a user would first run it: every
+broker on its defaults and nothing pinned (see that option).
+
+Installs what is missing first, for the brokers --brokers names: mosquitto
+(apt-get), rumqttd 0.20.0 (cargo install, not --locked); and builds
+target/release/loadtest (and target/release/shardmq when shardmq is compared).
 Everything binds to 127.0.0.1; every process started is stopped by PID (also on
 exit or Ctrl-C).
 
@@ -30,16 +35,29 @@ Options:
   --broker-cores LIST   CPUs for the broker, taskset syntax and shardmq [shards]
                         cores (default: 0)
   --load-cores LIST     CPUs for the load generator (default: 1)
+  --default-config      every broker on its defaults, as a user first runs it, and
+                        no process pinned (neither --broker-cores nor --load-cores):
+                        shardmq on its embedded default config (cores = "all", a
+                        shard per CPU); Mosquitto on its defaults (as with no
+                        config file: anonymous clients allowed); rumqttd on the
+                        values of the rumqttd.toml its repository ships (without
+                        its console, prometheus and websocket listeners). Only
+                        the listener ports (and shardmq's [http] port) differ.
+                        Defaults in this mode: --pairs 20 and --scenarios
+                        p2p-qos0,p2p-qos1,fan-in-qos1-max,fan-out. Scenario labels
+                        and plot names say "default config".
   --brokers LIST        comma-separated subset of shardmq,mosquitto,rumqttd
                         (default: all three, in that order)
   --scenarios LIST      comma-separated subset of p2p-qos0,p2p-qos1,
-                        p2p-qos1-half,fan-out,fan-in,fan-in-max,conn-storm,
-                        idle-10k,idle-19k (default: all). p2p-qos1-half runs QoS 1 at
+                        p2p-qos1-half,fan-out,fan-in,fan-in-max,fan-in-qos1-max,
+                        conn-storm,idle-10k,idle-19k (default: all but
+                        fan-in-qos1-max). p2p-qos1-half runs QoS 1 at
                         half the rate that broker reached in p2p-qos1 (its
                         latency at half saturation), so it needs p2p-qos1
                         before it. fan-in offers --fan-in-rate, which every
                         broker can carry, and compares CPU and latency;
-                        fan-in-max offers --rate. conn-storm: --storm-workers clients each
+                        fan-in-max offers --rate; fan-in-qos1-max is fan-in-max
+                        at QoS 1. conn-storm: --storm-workers clients each
                         connecting, subscribing and disconnecting in a loop.
                         idle-N: N idle connections held for 5 s, the
                         broker's RSS read from /proc. Each scenario runs on a
@@ -69,7 +87,9 @@ Options:
   --loadtest PATH       load generator to run instead of target/release/loadtest
                         (same CLI and --json output; e.g. a stand-in for testing)
   --no-install          do not install mosquitto/rumqttd or build; fail if missing
-  --keep                keep the work directory (configs, logs, JSON) and print it
+  --keep                keep the work directory (configs, logs, JSON, and the
+                        latency plots when --write-benchmarks is not given) and
+                        print it; without it the work directory is removed at exit
   --dry-run             print the commands that would run, run nothing
   -h, --help            this text
 
@@ -82,18 +102,21 @@ A scenario that fails (loadtest exits non-zero, writes no JSON, broker dies) is
 reported as FAILED in the table and the script carries on with the next run.
 Exit status: 0 when every run measured something, 1 when any failed, 2 on bad usage.
 Example: loadtest/compare.sh --duration 10s --warmup 2s --write-benchmarks
+         loadtest/compare.sh --default-config --brokers shardmq,mosquitto --duration 5s
 EOF
 }
 
 broker_cores=0
 load_cores=1
+default_config=0
+pinning_given="" # the first of --broker-cores/--load-cores given: --default-config refuses it
 brokers=shardmq,mosquitto,rumqttd
-scenarios=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in,fan-in-max,conn-storm,idle-10k,idle-19k
+scenarios=""     # set after parsing: its default depends on --default-config
 storm_workers=50
 duration=10s
 warmup=2s
 payload=64
-pairs=1
+pairs=""         # likewise
 fan=1000
 fan_in_rate=50000
 rate=max
@@ -112,8 +135,9 @@ need_arg() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --broker-cores) need_arg "$@"; broker_cores=$2; shift 2 ;;
-        --load-cores) need_arg "$@"; load_cores=$2; shift 2 ;;
+        --broker-cores) need_arg "$@"; broker_cores=$2; pinning_given=${pinning_given:-$1}; shift 2 ;;
+        --load-cores) need_arg "$@"; load_cores=$2; pinning_given=${pinning_given:-$1}; shift 2 ;;
+        --default-config) default_config=1; shift ;;
         --brokers) need_arg "$@"; brokers=$2; shift 2 ;;
         --scenarios) need_arg "$@"; scenarios=$2; shift 2 ;;
         --duration) need_arg "$@"; duration=$2; shift 2 ;;
@@ -138,6 +162,14 @@ while [[ $# -gt 0 ]]; do
 done
 
 # --- argument checks -------------------------------------------------------------
+if [[ $default_config == 1 ]]; then
+    [[ -z $pinning_given ]] || die "$pinning_given: --default-config pins nothing (brokers and loadtest run where the kernel puts them)"
+    : "${scenarios:=p2p-qos0,p2p-qos1,fan-in-qos1-max,fan-out}"
+    : "${pairs:=20}"
+else
+    : "${scenarios:=p2p-qos0,p2p-qos1,p2p-qos1-half,fan-out,fan-in,fan-in-max,conn-storm,idle-10k,idle-19k}"
+    : "${pairs:=1}"
+fi
 [[ $broker_cores =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "--broker-cores '$broker_cores': want a CPU list like 0 or 0,1"
 [[ $load_cores =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "--load-cores '$load_cores': want a CPU list like 1 or 1,2"
 [[ $payload =~ ^[0-9]+$ && $payload -ge 20 ]] || die "--payload '$payload': want a number of bytes, at least 20 (loadtest's header)"
@@ -197,12 +229,16 @@ scenario_args() {
         fan-in) common[3]=$fan_in_rate
             echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         fan-in-max) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
+        fan-in-qos1-max) echo --scenario fan-in --clients "$fan" --qos 1 "${common[@]}" ;;
         conn-storm) echo --scenario conn-storm --clients "$storm_workers" --rate max --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" ;;
         idle-[1-9]*k) echo --scenario idle --clients "$(idle_clients "$1")" --duration 5s --warmup 0s --mqtt-version "$mqtt_version" --broker-pid "${broker_pid:-PID}" ;;
         *) return 1 ;;
     esac
 }
+# The row label; under --default-config it says so, so the rows can sit beside the
+# pinned ones in benchmarks.md.
 scenario_label() {
+    [[ $default_config == 1 ]] && printf 'default config: '
     case $1 in
         p2p-qos0) echo "p2p QoS 0, $pairs→$pairs" ;;
         p2p-qos1) echo "p2p QoS 1, $pairs→$pairs" ;;
@@ -210,6 +246,7 @@ scenario_label() {
         fan-out) echo "fan-out QoS 0, 1→$fan" ;;
         fan-in) echo "fan-in QoS 0, $fan→1, $fan_in_rate msgs/s offered" ;;
         fan-in-max) echo "fan-in QoS 0, $fan→1, rate $rate" ;;
+        fan-in-qos1-max) echo "fan-in QoS 1, $fan→1, rate $rate" ;;
         conn-storm) echo "conn-storm, $storm_workers workers (connections/s)" ;;
         idle-*) echo "idle, $(idle_clients "$1") connections" ;;
     esac
@@ -218,7 +255,7 @@ scenario_label() {
 idle_clients() { local n=${1#idle-}; echo $((${n%k} * 1000)); }
 is_idle() { [[ $1 == idle-* ]]; }
 for s in "${scenario_list[@]}"; do
-    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, fan-in-max, conn-storm, idle-<N>k)"
+    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, fan-in-max, fan-in-qos1-max, conn-storm, idle-<N>k)"
 done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
@@ -280,25 +317,34 @@ if [[ $(id -u) != 0 ]]; then
 fi
 # mosquitto lives in /usr/sbin, outside a non-root PATH.
 find_mosquitto() { command -v mosquitto 2>/dev/null || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; }; }
+find_rumqttd() {
+    command -v rumqttd 2>/dev/null ||
+        { [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd ]] && echo "${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd"; }
+}
+# Whether --brokers names this broker: only those are installed, built and run.
+compares() { [[ ,$brokers, == *,$1,* ]]; }
 if [[ $install == 1 ]]; then
-    if ! find_mosquitto >/dev/null; then
+    if compares mosquitto && ! find_mosquitto >/dev/null; then
         run "${sudo_cmd[@]}" apt-get update || die "apt-get update failed"
         run "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto || die "installing mosquitto failed"
     fi
-    if ! command -v rumqttd >/dev/null 2>&1 && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd ]]; then
+    if compares rumqttd && ! find_rumqttd >/dev/null; then
         # Not --locked: rumqttd 0.20.0's locked metrics 0.22.1 does not build on Rust 1.95.
         run cargo install rumqttd --version 0.20.0 || die "cargo install rumqttd failed"
     fi
-    find_mosquitto >/dev/null && echo "mosquitto present: $(find_mosquitto)"
-    command -v rumqttd >/dev/null 2>&1 && echo "rumqttd present: $(command -v rumqttd)"
-    if ! run cargo build --release -p shardmq -p loadtest; then
-        [[ -x $shardmq_bin && -x $loadtest_bin ]] || die "cargo build --release failed"
+    compares mosquitto && find_mosquitto >/dev/null && echo "mosquitto present: $(find_mosquitto)"
+    compares rumqttd && find_rumqttd >/dev/null && echo "rumqttd present: $(find_rumqttd)"
+    # shardmq only when it is compared; loadtest always.
+    build_pkgs=(-p loadtest)
+    compares shardmq && build_pkgs=(-p shardmq "${build_pkgs[@]}")
+    if ! run cargo build --release "${build_pkgs[@]}"; then
+        [[ -x $loadtest_bin ]] && { ! compares shardmq || [[ -x $shardmq_bin ]]; } || die "cargo build --release failed"
         echo "!!! cargo build --release failed; going on with the binaries already in target/release (they may be stale)" >&2
     fi
 fi
 mosquitto_bin=$(find_mosquitto || true)
 [[ -n $mosquitto_bin ]] || mosquitto_bin=/usr/sbin/mosquitto
-rumqttd_bin=$(command -v rumqttd 2>/dev/null || true)
+rumqttd_bin=$(find_rumqttd || true)
 [[ -n $rumqttd_bin ]] || rumqttd_bin=${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd
 if [[ $dry_run == 0 ]]; then
     for b in "${broker_list[@]}"; do
@@ -309,7 +355,7 @@ if [[ $dry_run == 0 ]]; then
         esac
     done
     [[ -x $loadtest_bin ]] || die "missing $loadtest_bin (cargo build --release -p loadtest)"
-    command -v taskset >/dev/null || die "taskset not found (util-linux)"
+    [[ $default_config == 1 ]] || command -v taskset >/dev/null || die "taskset not found (util-linux)"
     command -v python3 >/dev/null || die "python3 not found"
 fi
 
@@ -339,6 +385,11 @@ cpu_ticks() {
 
 # Config for one broker, written to $work; prints the start command (one word a line).
 write_config() { # broker port
+    if [[ $default_config == 1 ]]; then write_default_config "$@"; else write_tuned_config "$@"; fi
+}
+
+# The pinned comparison: each broker sized for overload on the same core(s).
+write_tuned_config() { # broker port
     local b=$1 port=$2 cores_toml
     local listen_port=$port
     case $b in
@@ -406,6 +457,69 @@ CONF
     esac
 }
 
+# --default-config: each broker as it ships, only its ports moved to free ones on
+# 127.0.0.1 (a user's first run, where the defaults are what is measured).
+write_default_config() { # broker port
+    local b=$1 port=$2
+    local listen_port=$port
+    case $b in
+        shardmq)
+            local http_port
+            free_port
+            http_port=$port
+            # Everything else from the embedded configs/default.toml: cores = "all".
+            cat >"$work/shardmq.toml" <<CONF
+[[listeners]]
+bind = "127.0.0.1:$listen_port"
+[http]
+bind = "127.0.0.1:$http_port"
+CONF
+            printf '%s\n' "$shardmq_bin" --config "$work/shardmq.toml"
+            ;;
+        mosquitto)
+            # Run without a config file, Mosquitto 2 listens on localhost:1883 and
+            # allows anonymous clients; a listener line alone would refuse them.
+            cat >"$work/mosquitto.conf" <<CONF
+listener $listen_port 127.0.0.1
+allow_anonymous true
+CONF
+            printf '%s\n' "$mosquitto_bin" -c "$work/mosquitto.conf"
+            ;;
+        rumqttd)
+            # rumqttd needs a config file; these are the values of the rumqttd.toml
+            # in its repository (rumqttd/rumqttd.toml), without its custom segment,
+            # console, prometheus and websocket listeners.
+            local v=v4 filters="dynamic_filters = true"
+            [[ $mqtt_version == 5 ]] && { v=v5; filters=""; }
+            cat >"$work/rumqttd.toml" <<CONF
+id = 0
+[router]
+id = 0
+max_connections = 10010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[$v.1]
+name = "$v-1"
+listen = "127.0.0.1:$listen_port"
+next_connection_delay_ms = 1
+[$v.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 20480
+max_inflight_count = 100
+$filters
+CONF
+            printf '%s\n' "$rumqttd_bin" --quiet --config "$work/rumqttd.toml"
+            ;;
+    esac
+}
+
+# taskset prefixes for the broker and loadtest: none under --default-config.
+broker_pin=(taskset -c "$broker_cores")
+load_pin=(taskset -c "$load_cores")
+load_cores_args=(--cores "$load_cpus")
+if [[ $default_config == 1 ]]; then broker_pin=() load_pin=() load_cores_args=(); fi
+
 broker_pid=""
 broker_port=""
 start_broker() { # broker; sets broker_pid, broker_port
@@ -414,10 +528,14 @@ start_broker() { # broker; sets broker_pid, broker_port
     broker_port=$port
     write_config "$b" "$broker_port" >"$work/$b.cmd" # not a subshell: free_port counts on
     mapfile -t cmd <"$work/$b.cmd"
-    echo "### $b on 127.0.0.1:$broker_port, cores $broker_cores"
-    show taskset -c "$broker_cores" "${cmd[@]}"
+    if [[ $default_config == 1 ]]; then
+        echo "### $b on 127.0.0.1:$broker_port, default config, unpinned"
+    else
+        echo "### $b on 127.0.0.1:$broker_port, cores $broker_cores"
+    fi
+    show "${broker_pin[@]}" "${cmd[@]}"
     if [[ $dry_run == 1 ]]; then broker_pid=DRY; return 0; fi
-    taskset -c "$broker_cores" "${cmd[@]}" >"$work/$b.log" 2>&1 &
+    "${broker_pin[@]}" "${cmd[@]}" >"$work/$b.log" 2>&1 &
     broker_pid=$!
     started_pids+=("$broker_pid")
     for _ in $(seq 100); do
@@ -480,8 +598,8 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
     fi
     [[ $s == p2p-qos1-half && $dry_run == 1 ]] && half_rate=HALF_OF_P2P_QOS1_RATE
     read -r -a args <<<"$(scenario_args "$s")"
-    local cmd=(taskset -c "$load_cores" "$loadtest_bin" --broker "127.0.0.1:$broker_port"
-        "${args[@]}" --cores "$load_cpus" --json "$json")
+    local cmd=("${load_pin[@]}" "$loadtest_bin" --broker "127.0.0.1:$broker_port"
+        "${args[@]}" "${load_cores_args[@]}" --json "$json")
     echo "--- $b / $(scenario_label "$s")"
     show "${cmd[@]}"
     [[ $dry_run == 1 ]] && return 0
@@ -556,7 +674,15 @@ if j.get("scenario") == "idle":
 elif not j.get("received"):
     reasons = j.get("error_reasons") or {}
     why = "; ".join("%s x%s" % (k, v) for k, v in reasons.items()) if isinstance(reasons, dict) else str(reasons)
-    print("nothing received (errors %s%s)" % (j.get("errors"), ": " + why if why else ""))
+    # Deliveries in the window of messages sent before it: a broker still working
+    # through what it took in earlier (its publishers blocked all along), not one
+    # that delivered nothing. A longer --warmup did not change that for Mosquitto.
+    backlog = j.get("received_in_window_per_sec") or 0
+    if backlog:
+        print("nothing sent in the window arrived, but %.0f msgs/s sent before it did "
+              "(errors %s%s)" % (backlog, j.get("errors"), ": " + why if why else ""))
+    else:
+        print("nothing received (errors %s%s)" % (j.get("errors"), ": " + why if why else ""))
 PY
     ) || empty="JSON unreadable"
     if [[ -n $empty ]]; then
@@ -597,9 +723,17 @@ PY
 }
 
 # --- the runs --------------------------------------------------------------------
-echo "side by side: brokers ${broker_list[*]} on cores $broker_cores, loadtest on cores $load_cores"
+if [[ $default_config == 1 ]]; then
+    echo "side by side, default config: brokers ${broker_list[*]} on their defaults, nothing pinned ($(nproc) CPUs)"
+else
+    echo "side by side: brokers ${broker_list[*]} on cores $broker_cores, loadtest on cores $load_cores"
+fi
 echo "scenarios: ${scenario_list[*]}; warm-up $warmup, duration $duration, payload $payload B, rate $rate, MQTT $mqtt_version"
-echo "work directory: $work"
+if [[ $keep == 1 ]]; then
+    echo "work directory: $work (kept)"
+else
+    echo "work directory: $work (removed at exit; --keep keeps it)"
+fi
 for b in "${broker_list[@]}"; do
     if ! start_broker "$b"; then
         for s in "${scenario_list[@]}"; do record "$s" "$b" FAILED - - "broker did not start"; done
@@ -722,8 +856,10 @@ echo
 echo "Ratios: msgs/s above 1× is better; CPU/msg and RSS/connection below 1× are better. Latency from the intended send time."
 
 # One latency-percentile chart per message scenario, every broker that measured it
-# overlaid (legend: the broker). Kept with --write-benchmarks, else in the work dir.
+# overlaid (legend: the broker). Kept with --write-benchmarks, else in the work dir,
+# which only --keep keeps: its paths are printed only then.
 stamp=$(date -u +%Y%m%d-%H%M)
+[[ $default_config == 1 ]] && stamp+=-default
 plot_dir=$work/plots
 [[ $write_benchmarks == 1 ]] && plot_dir=$root/benchmarks/plots
 plots=()
@@ -740,12 +876,15 @@ for s in "${scenario_list[@]}"; do
     png=$plot_dir/$stamp-$s.png
     if "$loadtest_bin" plot --title "$(scenario_label "$s")" --out "$png" "${jsons[@]}" >/dev/null 2>"$work/plot-$s.err"; then
         plots+=("$s	$png")
-        echo "latency plot: $png"
+        [[ $write_benchmarks == 1 || $keep == 1 ]] && echo "latency plot: $png"
     else
         echo "!!! plotting $s failed: $(head -n 1 "$work/plot-$s.err")" >&2
     fi
 done
 
+if [[ ${#plots[@]} -gt 0 && $write_benchmarks == 0 && $keep == 0 ]]; then
+    echo "${#plots[@]} latency plot(s) made in the work directory, removed at exit (--keep or --write-benchmarks keeps them)"
+fi
 ok_runs=$(awk -F'\t' '$3 == "ok"' "$results" | wc -l)
 failed_runs=$(awk -F'\t' '$3 != "ok"' "$results" | wc -l)
 echo "$ok_runs run(s) measured, $failed_runs failed."
@@ -758,14 +897,44 @@ if [[ $write_benchmarks == 1 ]]; then
     dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -c1)
     cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-    versions="shardmq $commit${dirty:+ (dirty tree)}, $("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $1, $3 }'), $("$rumqttd_bin" --version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2)"
+    # The versions of the brokers compared, and the compiler.
+    versions=()
+    for b in "${broker_list[@]}"; do
+        case $b in
+            shardmq) versions+=("shardmq $commit${dirty:+ (dirty tree)}") ;;
+            mosquitto) versions+=("$("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $1, $3 }')") ;;
+            rumqttd) versions+=("$("$rumqttd_bin" --version 2>/dev/null)") ;;
+        esac
+    done
+    versions+=("$(rustc --version 2>/dev/null | cut -d' ' -f1-2)")
+    versions=$(printf '%s, ' "${versions[@]}")
+    versions=${versions%, }
+    names=$(printf '%s, ' "${broker_list[@]}" | sed 's/mosquitto/Mosquitto/; s/, $//')
     {
         echo
-        echo "## Side by side: shardmq, Mosquitto, rumqttd ($(date -u +%F), commit $commit)"
-        echo
-        echo "Command: \`loadtest/compare.sh${orig_args[*]:+ ${orig_args[*]}}\`"
-        echo "(broker on CPU $broker_cores, loadtest on CPU $load_cores, warm-up $warmup, measured $duration,"
-        echo "payload $payload B, rate $rate, MQTT $mqtt_version, everything on 127.0.0.1)."
+        if [[ $default_config == 1 ]]; then
+            echo "## Side by side, default config: $names ($(date -u +%F), commit $commit)"
+            echo
+            echo "Command: \`loadtest/compare.sh${orig_args[*]:+ ${orig_args[*]}}\`"
+            # What "its defaults" means, for each broker compared.
+            defaults=()
+            for b in "${broker_list[@]}"; do
+                case $b in
+                    shardmq) defaults+=("shardmq on its embedded default config (\`cores = \"all\"\`, $(nproc) shards here)") ;;
+                    mosquitto) defaults+=("Mosquitto on its defaults, anonymous clients allowed as without a config file") ;;
+                    rumqttd) defaults+=("rumqttd on the values of its repository's rumqttd.toml") ;;
+                esac
+            done
+            echo "(every broker on its defaults and unpinned, loadtest unpinned: $(printf '%s; ' "${defaults[@]}" | sed 's/; $//')."
+            echo "Only the ports differ. Warm-up $warmup, measured $duration, payload $payload B, rate $rate,"
+            echo "MQTT $mqtt_version, everything on 127.0.0.1.)"
+        else
+            echo "## Side by side: $names ($(date -u +%F), commit $commit)"
+            echo
+            echo "Command: \`loadtest/compare.sh${orig_args[*]:+ ${orig_args[*]}}\`"
+            echo "(broker on CPU $broker_cores, loadtest on CPU $load_cores, warm-up $warmup, measured $duration,"
+            echo "payload $payload B, rate $rate, MQTT $mqtt_version, everything on 127.0.0.1)."
+        fi
         echo
         echo "Machine: $(nproc) CPUs, $cpu_model, $mem, $(uname -sr). Versions: $versions."
         echo "Date: $(date -u '+%F %H:%M UTC')."
