@@ -12,16 +12,42 @@ use clap::Parser;
 use shardmq::config::Config;
 
 /// The broker on a free port of 127.0.0.1.
-fn start_broker() -> shardmq::Server {
+fn start_broker() -> Broker {
     let mut config = Config::embedded_default().expect("default config");
     config.set_bind("127.0.0.1:0".parse().unwrap());
     config.http.bind = "127.0.0.1:0".parse().unwrap();
-    shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts")
+    let server =
+        shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts");
+    Broker(Some(server))
 }
 
-fn stop(server: shardmq::Server) {
-    server.shutdown_handle().trigger();
-    server.join().expect("broker stops cleanly");
+/// An in-process broker that is stopped when dropped. A `Server` dropped without its
+/// shutdown triggered waits for its shards forever, so a failed assertion (which
+/// drops it while unwinding) hung the test instead of failing it.
+struct Broker(Option<shardmq::Server>);
+
+impl std::ops::Deref for Broker {
+    type Target = shardmq::Server;
+
+    fn deref(&self) -> &shardmq::Server {
+        self.0.as_ref().expect("stopped only on drop")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(server) = self.0.take() {
+            server.shutdown_handle().trigger();
+            let joined = server.join();
+            if !std::thread::panicking() {
+                joined.expect("broker stops cleanly");
+            }
+        }
+    }
+}
+
+fn stop(server: Broker) {
+    drop(server);
 }
 
 /// `loadtest --broker ADDR ARGS...`, run to the end.
@@ -150,11 +176,7 @@ fn p2p(addr: std::net::SocketAddr, qos: &str, version: &str) -> loadtest::Report
 
 #[test]
 fn p2p_against_the_real_broker_loses_nothing_at_qos1_and_2() {
-    let mut config = Config::embedded_default().expect("default config");
-    config.set_bind("127.0.0.1:0".parse().unwrap());
-    config.http.bind = "127.0.0.1:0".parse().unwrap();
-    let server =
-        shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts");
+    let server = start_broker();
     let addr = server.local_addrs()[0];
     for (qos, version) in [("1", "3.1.1"), ("1", "5"), ("2", "5")] {
         let report = p2p(addr, qos, version);
@@ -177,8 +199,7 @@ fn p2p_against_the_real_broker_loses_nothing_at_qos1_and_2() {
             "QoS {qos}, MQTT {version}: {report:?}"
         );
     }
-    server.shutdown_handle().trigger();
-    server.join().expect("broker stops cleanly");
+    stop(server);
 }
 
 /// Idle connections the memory test holds: enough that the broker's fixed costs
@@ -225,11 +246,7 @@ fn idle_holds_every_connection_and_reads_the_broker_rss() {
 
 #[test]
 fn conn_storm_completes_its_handshakes() {
-    let mut config = Config::embedded_default().expect("default config");
-    config.set_bind("127.0.0.1:0".parse().unwrap());
-    config.http.bind = "127.0.0.1:0".parse().unwrap();
-    let server =
-        shardmq::start(&config, shards::ShutdownHandle::new(), false).expect("broker starts");
+    let server = start_broker();
     let addr = server.local_addrs()[0].to_string();
     let args = loadtest::Args::try_parse_from([
         "loadtest",
@@ -253,8 +270,7 @@ fn conn_storm_completes_its_handshakes() {
     assert!(report.sent > 0, "{report:?}");
     assert_eq!(report.received, report.sent, "{report:?}");
     assert_eq!(report.errors, 0, "{report:?}");
-    server.shutdown_handle().trigger();
-    server.join().expect("broker stops cleanly");
+    stop(server);
 }
 
 #[test]
