@@ -187,7 +187,10 @@ fn p2p_against_the_real_broker_loses_nothing_at_qos1_and_2() {
             report.received, report.expected,
             "QoS {qos}, MQTT {version}: {report:?}"
         );
-        assert_eq!(report.expected, report.sent, "QoS {qos}, MQTT {version}: {report:?}");
+        assert_eq!(
+            report.expected, report.sent,
+            "QoS {qos}, MQTT {version}: {report:?}"
+        );
         assert_eq!(report.missing(), 0, "QoS {qos}, MQTT {version}: {report:?}");
         assert_eq!(
             report.duplicated, 0,

@@ -18,7 +18,6 @@ use shardmq::protocol::{
     Version,
 };
 
-
 const DROP: u64 = 5;
 const DUPLICATE: u64 = 10;
 const SWAP: u64 = 20;
@@ -212,7 +211,11 @@ fn loss_duplicate_and_reorder_are_reported_exactly() {
 fn losses_after_the_last_arrival_are_not_arrived_and_missing() {
     for qos in ["0", "1", "2"] {
         let report = run(qos, |seq| if seq == 0 { Fate::Forward } else { Fate::Drop });
-        assert_eq!((report.sent, report.expected), (200, 200), "QoS {qos}: {report:?}");
+        assert_eq!(
+            (report.sent, report.expected),
+            (200, 200),
+            "QoS {qos}: {report:?}"
+        );
         if qos != "0" {
             assert_eq!(report.acked, 200, "QoS {qos}: {report:?}");
         }
@@ -222,7 +225,9 @@ fn losses_after_the_last_arrival_are_not_arrived_and_missing() {
         assert_eq!(report.not_arrived, 199, "QoS {qos}: {report:?}");
         assert_eq!(report.missing(), 199, "QoS {qos}: {report:?}");
         assert!(
-            report.table().contains("missing        199 (lost + not arrived)"),
+            report
+                .table()
+                .contains("missing        199 (lost + not arrived)"),
             "{}",
             report.table()
         );
@@ -236,7 +241,11 @@ fn losses_after_the_last_arrival_are_not_arrived_and_missing() {
 fn duplicates_do_not_hide_what_did_not_arrive() {
     let report = run("1", |seq| if seq < 100 { Fate::Twice } else { Fate::Drop });
     assert_eq!(report.sent, 200, "{report:?}");
-    assert_eq!((report.received, report.duplicated), (200, 100), "{report:?}");
+    assert_eq!(
+        (report.received, report.duplicated),
+        (200, 100),
+        "{report:?}"
+    );
     assert_eq!((report.lost, report.not_arrived), (0, 100), "{report:?}");
 }
 
