@@ -93,7 +93,8 @@ pub struct Args {
     /// After the window, how long subscribers wait for messages still on their way
     /// (they leave sooner once nothing has arrived for 200 ms). An overloaded broker
     /// can take longer than this to deliver what was sent in the window: the report
-    /// counts those as not arrived.
+    /// counts those as not arrived, with any dropped after the last message that
+    /// arrived (lost counts only gaps; missing is both).
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub drain: Duration,
 

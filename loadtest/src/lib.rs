@@ -110,7 +110,10 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         acked: stats.acked,
         received: stats.received,
         expected: stats.sent * per_message,
-        not_arrived: (stats.sent * per_message).saturating_sub(stats.received + stats.lost),
+        // `received` counts a duplicate twice: once here, or a broker delivering some
+        // messages twice would hide as many losses after the last arrival.
+        not_arrived: (stats.sent * per_message)
+            .saturating_sub(stats.received.saturating_sub(stats.duplicated) + stats.lost),
         lost: stats.lost,
         duplicated: stats.duplicated,
         reordered: stats.reordered,

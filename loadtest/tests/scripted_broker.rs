@@ -1,7 +1,8 @@
 //! Loss, duplicate and reorder detection against a scripted in-process broker: a tiny
-//! fake MQTT broker on 127.0.0.1 (std threads and shardmq's codec) that forwards every
-//! publish to the subscriber except that it drops sequence 5, sends 10 twice and swaps
-//! 20 and 21. The load tester must report exactly that.
+//! fake MQTT broker on 127.0.0.1 (std threads and shardmq's codec) that acknowledges
+//! every publish and forwards each to the subscriber as its script says. The main
+//! script drops sequence 5, sends 10 twice and swaps 20 and 21; others drop
+//! everything after some point. The load tester must report exactly that.
 
 mod common;
 
@@ -21,10 +22,36 @@ const DROP: u64 = 5;
 const DUPLICATE: u64 = 10;
 const SWAP: u64 = 20;
 
+/// What the scripted broker does with the publish of one sequence number.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    Forward,
+    Drop,
+    Twice,
+    /// Kept until the next [`Fate::ForwardThenHeld`].
+    Hold,
+    /// Forwarded, then the held one after it.
+    ForwardThenHeld,
+}
+
+/// The fate of each sequence number.
+type Script = fn(u64) -> Fate;
+
+/// Drops [`DROP`], sends [`DUPLICATE`] twice, swaps [`SWAP`] and the next.
+fn faults(seq: u64) -> Fate {
+    match seq {
+        DROP => Fate::Drop,
+        DUPLICATE => Fate::Twice,
+        SWAP => Fate::Hold,
+        s if s == SWAP + 1 => Fate::ForwardThenHeld,
+        _ => Fate::Forward,
+    }
+}
+
 /// The subscriber's socket, once it has subscribed.
 type Subscriber = Arc<Mutex<Option<TcpStream>>>;
 
-fn start_scripted_broker() -> std::net::SocketAddr {
+fn start_scripted_broker(script: Script) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let subscriber: Subscriber = Arc::default();
@@ -35,7 +62,7 @@ fn start_scripted_broker() -> std::net::SocketAddr {
                 return;
             };
             let subscriber = subscriber.clone();
-            thread::spawn(move || serve(stream, &subscriber));
+            thread::spawn(move || serve(stream, &subscriber, script));
         }
     });
     addr
@@ -45,7 +72,7 @@ fn send(stream: &mut TcpStream, packet: &Packet) {
     common::send(stream, Version::V3_1_1, packet);
 }
 
-fn serve(stream: TcpStream, subscriber: &Subscriber) {
+fn serve(stream: TcpStream, subscriber: &Subscriber, script: Script) {
     let mut conn = Peer::new(stream, Version::V3_1_1);
     // Answers go out on a second handle while `conn` reads.
     let mut stream = conn.stream.try_clone().unwrap();
@@ -89,18 +116,18 @@ fn serve(stream: TcpStream, subscriber: &Subscriber) {
                 };
                 let mut guard = subscriber.lock().unwrap();
                 let sub = guard.as_mut().expect("publishing starts after SUBACK");
-                match seq {
-                    DROP => {}
-                    DUPLICATE => {
+                match script(seq) {
+                    Fate::Drop => {}
+                    Fate::Twice => {
                         send(sub, &Packet::Publish(out.clone()));
                         send(sub, &Packet::Publish(out));
                     }
-                    SWAP => held = Some(out),
-                    s if s == SWAP + 1 => {
+                    Fate::Hold => held = Some(out),
+                    Fate::ForwardThenHeld => {
                         send(sub, &Packet::Publish(out));
                         send(sub, &Packet::Publish(held.take().unwrap()));
                     }
-                    _ => send(sub, &Packet::Publish(out)),
+                    Fate::Forward => send(sub, &Packet::Publish(out)),
                 }
             }
             Packet::PubRel(rel) => send(&mut stream, &Packet::PubComp(Ack::new(rel.packet_id))),
@@ -110,8 +137,8 @@ fn serve(stream: TcpStream, subscriber: &Subscriber) {
     }
 }
 
-fn run(qos: &str) -> loadtest::Report {
-    let addr = start_scripted_broker();
+fn run(qos: &str, script: Script) -> loadtest::Report {
+    let addr = start_scripted_broker(script);
     let args = loadtest::Args::try_parse_from([
         "loadtest",
         "--broker",
@@ -138,10 +165,12 @@ fn run(qos: &str) -> loadtest::Report {
 #[test]
 fn loss_duplicate_and_reorder_are_reported_exactly() {
     for qos in ["0", "1", "2"] {
-        let report = run(qos);
+        let report = run(qos, faults);
         // 200 msgs/s for 1 s: intended at 0, 5, ... 995 ms, every one sent.
         assert_eq!(report.sent, 200, "QoS {qos}: {report:?}");
         assert_eq!(report.lost, 1, "QoS {qos}: {report:?}");
+        assert_eq!(report.not_arrived, 0, "QoS {qos}: {report:?}");
+        assert_eq!(report.missing(), 1, "QoS {qos}: {report:?}");
         assert_eq!(report.duplicated, 1, "QoS {qos}: {report:?}");
         assert_eq!(report.reordered, 1, "QoS {qos}: {report:?}");
         // One dropped, one twice.
@@ -156,6 +185,8 @@ fn loss_duplicate_and_reorder_are_reported_exactly() {
             "sent",
             "received",
             "lost",
+            "not_arrived",
+            "expected",
             "duplicated",
             "reordered",
             "sent_per_sec",
@@ -171,6 +202,51 @@ fn loss_duplicate_and_reorder_are_reported_exactly() {
             );
         }
     }
+}
+
+/// Regression (issue 11): the real-broker test "loses nothing" checked `lost`, which
+/// counts only gaps, so a broker that acknowledged everything and delivered only the
+/// first message passed it. The loss is there, in `not_arrived`.
+#[test]
+fn losses_after_the_last_arrival_are_not_arrived_and_missing() {
+    for qos in ["0", "1", "2"] {
+        let report = run(qos, |seq| if seq == 0 { Fate::Forward } else { Fate::Drop });
+        assert_eq!(
+            (report.sent, report.expected),
+            (200, 200),
+            "QoS {qos}: {report:?}"
+        );
+        if qos != "0" {
+            assert_eq!(report.acked, 200, "QoS {qos}: {report:?}");
+        }
+        assert_eq!(report.received, 1, "QoS {qos}: {report:?}");
+        // No gap: nothing arrived after the loss began.
+        assert_eq!(report.lost, 0, "QoS {qos}: {report:?}");
+        assert_eq!(report.not_arrived, 199, "QoS {qos}: {report:?}");
+        assert_eq!(report.missing(), 199, "QoS {qos}: {report:?}");
+        assert!(
+            report
+                .table()
+                .contains("missing        199 (lost + not arrived)"),
+            "{}",
+            report.table()
+        );
+    }
+}
+
+/// Regression: `received` counts a duplicate each time, and `not_arrived` was
+/// `expected - received - lost`, so a broker sending the first half twice and the
+/// rest never showed nothing missing.
+#[test]
+fn duplicates_do_not_hide_what_did_not_arrive() {
+    let report = run("1", |seq| if seq < 100 { Fate::Twice } else { Fate::Drop });
+    assert_eq!(report.sent, 200, "{report:?}");
+    assert_eq!(
+        (report.received, report.duplicated),
+        (200, 100),
+        "{report:?}"
+    );
+    assert_eq!((report.lost, report.not_arrived), (0, 100), "{report:?}");
 }
 
 #[test]
