@@ -40,9 +40,11 @@ fn limits(max_inflight: u16, queue: usize) -> Limits {
 
 fn online(l: Limits) -> Session {
     let mut s = Session::new(ByteString::from("c"), l);
+    assert!(!s.is_online());
     let mut out = Vec::new();
     assert!(s.connect(None, Instant::now(), &mut out).is_empty());
     assert!(out.is_empty());
+    assert!(s.is_online());
     s
 }
 
@@ -123,6 +125,7 @@ fn qos2_flow_and_repeated_pubrec() {
     s.deliver(delivery(0, QoS::ExactlyOnce), now, &mut out);
     s.deliver(delivery(1, QoS::ExactlyOnce), now, &mut out);
     assert_eq!(publishes(&out), [(0, Some(1), false)]);
+    assert!(!s.inflight().is_empty());
     out.clear();
     // PUBACK is the wrong answer to a QoS 2 PUBLISH.
     assert!(!s.puback(pid(1), now, &mut out).0);
@@ -159,6 +162,7 @@ fn reconnect_resends_in_order_with_dup_and_pubrel() {
     s.deliver(delivery(3, QoS::AtLeastOnce), now, &mut out); // queued
     s.pubrec(pid(2), false, now, &mut out);
     assert!(s.disconnect().is_empty());
+    assert!(!s.is_online());
     // Offline: QoS 1 is queued, QoS 0 is dropped.
     out.clear();
     assert_eq!(
@@ -240,16 +244,20 @@ fn queue_limits_and_overflow_policies() {
             (d.0.message.payload[0], d.1),
             (dropped, DropReason::QueueFull)
         );
-        s.connect(None, now, &mut out);
-        let first = s.queued();
-        assert_eq!(first, 1);
+        assert!(out.is_empty(), "nothing is sent while offline: {out:?}");
+        assert!(s.connect(None, now, &mut out).is_empty());
+        assert_eq!(s.queued(), 1);
+        // The window of 1 takes the oldest kept message on connect, with id 1;
+        // its PUBACK releases the other, with id 2.
+        let mut sent = publishes(&out);
         out.clear();
-        s.puback(pid(1), now, &mut out);
-        let mut got = vec![];
-        // The first was sent on connect with id 1; the second now.
-        got.push(kept[0]);
-        got.extend(publishes(&out).iter().map(|p| p.0));
-        assert_eq!(got, kept);
+        assert_eq!(s.puback(pid(1), now, &mut out), (true, vec![]));
+        sent.extend(publishes(&out));
+        assert_eq!(
+            sent,
+            [(kept[0], Some(1), false), (kept[1], Some(2), false)],
+            "{policy:?}"
+        );
     }
 }
 
@@ -305,9 +313,44 @@ fn incoming_qos2_is_routed_once() {
     assert!(s.receive_qos2(pid(7)));
     assert!(!s.receive_qos2(pid(7)));
     assert_eq!(s.pending_qos2(), 1);
+    assert!(s.receive_qos2(pid(8)));
+    assert_eq!(
+        s.pending_qos2(),
+        2,
+        "what the receive maximum is checked against"
+    );
     assert!(s.release_qos2(pid(7)));
     assert!(!s.release_qos2(pid(7)));
+    assert_eq!(s.pending_qos2(), 1);
+    assert!(s.release_qos2(pid(8)));
+    assert_eq!(s.pending_qos2(), 0);
     assert!(s.receive_qos2(pid(7)));
+}
+
+/// What `subscribe` and `unsubscribe` report decides retain handling 1 and the
+/// MQTT 5 UNSUBACK reason (0x11 when no subscription existed).
+#[test]
+fn subscriptions_are_replaced_and_forgotten_once() {
+    let mut s = Session::new(ByteString::from("c"), limits(1, 1));
+    let filter = TopicFilter::new("a/+").unwrap();
+    let at = |qos| Subscription {
+        options: SubscriptionOptions {
+            qos,
+            ..Default::default()
+        },
+        id: None,
+    };
+    assert!(!s.subscribe(filter.clone(), at(QoS::AtMostOnce)), "new");
+    assert!(
+        s.subscribe(filter.clone(), at(QoS::AtLeastOnce)),
+        "replaced"
+    );
+    let kept: Vec<_> = s.subscriptions().map(|(f, s)| (f.clone(), *s)).collect();
+    assert_eq!(kept, [(filter.clone(), at(QoS::AtLeastOnce))]);
+    assert!(!s.unsubscribe(&TopicFilter::new("a/b").unwrap()));
+    assert!(s.unsubscribe(&filter));
+    assert!(!s.unsubscribe(&filter), "already gone");
+    assert_eq!(s.subscriptions().count(), 0);
 }
 
 /// Regression: a QoS 1 message larger than the client's maximum packet size

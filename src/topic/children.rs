@@ -155,6 +155,37 @@ mod tests {
         assert!(c.is_empty());
     }
 
+    /// The switch points are the memory and speed trade-off the module doc
+    /// describes: a vector up to `FEW_MAX`, and a map that only shrinks back
+    /// below `MANY_MIN`, so a set hovering around the limit does not rebuild.
+    #[test]
+    fn switches_at_few_max_and_back_below_many_min() {
+        let mut c: Children<usize> = Children::default();
+        for i in 0..FEW_MAX {
+            c.get_or_insert_with(&i.to_string(), || i);
+        }
+        assert!(
+            matches!(c, Children::Few(_)),
+            "{FEW_MAX} children fit a vector"
+        );
+        c.get_or_insert_with("0", || 99);
+        assert!(
+            matches!(c, Children::Few(_)),
+            "an existing level adds nothing"
+        );
+        c.get_or_insert_with(&FEW_MAX.to_string(), || FEW_MAX);
+        assert!(matches!(c, Children::Many(_)));
+        for i in MANY_MIN..=FEW_MAX {
+            assert_eq!(c.remove(&i.to_string()), Some(i));
+        }
+        assert_eq!(c.len(), MANY_MIN);
+        assert!(matches!(c, Children::Many(_)), "still a map at {MANY_MIN}");
+        assert_eq!(c.remove("0"), Some(0));
+        assert!(matches!(c, Children::Few(_)));
+        assert_eq!(c.get("1"), Some(&1));
+        assert_eq!(c.get("0"), None);
+    }
+
     #[test]
     fn empty_level_is_a_key() {
         let mut c: Children<u8> = Children::default();

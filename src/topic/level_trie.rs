@@ -466,6 +466,31 @@ mod tests {
         drop(t);
     }
 
+    /// What `for_each_match` promises: no allocation while at most
+    /// `INLINE_FRAMES` branches are pending; past that, frames spill and come
+    /// back last in, first out.
+    #[test]
+    fn pending_frames_stay_inline_then_spill() {
+        let node = Node::<u32>::default();
+        let mut pending = Pending::new();
+        for _ in 0..INLINE_FRAMES {
+            pending.push((&node, None));
+        }
+        assert!(
+            pending.spill.is_empty(),
+            "{INLINE_FRAMES} frames fit inline"
+        );
+        pending.push((&node, Some("x")));
+        assert_eq!(pending.spill.len(), 1);
+        assert_eq!(pending.pop().map(|f| f.1), Some(Some("x")));
+        let mut popped = 0;
+        while let Some((_, rest)) = pending.pop() {
+            assert_eq!(rest, None);
+            popped += 1;
+        }
+        assert_eq!(popped, INLINE_FRAMES);
+    }
+
     #[test]
     fn many_plus_branches_spill_and_still_match() {
         let mut t = LevelTrie::default();

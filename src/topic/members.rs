@@ -167,6 +167,7 @@ mod tests {
         m.insert(1, 10);
         assert!(matches!(m.entries, Entries::One(_)));
         m.insert(2, 20);
+        assert!(matches!(m.entries, Entries::Many(_)));
         assert_eq!(m.as_slice(), [(1, 10), (2, 20)]);
         assert_eq!(m.remove(&1), Some(10));
         assert!(matches!(m.entries, Entries::One((2, 20))));
@@ -174,6 +175,27 @@ mod tests {
         assert_eq!(m.remove(&2), Some(21));
         assert!(m.is_empty());
         assert!(matches!(&m.entries, Entries::Many(v) if v.capacity() == 0));
+    }
+
+    /// The index exists past `SCAN_MAX` and goes only at half of it, so a set
+    /// hovering around the threshold does not rebuild it on every change.
+    #[test]
+    fn index_is_built_past_scan_max_and_dropped_at_half() {
+        let mut m: Members<usize, ()> = Members::default();
+        for k in 0..SCAN_MAX {
+            m.insert(k, ());
+        }
+        assert!(m.index.is_none(), "{SCAN_MAX} members are scanned");
+        m.insert(SCAN_MAX, ());
+        assert!(m.index.is_some());
+        for k in (SCAN_MAX / 2..=SCAN_MAX).rev() {
+            assert_eq!(m.remove(&k), Some(()));
+            let left = m.as_slice().len();
+            assert_eq!(m.index.is_some(), left > SCAN_MAX / 2, "{left} left");
+        }
+        for k in 0..SCAN_MAX / 2 {
+            assert_eq!(m.get(&k), Some(&()), "key {k}");
+        }
     }
 
     #[test]

@@ -274,6 +274,7 @@ mod tests {
         let m = ShardMask::single(0) | ShardMask::single(5) | ShardMask::single(63);
         assert_eq!(m.iter().collect::<Vec<_>>(), [0, 5, 63]);
         assert_eq!(m.len(), 3);
+        assert!(!m.is_empty());
         assert!(m.contains(63) && !m.contains(64) && !m.contains(1));
         assert_eq!(m.without(5).bits(), 1 | 1 << 63);
         assert_eq!(m.without(64), m);
@@ -321,6 +322,22 @@ mod tests {
         assert_eq!(index.remove(&filter("$share/g1/a/#"), 2), Some(0));
         assert_eq!(shards(&index, "a/b"), [4, 6]);
         assert_eq!(index.count(&filter("$share/g2/a/#"), 4), 1);
+    }
+
+    /// A shard keeps its bit while any reference to the filter from it is left,
+    /// however many plain and shared references name the same shard.
+    #[test]
+    fn a_shard_referenced_twice_keeps_its_bit() {
+        let mut index = ShardIndex::new();
+        index.add(&filter("a/#"), 2);
+        index.add(&filter("$share/g/a/#"), 2);
+        index.add(&filter("$share/g/a/#"), 4);
+        assert_eq!(index.remove(&filter("$share/g/a/#"), 4), Some(0));
+        assert_eq!(shards(&index, "a/b"), [2]);
+        assert_eq!(index.remove(&filter("a/#"), 2), Some(0));
+        assert_eq!(shards(&index, "a/b"), [2], "the share group is left on 2");
+        assert_eq!(index.len(), 1);
+        assert_eq!(format!("{index:?}"), "ShardIndex { len: 1, nodes: 1, .. }");
     }
 
     #[test]
