@@ -105,6 +105,7 @@ pub use listener::{set_send_buffer, AcceptStats, Listener, ListenerConfig};
 pub use outbox::{Outbox, OutboxMaker};
 pub use placement::shard_for;
 pub use pool::{Pool, PoolBuilder};
+pub use shard::NO_STALL_DETECTION;
 pub use shutdown::{Recv, Shutdown, ShutdownHandle};
 pub use testing::test_executor;
 pub use tracker::{TaskToken, TaskTracker};

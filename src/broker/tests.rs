@@ -306,7 +306,7 @@ fn a_close_by_the_broker_publishes_the_will() {
     let mut c = connect(Version::V5, "stuck", true);
     c.will = Some(will("wills/stuck", None));
     let stuck = online(&mut b, 2, c);
-    b.close_connection(2, ReasonCode::QuotaExceeded);
+    b.outputs.close(2, ReasonCode::QuotaExceeded);
     let reason = b.closing_reason(2);
     assert_eq!(reason, Some(ReasonCode::QuotaExceeded));
     ends(&mut b, &stuck, reason, now);

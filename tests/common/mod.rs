@@ -47,7 +47,12 @@ impl TestBroker {
     }
 
     /// Starts with the default config changed by `tweak`.
+    ///
+    /// glommio's stall detection is off: the backtrace of a stall on this
+    /// busy machine costs over 100 MB to symbolize, which tests measuring
+    /// memory would count.
     pub fn with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+        std::env::set_var(shards::NO_STALL_DETECTION, "1");
         let mut config = Config::embedded_default().expect("default config");
         config.set_bind("127.0.0.1:0".parse().unwrap());
         config.http.bind = "127.0.0.1:0".parse().unwrap();
@@ -748,10 +753,9 @@ pub fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Re
 }
 
 /// Anonymous resident memory of this process (the broker included), in
-/// bytes; nextest runs each test in a process of its own. Not VmRSS: in a
-/// debug build glommio's stall detector may log a backtrace, and symbolizing
-/// it pages in about 90 MB of the binary's debug info (file-backed) and
-/// parses some 45 MB of it (anonymous, once).
+/// bytes; nextest runs each test in a process of its own. Not VmRSS, which
+/// also counts the binary's pages as they are read (debug info, if anything
+/// symbolizes a backtrace).
 pub fn rss_anon() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: usize = status
@@ -759,7 +763,7 @@ pub fn rss_anon() -> usize {
         .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|v| v.trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
+        .expect("RssAnon in /proc/self/status");
     kb * 1024
 }
 
