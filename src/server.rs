@@ -381,6 +381,7 @@ async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
         }
         let now = Instant::now();
         shard.broker.borrow_mut().tick(now);
+        shard.close_stuck(now);
         if let Some(acl) = &acl {
             let now = acl.generation();
             if now != generation {

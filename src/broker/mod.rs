@@ -364,6 +364,11 @@ impl Broker {
         }
     }
 
+    /// Closes `conn` with `reason` (a client whose write is stuck).
+    pub fn close_connection(&mut self, conn: ConnId, reason: ReasonCode) {
+        self.outputs.close(conn, reason);
+    }
+
     /// A connected recipient that routing found past half its bound (unwritten
     /// QoS 0 packets, or QoS 1/2 messages queued behind its inflight window)
     /// since the last call. The I/O layer stops reading the publisher until

@@ -18,10 +18,12 @@ use crate::topic::ShardMask;
 /// How a DISCONNECT from the client ended the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
-    /// Normal disconnection: the will is discarded [MQTT-3.14.4-3].
+    /// Normal disconnection (0x00): the will is discarded [MQTT-3.14.4-3].
     Normal,
-    /// MQTT 5 "disconnect with will message": the will is published.
-    WithWill,
+    /// An MQTT 5 DISCONNECT with any other reason, such as 0x04 "disconnect
+    /// with will message" or 0x80: the will is published, since only 0x00
+    /// deletes it [MQTT-3.1.2-8].
+    WithWill(ReasonCode),
 }
 
 impl Broker {
@@ -79,13 +81,10 @@ impl Broker {
                         secs => std::time::Duration::from_secs(u64::from(secs)),
                     };
                 }
-                return Ok(Some(
-                    if d.reason_code == ReasonCode::DisconnectWithWillMessage {
-                        Closed::WithWill
-                    } else {
-                        Closed::Normal
-                    },
-                ));
+                return Ok(Some(match d.reason_code {
+                    ReasonCode::Success => Closed::Normal,
+                    code => Closed::WithWill(code),
+                }));
             }
             // A second CONNECT is a protocol error [MQTT-3.1.0-2].
             Packet::Connect(_) => return Err(ReasonCode::ProtocolError),

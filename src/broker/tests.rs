@@ -287,6 +287,14 @@ fn only_a_normal_disconnect_discards_the_will() {
     let mut polite = online(&mut b, 20, c.clone());
     let closed = b.handle(&mut polite, Packet::Disconnect(Disconnect::default()), now);
     assert_eq!(closed, Ok(Some(publish::Closed::Normal)));
+    let mut unhappy = online(&mut b, 22, c.clone());
+    let d = Disconnect {
+        reason_code: ReasonCode::UnspecifiedError,
+        ..Default::default()
+    };
+    let closed = b.handle(&mut unhappy, Packet::Disconnect(d), now);
+    let code = ReasonCode::UnspecifiedError;
+    assert_eq!(closed, Ok(Some(publish::Closed::WithWill(code))));
     ends(&mut b, &polite, Some(ReasonCode::Success), now);
     assert!(received(&mut b, 1).is_empty(), "normal DISCONNECT");
     let mut rude = online(&mut b, 21, c);

@@ -103,6 +103,9 @@ struct ConnState {
     /// Wakes the readers of publishers waiting for this connection's output to
     /// drain, one per output the writer takes (each passes the turn on).
     drained: WakeQueue,
+    /// When the write in progress started, if one is: a write stuck for
+    /// `send-timeout` closes the connection ([`Shard::close_stuck`]).
+    writing_since: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -164,6 +167,41 @@ impl Shard {
             );
             self.flush.notify();
         }
+    }
+
+    /// Closes the connections whose write has been stuck for `send-timeout`:
+    /// clients that stopped reading while their writer holds a large output
+    /// (the broker itself closes those that stay congested without progress).
+    /// Call about once a second.
+    pub fn close_stuck(&self, now: Instant) {
+        let Some(timeout) = self.broker.borrow().settings().send_timeout else {
+            return;
+        };
+        let stuck: Vec<ConnId> = self
+            .writers
+            .borrow()
+            .iter()
+            .filter(|(_, state)| {
+                state
+                    .writing_since
+                    .get()
+                    .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+            })
+            .map(|(&conn, _)| conn)
+            .collect();
+        if stuck.is_empty() {
+            return;
+        }
+        let mut broker = self.broker.borrow_mut();
+        for conn in stuck {
+            debug!(
+                shard = self.id,
+                conn, "send timeout: the client reads nothing"
+            );
+            broker.close_connection(conn, ReasonCode::QuotaExceeded);
+        }
+        drop(broker);
+        self.wake();
     }
 
     /// Wakes every writer (shutdown).
@@ -334,6 +372,7 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         reader_error: Cell::new(None),
         interrupt: Notify::default(),
         drained: WakeQueue::default(),
+        writing_since: Cell::new(None),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
     let writer = glommio::spawn_local(write_loop(
@@ -371,7 +410,9 @@ async fn run(shard: &Shard, live: Live) {
     // also decides from it whether the will goes out.
     let code = match end {
         End::Closed(Closed::Normal) => Some(ReasonCode::Success),
-        End::Closed(Closed::WithWill) => Some(ReasonCode::DisconnectWithWillMessage),
+        // Any other DISCONNECT from the client: its will goes out, and
+        // on_client_offline says the client disconnected.
+        End::Closed(Closed::WithWill(_)) => Some(ReasonCode::DisconnectWithWillMessage),
         End::ByBroker => state.closed_by_broker.get(),
         // No reason: the peer closed the TCP connection or it failed.
         End::Abnormal => state.reader_error.get(),
@@ -660,6 +701,7 @@ async fn write_loop(
             // The last write is bounded in time; the others end early if the
             // connection is told to close meanwhile: a client that does not
             // read must not keep its writer (and socket) forever.
+            state.writing_since.set(Some(Instant::now()));
             let written = if closing {
                 Some(state.socket.write_last(&wbuf).await)
             } else {
@@ -677,6 +719,7 @@ async fn write_loop(
                 state.drained.wake_all();
                 return;
             }
+            state.writing_since.set(None);
             wbuf.clear();
         }
         if closing {
