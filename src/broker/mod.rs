@@ -753,6 +753,8 @@ impl Broker {
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
+mod mutant_tests;
+#[cfg(test)]
 mod seam_tests;
 #[cfg(test)]
 pub(crate) mod tests;
