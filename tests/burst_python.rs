@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -38,23 +38,6 @@ const STALLED: Duration = Duration::from_secs(10);
 
 const PUBLISHERS: [&str; 2] = ["a", "b"];
 
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = match std::env::var_os("SHARDMQ_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => root.join("target/pyenv/bin/python"),
-    };
-    assert!(
-        python.exists(),
-        "no Python interpreter at {} for the paho-mqtt subscriber: set SHARDMQ_PYTHON \
-         to a python3 with the `paho-mqtt` package, or run \
-         `python3 -m venv target/pyenv && target/pyenv/bin/pip install paho-mqtt` \
-         (bash .ci/run does this)",
-        python.display()
-    );
-    python
-}
-
 /// The subscriber's process, killed (by its PID) if the test ends first.
 struct Subscriber {
     child: Child,
@@ -64,7 +47,7 @@ struct Subscriber {
 
 impl Subscriber {
     fn spawn(addr: std::net::SocketAddr, id: &str, expected: usize) -> Subscriber {
-        let python = python();
+        let python = python("paho-mqtt");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/burst_subscriber.py");
         let mut child = Command::new(&python)
             .arg(script)

@@ -7,7 +7,10 @@
 //! The interpreter is `$SHARDMQ_PYTHON`, else `target/pyenv/bin/python`
 //! (what `.ci/run` sets up). Without it the test fails: it never skips.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::python;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,23 +25,6 @@ use shardmq::events::{encode_native, encode_vmq, Event, OfflineReason, TopicInfo
 use shardmq::protocol::{QoS, ReasonCode};
 use shardmq::session::DropReason;
 use shardmq::topic::{TopicFilter, TopicName};
-
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = match std::env::var_os("SHARDMQ_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => root.join("target/pyenv/bin/python"),
-    };
-    assert!(
-        python.exists(),
-        "no Python interpreter at {} for the independent event decoder: set SHARDMQ_PYTHON \
-         to a python3 with the `protobuf` and `grpcio-tools` packages, or run \
-         `python3 -m venv target/pyenv && target/pyenv/bin/pip install protobuf grpcio-tools` \
-         (bash .ci/run does this)",
-        python.display()
-    );
-    python
-}
 
 /// One event of every hook, in the fork's table order, with the JSON
 /// (protobuf's JSON mapping, .proto field names) each must decode to.
@@ -201,7 +187,7 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
 
 #[test]
 fn python_protobuf_decodes_both_streams() {
-    let python = python();
+    let python = python("protobuf grpcio-tools");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // 2026-01-02T03:04:05.000000006Z
     let now = SystemTime::UNIX_EPOCH + Duration::new(1_767_323_045, 6);

@@ -78,9 +78,12 @@ impl Flow {
 
     /// Whether `conn` has used its whole window and must not be read.
     pub(super) fn out_of_credit(&self, conn: ConnId) -> bool {
-        self.unconfirmed
-            .get(&conn)
-            .is_some_and(|&n| n >= FORWARD_WINDOW)
+        // Asked after every packet: most shards have nothing unconfirmed.
+        !self.unconfirmed.is_empty()
+            && self
+                .unconfirmed
+                .get(&conn)
+                .is_some_and(|&n| n >= FORWARD_WINDOW)
     }
 
     /// Shard `from` forwarded a publish of its connection `origin`, now routed
@@ -125,9 +128,12 @@ impl Flow {
 
     /// Whether `conn` was found congested and has made no progress for `stall`.
     pub(super) fn is_stalled(&self, conn: ConnId, now: Instant, stall: Duration) -> bool {
-        self.congested
-            .get(&conn)
-            .is_some_and(|c| is_stalled(c, now, stall))
+        // Asked for every delivery: most of the time nobody is congested.
+        !self.congested.is_empty()
+            && self
+                .congested
+                .get(&conn)
+                .is_some_and(|c| is_stalled(c, now, stall))
     }
 
     /// `conn` is no longer congested, or gone: the credits it held go back.

@@ -336,6 +336,7 @@ impl Broker {
         let limit = self.settings.limits.max_online_messages;
         if !publish::congested(self.outputs.backlog(conn), queued, limit) {
             self.flow.drained(conn);
+            self.flush_credits();
         }
     }
 

@@ -657,8 +657,11 @@ async fn write_loop(
             .borrow_mut()
             .take_output_at(conn, Instant::now());
         state.drained.wake_one();
-        // Taking output may have ended a congestion: credits it held go back.
-        shard.wake();
+        // Taking output may have ended a congestion: the credits it held go
+        // back to other shards (rare; a write is not a reason to wake them).
+        if !shard.broker.borrow().forwards.is_empty() {
+            shard.wake();
+        }
         for mut packet in out.packets {
             let applied = match &mut packet {
                 Packet::Publish(p) => aliases.apply(p),

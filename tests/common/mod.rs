@@ -808,3 +808,22 @@ pub async fn flood(
     wr.write_all(&bytes).await.unwrap();
     drop((wr, acks));
 }
+
+/// The Python interpreter the tests run (`SHARDMQ_PYTHON`, else the venv that
+/// `.ci/run` makes in target/pyenv), which must have `packages` installed
+/// (pip names, for the message). A test that needs it fails without it.
+pub fn python(packages: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = match std::env::var_os("SHARDMQ_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => root.join("target/pyenv/bin/python"),
+    };
+    assert!(
+        python.exists(),
+        "no Python interpreter at {}: set SHARDMQ_PYTHON to a python3 with {packages}, \
+         or run `python3 -m venv target/pyenv && target/pyenv/bin/pip install {packages}` \
+         (bash .ci/run does this)",
+        python.display()
+    );
+    python
+}
