@@ -6,6 +6,8 @@
 //!   broker and the load tester both drive it over a `BytesMut`.
 //! - [`topic`]: validated topic names and filters, the subscription trie and the
 //!   index of which shards hold subscribers for a topic.
+//! - [`store`]: what must survive a restart (persistent sessions, routes, retained
+//!   messages), mirrored into Redis when configured.
 //! - [`auth`], [`acl`], [`events`]: the broker's decision and emission points
 //!   (traits with defaults that allow everything and emit nothing), where JWT
 //!   auth, the ACL file and the event stream plug in.
@@ -32,6 +34,7 @@ pub mod retained;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod topic;
 
 pub use server::{run, start, RunError, Server};

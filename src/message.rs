@@ -75,6 +75,16 @@ impl Message {
         }
     }
 
+    /// The MQTT 5 message expiry interval left at `now`, rounded up so it
+    /// never reads 0 while the message is still valid [MQTT-3.3.2-6].
+    pub fn expiry_left(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+
     /// Whether the message's expiry interval has run out at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)

@@ -16,6 +16,7 @@ mod forward;
 mod output;
 mod publish;
 mod share;
+mod store;
 mod subscribe;
 
 use std::rc::Rc;
@@ -129,6 +130,9 @@ struct Entry {
     /// Who last connected to the session, for re-checking its subscriptions
     /// when the ACL changes ([`Broker::revoke_denied`]).
     identity: Rc<Identity>,
+    /// The fencing generation of the session's claim in the store, if the
+    /// store mirrors it (a persistent session with a store; [`store`]).
+    generation: Option<u64>,
 }
 
 /// The broker state of one shard.
@@ -166,6 +170,13 @@ pub struct Broker {
     /// their reader ends: their will goes out even with a will delay
     /// ([`Broker::disconnected_because`]). Nearly always empty.
     ended_by_takeover: Vec<ConnId>,
+    /// Whether a store mirrors sessions, routes and retained messages.
+    persist: bool,
+    /// Changes for the store, drained by the shard's store task ([`store`]).
+    store_ops: Vec<crate::store::StoreOp>,
+    /// The claim [`Broker::claimed`] returned for the CONNECT about to be
+    /// accepted: `(client id, generation)`.
+    claim: Option<(ByteString, u64)>,
 }
 
 impl Broker {
@@ -190,6 +201,9 @@ impl Broker {
             flow: flow::Flow::default(),
             credited: false,
             ended_by_takeover: Vec::new(),
+            persist: false,
+            store_ops: Vec::new(),
+            claim: None,
         }
     }
 
@@ -226,6 +240,8 @@ impl Broker {
         for (client_id, filter, online) in &denied {
             if let Some(entry) = self.sessions.get_mut(client_id) {
                 entry.session.unsubscribe(filter);
+                let generation = entry.generation;
+                self.store_subscription(client_id, generation, filter, None);
             }
             self.drop_subscription(client_id, filter, *online);
         }
@@ -505,8 +521,13 @@ impl Broker {
         let mut session_present = false;
         // Whether the session's shared subscriptions count as online already.
         let mut was_online = false;
+        let generation = self.claim_for(&client_id);
         if let Some(old) = self.sessions.get_mut(&client_id) {
             let ends = connect.clean_start || old.expiry.is_zero();
+            if ends && generation.is_some() {
+                // The claim has already emptied the stored session.
+                old.generation = None;
+            }
             if let Some(old_conn) = old.conn.take() {
                 self.outputs.close(old_conn, ReasonCode::SessionTakenOver);
                 was_online = true;
@@ -540,9 +561,14 @@ impl Broker {
                 pending_will: None,
                 retry: false,
                 identity: identity.clone(),
+                generation: None,
             })
         });
         entry.identity = identity.clone();
+        if generation.is_some() {
+            entry.generation = generation;
+        }
+        let generation = entry.generation;
         entry.conn = Some(conn);
         entry.retry = !connect.version.is_v5();
         entry.expiry = accepted.session_expiry;
@@ -577,7 +603,11 @@ impl Broker {
         if !was_online {
             self.count_online(&client_id, 1);
         }
-        Ok(Client::new(conn, client_id, identity, connect, &accepted))
+        let client = Client::new(conn, client_id, identity, connect, &accepted);
+        if let Some(generation) = generation {
+            self.store_online(&client, generation, accepted.session_expiry, now);
+        }
+        Ok(client)
     }
 
     /// [`Broker::disconnected_because`] with an unspecified reason (tests).
@@ -648,8 +678,14 @@ impl Broker {
         };
         if expiry == Duration::ZERO && entry.pending_will.is_none() {
             self.end_session(&client.client_id);
-        } else if expiry != Duration::MAX {
+            return;
+        }
+        if expiry != Duration::MAX {
             entry.expires_at = Some(now + expiry);
+        }
+        if let Some(generation) = entry.generation {
+            let will = entry.pending_will.as_deref().cloned();
+            self.store_offline(&client.client_id, generation, expiry, will.as_ref(), now);
         }
     }
 
@@ -710,14 +746,18 @@ impl Broker {
             }
             if let Some(pending) = &entry.pending_will {
                 if pending.0 <= now {
-                    wills.extend(entry.pending_will.take().map(|p| p.1));
+                    wills.extend(entry.pending_will.take().map(|p| (id.clone(), p.1)));
                 }
             }
             if entry.conn.is_none() && entry.expires_at.is_some_and(|at| at <= now) {
+                // The store expires its keys by itself, at the same time.
+                entry.generation = None;
                 expired.push(id.clone());
             }
         }
-        for message in wills {
+        for (id, message) in wills {
+            let generation = self.sessions.get(&id).and_then(|e| e.generation);
+            self.store_will_gone(&id, generation);
             self.publish_message(message, now);
         }
         for id in expired {
@@ -734,6 +774,7 @@ impl Broker {
         let Some(entry) = self.sessions.remove(client_id) else {
             return;
         };
+        self.store_removed(client_id, entry.generation);
         self.events
             .emit(EventKind::ClientGone, || Event::ClientGone {
                 client_id,

@@ -258,6 +258,7 @@ impl Broker {
     fn route_message(&mut self, message: Message, origin: Option<ConnId>, now: Instant) {
         if message.retain {
             self.retained.set(&message);
+            self.store_retained(&message, now);
             self.broadcast(Forward::Retain(message.clone()));
         }
         let mut groups = self.router.assign_groups(&message.topic);

@@ -96,18 +96,10 @@ impl Broker {
         retained: &mut Vec<Delivery>,
     ) -> bool {
         let options = &sub.options;
-        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+        // A new member of a share group is online: it is subscribing.
+        let Some(existed) = self.attach_subscription(&client.client_id, filter, sub, true) else {
             return false;
         };
-        let existed = entry.session.subscribe(filter.clone(), sub);
-        self.router.subscribe(&client.client_id, filter, sub);
-        if !existed && self.index.add(filter, self.shard) == 1 {
-            self.broadcast(Forward::Subscribed(filter.detached()));
-        }
-        if !existed && filter.share_group().is_some() {
-            // A new member, online: it is subscribing.
-            self.count_group(filter, 1, 1);
-        }
         // Retained messages go to new non-shared subscribers only as retain
         // handling allows [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
         let send_retained = filter.share_group().is_none()
@@ -137,8 +129,9 @@ impl Broker {
             let existed = self
                 .sessions
                 .get_mut(&client.client_id)
-                .is_some_and(|e| e.session.unsubscribe(filter));
-            if existed {
+                .and_then(|e| e.session.unsubscribe(filter).then_some(e.generation));
+            if let Some(generation) = existed {
+                self.store_subscription(&client.client_id, generation, filter, None);
                 self.drop_subscription(&client.client_id, filter, true);
                 reason_codes.push(ReasonCode::Success);
             } else {
@@ -161,6 +154,32 @@ impl Broker {
         self.output(client.conn).packets.push(Packet::UnsubAck(ack));
     }
 
+    /// Adds (or replaces) a subscription of the session `client_id`: in the
+    /// session, the router and the shard index, and in the store. `online`:
+    /// whether a new share-group member counts as online. `None` if there is
+    /// no such session; otherwise whether the subscription existed.
+    pub(super) fn attach_subscription(
+        &mut self,
+        client_id: &ByteString,
+        filter: &TopicFilter,
+        sub: Subscription,
+        online: bool,
+    ) -> Option<bool> {
+        let entry = self.sessions.get_mut(client_id)?;
+        let existed = entry.session.subscribe(filter.clone(), sub);
+        let generation = entry.generation;
+        self.router.subscribe(client_id, filter, sub);
+        if !existed && self.index.add(filter, self.shard) == 1 {
+            self.broadcast(Forward::Subscribed(filter.detached()));
+            self.store_route(filter, true);
+        }
+        if !existed && filter.share_group().is_some() {
+            self.count_group(filter, 1, i32::from(online));
+        }
+        self.store_subscription(client_id, generation, filter, Some(&sub));
+        Some(existed)
+    }
+
     /// Removes a subscription from the router and the shard index (the session
     /// has already forgotten it, or is going away). `online`: whether the
     /// session counted as an online member of its share group, if shared.
@@ -178,6 +197,7 @@ impl Broker {
         }
         if self.index.remove(filter, self.shard) == Some(0) {
             self.broadcast(Forward::Unsubscribed(filter.detached()));
+            self.store_route(filter, false);
         }
     }
 }

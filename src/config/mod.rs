@@ -46,9 +46,9 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Location};
 pub use sections::{
-    AclConfig, AuthConfig, BindTo, Cores, EventsConfig, HttpConfig, JwtConfig, ListenerConfig,
-    ListenerProtocol, LogConfig, MqttConfig, ShardsConfig, SinkConfig, SinkFormat, SysConfig,
-    TokenFrom,
+    AclConfig, AuthConfig, BindTo, ClusterConfig, Cores, Durability, EventsConfig, HttpConfig,
+    JwtConfig, ListenerConfig, ListenerProtocol, LogConfig, MqttConfig, ShardsConfig, SinkConfig,
+    SinkFormat, StoreConfig, StoreKind, SysConfig, TokenFrom,
 };
 pub use validate::EVENT_HOOKS;
 
@@ -83,6 +83,10 @@ pub struct Config {
     pub acl: AclConfig,
     /// Where broker events are streamed.
     pub events: EventsConfig,
+    /// Where durable state lives.
+    pub store: StoreConfig,
+    /// This node's identity in the store.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -97,6 +101,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             acl: AclConfig::default(),
             events: EventsConfig::default(),
+            store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

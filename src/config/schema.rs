@@ -7,7 +7,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use super::locate::Index;
 use super::sections::{
     AclConfig, AuthConfig, EventsConfig, HttpConfig, JwtConfig, ListenerConfig, LogConfig,
-    MqttConfig, ShardsConfig, SinkConfig, SysConfig,
+    MqttConfig, ShardsConfig, SinkConfig, StoreConfig, ClusterConfig, SysConfig,
 };
 use super::{Config, ConfigError, Location, DEFAULT_TOML};
 
@@ -23,6 +23,8 @@ pub(super) const SECTIONS: &[&str] = &[
     "auth.jwt",
     "acl",
     "events",
+    "store",
+    "cluster",
 ];
 
 /// The keys a section may hold: `""` is the top level, `listeners` one
@@ -40,6 +42,8 @@ pub(super) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "auth.jwt" => fields_of::<JwtConfig>(),
         "acl" => fields_of::<AclConfig>(),
         "events" => fields_of::<EventsConfig>(),
+        "store" => fields_of::<StoreConfig>(),
+        "cluster" => fields_of::<ClusterConfig>(),
         // Not in SECTIONS: default.toml has no sink, only a commented example.
         "events.sinks" => fields_of::<SinkConfig>(),
         // `[acl.rate-limit]` keys are the operator's label names, and
@@ -162,6 +166,19 @@ pub(super) fn allowed(key: &str) -> &'static str {
         "events.sinks.sample" => {
             "tables [events.sinks.sample.<hook>] of `label = percent` pairs, each \
              percent from 0 to 100, for hooks this sink lists"
+        }
+        "store" => "a [store] table",
+        "store.kind" => "\"memory\" or \"redis\"",
+        "store.redis" => {
+            "a URL redis://[user:password@]host:port/db, such as \"redis://127.0.0.1:6379/0\""
+        }
+        "store.key-prefix" => "a string of up to 64 bytes, such as \"shardmq:\"; \"\" for none",
+        "store.durability" => "\"sessions\" or \"messages\"",
+        "store.timeout" => "a duration from \"10ms\" to \"1m\", such as \"2s\"",
+        "cluster" => "a [cluster] table",
+        "cluster.node-id" => {
+            "\"\" (host name and first listener port), or up to 128 bytes of letters, \
+             digits and `.:_-`"
         }
         _ => "see `shardmq --print-default-config`",
     }

@@ -422,3 +422,66 @@ pub enum SinkFormat {
     /// event per frame, no sequence numbers, no acks.
     VmqCompat,
 }
+
+/// `[store]`: where durable state lives (issue 13).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// In memory (lost on restart), or in Redis.
+    pub kind: StoreKind,
+    /// `redis://[user:password@]host:port/db`, read only with `kind = "redis"`.
+    pub redis: String,
+    /// Every key the broker writes starts with this, so several brokers or
+    /// other programs can share one Redis.
+    pub key_prefix: String,
+    /// What must reach Redis before it is acknowledged.
+    pub durability: Durability,
+    /// The longest a Redis command may take before it counts as failed.
+    #[serde(with = "de::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Memory,
+            redis: "redis://127.0.0.1:6379/0".to_owned(),
+            key_prefix: "shardmq:".to_owned(),
+            durability: Durability::Sessions,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[store] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// Every shard keeps its state in its own maps; a restart forgets it.
+    #[default]
+    Memory,
+    /// Persistent sessions, routes and retained messages are kept in Redis.
+    Redis,
+}
+
+/// `[store] durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Sessions (subscriptions, will, expiry) are stored; queued messages stay
+    /// in memory.
+    #[default]
+    Sessions,
+    /// Also every QoS 1/2 message queued for a persistent session, stored
+    /// before the publisher's PUBACK/PUBREC.
+    Messages,
+}
+
+/// `[cluster]`: who this node is among others sharing the store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterConfig {
+    /// This node's name in the store; empty: the host name, ":" and the first
+    /// MQTT listener's port, which stays the same across restarts.
+    pub node_id: String,
+}

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::sections::{
-    AclConfig, BindTo, Cores, EventsConfig, JwtConfig, LogConfig, SinkConfig, SinkFormat, TokenFrom,
+    AclConfig, BindTo, Cores, EventsConfig, JwtConfig, LogConfig, SinkConfig, SinkFormat,
+    StoreConfig, TokenFrom,
 };
 use super::Config;
 use crate::topic::MAX_SHARDS;
@@ -47,7 +48,71 @@ pub(super) fn check(config: &Config) -> Result<(), Violation> {
     check_jwt(&config.auth.jwt)?;
     check_jwt_binding(&config.auth.jwt)?;
     check_acl(&config.acl)?;
-    check_events(&config.events)
+    check_events(&config.events)?;
+    check_store(&config.store)?;
+    check_node_id(&config.cluster.node_id)
+}
+
+/// The longest `key-prefix`: every key carries it, so a long one costs Redis
+/// memory on every session.
+const MAX_KEY_PREFIX: usize = 64;
+
+fn check_store(store: &StoreConfig) -> Result<(), Violation> {
+    if store.key_prefix.len() > MAX_KEY_PREFIX {
+        return Err(violation(
+            "store.key-prefix",
+            format!(
+                "\"{}\" is {} bytes, over {MAX_KEY_PREFIX}",
+                store.key_prefix,
+                store.key_prefix.len()
+            ),
+        ));
+    }
+    if store.key_prefix.contains(['{', '}']) {
+        return Err(violation(
+            "store.key-prefix",
+            format!(
+                "\"{}\" holds a brace, which would change the keys' Redis Cluster hash tag",
+                store.key_prefix
+            ),
+        ));
+    }
+    let timeout = store.timeout;
+    if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&timeout) {
+        return Err(violation(
+            "store.timeout",
+            format!(
+                "{} is outside 10ms .. 1m",
+                humantime::format_duration(timeout)
+            ),
+        ));
+    }
+    if let Err(e) = crate::store::RedisUrl::parse(&store.redis) {
+        return Err(violation("store.redis", format!("\"{}\": {e}", store.redis)));
+    }
+    Ok(())
+}
+
+/// The longest `node-id`: it is part of every session's owner field.
+const MAX_NODE_ID: usize = 128;
+
+fn check_node_id(id: &str) -> Result<(), Violation> {
+    let bad = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".:_-".contains(*c)));
+    if let Some(c) = bad {
+        return Err(violation(
+            "cluster.node-id",
+            format!("\"{id}\" holds {c:?}, outside letters, digits and `.:_-`"),
+        ));
+    }
+    if id.len() > MAX_NODE_ID {
+        return Err(violation(
+            "cluster.node-id",
+            format!("\"{id}\" is {} bytes, over {MAX_NODE_ID}", id.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn check_cores(cores: &Cores) -> Result<(), Violation> {

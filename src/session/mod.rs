@@ -477,11 +477,8 @@ fn to_publish(
     properties
         .subscription_identifiers
         .clone_from(&delivery.subscription_ids);
-    if let Some(at) = message.expires_at {
-        // The interval left, rounded up so it never reads 0 while still valid.
-        let left = at.saturating_duration_since(now);
-        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        properties.message_expiry_interval = Some(u32::try_from(secs).unwrap_or(u32::MAX));
+    if let Some(left) = message.expiry_left(now) {
+        properties.message_expiry_interval = Some(left);
     }
     Publish {
         dup,

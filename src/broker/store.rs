@@ -1,0 +1,235 @@
+//! What the broker tells its store ([`crate::store`]), and what it takes from
+//! it: persistent sessions claimed, restored after a restart, and retained
+//! messages loaded.
+//!
+//! Nothing here waits: changes are pushed into `store_ops` for the shard's
+//! store task, and only when the broker runs with a store (`persist`). A
+//! session mirrored in the store has the generation of its claim; one with
+//! none (a clean session, or no store) is never written.
+
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use super::{Broker, Client, Entry};
+use crate::message::Message;
+use crate::session::{Session, Subscription};
+use crate::store::{record, Claim, StoreOp, StoredSession};
+use crate::topic::TopicFilter;
+
+impl Broker {
+    /// Mirrors persistent sessions, routes and retained messages into
+    /// `store_ops` from now on.
+    pub fn with_store(mut self) -> Broker {
+        self.persist = true;
+        self
+    }
+
+    /// Whether a store mirrors this broker's state.
+    pub fn persists(&self) -> bool {
+        self.persist
+    }
+
+    /// The changes for the store since the last call.
+    pub fn take_store_ops(&mut self) -> Vec<StoreOp> {
+        std::mem::take(&mut self.store_ops)
+    }
+
+    /// A claim for the CONNECT of `client_id` came back: call right before
+    /// [`Broker::connect_from`], with no await between. A stored session this
+    /// shard does not hold (the node restarted) is restored offline first, so
+    /// the CONNECT resumes it; a will a dead owner left goes out.
+    pub fn claimed(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
+        self.claim = Some((client_id.clone(), claim.generation));
+        self.take_claim(client_id, claim, now);
+    }
+
+    /// A session a past life of this node owned, found at start-up: restored
+    /// offline unless a client already connected to it.
+    pub fn adopted(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
+        let generation = claim.generation;
+        self.take_claim(client_id, claim, now);
+        if let Some(entry) = self.sessions.get_mut(client_id) {
+            if entry.conn.is_none() {
+                entry.generation = Some(generation);
+            }
+        }
+    }
+
+    fn take_claim(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
+        if let Some((_, will)) = claim.orphan_will {
+            self.publish_message(will, now);
+        }
+        if let Some(stored) = claim.session {
+            if !self.sessions.contains_key(client_id) {
+                self.restore(client_id, stored, claim.generation, now);
+            }
+        }
+    }
+
+    /// Creates an offline session from what the store held.
+    fn restore(
+        &mut self,
+        client_id: &ByteString,
+        stored: StoredSession,
+        generation: u64,
+        now: Instant,
+    ) {
+        // Who connected last is not stored: the client's next CONNECT says it.
+        let identity = std::rc::Rc::new(crate::auth::Identity {
+            username: None,
+            client_id: client_id.clone(),
+            claims: None,
+            peer: None,
+        });
+        self.sessions.insert(
+            client_id.clone(),
+            Box::new(Entry {
+                session: Session::new(client_id.clone(), self.settings.limits),
+                conn: None,
+                expiry: stored.expiry,
+                expires_at: stored.expires_in.map(|left| now + left),
+                pending_will: None,
+                retry: false,
+                identity,
+                generation: Some(generation),
+            }),
+        );
+        for (filter, sub) in stored.subscriptions {
+            // Already in the store: not written again.
+            let persist = std::mem::replace(&mut self.persist, false);
+            self.attach_subscription(client_id, &filter, sub, false);
+            self.persist = persist;
+        }
+    }
+
+    /// The generation a [`Broker::claimed`] left for this CONNECT, if any.
+    pub(super) fn claim_for(&mut self, client_id: &ByteString) -> Option<u64> {
+        self.claim
+            .take()
+            .filter(|(id, _)| id == client_id)
+            .map(|(_, generation)| generation)
+    }
+
+    fn store(&mut self, op: StoreOp) {
+        if self.persist {
+            self.store_ops.push(op);
+        }
+    }
+
+    /// The session of `client` is online with this connection.
+    pub(super) fn store_online(
+        &mut self,
+        client: &Client,
+        generation: u64,
+        expiry: Duration,
+        now: Instant,
+    ) {
+        let will = client.will.as_deref().map(|w| {
+            let delay = w.properties.will_delay_interval.unwrap_or(0);
+            record::encode_will(delay, &client.will_message(w, now), now)
+        });
+        self.store(StoreOp::Online {
+            client_id: client.client_id.clone(),
+            generation,
+            expiry,
+            will,
+        });
+    }
+
+    /// The session `client_id` lost its connection and lives on for `expiry`,
+    /// with `will` waiting for its delay, if any.
+    pub(super) fn store_offline(
+        &mut self,
+        client_id: &ByteString,
+        generation: u64,
+        expiry: Duration,
+        will: Option<&(Instant, Message)>,
+        now: Instant,
+    ) {
+        let will = will.map(|(at, message)| {
+            let delay = at.saturating_duration_since(now).as_secs();
+            record::encode_will(u32::try_from(delay).unwrap_or(u32::MAX), message, now)
+        });
+        self.store(StoreOp::Offline {
+            client_id: client_id.clone(),
+            generation,
+            expiry: (expiry != Duration::MAX).then_some(expiry),
+            will,
+        });
+    }
+
+    pub(super) fn store_will_gone(&mut self, client_id: &ByteString, generation: Option<u64>) {
+        if let Some(generation) = generation {
+            self.store(StoreOp::WillGone {
+                client_id: client_id.clone(),
+                generation,
+            });
+        }
+    }
+
+    pub(super) fn store_removed(&mut self, client_id: &ByteString, generation: Option<u64>) {
+        if let Some(generation) = generation {
+            self.store(StoreOp::Remove {
+                client_id: client_id.clone(),
+                generation,
+            });
+        }
+    }
+
+    /// A subscription of `client_id` set (`Some`) or removed.
+    pub(super) fn store_subscription(
+        &mut self,
+        client_id: &ByteString,
+        generation: Option<u64>,
+        filter: &TopicFilter,
+        sub: Option<&Subscription>,
+    ) {
+        let Some(generation) = generation else {
+            return;
+        };
+        let client_id = client_id.clone();
+        let filter = ByteString::from(filter.filter());
+        self.store(match sub {
+            Some(sub) => StoreOp::Subscribe {
+                client_id,
+                generation,
+                filter,
+                subscription: record::encode_subscription(sub),
+            },
+            None => StoreOp::Unsubscribe {
+                client_id,
+                generation,
+                filter,
+            },
+        });
+    }
+
+    pub(super) fn store_route(&mut self, filter: &TopicFilter, added: bool) {
+        self.store(StoreOp::Route {
+            filter: ByteString::from(filter.filter()),
+            added,
+        });
+    }
+
+    /// A retained message set on this shard (not one another shard told it of).
+    pub(super) fn store_retained(&mut self, message: &Message, now: Instant) {
+        let topic = ByteString::from(&*message.topic);
+        let kept = !message.payload.is_empty();
+        self.store(StoreOp::Retain {
+            topic,
+            message: kept.then(|| record::encode_message(message, now)),
+            expiry: message
+                .expires_at
+                .filter(|_| kept)
+                .map(|at| at.saturating_duration_since(now)),
+        });
+    }
+
+    /// A retained message loaded from the store at start-up: kept here and on
+    /// every shard, without writing it back.
+    pub fn load_retained(&mut self, message: Message) {
+        self.retained.set(&message);
+        self.broadcast(super::Forward::Retain(message));
+    }
+}

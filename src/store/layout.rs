@@ -1,0 +1,167 @@
+//! Where things are in Redis: every key name, and the scripts that change a
+//! session. ARCHITECTURE.md ("The store") documents the same layout for people.
+//!
+//! - Every key starts with `[store] key-prefix`.
+//! - A session's keys share the hash tag `{<client id>}`, so each script
+//!   touches one Redis Cluster slot, and declares every key it touches.
+//! - Session writes are fenced: each carries the generation its claim
+//!   returned, and the script refuses it (`STALE`) when the session's
+//!   generation has moved on. No clock is compared anywhere.
+//! - The scripts run by EVALSHA: their SHA1 is their version, and a server
+//!   that does not have them (restarted, `SCRIPT FLUSH`) gets them again on
+//!   NOSCRIPT.
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// HASH: `gen` (fencing generation), `owner` (`node#boot`), `expiry`
+    /// (session expiry in ms; present once the session was written, so its
+    /// absence means "no session"), `online` (`1` or `0`), `will` (delay and
+    /// PUBLISH, [`super::record::encode_will`]).
+    pub fn session(&self, client_id: &str) -> String {
+        format!("{}s:{{{client_id}}}", self.prefix)
+    }
+
+    /// HASH: topic filter (with `$share/<group>/` when shared) → subscription
+    /// options ([`super::record::encode_subscription`]).
+    pub fn subscriptions(&self, client_id: &str) -> String {
+        format!("{}s:{{{client_id}}}:subs", self.prefix)
+    }
+
+    /// SET of the client ids whose sessions `node` owns or owned: what a
+    /// restarted node adopts. A member whose session has expired is removed
+    /// when it is found missing.
+    pub fn node_sessions(&self, node: &str) -> String {
+        format!("{}node:{node}:sessions", self.prefix)
+    }
+
+    /// SET of the topic filters with subscribers on one shard of `node`.
+    pub fn routes(&self, node: &str, shard: usize) -> String {
+        format!("{}node:{node}:routes:{shard}", self.prefix)
+    }
+
+    /// The pattern of every route set of `node`, for SCAN.
+    pub fn routes_pattern(&self, node: &str) -> String {
+        format!("{}node:{node}:routes:*", self.prefix)
+    }
+
+    /// SET of the topics that have a retained message.
+    pub fn retained_index(&self) -> String {
+        format!("{}retained", self.prefix)
+    }
+
+    /// STRING: a topic's retained message ([`super::record::encode_message`]),
+    /// with a TTL when the message has an expiry.
+    pub fn retained(&self, topic: &str) -> String {
+        format!("{}r:{{{topic}}}", self.prefix)
+    }
+}
+
+/// Claims a session for a new connection, or adopts one a past life of this
+/// node left.
+///
+/// KEYS: session, subscriptions. ARGV: the new owner; `1` if the CONNECT
+/// starts clean; an owner prefix the current owner must have (`""`: any),
+/// for adoption, which returns nil when the session is not this node's.
+///
+/// Returns `{generation, previous owner, expiry ms, ms left before it
+/// expires (-1 none, -2 no key), orphan will, {filter, options, ...}}`. A
+/// will is an orphan when another owner (a dead past life) left it: the
+/// script removes it, so it is published once.
+pub const CLAIM: &str = r#"
+local s, subs = KEYS[1], KEYS[2]
+local owner, clean, must = ARGV[1], ARGV[2], ARGV[3]
+local prev = redis.call('HGET', s, 'owner')
+if must ~= '' and (not prev or prev == owner or string.sub(prev, 1, #must) ~= must) then
+  return false
+end
+local ttl = redis.call('PTTL', s)
+local gen = redis.call('HINCRBY', s, 'gen', 1)
+redis.call('HSET', s, 'owner', owner)
+redis.call('PERSIST', s)
+redis.call('PERSIST', subs)
+local will = false
+if prev and prev ~= owner then
+  will = redis.call('HGET', s, 'will')
+  redis.call('HDEL', s, 'will')
+end
+local expiry = redis.call('HGET', s, 'expiry')
+if clean == '1' then
+  redis.call('DEL', subs)
+  redis.call('HDEL', s, 'expiry', 'will', 'online')
+  expiry = false
+end
+local list = {}
+if expiry then
+  list = redis.call('HGETALL', subs)
+end
+return {gen, prev, expiry, ttl, will, list}
+"#;
+
+/// Every fenced write to a session.
+///
+/// KEYS: session, subscriptions. ARGV[1]: the operation; ARGV[2]: the
+/// generation of the claim the writer holds; then the operation's own:
+/// - `online` expiry-ms [will]: the session is up; a will is kept in case
+///   the node dies;
+/// - `offline` expire-ms|"" [will]: it is down; its keys expire after
+///   expire-ms (`""`: never); a will waiting for its delay is kept, any other
+///   deleted;
+/// - `willgone`: the will went out or was cancelled;
+/// - `sub` filter options; `unsub` filter;
+/// - `remove`: every key of the session goes.
+///
+/// A stale generation is refused with the error `STALE`.
+pub const WRITE: &str = r#"
+local s, subs = KEYS[1], KEYS[2]
+local op, gen = ARGV[1], ARGV[2]
+if redis.call('HGET', s, 'gen') ~= gen then
+  return redis.error_reply('STALE generation ' .. gen .. ' of ' .. s)
+end
+if op == 'online' then
+  redis.call('HSET', s, 'expiry', ARGV[3], 'online', '1')
+  if ARGV[4] then redis.call('HSET', s, 'will', ARGV[4]) else redis.call('HDEL', s, 'will') end
+elseif op == 'offline' then
+  redis.call('HSET', s, 'online', '0')
+  if ARGV[4] then redis.call('HSET', s, 'will', ARGV[4]) else redis.call('HDEL', s, 'will') end
+  if ARGV[3] ~= '' then
+    redis.call('PEXPIRE', s, ARGV[3])
+    redis.call('PEXPIRE', subs, ARGV[3])
+  end
+elseif op == 'willgone' then
+  redis.call('HDEL', s, 'will')
+elseif op == 'sub' then
+  redis.call('HSET', subs, ARGV[3], ARGV[4])
+elseif op == 'unsub' then
+  redis.call('HDEL', subs, ARGV[3])
+elseif op == 'remove' then
+  redis.call('DEL', s, subs)
+else
+  return redis.error_reply('unknown operation ' .. op)
+end
+return 1
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sessions_keys_share_its_hash_tag() {
+        let k = Keys::new("shardmq:");
+        assert_eq!(k.session("phone-1"), "shardmq:s:{phone-1}");
+        assert_eq!(k.subscriptions("phone-1"), "shardmq:s:{phone-1}:subs");
+        assert_eq!(k.retained("a/b"), "shardmq:r:{a/b}");
+        assert_eq!(k.routes("n1:1883", 1), "shardmq:node:n1:1883:routes:1");
+    }
+}

@@ -1,0 +1,134 @@
+//! What a shard asks of durable state, and where that state lives.
+//!
+//! The broker itself stays sans-IO and in memory: every shard keeps its
+//! sessions, subscriptions and retained messages in its own maps, and routes
+//! every PUBLISH from them. A store only mirrors what must survive the node:
+//! - the broker pushes [`StoreOp`]s (session written, subscription added,
+//!   will gone, retained set) into `Broker::store_ops`, as it pushes
+//!   `forwards`; the shard's store task writes them, pipelined, and no packet
+//!   waits for them;
+//! - a CONNECT of a persistent session [claims](Store::claim) it first: the
+//!   only round trip on the client's path, which also returns what the
+//!   session held when this node does not have it in memory (after a
+//!   restart);
+//! - at start-up, each shard loads in the background the sessions its node
+//!   owned and the retained messages.
+//!
+//! Two kinds: `memory` (the default: nothing is written, a claim is
+//! immediate, a restart forgets) and `redis` ([`redis_store`]).
+
+pub mod layout;
+pub mod record;
+pub mod url;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::message::Message;
+use crate::session::Subscription;
+use crate::topic::TopicFilter;
+
+pub use url::{RedisUrl, UrlError};
+
+/// Who owns a session: a node, in one of its lives. The boot id makes a
+/// restarted node a different owner from its past incarnation, so it can
+/// tell what that incarnation left behind (and publish its clients' wills).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub node: String,
+    pub boot: u64,
+}
+
+impl Owner {
+    /// `node#boot`, as stored.
+    pub fn to_field(&self) -> String {
+        format!("{}#{:x}", self.node, self.boot)
+    }
+
+    /// The prefix every incarnation of this node's owner field has.
+    pub fn node_prefix(&self) -> String {
+        format!("{}#", self.node)
+    }
+}
+
+/// A persistent session as the store had it when it was claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredSession {
+    /// How long the session outlives its connection.
+    pub expiry: Duration,
+    /// If it is offline with an expiry running: what is left of it, by the
+    /// store's own clock (never a wall clock of another machine).
+    pub expires_in: Option<Duration>,
+    pub subscriptions: Vec<(TopicFilter, Subscription)>,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The session's new fencing generation: every later write carries it,
+    /// and the store refuses it once another claim has taken a newer one.
+    pub generation: u64,
+    /// The owner before this claim, if the session was stored.
+    pub previous: Option<String>,
+    /// The session, if it was stored (`None`: a new session).
+    pub session: Option<StoredSession>,
+    /// A will left by a previous owner that is gone (this node's past life):
+    /// its client's connection died with it, so the will goes out now, once.
+    /// The claim took it out of the store.
+    pub orphan_will: Option<(u32, Message)>,
+}
+
+/// A change to mirror into the store. Session ops carry the generation their
+/// claim returned; the store refuses one that is stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// A persistent session is online: its expiry, and its will (encoded by
+    /// [`record::encode_will`]) in case this node dies with it.
+    Online {
+        client_id: ByteString,
+        generation: u64,
+        expiry: Duration,
+        will: Option<Bytes>,
+    },
+    /// Its connection is gone: the session's keys expire after `expiry`
+    /// (`None`: never). `will`: a will still waiting for its delay, kept;
+    /// otherwise any stored will is deleted (published or cancelled).
+    Offline {
+        client_id: ByteString,
+        generation: u64,
+        expiry: Option<Duration>,
+        will: Option<Bytes>,
+    },
+    /// The session's will went out or was cancelled while it stays online.
+    WillGone {
+        client_id: ByteString,
+        generation: u64,
+    },
+    Subscribe {
+        client_id: ByteString,
+        generation: u64,
+        filter: ByteString,
+        subscription: Bytes,
+    },
+    Unsubscribe {
+        client_id: ByteString,
+        generation: u64,
+        filter: ByteString,
+    },
+    /// The session ended: every key of it goes.
+    Remove {
+        client_id: ByteString,
+        generation: u64,
+    },
+    /// A topic's retained message (encoded by [`record::encode_message`]), or
+    /// `None` to clear it. `expiry`: its MQTT 5 message expiry.
+    Retain {
+        topic: ByteString,
+        message: Option<Bytes>,
+        expiry: Option<Duration>,
+    },
+    /// A filter gained its first subscriber on this shard, or lost its last.
+    Route { filter: ByteString, added: bool },
+}
