@@ -799,4 +799,6 @@ mod mutant_tests;
 #[cfg(test)]
 mod seam_tests;
 #[cfg(test)]
+mod store_tests;
+#[cfg(test)]
 pub(crate) mod tests;
