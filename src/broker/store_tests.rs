@@ -71,7 +71,15 @@ fn a_persistent_session_is_mirrored_from_claim_to_end() {
     b.disconnected_because(&client, w, crate::events::OfflineReason::Unspecified, now);
     let ops = b.take_store_ops();
     assert!(
-        matches!(&ops[..], [StoreOp::Offline { generation: 7, expiry: None, will: None, .. }]),
+        matches!(
+            &ops[..],
+            [StoreOp::Offline {
+                generation: 7,
+                expiry: None,
+                will: None,
+                ..
+            }]
+        ),
         "{ops:?}"
     );
 
@@ -79,7 +87,13 @@ fn a_persistent_session_is_mirrored_from_claim_to_end() {
     online(&mut b, 2, connect(Version::V3_1_1, "p", true));
     let ops = b.take_store_ops();
     assert!(
-        matches!(&ops[..], [StoreOp::Remove { generation: 7, .. }, StoreOp::Route { added: false, .. }]),
+        matches!(
+            &ops[..],
+            [
+                StoreOp::Remove { generation: 7, .. },
+                StoreOp::Route { added: false, .. }
+            ]
+        ),
         "{ops:?}"
     );
 }
@@ -89,14 +103,20 @@ fn clean_sessions_and_a_broker_without_store_write_nothing() {
     let now = Instant::now();
     let mut b = Broker::new(0, 1, settings()).with_store();
     let mut c = online(&mut b, 1, connect(Version::V5, "clean", true));
-    b.handle(&mut c, subscribe("x", QoS::AtMostOnce), now).unwrap();
+    b.handle(&mut c, subscribe("x", QoS::AtMostOnce), now)
+        .unwrap();
     // Only the shard's route: the session is not stored.
-    assert!(matches!(&b.take_store_ops()[..], [StoreOp::Route { added: true, .. }]));
+    assert!(matches!(
+        &b.take_store_ops()[..],
+        [StoreOp::Route { added: true, .. }]
+    ));
 
     let mut plain = Broker::new(0, 1, settings());
     plain.claimed(&id("p"), claim(1, None), now);
     let mut c = online(&mut plain, 1, connect(Version::V3_1_1, "p", false));
-    plain.handle(&mut c, subscribe("x", QoS::AtMostOnce), now).unwrap();
+    plain
+        .handle(&mut c, subscribe("x", QoS::AtMostOnce), now)
+        .unwrap();
     assert_eq!(plain.take_store_ops(), []);
 }
 
@@ -131,7 +151,13 @@ fn a_restarted_node_resumes_a_stored_session() {
     let client = b.connect(1, &c, now).expect("accepted");
     let out = b.take_output(1).packets;
     assert!(
-        matches!(&out[0], Packet::ConnAck(ConnAck { session_present: true, .. })),
+        matches!(
+            &out[0],
+            Packet::ConnAck(ConnAck {
+                session_present: true,
+                ..
+            })
+        ),
         "{out:?}"
     );
     assert!(
@@ -140,7 +166,14 @@ fn a_restarted_node_resumes_a_stored_session() {
     );
     let ops = b.take_store_ops();
     assert!(
-        matches!(&ops[..], [StoreOp::Online { generation: 4, will: None, .. }]),
+        matches!(
+            &ops[..],
+            [StoreOp::Online {
+                generation: 4,
+                will: None,
+                ..
+            }]
+        ),
         "{ops:?}"
     );
     let _ = client;
@@ -218,7 +251,10 @@ fn retained_messages_are_stored_where_published_only() {
         panic!("{ops:?}");
     };
     assert_eq!(topic, "r/1");
-    assert_eq!(&record::decode_message(m, &id("pub"), now).unwrap().payload[..], b"kept");
+    assert_eq!(
+        &record::decode_message(m, &id("pub"), now).unwrap().payload[..],
+        b"kept"
+    );
 
     // Another shard's retained message is its to store.
     let forward = b.forwards.iter().find_map(|(_, f)| match f {

@@ -6,8 +6,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::locate::Index;
 use super::sections::{
-    AclConfig, AuthConfig, EventsConfig, HttpConfig, JwtConfig, ListenerConfig, LogConfig,
-    MqttConfig, ShardsConfig, SinkConfig, StoreConfig, ClusterConfig, SysConfig,
+    AclConfig, AuthConfig, ClusterConfig, EventsConfig, HttpConfig, JwtConfig, ListenerConfig,
+    LogConfig, MqttConfig, ShardsConfig, SinkConfig, StoreConfig, SysConfig,
 };
 use super::{Config, ConfigError, Location, DEFAULT_TOML};
 

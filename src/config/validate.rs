@@ -88,7 +88,10 @@ fn check_store(store: &StoreConfig) -> Result<(), Violation> {
         ));
     }
     if let Err(e) = crate::store::RedisUrl::parse(&store.redis) {
-        return Err(violation("store.redis", format!("\"{}\": {e}", store.redis)));
+        return Err(violation(
+            "store.redis",
+            format!("\"{}\": {e}", store.redis),
+        ));
     }
     Ok(())
 }

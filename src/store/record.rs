@@ -180,7 +180,15 @@ mod tests {
 
     #[test]
     fn malformed_subscriptions_are_refused() {
-        for bad in [&[][..], &[0], &[3, 0], &[0x30, 0], &[0x40, 0], &[0, 4], &[0, 0, 1]] {
+        for bad in [
+            &[][..],
+            &[0],
+            &[3, 0],
+            &[0x30, 0],
+            &[0x40, 0],
+            &[0, 4],
+            &[0, 0, 1],
+        ] {
             assert_eq!(
                 decode_subscription(bad),
                 Err(RecordError::Subscription(bad.len())),
@@ -212,8 +220,7 @@ mod tests {
             let m = message(qos);
             let back = decode_message(&encode_message(&m, now), &"p".into(), now).unwrap();
             assert_eq!(back, m);
-            let (delay, will) =
-                decode_will(&encode_will(30, &m, now), &"p".into(), now).unwrap();
+            let (delay, will) = decode_will(&encode_will(30, &m, now), &"p".into(), now).unwrap();
             assert_eq!((delay, will), (30, m));
         }
     }

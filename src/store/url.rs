@@ -109,9 +109,10 @@ fn decode(s: &str) -> Result<String, UrlError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| UrlError::Encoding(s.to_owned()))?;
-            let byte =
-                u8::from_str_radix(hex, 16).map_err(|_| UrlError::Encoding(s.to_owned()))?;
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| UrlError::Encoding(s.to_owned()))?;
+            let byte = u8::from_str_radix(hex, 16).map_err(|_| UrlError::Encoding(s.to_owned()))?;
             out.push(byte);
             i += 3;
         } else {
