@@ -72,7 +72,8 @@ impl Keys {
 ///
 /// KEYS: session, subscriptions. ARGV: the new owner; `1` if the CONNECT
 /// starts clean; an owner prefix the current owner must have (`""`: any),
-/// for adoption, which returns nil when the session is not this node's.
+/// for adoption, which returns 0 when the session is gone or not this node's,
+/// and 1 when this very owner has it already.
 ///
 /// Returns `{generation, previous owner, expiry ms, ms left before it
 /// expires (-1 none, -2 no key), orphan will, {filter, options, ...}}`. A
@@ -82,8 +83,13 @@ pub const CLAIM: &str = r#"
 local s, subs = KEYS[1], KEYS[2]
 local owner, clean, must = ARGV[1], ARGV[2], ARGV[3]
 local prev = redis.call('HGET', s, 'owner')
-if must ~= '' and (not prev or prev == owner or string.sub(prev, 1, #must) ~= must) then
-  return false
+if must ~= '' then
+  if not prev or string.sub(prev, 1, #must) ~= must then
+    return 0
+  end
+  if prev == owner then
+    return 1
+  end
 end
 local ttl = redis.call('PTTL', s)
 local gen = redis.call('HINCRBY', s, 'gen', 1)
