@@ -1,0 +1,485 @@
+//! `[store] kind = "redis"`: the store's operations as Redis commands and
+//! scripts ([`super::layout`]) on the shard's own auto-pipelined connection
+//! ([`super::redis::RedisClient`]).
+//!
+//! Writes are fire-and-forget for the broker: [`RedisStore::write`] queues
+//! them at once, in order, and a task logs any that failed. Only a claim is
+//! awaited, by the CONNECT that needs it.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use redis::Value;
+use tracing::{debug, warn};
+
+use super::layout::{self, Keys};
+use super::record;
+use super::redis::{RedisClient, RedisConfig, RedisError, RedisUrl, Script, ScriptCall, Status};
+use super::{Claim, Owner, StoreOp, StoredSession};
+use crate::config::StoreConfig;
+use crate::topic::TopicFilter;
+
+/// What went wrong with a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("unexpected reply from Redis to {0}: {1:?}")]
+    Reply(&'static str, Value),
+}
+
+/// One shard's store: its Redis connection, the key layout and who it is.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    client: RedisClient,
+    keys: Keys,
+    owner: Owner,
+    /// `owner.to_field()`, made once.
+    owner_field: String,
+    shard: usize,
+    claim: Script,
+    write: Script,
+}
+
+/// Sessions the start-up loader asks about in one round.
+const LOAD_BATCH: usize = 512;
+
+impl RedisStore {
+    /// Starts connecting in the background (call on the shard's executor).
+    pub fn start(config: &StoreConfig, owner: Owner, shard: usize) -> Result<RedisStore, String> {
+        let url = RedisUrl::parse(&config.redis).map_err(|e| e.to_string())?;
+        let mut redis = RedisConfig::new(url);
+        redis.timeout = config.timeout;
+        Ok(RedisStore {
+            inner: Rc::new(Inner {
+                client: RedisClient::start(redis),
+                keys: Keys::new(&config.key_prefix),
+                owner_field: owner.to_field(),
+                owner,
+                shard,
+                claim: Script::new("claim", layout::CLAIM),
+                write: Script::new("write", layout::WRITE),
+            }),
+        })
+    }
+
+    /// Up, connecting, or down and why (for `/health` and refusals).
+    pub fn status(&self) -> Status {
+        self.inner.client.status()
+    }
+
+    pub fn client(&self) -> &RedisClient {
+        &self.inner.client
+    }
+
+    /// Claims `client_id` for a CONNECT: a new generation, and what the
+    /// session held. `clean`: the CONNECT starts clean, so the stored session
+    /// is emptied in the same step.
+    pub async fn claim(
+        &self,
+        client_id: &ByteString,
+        clean: bool,
+        now: Instant,
+    ) -> Result<Claim, StoreError> {
+        let call = self.claim_call(client_id, clean, "");
+        let reply = self.inner.client.eval(&call).await?;
+        parse_claim(client_id, reply, now)?.ok_or(StoreError::Reply("claim", Value::Nil))
+    }
+
+    fn claim_call<'a>(&'a self, client_id: &str, clean: bool, must: &str) -> ScriptCall<'a> {
+        let keys = &self.inner.keys;
+        self.inner
+            .claim
+            .call()
+            .key(keys.session(client_id))
+            .key(keys.subscriptions(client_id))
+            .arg(&self.inner.owner_field)
+            .arg(if clean { "1" } else { "0" })
+            .arg(must)
+    }
+
+    /// Queues `ops` on the connection now, in order, and has a task log the
+    /// ones that fail. A session write refused as stale means another claim
+    /// took the session since: that claim's owner has it now.
+    pub fn write(&self, ops: Vec<StoreOp>) {
+        let mut pending = Vec::with_capacity(ops.len());
+        for op in ops {
+            self.queue(op, &mut pending);
+        }
+        let store = self.clone();
+        glommio::spawn_local(async move {
+            for (what, evalsha, reply) in pending {
+                let result = match (reply.await, evalsha) {
+                    // The script was not loaded (Redis restarted): it did not
+                    // run, so running it now is safe.
+                    (Err(e), Some(evalsha)) if e.server_code() == Some("NOSCRIPT") => {
+                        store.resend(&evalsha).await
+                    }
+                    (result, _) => result.map(drop),
+                };
+                if let Err(e) = result {
+                    warn!(shard = store.inner.shard, op = what, error = %e, "store write failed");
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Loads the write script, then sends `evalsha` again.
+    async fn resend(&self, evalsha: &redis::Cmd) -> Result<(), RedisError> {
+        let client = &self.inner.client;
+        client
+            .cmd(redis::cmd("SCRIPT").arg("LOAD").arg(layout::WRITE))
+            .await?;
+        client.cmd(evalsha).await.map(drop)
+    }
+
+    fn queue(&self, op: StoreOp, pending: &mut Vec<Pending>) {
+        let keys = &self.inner.keys;
+        let client = &self.inner.client;
+        let mut plain = |what: &'static str, cmd: &redis::Cmd| pending.push((what, None, client.cmd(cmd)));
+        match op {
+            StoreOp::Online {
+                client_id,
+                generation,
+                expiry,
+                will,
+            } => {
+                plain(
+                    "add to the node's sessions",
+                    redis::cmd("SADD").arg(keys.node_sessions(&self.inner.owner.node)).arg(&*client_id),
+                );
+                let call = self
+                    .session_write(&client_id, "online", generation)
+                    .arg(expiry_secs(expiry))
+                    .arg(will.as_deref());
+                self.push_write("online", call, pending);
+            }
+            StoreOp::Offline {
+                client_id,
+                generation,
+                expiry,
+                will,
+            } => {
+                let ms = expiry.map_or(String::new(), |e| e.as_millis().max(1).to_string());
+                let call = self
+                    .session_write(&client_id, "offline", generation)
+                    .arg(ms)
+                    .arg(will.as_deref());
+                self.push_write("offline", call, pending);
+            }
+            StoreOp::WillGone {
+                client_id,
+                generation,
+            } => {
+                let call = self.session_write(&client_id, "willgone", generation);
+                self.push_write("will gone", call, pending);
+            }
+            StoreOp::Subscribe {
+                client_id,
+                generation,
+                filter,
+                subscription,
+            } => {
+                let call = self
+                    .session_write(&client_id, "sub", generation)
+                    .arg(&*filter)
+                    .arg(&subscription[..]);
+                self.push_write("subscribe", call, pending);
+            }
+            StoreOp::Unsubscribe {
+                client_id,
+                generation,
+                filter,
+            } => {
+                let call = self
+                    .session_write(&client_id, "unsub", generation)
+                    .arg(&*filter);
+                self.push_write("unsubscribe", call, pending);
+            }
+            StoreOp::Remove {
+                client_id,
+                generation,
+            } => {
+                let call = self.session_write(&client_id, "remove", generation);
+                self.push_write("remove", call, pending);
+                let mut plain = |what: &'static str, cmd: &redis::Cmd| pending.push((what, None, client.cmd(cmd)));
+                plain(
+                    "remove from the node's sessions",
+                    redis::cmd("SREM").arg(keys.node_sessions(&self.inner.owner.node)).arg(&*client_id),
+                );
+            }
+            StoreOp::Retain {
+                topic,
+                message,
+                expiry,
+            } => match message {
+                Some(message) => {
+                    let mut set = redis::cmd("SET");
+                    set.arg(keys.retained(&topic)).arg(&message[..]);
+                    if let Some(e) = expiry {
+                        set.arg("PX").arg(e.as_millis().max(1) as u64);
+                    }
+                    plain("retain", &set);
+                    plain("retain", redis::cmd("SADD").arg(keys.retained_index()).arg(&*topic));
+                }
+                None => {
+                    plain("clear retained", redis::cmd("DEL").arg(keys.retained(&topic)));
+                    plain("clear retained", redis::cmd("SREM").arg(keys.retained_index()).arg(&*topic));
+                }
+            },
+            StoreOp::Route { filter, added } => {
+                let cmd = if added { "SADD" } else { "SREM" };
+                plain(
+                    "route",
+                    redis::cmd(cmd)
+                        .arg(keys.routes(&self.inner.owner.node, self.inner.shard))
+                        .arg(&*filter),
+                );
+            }
+        }
+    }
+
+    fn session_write(&self, client_id: &str, op: &str, generation: u64) -> ScriptCall<'_> {
+        let keys = &self.inner.keys;
+        self.inner
+            .write
+            .call()
+            .key(keys.session(client_id))
+            .key(keys.subscriptions(client_id))
+            .arg(op)
+            .arg(generation)
+    }
+
+    fn push_write(&self, what: &'static str, call: ScriptCall<'_>, pending: &mut Vec<Pending>) {
+        let evalsha = call.evalsha_cmd();
+        let reply = self.inner.client.cmd(&evalsha);
+        pending.push((what, Some(evalsha), reply));
+    }
+}
+
+/// A write queued: what it is (for the log), its EVALSHA if it is a script
+/// (sent again on NOSCRIPT), and its reply.
+type Pending = (&'static str, Option<redis::Cmd>, super::redis::Reply);
+
+/// Seconds as MQTT 5 writes a session expiry interval: `u32::MAX` is never.
+fn expiry_secs(expiry: Duration) -> u32 {
+    if expiry == Duration::MAX {
+        u32::MAX
+    } else {
+        u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX - 1)
+    }
+}
+
+fn expiry_from_secs(secs: u32) -> Duration {
+    if secs == u32::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_secs(u64::from(secs))
+    }
+}
+
+/// The claim script's reply; `None` for an adoption that did not happen.
+fn parse_claim(
+    client_id: &ByteString,
+    reply: Value,
+    now: Instant,
+) -> Result<Option<Claim>, StoreError> {
+    let bad = |v: &Value| StoreError::Reply("claim", v.clone());
+    let parts = match &reply {
+        Value::Array(parts) if parts.len() == 6 => parts,
+        Value::Nil | Value::Int(_) => return Ok(None),
+        other => return Err(bad(other)),
+    };
+    let Value::Int(generation) = parts[0] else {
+        return Err(bad(&reply));
+    };
+    let previous = bulk(&parts[1]).map(|b| String::from_utf8_lossy(b).into_owned());
+    let expiry = bulk(&parts[2])
+        .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u32>().ok())
+        .map(expiry_from_secs);
+    let expires_in = match parts[3] {
+        Value::Int(ms) if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+        _ => None,
+    };
+    let orphan_will = match bulk(&parts[4]) {
+        Some(bytes) => match record::decode_will(bytes, client_id, now) {
+            Ok(will) => Some(will),
+            Err(e) => {
+                warn!(client = %client_id, error = %e, "a stored will does not decode: dropped");
+                None
+            }
+        },
+        None => None,
+    };
+    let session = match expiry {
+        None => None,
+        Some(expiry) => {
+            let Value::Array(list) = &parts[5] else {
+                return Err(bad(&reply));
+            };
+            let mut subscriptions = Vec::with_capacity(list.len() / 2);
+            for pair in list.chunks(2) {
+                let (Some(filter), Some(options)) = (bulk(&pair[0]), pair.get(1).and_then(bulk)) else {
+                    return Err(bad(&reply));
+                };
+                let filter = std::str::from_utf8(filter).ok().and_then(|f| TopicFilter::new(f.to_owned()).ok());
+                match (filter, record::decode_subscription(options)) {
+                    (Some(filter), Ok(sub)) => subscriptions.push((filter, sub)),
+                    _ => warn!(client = %client_id, "a stored subscription does not decode: dropped"),
+                }
+            }
+            Some(StoredSession {
+                expiry,
+                expires_in,
+                subscriptions,
+            })
+        }
+    };
+    Ok(Some(Claim {
+        generation: generation as u64,
+        previous,
+        session,
+        orphan_will,
+    }))
+}
+
+fn bulk(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Loading at start-up: the sessions a past life of this node owned, and the
+/// retained messages.
+impl RedisStore {
+    /// Calls `adopted` with each session of this shard that a past life of
+    /// this node left, and returns how many. Sessions gone or owned by
+    /// another node leave this node's set.
+    pub async fn load_sessions(
+        &self,
+        nr_shards: usize,
+        mut adopted: impl FnMut(ByteString, Claim),
+    ) -> Result<usize, StoreError> {
+        let set = self.inner.keys.node_sessions(&self.inner.owner.node);
+        let mut cursor = 0u64;
+        let mut count = 0;
+        loop {
+            let reply = self
+                .inner
+                .client
+                .cmd(redis::cmd("SSCAN").arg(&set).arg(cursor).arg("COUNT").arg(LOAD_BATCH))
+                .await?;
+            let (next, ids) = parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
+            let mine: Vec<ByteString> = ids
+                .into_iter()
+                .filter(|id| shards::shard_for(id.as_bytes(), nr_shards) == self.inner.shard)
+                .collect();
+            // Every adoption of the round is queued before the first is awaited.
+            let calls: Vec<_> = mine
+                .iter()
+                .map(|id| self.claim_call(id, false, &self.inner.owner.node_prefix()))
+                .map(|call| {
+                    let reply = self.inner.client.cmd(&call.evalsha_cmd());
+                    (call, reply)
+                })
+                .collect();
+            for (id, (call, reply)) in mine.into_iter().zip(calls) {
+                let reply = match reply.await {
+                    Err(e) if e.server_code() == Some("NOSCRIPT") => self.inner.client.eval(&call).await?,
+                    other => other?,
+                };
+                match parse_claim(&id, reply.clone(), Instant::now())? {
+                    Some(claim) => {
+                        count += 1;
+                        adopted(id, claim);
+                    }
+                    None if reply == Value::Int(0) => {
+                        let _ = self.inner.client.cmd(redis::cmd("SREM").arg(&set).arg(&*id));
+                    }
+                    None => {}
+                }
+            }
+            if next == 0 {
+                return Ok(count);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Every retained message, for shard 0 to load and share.
+    pub async fn load_retained(&self, now: Instant) -> Result<Vec<crate::message::Message>, StoreError> {
+        let keys = &self.inner.keys;
+        let index = keys.retained_index();
+        let mut cursor = 0u64;
+        let mut messages = Vec::new();
+        loop {
+            let reply = self
+                .inner
+                .client
+                .cmd(redis::cmd("SSCAN").arg(&index).arg(cursor).arg("COUNT").arg(LOAD_BATCH))
+                .await?;
+            let (next, topics) = parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
+            let gets: Vec<_> = topics
+                .iter()
+                .map(|t| self.inner.client.cmd(redis::cmd("GET").arg(keys.retained(t))))
+                .collect();
+            for (topic, get) in topics.into_iter().zip(gets) {
+                match get.await? {
+                    Value::BulkString(bytes) => {
+                        match record::decode_message(&bytes, &ByteString::new(), now) {
+                            Ok(m) => messages.push(m),
+                            Err(e) => warn!(%topic, error = %e, "a stored retained message does not decode: skipped"),
+                        }
+                    }
+                    // Expired: its index entry goes too.
+                    _ => {
+                        debug!(%topic, "retained message expired");
+                        let _ = self.inner.client.cmd(redis::cmd("SREM").arg(&index).arg(&*topic));
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(messages);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Empties this node's route set of this shard: start-up rebuilds it from
+    /// the sessions it loads and the clients that subscribe.
+    pub fn reset_routes(&self) {
+        let key = self.inner.keys.routes(&self.inner.owner.node, self.inner.shard);
+        let store = self.clone();
+        let reply = self.inner.client.cmd(redis::cmd("DEL").arg(key));
+        glommio::spawn_local(async move {
+            if let Err(e) = reply.await {
+                warn!(shard = store.inner.shard, error = %e, "could not reset the route set");
+            }
+        })
+        .detach();
+    }
+}
+
+/// `[cursor, [member, ...]]`.
+fn parse_scan(reply: &Value) -> Option<(u64, Vec<ByteString>)> {
+    let Value::Array(parts) = reply else {
+        return None;
+    };
+    let [cursor, Value::Array(members)] = &parts[..] else {
+        return None;
+    };
+    let cursor = std::str::from_utf8(bulk(cursor)?).ok()?.parse().ok()?;
+    let members = members
+        .iter()
+        .filter_map(|m| String::from_utf8(bulk(m)?.to_vec()).ok())
+        .map(ByteString::from)
+        .collect();
+    Some((cursor, members))
+}
