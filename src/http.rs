@@ -113,7 +113,12 @@ fn respond(request: Request, metrics: &Metrics) {
     let get = matches!(request.method(), Method::Get | Method::Head);
     let response = match (path, get) {
         ("/health", true) => match metrics.health() {
-            Health::Serving => text(200, "ok\n"),
+            // A node without its store refuses persistent sessions: a load
+            // balancer should send them elsewhere.
+            Health::Serving => match metrics.store.down() {
+                None => text(200, "ok\n"),
+                Some((shard, cause)) => text(503, &format!("store down (shard {shard}): {cause}\n")),
+            },
             Health::Starting => text(503, "starting\n"),
             Health::Stopping => text(503, "stopping\n"),
         },

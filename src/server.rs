@@ -19,7 +19,7 @@ use tracing::{error, info};
 use crate::acl::{AclError, AclFile};
 use crate::auth::{AuthSetupError, ConfiguredAuthenticator};
 use crate::broker::{Broker, Settings};
-use crate::config::{Config, Cores};
+use crate::config::{Config, Cores, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
 use crate::connection::{serve, Shard, ShardMsg};
 use crate::events::sink::{self as event_sinks, ResolveError};
@@ -29,6 +29,7 @@ use crate::protocol::ReasonCode;
 use crate::ratelimit::RateLimits;
 use crate::reload::{Reloader, Trigger};
 use crate::session::Limits;
+use crate::store::{self, redis_store::RedisStore, Owner};
 
 /// Why the broker could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -130,11 +131,27 @@ pub fn start(
     let rate_limits = RateLimits::new(&config.acl.rate_limit, Instant::now());
     // Sink addresses are resolved here, once: a shard never waits on DNS.
     let sinks = event_sinks::resolve(&config.events.sinks, cpus.len())?;
-    let metrics = Arc::new(
-        Metrics::new(cpus.len(), config.mqtt.max_connections)
-            .with_rate_limits(rate_limits.clone())
-            .with_event_sinks(sinks.iter().map(|s| s.metrics.clone()).collect()),
-    );
+    let started = Instant::now();
+    // The owner of every session this node claims: the boot id makes this
+    // life of the node a different owner from the last one.
+    let store = match config.store.kind {
+        StoreKind::Memory => None,
+        StoreKind::Redis => Some((
+            config.store.clone(),
+            Owner {
+                node: store::node_id(config),
+                boot: fastrand::u64(..),
+            },
+        )),
+    };
+    let mut metrics = Metrics::new(cpus.len(), config.mqtt.max_connections)
+        .with_rate_limits(rate_limits.clone())
+        .with_event_sinks(sinks.iter().map(|s| s.metrics.clone()).collect());
+    if let Some((_, owner)) = &store {
+        info!(node = %owner.node, boot = %owner.to_field(), "sessions are kept in Redis");
+        metrics = metrics.with_store();
+    }
+    let metrics = Arc::new(metrics);
     let http =
         HttpServer::start(config.http.bind, metrics.clone()).map_err(|source| RunError::Http {
             addr: config.http.bind,
@@ -180,6 +197,15 @@ pub fn start(
         if let Some(acl) = &acl {
             broker = broker.with_acl(Box::new(acl.clone()));
         }
+        let store = match &store {
+            Some((config, owner)) => Some(
+                RedisStore::start(config, owner.clone(), ctx.id()).map_err(io::Error::other)?,
+            ),
+            None => None,
+        };
+        if store.is_some() {
+            broker = broker.with_store();
+        }
         let shutdown = ctx.shutdown().clone();
         // The event sinks stop after the connections have closed, so the
         // events of the closing (on_client_offline, ...) still go out.
@@ -197,7 +223,8 @@ pub fn start(
             connect_timeout,
             shutdown.clone(),
             metrics.clone(),
-        ));
+        )
+        .with_store(store.clone()));
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
         let mut tasks = Vec::new();
@@ -222,6 +249,13 @@ pub fn start(
             shard.clone(),
             shutdown.clone(),
         )));
+        if let Some(store) = &store {
+            tasks.push(glommio::spawn_local(store::load::run(
+                shard.clone(),
+                store.clone(),
+                started,
+            )));
+        }
         // Shard 0 publishes the node's `$SYS` topics; routing takes them to
         // subscribers on every shard.
         if ctx.id() == 0 && !sys_interval.is_zero() {
@@ -253,6 +287,10 @@ pub fn start(
         shard.wake();
         shard.wake_all();
         shard.tracker.wait_idle().await;
+        // The sessions' last writes (offline, wills) land before the exit.
+        if let Some(store) = &store {
+            store.flush().await;
+        }
         sinks_stop.trigger();
         for task in sink_tasks.into_iter().chain(tasks) {
             task.await;

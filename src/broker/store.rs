@@ -45,15 +45,48 @@ impl Broker {
     }
 
     /// A session a past life of this node owned, found at start-up: restored
-    /// offline unless a client already connected to it.
-    pub fn adopted(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
+    /// offline unless a client already connected to it. Returns the will the
+    /// dead connection left, for [`Broker::publish_orphan_will`] once every
+    /// shard has loaded its sessions: published now, it would miss the
+    /// subscribers not loaded yet.
+    pub fn adopted(
+        &mut self,
+        client_id: &ByteString,
+        mut claim: Claim,
+        now: Instant,
+    ) -> Option<Message> {
         let generation = claim.generation;
+        let will = claim.orphan_will.take().map(|(_, will)| will);
         self.take_claim(client_id, claim, now);
-        if let Some(entry) = self.sessions.get_mut(client_id) {
-            if entry.conn.is_none() {
+        let Some(entry) = self.sessions.get_mut(client_id) else {
+            return will;
+        };
+        match (&entry.conn, entry.generation) {
+            // Restored offline. The claim took the keys' TTL off: it goes
+            // back, with what is left of the session's expiry.
+            (None, _) => {
                 entry.generation = Some(generation);
+                let expiry = entry.expires_at.map(|at| at.saturating_duration_since(now));
+                self.store(StoreOp::Offline {
+                    client_id: client_id.clone(),
+                    generation,
+                    expiry,
+                    will: None,
+                });
             }
+            // The client came back with a clean session before loading got
+            // here: the stored session is over.
+            (Some(_), None) => self.store_removed(client_id, Some(generation)),
+            (Some(_), Some(_)) => {}
         }
+        will
+    }
+
+    /// Publishes the will of a connection that died with a past life of this
+    /// node. Its delay is not waited for: the delay ran while the node was
+    /// down.
+    pub fn publish_orphan_will(&mut self, will: Message, now: Instant) {
+        self.publish_message(will, now);
     }
 
     fn take_claim(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
@@ -88,18 +121,26 @@ impl Broker {
                 session: Session::new(client_id.clone(), self.settings.limits),
                 conn: None,
                 expiry: stored.expiry,
-                expires_at: stored.expires_in.map(|left| now + left),
+                // No TTL was running when the session was online as its
+                // node died: its expiry runs from now.
+                expires_at: match stored.expires_in {
+                    Some(left) => Some(now + left),
+                    None => now.checked_add(stored.expiry),
+                },
                 pending_will: None,
                 retry: false,
                 identity,
-                generation: Some(generation),
+                // None while the subscriptions attach: they are in the store
+                // already and are not written again, but the routes they add
+                // are (start-up emptied the node's route sets).
+                generation: None,
             }),
         );
         for (filter, sub) in stored.subscriptions {
-            // Already in the store: not written again.
-            let persist = std::mem::replace(&mut self.persist, false);
             self.attach_subscription(client_id, &filter, sub, false);
-            self.persist = persist;
+        }
+        if let Some(entry) = self.sessions.get_mut(client_id) {
+            entry.generation = Some(generation);
         }
     }
 

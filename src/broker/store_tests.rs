@@ -139,8 +139,12 @@ fn a_restarted_node_resumes_a_stored_session() {
         )],
     };
     // Offline first, as the background loader finds it: publishes queue.
-    b.adopted(&id("s"), claim(3, Some(stored.clone())), now);
-    assert_eq!(b.take_store_ops(), [], "restored, not written back");
+    assert_eq!(b.adopted(&id("s"), claim(3, Some(stored.clone())), now), None);
+    let ops = b.take_store_ops();
+    assert!(
+        matches!(&ops[..], [StoreOp::Route { added: true, filter }] if filter == "t/#"),
+        "the route is added again, the session is not written back: {ops:?}"
+    );
     let mut p = online(&mut b, 9, connect(Version::V5, "pub", true));
     b.handle(&mut p, publish("t/1", QoS::AtLeastOnce, 1, b"queued"), now)
         .unwrap();
@@ -226,7 +230,9 @@ fn a_will_left_by_a_dead_owner_goes_out_once() {
     .unwrap();
     let mut c = claim(5, None);
     c.orphan_will = Some((0, message));
-    b.adopted(&id("dead"), c, now);
+    let will = b.adopted(&id("dead"), c, now).expect("the orphan will");
+    assert_eq!(received(&mut b, 1).len(), 0, "held until loading ends");
+    b.publish_orphan_will(will, now);
     assert_eq!(received(&mut b, 1).len(), 1);
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::sections::{
     AclConfig, BindTo, Cores, EventsConfig, JwtConfig, LogConfig, SinkConfig, SinkFormat,
-    StoreConfig, TokenFrom,
+    Durability, StoreConfig, TokenFrom,
 };
 use super::Config;
 use crate::topic::MAX_SHARDS;
@@ -86,6 +86,18 @@ fn check_store(store: &StoreConfig) -> Result<(), Violation> {
                 humantime::format_duration(timeout)
             ),
         ));
+    }
+    if store.durability == Durability::Messages {
+        return Err(Violation {
+            path: "store.durability".into(),
+            problem: "\"messages\" (queued messages stored before their PUBACK) is not built yet"
+                .into(),
+            fix: Some(
+                "set durability = \"sessions\": sessions, subscriptions and wills are stored, \
+                 queued messages stay in memory"
+                    .into(),
+            ),
+        });
     }
     if let Err(e) = crate::store::RedisUrl::parse(&store.redis) {
         return Err(violation(

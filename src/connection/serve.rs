@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use glommio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
@@ -35,11 +35,17 @@ use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
     decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
 };
+use crate::store::redis_store::RedisStore;
 
 /// Messages waiting for the mesh flusher past which readers stop reading
 /// their sockets: a client publishing faster than another shard takes its
 /// forwards is slowed down by TCP instead of growing the shard's memory.
 const MESH_BACKLOG: usize = 1024;
+
+/// The longest a new connection's reads wait for the node to load the
+/// sessions a past life of it left in the store: a publish read before then
+/// could miss an offline session not loaded yet. CONNACK does not wait.
+const LOAD_HOLD: Duration = Duration::from_secs(30);
 
 /// What one shard sends another.
 #[derive(Debug)]
@@ -83,6 +89,8 @@ pub struct Shard {
     pub metrics: Arc<Metrics>,
     /// Where every connection of the shard reads into first.
     read_scratch: ReadScratch,
+    /// `[store] kind = "redis"`: where the broker's store ops go.
+    pub store: Option<RedisStore>,
 }
 
 /// What a connection's reader and writer share.
@@ -134,6 +142,25 @@ impl Shard {
             shutdown,
             metrics,
             read_scratch: read_scratch(),
+            store: None,
+        }
+    }
+
+    /// Runs with `store`: the broker's changes go there, and persistent
+    /// sessions are claimed in it on CONNECT.
+    pub fn with_store(mut self, store: Option<RedisStore>) -> Shard {
+        self.store = store;
+        self
+    }
+
+    /// Holds a new connection's reads while the node loads its stored
+    /// sessions, at most [`LOAD_HOLD`].
+    async fn until_loaded(&self) {
+        let until = Instant::now() + LOAD_HOLD;
+        while self.metrics.store.loading() && Instant::now() < until {
+            if self.shutdown.sleep(Duration::from_millis(10)).await {
+                return;
+            }
         }
     }
 
@@ -157,6 +184,12 @@ impl Shard {
             self.credit.wake_all();
         }
         broker.flush_credits();
+        if let Some(store) = &self.store {
+            let ops = broker.take_store_ops();
+            if !ops.is_empty() {
+                store.write(ops);
+            }
+        }
         if !broker.forwards.is_empty() {
             let mut out = self.mesh_out.borrow_mut();
             out.extend(
@@ -321,13 +354,38 @@ async fn accept(
         shard.broker.borrow().absorb_auth(prepared);
     }
 
+    // A persistent session is claimed in the store first: a new generation
+    // fences whoever had it, and a session this node does not hold (it
+    // restarted) comes back with its subscriptions.
+    let claim = match (&shard.store, persistent(&connect)) {
+        (Some(store), true) => {
+            match store
+                .claim(&connect.client_id, connect.clean_start, Instant::now())
+                .await
+            {
+                Ok(claim) => Some(claim),
+                Err(e) => {
+                    warn!(shard = shard.id, client = %connect.client_id, error = %e,
+                        "CONNECT refused: its persistent session needs the store, which failed");
+                    let reason = ReasonCode::ServerUnavailable;
+                    refuse(&shard, &socket, reason, connect.version).await;
+                    return Ok(None);
+                }
+            }
+        }
+        _ => None,
+    };
+
     let conn = shard.next_conn.get();
     shard.next_conn.set(conn + 1);
-    let accepted =
-        shard
-            .broker
-            .borrow_mut()
-            .connect_from(conn, &connect, socket.peer_addr(), Instant::now());
+    let now = Instant::now();
+    let accepted = {
+        let mut broker = shard.broker.borrow_mut();
+        if let Some(claim) = claim {
+            broker.claimed(&connect.client_id, claim, now);
+        }
+        broker.connect_from(conn, &connect, socket.peer_addr(), now)
+    };
     match accepted {
         Ok(client) => Ok(Some(Accepted {
             socket,
@@ -341,6 +399,17 @@ async fn accept(
             Ok(None)
         }
     }
+}
+
+/// Whether the session `connect` asks for outlives its connection, and so
+/// lives in the store: MQTT 3 clean session 0, MQTT 5 a session expiry. An
+/// empty client id gets a clean session with an assigned id.
+fn persistent(connect: &Connect) -> bool {
+    let expiry = match connect.version {
+        Version::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        _ => u32::from(!connect.clean_start),
+    };
+    !connect.client_id.is_empty() && expiry > 0
 }
 
 /// A connection being served: what its reader keeps.
@@ -405,6 +474,7 @@ async fn run(shard: &Shard, live: Live) {
         mut client,
         _admission,
     } = live;
+    shard.until_loaded().await;
     let end = read_loop(shard, &mut rbuf, &mut client, &state).await;
     // Why the connection ended, as on_client_offline reports it; the broker
     // also decides from it whether the will goes out.

@@ -7,6 +7,7 @@
 //! - `events`: the event sinks' counters;
 //! - `lag`: the event-loop lag histogram;
 //! - `prometheus`: the `/metrics` text;
+//! - `store`: the store's health and start-up loading;
 //! - `sys`: the `$SYS/broker/...` topics;
 //! - `tasks`: the per-shard sampler and shard 0's `$SYS` publisher.
 //!
@@ -19,6 +20,7 @@
 mod events;
 mod lag;
 mod prometheus;
+mod store;
 mod sys;
 mod tasks;
 
@@ -33,6 +35,7 @@ use crate::ratelimit::RateLimits;
 pub use events::{EventSinkMetrics, SinkShardMetrics};
 pub use lag::{LagHistogram, LagSnapshot};
 pub use prometheus::{render, CONTENT_TYPE};
+pub use store::StoreHealth;
 pub use sys::sys_messages;
 pub use tasks::{publish_sys, sample};
 
@@ -72,6 +75,8 @@ pub struct Metrics {
     rate_limits: RateLimits,
     /// One per `[[events.sinks]]` entry, in config order.
     event_sinks: Vec<Arc<EventSinkMetrics>>,
+    /// `[store] kind = "redis"`: its connections and loading.
+    pub store: StoreHealth,
 }
 
 /// One shard's numbers. Each field has one writer: the shard itself (the
@@ -168,7 +173,14 @@ impl Metrics {
             shards: (0..nr_shards).map(|_| ShardMetrics::default()).collect(),
             rate_limits: RateLimits::default(),
             event_sinks: Vec::new(),
+            store: StoreHealth::default(),
         }
+    }
+
+    /// Reports a Redis store's health (`[store] kind = "redis"`).
+    pub fn with_store(mut self) -> Metrics {
+        self.store = StoreHealth::redis(self.shards.len());
+        self
     }
 
     /// Reports the event sinks, in config order.

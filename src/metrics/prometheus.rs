@@ -44,6 +44,9 @@ pub fn render(metrics: &Metrics) -> String {
         "The [mqtt] max-connections limit of this node; 0 means no limit.",
     );
     out.sample("shardmq_max_connections", &[], metrics.max_connections());
+    if metrics.store.enabled() {
+        render_store(&mut out, metrics);
+    }
 
     let shards = metrics.shards();
     let per_shard = |out: &mut Text, name, kind, help, field: fn(&ShardMetrics) -> &AtomicU64| {
@@ -232,6 +235,23 @@ type Family = (
 );
 
 /// The `[[events.sinks]]` counters, node-wide, by sink (its address).
+fn render_store(out: &mut Text, metrics: &Metrics) {
+    out.family(
+        "shardmq_store_up",
+        "gauge",
+        "1 while every shard's Redis connection is up; /health names the cause when 0.",
+    );
+    out.sample("shardmq_store_up", &[], u8::from(metrics.store.down().is_none()));
+    out.family(
+        "shardmq_store_load_seconds",
+        "gauge",
+        "Seconds from start to every shard having loaded the sessions the node left; absent while loading.",
+    );
+    if let Some(took) = metrics.store.loaded_in() {
+        out.sample("shardmq_store_load_seconds", &[], took.as_secs_f64());
+    }
+}
+
 fn render_event_sinks(out: &mut Text, metrics: &Metrics) {
     let sinks = metrics.event_sinks();
     let families: [Family; 4] = [

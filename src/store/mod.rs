@@ -7,7 +7,7 @@
 //!   will gone, retained set) into `Broker::store_ops`, as it pushes
 //!   `forwards`; the shard's store task writes them, pipelined, and no packet
 //!   waits for them;
-//! - a CONNECT of a persistent session [claims](Store::claim) it first: the
+//! - a CONNECT of a persistent session [claims](redis_store::RedisStore::claim) it first: the
 //!   only round trip on the client's path, which also returns what the
 //!   session held when this node does not have it in memory (after a
 //!   restart);
@@ -18,7 +18,9 @@
 //! immediate, a restart forgets) and `redis` ([`redis_store`]).
 
 pub mod layout;
+pub mod load;
 pub mod record;
+pub mod redis_store;
 pub mod url;
 
 use std::time::Duration;
@@ -31,6 +33,21 @@ use crate::session::Subscription;
 use crate::topic::TopicFilter;
 
 pub use url::{RedisUrl, UrlError};
+
+/// This node's name in the store: `[cluster] node-id`, or the host name and
+/// the first MQTT listener's port, which stay the same across restarts.
+pub fn node_id(config: &crate::config::Config) -> String {
+    if !config.cluster.node_id.is_empty() {
+        return config.cluster.node_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = config.listeners.first().map_or(0, |l| l.bind.port());
+    format!("{host}:{port}")
+}
 
 /// Who owns a session: a node, in one of its lives. The boot id makes a
 /// restarted node a different owner from its past incarnation, so it can

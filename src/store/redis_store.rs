@@ -37,6 +37,8 @@ pub struct RedisStore {
 
 struct Inner {
     client: RedisClient,
+    /// `host:port`, for messages.
+    address: String,
     keys: Keys,
     owner: Owner,
     /// `owner.to_field()`, made once.
@@ -53,11 +55,13 @@ impl RedisStore {
     /// Starts connecting in the background (call on the shard's executor).
     pub fn start(config: &StoreConfig, owner: Owner, shard: usize) -> Result<RedisStore, String> {
         let url = RedisUrl::parse(&config.redis).map_err(|e| e.to_string())?;
+        let address = url.address();
         let mut redis = RedisConfig::new(url);
         redis.timeout = config.timeout;
         Ok(RedisStore {
             inner: Rc::new(Inner {
                 client: RedisClient::start(redis),
+                address,
                 keys: Keys::new(&config.key_prefix),
                 owner_field: owner.to_field(),
                 owner,
@@ -75,6 +79,18 @@ impl RedisStore {
 
     pub fn client(&self) -> &RedisClient {
         &self.inner.client
+    }
+
+    /// Where Redis is, `host:port`.
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// Waits until every write queued so far has been answered (or failed),
+    /// at most the command timeout: at shutdown, so the sessions' last
+    /// writes land before the process exits.
+    pub async fn flush(&self) {
+        let _ = self.inner.client.cmd(&redis::cmd("PING")).await;
     }
 
     /// Claims `client_id` for a CONNECT: a new generation, and what the
