@@ -19,7 +19,7 @@
 
 pub mod layout;
 pub mod record;
-pub mod url;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use crate::message::Message;
 use crate::session::Subscription;
 use crate::topic::TopicFilter;
 
-pub use url::{RedisUrl, UrlError};
+pub use redis::{RedisUrl, UrlError};
 
 /// Who owns a session: a node, in one of its lives. The boot id makes a
 /// restarted node a different owner from its past incarnation, so it can
