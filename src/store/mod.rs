@@ -20,8 +20,8 @@
 pub mod layout;
 pub mod load;
 pub mod record;
+pub mod redis;
 pub mod redis_store;
-pub mod url;
 
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use crate::message::Message;
 use crate::session::Subscription;
 use crate::topic::TopicFilter;
 
-pub use url::{RedisUrl, UrlError};
+pub use redis::{RedisUrl, UrlError};
 
 /// This node's name in the store: `[cluster] node-id`, or the host name and
 /// the first MQTT listener's port, which stay the same across restarts.
