@@ -604,8 +604,7 @@ async fn redis_outage() {
     let mut redis = RedisServer::start();
     let broker = BrokerProcess::start("outage", &store_config(&redis, prefix, "sessions", "n1"));
     let addr = broker.addr;
-    let (status, body) = broker.health();
-    assert_eq!(status, 200, "/health before the outage: {body}");
+    broker.await_healthy();
 
     let mut a = V3::connect(v3_options(addr, &id_on_shard("talk-a", 0))).await;
     a.subscribe("o/a", rumqttc::QoS::AtLeastOnce).await;

@@ -112,9 +112,42 @@ impl BrokerProcess {
 
     /// Execs the binary again on the same config file (same ports, same
     /// node id), killing the current process first if it still runs.
+    ///
+    /// A killed broker's listening sockets outlive its process for a moment
+    /// (io_uring releases the files of its pending accepts after exit), and
+    /// the broker refuses to start next to a listener: wait (bounded) until
+    /// the port can be bound again, as the time to serve counts from exec.
     pub fn restart(&mut self) {
         self.kill();
+        let killed = Instant::now();
+        while TcpListener::bind(self.addr).is_err() {
+            assert!(
+                killed.elapsed() < WAIT,
+                "{} still taken {WAIT:?} after the broker died",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if killed.elapsed() > Duration::from_millis(20) {
+            eprintln!("the port was free {:?} after the kill", killed.elapsed());
+        }
         self.spawn();
+    }
+
+    /// Waits until `/health` answers 200: it says 503 while the broker starts.
+    pub fn await_healthy(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, body) = self.health();
+            if status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/health still {status} {body:?} after {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `GET /health`: (status, body).
