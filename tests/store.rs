@@ -142,6 +142,7 @@ struct Got {
 }
 
 /// A member's connection: rumqttc, MQTT 3.1.1 or 5.
+#[allow(clippy::large_enum_variant)] // a test helper: size does not matter
 enum Client {
     V3(V3),
     V5(V5),
@@ -288,7 +289,8 @@ async fn collect_all(clients: Vec<Client>) -> Vec<(Client, Vec<Got>)> {
 async fn publish_acked(addr: std::net::SocketAddr, id: &str, messages: &[(String, u8, String)]) {
     let mut p = V5::connect(v5_options(addr, id)).await;
     for (topic, qos, payload) in messages {
-        p.publish(topic, qos5(*qos), false, payload.as_bytes()).await;
+        p.publish(topic, qos5(*qos), false, payload.as_bytes())
+            .await;
     }
     let want = messages.iter().filter(|(_, q, _)| *q > 0).count();
     for done in 0..want {
@@ -365,11 +367,13 @@ async fn restart_with_state_keeps_sessions_and_subscriptions() {
     // A raw MQTT 3.1.1 client times the first CONNACK after the restart.
     let probe = id_on_shard("probe", 1);
     let mut raw = Raw::connect(addr, Version::V3_1_1, &probe, false).await;
-    raw.sub("probe/t", shardmq::protocol::QoS::AtLeastOnce).await;
+    raw.sub("probe/t", shardmq::protocol::QoS::AtLeastOnce)
+        .await;
     raw.disconnect().await;
+    // Each session's subscriptions HASH, the probe's included.
     await_keys(
         &redis,
-        &format!("{prefix}s:*"),
+        &format!("{prefix}s:*:subs"),
         SESSIONS + 1,
         Duration::from_secs(3),
     );
@@ -519,6 +523,8 @@ async fn expired_session_leaves_no_key() {
         "the keys went {:?} after the disconnect, before the 2 s expiry",
         offline.elapsed()
     );
+    // The node's own timer may lag Redis's TTL; 3.5 s is past both.
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(offline.elapsed())).await;
     let c = connect(Version::V5, &id, false, 60);
     let (_raw, ack) = Raw::connect_with(broker.addr, c).await;
     assert!(!ack.session_present, "the expired session came back");
@@ -551,7 +557,10 @@ async fn second_claim_fences_the_first_owner() {
 
     let (mut on_b, ack) = Raw::connect_with(b.addr, connect(Version::V3_1_1, id, false, 60)).await;
     assert_eq!(ack.reason_code, ReasonCode::Success, "node b's CONNECT");
-    assert!(ack.session_present, "node b took over the session from Redis");
+    assert!(
+        ack.session_present,
+        "node b took over the session from Redis"
+    );
     assert!(
         eventually(WAIT, || owner(&redis, prefix, id).starts_with("b#")),
         "node b's claim: owner is {:?}",
@@ -681,17 +690,35 @@ async fn redis_outage() {
 /// each side receiving all of them in order.
 async fn exchange(a: &mut V3, b: &mut V5, tag: &str, n: usize) {
     for i in 0..n {
-        a.publish("o/b", rumqttc::QoS::AtLeastOnce, false, format!("{tag} {i}").as_bytes())
-            .await;
-        b.publish("o/a", QoS5::AtLeastOnce, false, format!("{tag} {i}").as_bytes())
-            .await;
+        a.publish(
+            "o/b",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            format!("{tag} {i}").as_bytes(),
+        )
+        .await;
+        b.publish(
+            "o/a",
+            QoS5::AtLeastOnce,
+            false,
+            format!("{tag} {i}").as_bytes(),
+        )
+        .await;
     }
     for i in 0..n {
         let want = format!("{tag} {i}");
         let got = a.recv().await;
-        assert_eq!(String::from_utf8_lossy(&got.payload), want, "a, message {i}");
+        assert_eq!(
+            String::from_utf8_lossy(&got.payload),
+            want,
+            "a, message {i}"
+        );
         let got = b.recv().await;
-        assert_eq!(String::from_utf8_lossy(&got.payload), want, "b, message {i}");
+        assert_eq!(
+            String::from_utf8_lossy(&got.payload),
+            want,
+            "b, message {i}"
+        );
     }
 }
 
@@ -735,7 +762,20 @@ async fn wills_after_kill_are_published_once() {
         None,
     ));
     let c5 = V5::connect(o).await;
-    await_keys(&redis, &format!("{prefix}s:*"), 3, Duration::from_secs(3));
+    // The session HASHes (`s:{id}`, not `s:{id}:subs`), then the wills in
+    // them (field `will`, src/store/layout.rs).
+    await_keys(
+        &redis,
+        &format!("{prefix}s:{{*}}"),
+        3,
+        Duration::from_secs(3),
+    );
+    let wills_stored = eventually(Duration::from_secs(2), || {
+        [&w3, &w5]
+            .iter()
+            .all(|id| redis.cli(&["HEXISTS", &format!("{prefix}s:{{{id}}}"), "will"]) == "1")
+    });
+    eprintln!("both wills in Redis before the kill: {wills_stored}");
 
     broker.kill();
     watcher.kill();
@@ -759,10 +799,7 @@ async fn wills_after_kill_are_published_once() {
     let mut watcher = V3::connect(watcher_options()).await;
     assert!(watcher.connack.as_ref().is_some_and(|a| a.session_present));
     let again = for_two_seconds(&mut watcher).await;
-    assert!(
-        again.is_empty(),
-        "wills published a second time: {again:?}"
-    );
+    assert!(again.is_empty(), "wills published a second time: {again:?}");
 }
 
 /// Every PUBLISH within 2 s: long enough for a duplicate to show.
@@ -805,7 +842,11 @@ async fn clean_sessions_cost_no_redis_key() {
             .filter(|k| !k.contains(&format!("{{{keep}}}")))
             .collect()
     };
-    assert_eq!(strangers(redis.keys(&pattern)), Vec::<String>::new());
+    assert_eq!(
+        strangers(redis.keys(&pattern)),
+        Vec::<String>::new(),
+        "keys of clean sessions"
+    );
     c3.disconnect().await;
     c5.disconnect().await;
     std::thread::sleep(QUIET);
@@ -822,14 +863,22 @@ async fn clean_sessions_cost_no_redis_key() {
 fn retained_survives_restart() {
     let prefix = "t-retained:";
     let redis = RedisServer::start();
-    let mut broker = BrokerProcess::start(
-        "retained",
-        &store_config(&redis, prefix, "sessions", "n1"),
-    );
+    let mut broker =
+        BrokerProcess::start("retained", &store_config(&redis, prefix, "sessions", "n1"));
     let port = broker.addr.port().to_string();
     let mosquitto_pub = |topic: &str, payload: &str, props: &[&str]| {
         let out = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1", "-r"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                "mqttv5",
+                "-q",
+                "1",
+                "-r",
+            ])
             .args(["-t", topic, "-m", payload])
             .args(props)
             .output()
@@ -863,8 +912,15 @@ fn retained_survives_restart() {
         "ret/long",
         "keep me",
         &[
-            "-D", "publish", "user-property", "origin", "store-test",
-            "-D", "publish", "message-expiry-interval", "3600",
+            "-D",
+            "publish",
+            "user-property",
+            "origin",
+            "store-test",
+            "-D",
+            "publish",
+            "message-expiry-interval",
+            "3600",
         ],
     );
     mosquitto_pub(
@@ -873,16 +929,23 @@ fn retained_survives_restart() {
         &["-D", "publish", "message-expiry-interval", "2"],
     );
     let short_sent = Instant::now();
-    await_keys(&redis, &format!("{prefix}*"), 2, Duration::from_secs(2));
+    // One STRING per retained topic (`r:{topic}`, src/store/layout.rs).
+    await_keys(&redis, &format!("{prefix}r:*"), 2, Duration::from_secs(2));
 
     broker.kill();
     broker.restart();
     let lines = mosquitto_sub("ret/long", Some(1), 5);
     let [line] = &lines[..] else {
-        panic!("after the restart, a subscriber to ret/long got {lines:?}, want the retained message");
+        panic!(
+            "after the restart, a subscriber to ret/long got {lines:?}, want the retained message"
+        );
     };
     let fields: Vec<&str> = line.split('|').collect();
-    assert_eq!(fields[..4], ["1", "ret/long", "keep me", "origin:store-test"], "{line}");
+    assert_eq!(
+        fields[..4],
+        ["1", "ret/long", "keep me", "origin:store-test"],
+        "{line}"
+    );
     let expiry: u32 = fields[4].parse().unwrap_or(0);
     assert!(
         (1..=3600).contains(&expiry),
@@ -894,5 +957,9 @@ fn retained_survives_restart() {
     }
     let lines = mosquitto_sub("ret/#", None, 2);
     let topics: Vec<&str> = lines.iter().filter_map(|l| l.split('|').nth(1)).collect();
-    assert_eq!(topics, ["ret/long"], "retained after ret/short expired: {lines:?}");
+    assert_eq!(
+        topics,
+        ["ret/long"],
+        "retained after ret/short expired: {lines:?}"
+    );
 }

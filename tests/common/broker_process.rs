@@ -48,10 +48,8 @@ impl BrokerProcess {
     pub fn start(name: &str, sections: &str) -> BrokerProcess {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "shardmq-broker-{}-{n}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-broker-{}-{n}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the broker temp dir");
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -191,7 +189,10 @@ impl BrokerProcess {
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
-                panic!("shardmq exited ({status}) before listening on {}", self.addr);
+                panic!(
+                    "shardmq exited ({status}) before listening on {}",
+                    self.addr
+                );
             }
             assert!(
                 Instant::now() < deadline,
