@@ -32,6 +32,7 @@ impl RedisServer {
     /// /usr/bin/redis-server) on a free port and waits until it answers PING.
     /// A port taken between choosing it and binding it is retried on another.
     pub fn start() -> RedisServer {
+        redis_server(); // fails now, with how to get one, if it is missing
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("shardmq-redis-{}-{n}", std::process::id()));
