@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+pub mod broker_process;
+pub mod redis;
 pub mod scenarios;
 
 /// How long to wait for something that must happen. Generous: the suite runs
