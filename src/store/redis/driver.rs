@@ -65,7 +65,7 @@ async fn connect(config: &RedisConfig) -> Result<(TcpStream, Replies), String> {
     // against a timer trips glommio 0.9's waker count (DESIGN section 3).
     let mut stream = TcpStream::connect_timeout(addr, left(deadline)?)
         .await
-        .map_err(|e| format!("connect to {address}: {e}"))?;
+        .map_err(|e| format!("connect to {address}: {}", io::Error::from(e)))?;
     // Pipelining does its own batching; Nagle would only hold the tail back.
     stream
         .set_nodelay(true)
