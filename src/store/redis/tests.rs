@@ -132,20 +132,14 @@ fn auth_with_user_and_password_and_select_isolates_keys() {
     let nobody = server.url();
     test_executor(move || async move {
         let alice = up(RedisConfig::new(alice_db2)).await;
-        assert_eq!(
-            alice.cmd(&cmd("ACL").arg("WHOAMI")).await,
-            Ok(bulk("alice"))
-        );
+        assert_eq!(alice.cmd(cmd("ACL").arg("WHOAMI")).await, Ok(bulk("alice")));
         assert_eq!(
             alice.cmd(cmd("SET").arg("k").arg("in 2")).await,
             Ok(Value::Okay)
         );
 
         let db0 = up(RedisConfig::new(default_db0)).await;
-        assert_eq!(
-            db0.cmd(&cmd("ACL").arg("WHOAMI")).await,
-            Ok(bulk("default"))
-        );
+        assert_eq!(db0.cmd(cmd("ACL").arg("WHOAMI")).await, Ok(bulk("default")));
         assert_eq!(db0.cmd(cmd("GET").arg("k")).await, Ok(Value::Nil));
 
         let db2 = up(RedisConfig::new(default_db2)).await;
