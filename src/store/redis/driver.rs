@@ -58,14 +58,26 @@ async fn connect(config: &RedisConfig) -> Result<(TcpStream, Replies), String> {
     let url = &config.url;
     let address = url.address();
     let deadline = Instant::now() + config.timeout;
-    let addr = resolve(url)
+    let addrs = resolve(url)
         .await
         .map_err(|e| format!("resolve {}: {e}", url.host))?;
-    // glommio's own timeout (a linked io_uring timeout): racing `connect`
-    // against a timer trips glommio 0.9's waker count (DESIGN section 3).
-    let mut stream = TcpStream::connect_timeout(addr, left(deadline)?)
-        .await
-        .map_err(|e| format!("connect to {address}: {}", io::Error::from(e)))?;
+    // A name may have several addresses (`localhost`: ::1 and 127.0.0.1,
+    // while Redis may listen on one): the first that takes the connection.
+    let mut failure = io::Error::new(io::ErrorKind::NotFound, "no address");
+    let mut connected = None;
+    for addr in addrs {
+        // glommio's own timeout (a linked io_uring timeout): racing
+        // `connect` against a timer trips glommio 0.9's waker count (DESIGN
+        // section 3).
+        match TcpStream::connect_timeout(addr, left(deadline)?).await {
+            Ok(stream) => {
+                connected = Some(stream);
+                break;
+            }
+            Err(e) => failure = io::Error::from(e),
+        }
+    }
+    let mut stream = connected.ok_or_else(|| format!("connect to {address}: {failure}"))?;
     // Pipelining does its own batching; Nagle would only hold the tail back.
     stream
         .set_nodelay(true)
@@ -82,18 +94,18 @@ async fn connect(config: &RedisConfig) -> Result<(TcpStream, Replies), String> {
     }
 }
 
-/// The host's address. A name is looked up on glommio's blocking thread:
+/// The host's addresses. A name is looked up on glommio's blocking thread:
 /// the system resolver blocks.
-async fn resolve(url: &RedisUrl) -> io::Result<SocketAddr> {
+async fn resolve(url: &RedisUrl) -> io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = url.host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, url.port));
+        return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
     let (host, port) = (url.host.clone(), url.port);
-    glommio::executor()
+    let addrs: Vec<SocketAddr> = glommio::executor()
         .spawn_blocking(move || (host.as_str(), port).to_socket_addrs())
         .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+        .collect();
+    Ok(addrs)
 }
 
 /// What is left of `deadline`; a timeout error when nothing is.
