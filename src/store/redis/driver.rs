@@ -61,23 +61,9 @@ async fn connect(config: &RedisConfig) -> Result<(TcpStream, Replies), String> {
     let addrs = resolve(url)
         .await
         .map_err(|e| format!("resolve {}: {e}", url.host))?;
-    // A name may have several addresses (`localhost`: ::1 and 127.0.0.1,
-    // while Redis may listen on one): the first that takes the connection.
-    let mut failure = io::Error::new(io::ErrorKind::NotFound, "no address");
-    let mut connected = None;
-    for addr in addrs {
-        // glommio's own timeout (a linked io_uring timeout): racing
-        // `connect` against a timer trips glommio 0.9's waker count (DESIGN
-        // section 3).
-        match TcpStream::connect_timeout(addr, left(deadline)?).await {
-            Ok(stream) => {
-                connected = Some(stream);
-                break;
-            }
-            Err(e) => failure = io::Error::from(e),
-        }
-    }
-    let mut stream = connected.ok_or_else(|| format!("connect to {address}: {failure}"))?;
+    let mut stream = connect_first(&addrs, deadline)
+        .await
+        .map_err(|e| format!("connect to {address}: {e}"))?;
     // Pipelining does its own batching; Nagle would only hold the tail back.
     stream
         .set_nodelay(true)
@@ -108,14 +94,28 @@ async fn resolve(url: &RedisUrl) -> io::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// What is left of `deadline`; a timeout error when nothing is.
-fn left(deadline: Instant) -> Result<Duration, String> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err("connect timed out".to_owned())
-    } else {
-        Ok(left)
+/// A connection to the first of `addrs` that takes it, by `deadline`. A
+/// name may have several addresses (`localhost`: ::1 and 127.0.0.1, while
+/// Redis may listen on one only).
+pub(super) async fn connect_first(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+) -> io::Result<TcpStream> {
+    let mut failure = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for &addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // glommio's own timeout (a linked io_uring timeout): racing
+        // `connect` against a timer trips glommio 0.9's waker count (DESIGN
+        // section 3).
+        match TcpStream::connect_timeout(addr, left).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failure = io::Error::from(e),
+        }
     }
+    Err(failure)
 }
 
 /// `AUTH` (when the URL has a password), `SELECT` (when its database is not

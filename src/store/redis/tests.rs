@@ -1,5 +1,6 @@
 //! The client against a real `redis-server` (see `test_server`).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ::redis::{cmd, Value};
@@ -427,7 +428,7 @@ fn nothing_listening_is_down_with_the_connect_error() {
 #[test]
 fn commands_issued_while_connecting_go_out_once_connected_to_a_name() {
     let server = RedisServer::start();
-    // `localhost` may resolve to ::1 first; the server listens on 127.0.0.1.
+    // A name: looked up off the executor thread.
     let url = RedisUrl::parse(&format!("redis://localhost:{}/1", server.port)).unwrap();
     test_executor(move || async move {
         let c = RedisClient::start(RedisConfig::new(url));
@@ -437,6 +438,27 @@ fn commands_issued_while_connecting_go_out_once_connected_to_a_name() {
         assert_eq!(set.await, Ok(Value::Okay));
         assert_eq!(get.await, Ok(bulk("bird")));
         assert_eq!(c.status(), Status::Up);
+    });
+    drop(server);
+}
+
+#[test]
+fn the_first_address_that_takes_the_connection_is_used() {
+    let server = RedisServer::start();
+    let refused = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let live = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
+    test_executor(move || async move {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let stream = driver::connect_first(&[refused, live], deadline).await;
+        assert_eq!(
+            stream.map(|s| s.peer_addr().ok()).ok().flatten(),
+            Some(live)
+        );
+        let e = driver::connect_first(&[refused], deadline).await.err();
+        assert_eq!(
+            e.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
     });
     drop(server);
 }
