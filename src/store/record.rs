@@ -205,7 +205,7 @@ mod tests {
             retain: true,
             properties: Some(Arc::new(PublishProperties {
                 content_type: Some("text/plain".into()),
-                user_properties: vec![("k".into(), "v".into())].into(),
+                user_properties: vec![("k".into(), "v".into())],
                 ..Default::default()
             })),
             publisher: "p".into(),

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ::redis::{Cmd, Value};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -58,12 +58,10 @@ async fn connect(config: &RedisConfig) -> Result<(TcpStream, Replies), String> {
     let url = &config.url;
     let address = url.address();
     let deadline = Instant::now() + config.timeout;
-    let addr = resolve(url)
+    let addrs = resolve(url)
         .await
         .map_err(|e| format!("resolve {}: {e}", url.host))?;
-    // glommio's own timeout (a linked io_uring timeout): racing `connect`
-    // against a timer trips glommio 0.9's waker count (DESIGN section 3).
-    let mut stream = TcpStream::connect_timeout(addr, left(deadline)?)
+    let mut stream = connect_first(&addrs, deadline)
         .await
         .map_err(|e| format!("connect to {address}: {e}"))?;
     // Pipelining does its own batching; Nagle would only hold the tail back.
@@ -82,28 +80,42 @@ async fn connect(config: &RedisConfig) -> Result<(TcpStream, Replies), String> {
     }
 }
 
-/// The host's address. A name is looked up on glommio's blocking thread:
+/// The host's addresses. A name is looked up on glommio's blocking thread:
 /// the system resolver blocks.
-async fn resolve(url: &RedisUrl) -> io::Result<SocketAddr> {
+async fn resolve(url: &RedisUrl) -> io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = url.host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, url.port));
+        return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
     let (host, port) = (url.host.clone(), url.port);
-    glommio::executor()
+    let addrs: Vec<SocketAddr> = glommio::executor()
         .spawn_blocking(move || (host.as_str(), port).to_socket_addrs())
         .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+        .collect();
+    Ok(addrs)
 }
 
-/// What is left of `deadline`; a timeout error when nothing is.
-fn left(deadline: Instant) -> Result<Duration, String> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err("connect timed out".to_owned())
-    } else {
-        Ok(left)
+/// A connection to the first of `addrs` that takes it, by `deadline`. A
+/// name may have several addresses (`localhost`: ::1 and 127.0.0.1, while
+/// Redis may listen on one only).
+pub(super) async fn connect_first(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+) -> io::Result<TcpStream> {
+    let mut failure = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for &addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // glommio's own timeout (a linked io_uring timeout): racing
+        // `connect` against a timer trips glommio 0.9's waker count (DESIGN
+        // section 3).
+        match TcpStream::connect_timeout(addr, left).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failure = io::Error::from(e),
+        }
     }
+    Err(failure)
 }
 
 /// `AUTH` (when the URL has a password), `SELECT` (when its database is not

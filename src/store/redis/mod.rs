@@ -20,6 +20,13 @@
 //!   commands fail at once rather than pile up; the driver reconnects with a
 //!   capped back-off, logging in (`AUTH`, `SELECT`) before anything queued.
 //!
+//! # Limits
+//! - The queue is bounded by time (the timeout), not by size.
+//! - A script call that meets `NOSCRIPT` (Redis lost its scripts since this
+//!   connection first sent the code) is retried with `EVAL` when the
+//!   `NOSCRIPT` arrives, so it runs after commands issued after it.
+//! - RESP2 only (no `HELLO 3`): no push messages, no client-side caching.
+//!
 //! # Layout
 //! - `client`: [`RedisClient`], [`RedisConfig`], [`Status`], and the state
 //!   the client shares with its driver task;

@@ -77,7 +77,7 @@ struct Pending {
     bytes: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Queue {
     /// Encoded commands; `out[written..]` is not yet written.
     out: Vec<u8>,
@@ -85,6 +85,16 @@ pub struct Queue {
     /// Oldest first. Deadlines only grow along it: every command gets the
     /// same timeout from the moment it is queued.
     pending: VecDeque<Pending>,
+}
+
+/// Sizes only: the output may hold megabytes.
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("unsent_bytes", &self.unsent().len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
 }
 
 impl Queue {
