@@ -230,7 +230,7 @@ impl Broker {
             return;
         };
         let client_id = client_id.clone();
-        let filter = ByteString::from(filter.filter());
+        let filter = filter.as_bytestring().clone();
         self.store(match sub {
             Some(sub) => StoreOp::Subscribe {
                 client_id,
@@ -248,7 +248,7 @@ impl Broker {
 
     pub(super) fn store_route(&mut self, filter: &TopicFilter, added: bool) {
         self.store(StoreOp::Route {
-            filter: ByteString::from(filter.filter()),
+            filter: filter.as_bytestring().clone(),
             added,
         });
     }

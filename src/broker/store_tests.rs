@@ -66,6 +66,17 @@ fn a_persistent_session_is_mirrored_from_claim_to_end() {
         "{ops:?}"
     );
 
+    // A shared subscription is stored with its group, or a restart would
+    // make it a plain one (every member gets every message).
+    b.handle(&mut client, subscribe("$share/g/s", QoS::AtLeastOnce), now)
+        .unwrap();
+    let ops = b.take_store_ops();
+    assert!(
+        matches!(&ops[..], [StoreOp::Route { filter, .. }, StoreOp::Subscribe { filter: f, .. }]
+            if filter == "$share/g/s" && f == "$share/g/s"),
+        "{ops:?}"
+    );
+
     // A network failure: the will goes out, the session stays, forever (MQTT 3).
     let w = client.will.take();
     b.disconnected_because(&client, w, crate::events::OfflineReason::Unspecified, now);
@@ -91,6 +102,7 @@ fn a_persistent_session_is_mirrored_from_claim_to_end() {
             &ops[..],
             [
                 StoreOp::Remove { generation: 7, .. },
+                StoreOp::Route { added: false, .. },
                 StoreOp::Route { added: false, .. }
             ]
         ),
