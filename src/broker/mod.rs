@@ -750,8 +750,9 @@ impl Broker {
                 }
             }
             if entry.conn.is_none() && entry.expires_at.is_some_and(|at| at <= now) {
-                // The store expires its keys by itself, at the same time.
-                entry.generation = None;
+                // The store expires the session's keys by itself at about the
+                // same time; the removal also takes the session out of the
+                // node's set.
                 expired.push(id.clone());
             }
         }

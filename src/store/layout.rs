@@ -127,11 +127,16 @@ return {gen, prev, expiry, ttl, will, list}
 /// - `sub` filter options; `unsub` filter;
 /// - `remove`: every key of the session goes.
 ///
-/// A stale generation is refused with the error `STALE`.
+/// A stale generation is refused with the error `STALE`, except that removing
+/// a session whose keys have expired already does nothing.
 pub const WRITE: &str = r#"
 local s, subs = KEYS[1], KEYS[2]
 local op, gen = ARGV[1], ARGV[2]
-if redis.call('HGET', s, 'gen') ~= gen then
+local current = redis.call('HGET', s, 'gen')
+if current ~= gen then
+  if op == 'remove' and not current then
+    return 0
+  end
   return redis.error_reply('STALE generation ' .. gen .. ' of ' .. s)
 end
 if op == 'online' then
