@@ -117,7 +117,9 @@ fn respond(request: Request, metrics: &Metrics) {
             // balancer should send them elsewhere.
             Health::Serving => match metrics.store.down() {
                 None => text(200, "ok\n"),
-                Some((shard, cause)) => text(503, &format!("store down (shard {shard}): {cause}\n")),
+                Some((shard, cause)) => {
+                    text(503, &format!("store down (shard {shard}): {cause}\n"))
+                }
             },
             Health::Starting => text(503, "starting\n"),
             Health::Stopping => text(503, "stopping\n"),

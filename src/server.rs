@@ -198,9 +198,9 @@ pub fn start(
             broker = broker.with_acl(Box::new(acl.clone()));
         }
         let store = match &store {
-            Some((config, owner)) => Some(
-                RedisStore::start(config, owner.clone(), ctx.id()).map_err(io::Error::other)?,
-            ),
+            Some((config, owner)) => {
+                Some(RedisStore::start(config, owner.clone(), ctx.id()).map_err(io::Error::other)?)
+            }
             None => None,
         };
         if store.is_some() {
@@ -215,16 +215,18 @@ pub fn start(
         if let Some(fanout) = fanout {
             broker = broker.with_events(Box::new(fanout));
         }
-        let shard = Rc::new(Shard::new(
-            ctx.id(),
-            ctx.nr_shards(),
-            broker,
-            max_packet_size,
-            connect_timeout,
-            shutdown.clone(),
-            metrics.clone(),
-        )
-        .with_store(store.clone()));
+        let shard = Rc::new(
+            Shard::new(
+                ctx.id(),
+                ctx.nr_shards(),
+                broker,
+                max_packet_size,
+                connect_timeout,
+                shutdown.clone(),
+                metrics.clone(),
+            )
+            .with_store(store.clone()),
+        );
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
         let mut tasks = Vec::new();

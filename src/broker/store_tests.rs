@@ -151,7 +151,10 @@ fn a_restarted_node_resumes_a_stored_session() {
         )],
     };
     // Offline first, as the background loader finds it: publishes queue.
-    assert_eq!(b.adopted(&id("s"), claim(3, Some(stored.clone())), now), None);
+    assert_eq!(
+        b.adopted(&id("s"), claim(3, Some(stored.clone())), now),
+        None
+    );
     let ops = b.take_store_ops();
     assert!(
         matches!(

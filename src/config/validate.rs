@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::sections::{
-    AclConfig, BindTo, Cores, EventsConfig, JwtConfig, LogConfig, SinkConfig, SinkFormat,
-    Durability, StoreConfig, TokenFrom,
+    AclConfig, BindTo, Cores, Durability, EventsConfig, JwtConfig, LogConfig, SinkConfig,
+    SinkFormat, StoreConfig, TokenFrom,
 };
 use super::Config;
 use crate::topic::MAX_SHARDS;

@@ -241,7 +241,11 @@ fn render_store(out: &mut Text, metrics: &Metrics) {
         "gauge",
         "1 while every shard's Redis connection is up; /health names the cause when 0.",
     );
-    out.sample("shardmq_store_up", &[], u8::from(metrics.store.down().is_none()));
+    out.sample(
+        "shardmq_store_up",
+        &[],
+        u8::from(metrics.store.down().is_none()),
+    );
     out.family(
         "shardmq_store_load_seconds",
         "gauge",

@@ -56,7 +56,10 @@ impl StoreHealth {
     /// A shard finished loading; `elapsed` since the node started.
     pub fn loaded(&self, elapsed: Duration) {
         if self.loading.fetch_sub(1, Relaxed) == 1 {
-            *self.loaded_in.lock().unwrap_or_else(PoisonError::into_inner) = Some(elapsed);
+            *self
+                .loaded_in
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(elapsed);
         }
     }
 
@@ -67,7 +70,10 @@ impl StoreHealth {
 
     /// How long the node took to load, once it has.
     pub fn loaded_in(&self) -> Option<Duration> {
-        *self.loaded_in.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .loaded_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

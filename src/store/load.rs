@@ -56,7 +56,11 @@ pub async fn run(shard: Rc<Shard>, store: RedisStore, started: Instant) {
         }
     }
     if !wills.is_empty() {
-        info!(shard = shard.id, wills = wills.len(), "publishing the wills of connections lost with the node's past life");
+        info!(
+            shard = shard.id,
+            wills = wills.len(),
+            "publishing the wills of connections lost with the node's past life"
+        );
         let now = Instant::now();
         let mut broker = shard.broker.borrow_mut();
         for will in wills {

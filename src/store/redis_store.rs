@@ -158,7 +158,8 @@ impl RedisStore {
     fn queue(&self, op: StoreOp, pending: &mut Vec<Pending>) {
         let keys = &self.inner.keys;
         let client = &self.inner.client;
-        let mut plain = |what: &'static str, cmd: &redis::Cmd| pending.push((what, None, client.cmd(cmd)));
+        let mut plain =
+            |what: &'static str, cmd: &redis::Cmd| pending.push((what, None, client.cmd(cmd)));
         match op {
             StoreOp::Online {
                 client_id,
@@ -168,7 +169,9 @@ impl RedisStore {
             } => {
                 plain(
                     "add to the node's sessions",
-                    redis::cmd("SADD").arg(keys.node_sessions(&self.inner.owner.node)).arg(&*client_id),
+                    redis::cmd("SADD")
+                        .arg(keys.node_sessions(&self.inner.owner.node))
+                        .arg(&*client_id),
                 );
                 let call = self
                     .session_write(&client_id, "online", generation)
@@ -224,10 +227,14 @@ impl RedisStore {
             } => {
                 let call = self.session_write(&client_id, "remove", generation);
                 self.push_write("remove", call, pending);
-                let mut plain = |what: &'static str, cmd: &redis::Cmd| pending.push((what, None, client.cmd(cmd)));
+                let mut plain = |what: &'static str, cmd: &redis::Cmd| {
+                    pending.push((what, None, client.cmd(cmd)))
+                };
                 plain(
                     "remove from the node's sessions",
-                    redis::cmd("SREM").arg(keys.node_sessions(&self.inner.owner.node)).arg(&*client_id),
+                    redis::cmd("SREM")
+                        .arg(keys.node_sessions(&self.inner.owner.node))
+                        .arg(&*client_id),
                 );
             }
             StoreOp::Retain {
@@ -242,11 +249,20 @@ impl RedisStore {
                         set.arg("PX").arg(e.as_millis().max(1) as u64);
                     }
                     plain("retain", &set);
-                    plain("retain", redis::cmd("SADD").arg(keys.retained_index()).arg(&*topic));
+                    plain(
+                        "retain",
+                        redis::cmd("SADD").arg(keys.retained_index()).arg(&*topic),
+                    );
                 }
                 None => {
-                    plain("clear retained", redis::cmd("DEL").arg(keys.retained(&topic)));
-                    plain("clear retained", redis::cmd("SREM").arg(keys.retained_index()).arg(&*topic));
+                    plain(
+                        "clear retained",
+                        redis::cmd("DEL").arg(keys.retained(&topic)),
+                    );
+                    plain(
+                        "clear retained",
+                        redis::cmd("SREM").arg(keys.retained_index()).arg(&*topic),
+                    );
                 }
             },
             StoreOp::Route { filter, added } => {
@@ -341,13 +357,18 @@ fn parse_claim(
             };
             let mut subscriptions = Vec::with_capacity(list.len() / 2);
             for pair in list.chunks(2) {
-                let (Some(filter), Some(options)) = (bulk(&pair[0]), pair.get(1).and_then(bulk)) else {
+                let (Some(filter), Some(options)) = (bulk(&pair[0]), pair.get(1).and_then(bulk))
+                else {
                     return Err(bad(&reply));
                 };
-                let filter = std::str::from_utf8(filter).ok().and_then(|f| TopicFilter::new(f.to_owned()).ok());
+                let filter = std::str::from_utf8(filter)
+                    .ok()
+                    .and_then(|f| TopicFilter::new(f.to_owned()).ok());
                 match (filter, record::decode_subscription(options)) {
                     (Some(filter), Ok(sub)) => subscriptions.push((filter, sub)),
-                    _ => warn!(client = %client_id, "a stored subscription does not decode: dropped"),
+                    _ => {
+                        warn!(client = %client_id, "a stored subscription does not decode: dropped")
+                    }
                 }
             }
             Some(StoredSession {
@@ -390,9 +411,16 @@ impl RedisStore {
             let reply = self
                 .inner
                 .client
-                .cmd(redis::cmd("SSCAN").arg(&set).arg(cursor).arg("COUNT").arg(LOAD_BATCH))
+                .cmd(
+                    redis::cmd("SSCAN")
+                        .arg(&set)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(LOAD_BATCH),
+                )
                 .await?;
-            let (next, ids) = parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
+            let (next, ids) =
+                parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
             let mine: Vec<ByteString> = ids
                 .into_iter()
                 .filter(|id| shards::shard_for(id.as_bytes(), nr_shards) == self.inner.shard)
@@ -408,7 +436,9 @@ impl RedisStore {
                 .collect();
             for (id, (call, reply)) in mine.into_iter().zip(calls) {
                 let reply = match reply.await {
-                    Err(e) if e.server_code() == Some("NOSCRIPT") => self.inner.client.eval(&call).await?,
+                    Err(e) if e.server_code() == Some("NOSCRIPT") => {
+                        self.inner.client.eval(&call).await?
+                    }
                     other => other?,
                 };
                 match parse_claim(&id, reply.clone(), Instant::now())? {
@@ -417,7 +447,12 @@ impl RedisStore {
                         adopted(id, claim);
                     }
                     None if reply == Value::Int(0) => {
-                        let _ = self.inner.client.cmd(redis::cmd("SREM").arg(&set).arg(&*id));
+                        // Queued now; its reply does not matter.
+                        drop(
+                            self.inner
+                                .client
+                                .cmd(redis::cmd("SREM").arg(&set).arg(&*id)),
+                        );
                     }
                     None => {}
                 }
@@ -430,7 +465,10 @@ impl RedisStore {
     }
 
     /// Every retained message, for shard 0 to load and share.
-    pub async fn load_retained(&self, now: Instant) -> Result<Vec<crate::message::Message>, StoreError> {
+    pub async fn load_retained(
+        &self,
+        now: Instant,
+    ) -> Result<Vec<crate::message::Message>, StoreError> {
         let keys = &self.inner.keys;
         let index = keys.retained_index();
         let mut cursor = 0u64;
@@ -439,25 +477,42 @@ impl RedisStore {
             let reply = self
                 .inner
                 .client
-                .cmd(redis::cmd("SSCAN").arg(&index).arg(cursor).arg("COUNT").arg(LOAD_BATCH))
+                .cmd(
+                    redis::cmd("SSCAN")
+                        .arg(&index)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(LOAD_BATCH),
+                )
                 .await?;
-            let (next, topics) = parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
+            let (next, topics) =
+                parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
             let gets: Vec<_> = topics
                 .iter()
-                .map(|t| self.inner.client.cmd(redis::cmd("GET").arg(keys.retained(t))))
+                .map(|t| {
+                    self.inner
+                        .client
+                        .cmd(redis::cmd("GET").arg(keys.retained(t)))
+                })
                 .collect();
             for (topic, get) in topics.into_iter().zip(gets) {
                 match get.await? {
                     Value::BulkString(bytes) => {
                         match record::decode_message(&bytes, &ByteString::new(), now) {
                             Ok(m) => messages.push(m),
-                            Err(e) => warn!(%topic, error = %e, "a stored retained message does not decode: skipped"),
+                            Err(e) => {
+                                warn!(%topic, error = %e, "a stored retained message does not decode: skipped")
+                            }
                         }
                     }
                     // Expired: its index entry goes too.
                     _ => {
                         debug!(%topic, "retained message expired");
-                        let _ = self.inner.client.cmd(redis::cmd("SREM").arg(&index).arg(&*topic));
+                        drop(
+                            self.inner
+                                .client
+                                .cmd(redis::cmd("SREM").arg(&index).arg(&*topic)),
+                        );
                     }
                 }
             }
@@ -471,7 +526,10 @@ impl RedisStore {
     /// Empties this node's route set of this shard: start-up rebuilds it from
     /// the sessions it loads and the clients that subscribe.
     pub fn reset_routes(&self) {
-        let key = self.inner.keys.routes(&self.inner.owner.node, self.inner.shard);
+        let key = self
+            .inner
+            .keys
+            .routes(&self.inner.owner.node, self.inner.shard);
         let store = self.clone();
         let reply = self.inner.client.cmd(redis::cmd("DEL").arg(key));
         glommio::spawn_local(async move {
