@@ -35,6 +35,7 @@ use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
     decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
 };
+use crate::store::redis::Status;
 use crate::store::redis_store::RedisStore;
 
 /// Messages waiting for the mesh flusher past which readers stop reading
@@ -154,10 +155,16 @@ impl Shard {
     }
 
     /// Holds a new connection's reads while the node loads its stored
-    /// sessions, at most [`LOAD_HOLD`].
+    /// sessions, at most [`LOAD_HOLD`], and not while Redis is down: loading
+    /// waits for it then, and clients should not.
     async fn until_loaded(&self) {
         let until = Instant::now() + LOAD_HOLD;
-        while self.metrics.store.loading() && Instant::now() < until {
+        let redis_down = || {
+            self.store
+                .as_ref()
+                .is_some_and(|s| matches!(s.status(), Status::Down(_)))
+        };
+        while self.metrics.store.loading() && Instant::now() < until && !redis_down() {
             if self.shutdown.sleep(Duration::from_millis(10)).await {
                 return;
             }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
+use futures_lite::future::BoxedLocal;
 use redis::Value;
 use tracing::{debug, warn};
 
@@ -129,16 +130,8 @@ impl RedisStore {
         }
         let store = self.clone();
         glommio::spawn_local(async move {
-            for (what, evalsha, reply) in pending {
-                let result = match (reply.await, evalsha) {
-                    // The script was not loaded (Redis restarted): it did not
-                    // run, so running it now is safe.
-                    (Err(e), Some(evalsha)) if e.server_code() == Some("NOSCRIPT") => {
-                        store.resend(&evalsha).await
-                    }
-                    (result, _) => result.map(drop),
-                };
-                if let Err(e) = result {
+            for (what, reply) in pending {
+                if let Err(e) = reply.await {
                     warn!(shard = store.inner.shard, op = what, error = %e, "store write failed");
                 }
             }
@@ -146,20 +139,11 @@ impl RedisStore {
         .detach();
     }
 
-    /// Loads the write script, then sends `evalsha` again.
-    async fn resend(&self, evalsha: &redis::Cmd) -> Result<(), RedisError> {
-        let client = &self.inner.client;
-        client
-            .cmd(redis::cmd("SCRIPT").arg("LOAD").arg(layout::WRITE))
-            .await?;
-        client.cmd(evalsha).await.map(drop)
-    }
-
     fn queue(&self, op: StoreOp, pending: &mut Vec<Pending>) {
         let keys = &self.inner.keys;
         let client = &self.inner.client;
         let mut plain =
-            |what: &'static str, cmd: &redis::Cmd| pending.push((what, None, client.cmd(cmd)));
+            |what: &'static str, cmd: &redis::Cmd| pending.push((what, Box::pin(client.cmd(cmd))));
         match op {
             StoreOp::Online {
                 client_id,
@@ -228,7 +212,7 @@ impl RedisStore {
                 let call = self.session_write(&client_id, "remove", generation);
                 self.push_write("remove", call, pending);
                 let mut plain = |what: &'static str, cmd: &redis::Cmd| {
-                    pending.push((what, None, client.cmd(cmd)))
+                    pending.push((what, Box::pin(client.cmd(cmd))))
                 };
                 plain(
                     "remove from the node's sessions",
@@ -288,16 +272,15 @@ impl RedisStore {
             .arg(generation)
     }
 
+    /// Queues a session write now. The first on a connection sends the
+    /// script's code, so one after Redis restarted keeps its place in line.
     fn push_write(&self, what: &'static str, call: ScriptCall<'_>, pending: &mut Vec<Pending>) {
-        let evalsha = call.evalsha_cmd();
-        let reply = self.inner.client.cmd(&evalsha);
-        pending.push((what, Some(evalsha), reply));
+        pending.push((what, Box::pin(self.inner.client.eval(&call))));
     }
 }
 
-/// A write queued: what it is (for the log), its EVALSHA if it is a script
-/// (sent again on NOSCRIPT), and its reply.
-type Pending = (&'static str, Option<redis::Cmd>, super::redis::Reply);
+/// A write queued: what it is (for the log), and its reply.
+type Pending = (&'static str, BoxedLocal<Result<Value, RedisError>>);
 
 /// Seconds as MQTT 5 writes a session expiry interval: `u32::MAX` is never.
 fn expiry_secs(expiry: Duration) -> u32 {
@@ -426,21 +409,13 @@ impl RedisStore {
                 .filter(|id| shards::shard_for(id.as_bytes(), nr_shards) == self.inner.shard)
                 .collect();
             // Every adoption of the round is queued before the first is awaited.
-            let calls: Vec<_> = mine
+            let prefix = self.inner.owner.node_prefix();
+            let replies: Vec<_> = mine
                 .iter()
-                .map(|id| self.claim_call(id, false, &self.inner.owner.node_prefix()))
-                .map(|call| {
-                    let reply = self.inner.client.cmd(&call.evalsha_cmd());
-                    (call, reply)
-                })
+                .map(|id| self.inner.client.eval(&self.claim_call(id, false, &prefix)))
                 .collect();
-            for (id, (call, reply)) in mine.into_iter().zip(calls) {
-                let reply = match reply.await {
-                    Err(e) if e.server_code() == Some("NOSCRIPT") => {
-                        self.inner.client.eval(&call).await?
-                    }
-                    other => other?,
-                };
+            for (id, reply) in mine.into_iter().zip(replies) {
+                let reply = reply.await?;
                 match parse_claim(&id, reply.clone(), Instant::now())? {
                     Some(claim) => {
                         count += 1;
