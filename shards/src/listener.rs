@@ -123,6 +123,10 @@ pub(crate) fn bind_group(
     Ok((addr, sockets))
 }
 
+/// How long a busy listening address may take to be released by a process
+/// that just died.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Fails if another socket listens on `addr`. Our sockets set SO_REUSEPORT,
 /// so without this check a second broker (or a stale one) on the same port
 /// would bind too and silently take part of the connections. A probe without
@@ -133,7 +137,19 @@ fn ensure_free(addr: SocketAddr) -> Result<(), StartError> {
         socket.set_reuse_address(true)?;
         socket.bind(&addr.into())
     };
-    probe().map_err(|source| match source.kind() {
+    // A process killed a moment ago (kill -9, then an immediate restart by a
+    // supervisor) still holds its listener for some milliseconds while the
+    // kernel tears its io_uring down: a busy address is tried again for a
+    // short while before it counts as taken.
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    let mut result = probe();
+    while matches!(&result, Err(e) if e.kind() == io::ErrorKind::AddrInUse)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        result = probe();
+    }
+    result.map_err(|source| match source.kind() {
         io::ErrorKind::AddrInUse => StartError::Bind {
             addr,
             source: io::Error::new(
