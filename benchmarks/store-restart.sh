@@ -69,6 +69,8 @@ redis = "redis://127.0.0.1:$RPORT/0"
 node-id = "bench"
 TOML
 
+cpu() { redis-cli -p "$RPORT" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s+=$2} END {printf "%.1f", s}'; }
+CPU0=$(cpu)
 T0=$(date +%s%N)
 target/release/shardmq --config "$DIR/shardmq.toml" 2>"$DIR/shardmq.log" &
 BPID=$!
@@ -83,11 +85,15 @@ for _ in $(seq 6000); do
     [ -n "$LOADED" ] && break
     sleep 0.05
 done
+CPU1=$(cpu)
+sleep 1  # the shards sample their metrics every 250 ms
 RSS=$(ps -o rss= -p "$BPID")
 SESS=$(curl -s "127.0.0.1:$HPORT/metrics" | awk '/^shardmq_sessions\{/ {s+=$2} END {print s}')
 echo "sessions stored:            $N ($KEYS keys)"
 echo "redis memory per session:   $(( (AFTER - BEFORE) / N )) bytes (used_memory $BEFORE -> $AFTER)"
 echo "exec to first CONNACK:      $(( (T1 - T0) / 1000000 )) ms"
 echo "exec to loaded (all shards): ${LOADED:-not within 300 s} s"
+echo "redis CPU while loading:    $(python3 -c "print(round($CPU1 - $CPU0, 1))") s"
+echo "broker CPU to this point:   $(ps -o times= -p "$BPID") s"
 echo "sessions held after load:   $SESS"
 echo "broker RSS after load:      $(( RSS / 1024 )) MiB"

@@ -62,18 +62,8 @@ impl Broker {
             return will;
         };
         match (&entry.conn, entry.generation) {
-            // Restored offline. The claim took the keys' TTL off: it goes
-            // back, with what is left of the session's expiry.
-            (None, _) => {
-                entry.generation = Some(generation);
-                let expiry = entry.expires_at.map(|at| at.saturating_duration_since(now));
-                self.store(StoreOp::Offline {
-                    client_id: client_id.clone(),
-                    generation,
-                    expiry,
-                    will: None,
-                });
-            }
+            // Restored offline (the adoption kept the keys' TTL running).
+            (None, _) => entry.generation = Some(generation),
             // The client came back with a clean session before loading got
             // here: the stored session is over.
             (Some(_), None) => self.store_removed(client_id, Some(generation)),

@@ -159,13 +159,9 @@ fn a_restarted_node_resumes_a_stored_session() {
     assert!(
         matches!(
             &ops[..],
-            [
-                StoreOp::Route { added: true, filter },
-                StoreOp::Offline { generation: 3, expiry: Some(left), will: None, .. },
-            ] if filter == "t/#" && *left == Duration::from_secs(50)
+            [StoreOp::Route { added: true, filter }] if filter == "t/#"
         ),
-        "the route is added again and the expiry left runs again, the subscriptions \
-         are not written back: {ops:?}"
+        "the route is added again, the session is not written back: {ops:?}"
     );
     let mut p = online(&mut b, 9, connect(Version::V5, "pub", true));
     b.handle(&mut p, publish("t/1", QoS::AtLeastOnce, 1, b"queued"), now)

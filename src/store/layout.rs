@@ -75,7 +75,11 @@ impl Keys {
 /// for adoption, which returns 0 when the session is gone or not this node's,
 /// and 1 when this very owner has it already.
 ///
-/// Returns `{generation, previous owner, expiry ms, ms left before it
+/// A claim for a CONNECT takes the keys' TTL off (the session is online). An
+/// adoption leaves the session offline: its TTL runs on, or starts with the
+/// full expiry if the session was online when its node died.
+///
+/// Returns `{generation, previous owner, expiry seconds, ms left before it
 /// expires (-1 none, -2 no key), orphan will, {filter, options, ...}}`. A
 /// will is an orphan when another owner (a dead past life) left it: the
 /// script removes it, so it is published once.
@@ -94,8 +98,17 @@ end
 local ttl = redis.call('PTTL', s)
 local gen = redis.call('HINCRBY', s, 'gen', 1)
 redis.call('HSET', s, 'owner', owner)
-redis.call('PERSIST', s)
-redis.call('PERSIST', subs)
+if must == '' then
+  redis.call('PERSIST', s)
+  redis.call('PERSIST', subs)
+else
+  local e = redis.call('HGET', s, 'expiry')
+  if ttl == -1 and e and e ~= '4294967295' then
+    redis.call('PEXPIRE', s, e * 1000)
+    redis.call('PEXPIRE', subs, e * 1000)
+  end
+  redis.call('HSET', s, 'online', '0')
+end
 local will = false
 if prev and prev ~= owner then
   will = redis.call('HGET', s, 'will')

@@ -50,7 +50,7 @@ struct Inner {
 }
 
 /// Sessions the start-up loader asks about in one round.
-const LOAD_BATCH: usize = 512;
+const LOAD_BATCH: usize = 1024;
 
 impl RedisStore {
     /// Starts connecting in the background (call on the shard's executor).
@@ -388,32 +388,29 @@ impl RedisStore {
         mut adopted: impl FnMut(ByteString, Claim),
     ) -> Result<usize, StoreError> {
         let set = self.inner.keys.node_sessions(&self.inner.owner.node);
-        let mut cursor = 0u64;
+        let scan = |cursor: u64| {
+            let mut sscan = redis::cmd("SSCAN");
+            sscan.arg(&set).arg(cursor).arg("COUNT").arg(LOAD_BATCH);
+            self.inner.client.cmd(&sscan)
+        };
+        let prefix = self.inner.owner.node_prefix();
+        let mut next_scan = Some(scan(0));
         let mut count = 0;
-        loop {
-            let reply = self
-                .inner
-                .client
-                .cmd(
-                    redis::cmd("SSCAN")
-                        .arg(&set)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(LOAD_BATCH),
-                )
-                .await?;
+        while let Some(scanned) = next_scan.take() {
+            let reply = scanned.await?;
             let (next, ids) =
                 parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
             let mine: Vec<ByteString> = ids
                 .into_iter()
                 .filter(|id| shards::shard_for(id.as_bytes(), nr_shards) == self.inner.shard)
                 .collect();
-            // Every adoption of the round is queued before the first is awaited.
-            let prefix = self.inner.owner.node_prefix();
+            // Every adoption of the round, and the next round's scan, are
+            // queued before the first is awaited: Redis is never idle.
             let replies: Vec<_> = mine
                 .iter()
                 .map(|id| self.inner.client.eval(&self.claim_call(id, false, &prefix)))
                 .collect();
+            next_scan = (next != 0).then(|| scan(next));
             for (id, reply) in mine.into_iter().zip(replies) {
                 let reply = reply.await?;
                 match parse_claim(&id, reply.clone(), Instant::now())? {
@@ -432,11 +429,8 @@ impl RedisStore {
                     None => {}
                 }
             }
-            if next == 0 {
-                return Ok(count);
-            }
-            cursor = next;
         }
+        Ok(count)
     }
 
     /// Every retained message, for shard 0 to load and share.
