@@ -26,6 +26,7 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
         subscription_ids: Vec::new(),
         non_retry: false,
         non_persistence: false,
+        share_group: None,
     }
 }
 
