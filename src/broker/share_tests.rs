@@ -204,3 +204,32 @@ fn with_no_other_member_nothing_is_handed_over() {
     assert_eq!(payloads(&mut s[1], 1), Vec::<Bytes>::new());
     assert_eq!(s[0].queue_depths(), (0, 0));
 }
+
+/// A persistent member is taken over by a CONNECT with clean start, which
+/// ends its session [MQTT-3.1.2-4]: the new session does not resend what the
+/// old one had in flight, so the other member gets it.
+#[test]
+fn a_takeover_with_clean_start_hands_the_old_sessions_messages_over() {
+    let now = Instant::now();
+    let mut s = shards();
+    let mut c = connect(Version::V5, "a", false);
+    c.properties.session_expiry_interval = Some(600);
+    let mut a = online(&mut s[0], 1, c);
+    join(&mut s[0], &mut a, SHARE, QoS::AtLeastOnce, now);
+    exchange(&mut s, now);
+    let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
+    send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
+    assert_eq!(payloads(&mut s[0], 1).len(), 4);
+    let mut b = member(&mut s[1], 1, "b", 10);
+    join(&mut s[1], &mut b, SHARE, QoS::AtLeastOnce, now);
+    exchange(&mut s, now);
+
+    online(&mut s[0], 2, connect(Version::V5, "a", true));
+    exchange(&mut s, now);
+    assert_eq!(payloads(&mut s[1], 1), PAYLOADS.to_vec());
+    assert_eq!(
+        payloads(&mut s[0], 2),
+        Vec::<Bytes>::new(),
+        "not resent to a"
+    );
+}
