@@ -335,7 +335,8 @@ fn congestion_is_the_current_connections() {
 }
 
 /// Small counters and gauges: `retained_count -> 0`, `stats.connections`
-/// `+=` → `*=`, `has_output -> false`, `queue_depths` `+` → `*`.
+/// `+=` → `*=`, `has_output -> false`, `queue_depths` `+` → `*`, and the
+/// subscription count `/metrics` reports.
 #[test]
 fn counters_and_gauges_count() {
     let now = Instant::now();
@@ -365,6 +366,9 @@ fn counters_and_gauges_count() {
         .unwrap();
     b.take_output(3);
     assert_eq!(b.stats.connections, 3);
+    // `router.rs` `Router::len -> 1`, `Router::is_empty -> true`.
+    assert_eq!(b.subscription_count(), 2, "s's and t's");
+    assert!(!b.router.is_empty());
     let mut p = online(&mut b, 4, connect(Version::V5, "p2", true));
     for id in 1..=2 {
         b.handle(&mut p, publish("q", QoS::AtLeastOnce, id, b"m"), now)
@@ -372,4 +376,113 @@ fn counters_and_gauges_count() {
     }
     assert!(b.has_output(3), "t's PUBLISHes wait for its writer");
     assert_eq!(b.queue_depths(), (2, 2), "2 queued for s, 2 in flight to t");
+}
+
+/// `mod.rs` `connect_from`'s `if !was_online` → `if was_online`: a
+/// persistent member that resumes its session counts as online again, so
+/// the group's messages go to it and not into the queue of a member that
+/// is away. `a` (shard 0) and `b` (shard 1) both leave; `a` comes back.
+#[test]
+fn a_resumed_member_counts_as_online() {
+    let now = Instant::now();
+    let mut s = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    for (shard, id) in [(0, "a"), (1, "b")] {
+        let mut m = persistent(&mut s[shard], 1, id);
+        s[shard]
+            .handle(&mut m, subscribe("$share/g/t", QoS::AtLeastOnce), now)
+            .unwrap();
+        s[shard].take_output(1);
+        s[shard].disconnected(&m, None, now);
+    }
+    persistent(&mut s[0], 2, "a");
+    exchange(&mut s, now);
+    let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
+    for id in 1..=4 {
+        s[0].handle(&mut publ, publish("t", QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    exchange(&mut s, now);
+    assert_eq!(s[0].queue_depths(), (0, 4), "all in flight to a");
+    assert_eq!(s[1].queue_depths(), (0, 0), "nothing waits for b");
+}
+
+/// `mod.rs` `connect_from`: the identity keeps the peer address the
+/// connection came from ("delete field peer"), for `on_register`.
+#[test]
+fn the_identity_keeps_the_peer_address() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let peer: std::net::SocketAddr = "127.0.0.9:4321".parse().unwrap();
+    let c = b
+        .connect_from(1, &connect(Version::V5, "c", true), Some(peer), now)
+        .unwrap();
+    assert_eq!(c.identity.peer, Some(peer));
+}
+
+/// `publish.rs` `alias > topic_alias_maximum` → `>=`: the maximum itself
+/// is a valid alias (MQTT 5 3.3.2.3.4: 1 to Topic Alias Maximum).
+#[test]
+fn the_topic_alias_maximum_is_a_valid_alias() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut publ = online(&mut b, 1, connect(Version::V5, "p", true));
+    let Packet::Publish(mut p) = publish("t", QoS::AtMostOnce, 0, b"m") else {
+        unreachable!()
+    };
+    p.properties.topic_alias = Some(settings().topic_alias_maximum);
+    assert_eq!(b.handle(&mut publ, Packet::Publish(p), now), Ok(None));
+}
+
+/// An ACL that allows everything under the label `l`.
+struct Labelled;
+
+impl crate::acl::Authorizer for Labelled {
+    fn publish(&self, _: &crate::auth::Identity, _: &TopicName) -> crate::acl::Decision {
+        crate::acl::Decision {
+            allow: true,
+            label: Some("l".into()),
+            pattern: None,
+        }
+    }
+    fn subscribe(
+        &self,
+        _: &crate::auth::Identity,
+        _: &crate::topic::TopicFilter,
+    ) -> crate::acl::Decision {
+        self.publish(
+            &crate::auth::Identity::default(),
+            &TopicName::new("x").unwrap(),
+        )
+    }
+}
+
+/// `publish.rs` `messages_in` and `publishes_rate_limited` `+=` → `*=` /
+/// `-=`: an MQTT 3.1.1 publisher over its label's 1 message/s has its second
+/// publish dropped quietly and counted; both count as received.
+#[test]
+fn publishes_over_the_rate_are_counted_and_dropped() {
+    let now = Instant::now();
+    let limits = std::collections::BTreeMap::from([("l".to_owned(), 1)]);
+    let mut b = Broker::new(0, 1, settings())
+        .with_acl(Box::new(Labelled))
+        .with_rate_limits(crate::ratelimit::RateLimits::new(&limits, now));
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V3_1_1, "p", true));
+    for _ in 0..2 {
+        b.handle(&mut publ, publish("t", QoS::AtMostOnce, 0, b"m"), now)
+            .unwrap();
+    }
+    assert_eq!(b.stats.messages_in, [2, 0, 0]);
+    assert_eq!(b.stats.publishes_rate_limited, 1);
+    assert_eq!(
+        b.take_output(1)
+            .packets
+            .iter()
+            .filter(|p| matches!(p, Packet::Publish(_)))
+            .count(),
+        1
+    );
 }

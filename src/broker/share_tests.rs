@@ -140,7 +140,11 @@ fn a_message_awaiting_pubcomp_is_not_handed_over() {
     let mut b = member(&mut s[0], 2, "b", 10);
     join(&mut s[0], &mut b, SHARE, QoS::ExactlyOnce, now);
     s[0].disconnected(&a, None, now);
-    exchange(&mut s, now);
+    // A member on the same shard gets them at once, not through the mesh.
+    assert!(s[0]
+        .forwards
+        .iter()
+        .all(|(_, f)| !matches!(f, Forward::HandOver(..))));
     assert_eq!(
         payloads(&mut s[0], 2),
         [&b"1"[..], b"2"],
@@ -231,5 +235,33 @@ fn a_takeover_with_clean_start_hands_the_old_sessions_messages_over() {
         payloads(&mut s[0], 2),
         Vec::<Bytes>::new(),
         "not resent to a"
+    );
+}
+
+/// A group's handed-over messages stay together: all go to one member, so
+/// that member gets them in the order the first one did, even when the
+/// group has several members online (here `b` and `c` on shard 1).
+#[test]
+fn a_groups_messages_go_to_one_member() {
+    let now = Instant::now();
+    let mut s = shards();
+    let mut a = member(&mut s[0], 1, "a", 10);
+    join(&mut s[0], &mut a, SHARE, QoS::AtLeastOnce, now);
+    exchange(&mut s, now);
+    let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
+    send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
+    assert_eq!(payloads(&mut s[0], 1).len(), 4);
+    for (conn, id) in [(1, "b"), (2, "c")] {
+        let mut m = member(&mut s[1], conn, id, 10);
+        join(&mut s[1], &mut m, SHARE, QoS::AtLeastOnce, now);
+    }
+    exchange(&mut s, now);
+
+    s[0].disconnected(&a, None, now);
+    exchange(&mut s, now);
+    let got = [payloads(&mut s[1], 1), payloads(&mut s[1], 2)];
+    assert!(
+        got.contains(&PAYLOADS.map(Bytes::from_static).to_vec()),
+        "all four, in order, to b or to c: {got:?}"
     );
 }
