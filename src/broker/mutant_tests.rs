@@ -486,3 +486,49 @@ fn publishes_over_the_rate_are_counted_and_dropped() {
         1
     );
 }
+
+/// Records the topics of `on_delivery_complete` events.
+struct Completed(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+impl crate::events::EventSink for Completed {
+    fn wants(&self, kind: crate::events::EventKind) -> bool {
+        kind == crate::events::EventKind::DeliveryComplete
+    }
+    fn emit(&mut self, event: crate::events::Event<'_>) {
+        if let crate::events::Event::DeliveryComplete { topic, .. } = event {
+            self.0.borrow_mut().push(topic.as_str().to_owned());
+        }
+    }
+}
+
+/// `publish.rs` `delivery_complete`'s `&&` → `||`: with two messages in
+/// flight, a PUBACK for the second names the second message, not the first
+/// one that is still waiting.
+#[test]
+fn delivery_complete_names_the_acknowledged_message() {
+    let now = Instant::now();
+    let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut b = Broker::new(0, 1, settings()).with_events(Box::new(Completed(done.clone())));
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("+", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V5, "p", true));
+    for (id, t) in [(1, "first"), (2, "second")] {
+        b.handle(&mut publ, publish(t, QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    let ids: Vec<_> = b
+        .take_output(1)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => p.packet_id,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let ack = crate::protocol::Ack::new(ids[1]);
+    b.handle(&mut sub, Packet::PubAck(ack), now).unwrap();
+    assert_eq!(*done.borrow(), ["second"]);
+}
