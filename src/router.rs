@@ -125,28 +125,33 @@ impl Router {
             let Match::Shared { filter, members } = m else {
                 return;
             };
-            let online: u64 = members.iter().map(|(_, g)| u64::from(g.online)).sum();
-            let weight =
-                |g: &GroupMembers| u64::from(if online > 0 { g.online } else { g.members });
-            let total: u64 = members.iter().map(|(_, g)| weight(g)).sum();
-            if total == 0 {
-                return;
+            if let Some(shard) = pick_shard(group_cursors, filter, members) {
+                assigned.push((shard, filter.as_bytestring().clone()));
             }
-            let cursor = group_cursors
-                .entry(filter.as_bytestring().clone())
-                .or_insert(0);
-            let mut pick = *cursor % total;
-            *cursor = cursor.wrapping_add(1);
-            // Members in shard order, so the rotation is the same on every call.
-            let mut shards: Vec<(usize, u64)> =
-                members.iter().map(|(s, g)| (*s, weight(g))).collect();
-            shards.sort_unstable();
-            for (shard, w) in shards {
-                if pick < w {
-                    assigned.push((shard, filter.as_bytestring().clone()));
-                    return;
+        });
+        assigned
+    }
+
+    /// [`Router::assign_groups`] for the one share group `filter`, which
+    /// `topic` matches: the shard that serves it, or `None` if the group has
+    /// no member left anywhere. For messages handed over from a member whose
+    /// session ended ([`Router::hand_over`]).
+    pub fn assign_group(
+        &mut self,
+        filter: &TopicFilter,
+        topic: &crate::topic::TopicName,
+    ) -> Option<usize> {
+        let Router {
+            groups,
+            group_cursors,
+            ..
+        } = self;
+        let mut assigned = None;
+        groups.for_each_match(topic, |m| {
+            if let Match::Shared { filter: f, members } = m {
+                if f == filter {
+                    assigned = pick_shard(group_cursors, f, members);
                 }
-                pick -= w;
             }
         });
         assigned
@@ -194,16 +199,10 @@ impl Router {
                 if groups.is_some_and(|g| !g.contains(filter.as_bytestring())) {
                     return;
                 }
-                let cursor = cursors.entry(filter.as_bytestring().clone()).or_insert(0);
-                let n = members.len();
-                let start = *cursor % n;
-                let pick = (0..n)
-                    .map(|i| (start + i) % n)
-                    .find(|&i| recipients.is_online(&members[i].0))
-                    .unwrap_or(start);
-                *cursor = pick + 1;
-                let (key, value) = &members[pick];
-                recipients.deliver(key, delivery(message, std::iter::once(value)));
+                let (key, value) = pick_member(cursors, filter, members, recipients);
+                let mut d = delivery(message, std::iter::once(value));
+                d.share_group = Some(filter.clone());
+                recipients.deliver(key, d);
             }
         });
         if scratch.len() > 1 {
@@ -217,6 +216,94 @@ impl Router {
             rest = &rest[same..];
         }
     }
+
+    /// Delivers `messages`, in order, to one member of the share group
+    /// `filter` on this shard, picked as [`Router::route`] picks (online
+    /// members first): the messages a member whose session ended had not
+    /// received (MQTT 5 section 4.8.2). Each is capped at the new member's
+    /// subscription QoS, as any delivery is. All go to the same member, so
+    /// it gets them in the order the first member did. Every message must
+    /// match `filter`. Returns how many were delivered: none if the group has
+    /// no member here any more.
+    pub fn hand_over(
+        &mut self,
+        filter: &TopicFilter,
+        messages: &[Message],
+        recipients: &mut impl Recipients,
+    ) -> usize {
+        let Some(first) = messages.first() else {
+            return 0;
+        };
+        let Router { trie, cursors, .. } = self;
+        let mut member = None;
+        trie.for_each_match(&first.topic, |m| {
+            if let Match::Shared { filter: f, members } = m {
+                if f == filter {
+                    let (key, value) = pick_member(cursors, f, members, recipients);
+                    member = Some((key.clone(), *value));
+                }
+            }
+        });
+        let Some((key, value)) = member else {
+            return 0;
+        };
+        for message in messages {
+            let mut d = delivery(message, std::iter::once(&value));
+            d.share_group = Some(filter.clone());
+            recipients.deliver(&key, d);
+        }
+        messages.len()
+    }
+}
+
+/// The next member of the share group `filter` on this shard: round-robin,
+/// skipping offline members while any member is online.
+fn pick_member<'a, V>(
+    cursors: &mut HashMap<ByteString, usize>,
+    filter: &TopicFilter,
+    members: &'a [(ByteString, V)],
+    recipients: &impl Recipients,
+) -> &'a (ByteString, V) {
+    let cursor = cursors.entry(filter.as_bytestring().clone()).or_insert(0);
+    let n = members.len();
+    let start = *cursor % n;
+    let pick = (0..n)
+        .map(|i| (start + i) % n)
+        .find(|&i| recipients.is_online(&members[i].0))
+        .unwrap_or(start);
+    *cursor = pick + 1;
+    &members[pick]
+}
+
+/// The shard that serves the share group `filter` next: weighted round-robin
+/// over the shards' online members, or over all members when none is online.
+/// `None` when no shard has a member.
+fn pick_shard(
+    group_cursors: &mut HashMap<ByteString, u64>,
+    filter: &TopicFilter,
+    members: &[(usize, GroupMembers)],
+) -> Option<usize> {
+    let online: u64 = members.iter().map(|(_, g)| u64::from(g.online)).sum();
+    let weight = |g: &GroupMembers| u64::from(if online > 0 { g.online } else { g.members });
+    let total: u64 = members.iter().map(|(_, g)| weight(g)).sum();
+    if total == 0 {
+        return None;
+    }
+    let cursor = group_cursors
+        .entry(filter.as_bytestring().clone())
+        .or_insert(0);
+    let mut pick = *cursor % total;
+    *cursor = cursor.wrapping_add(1);
+    // Members in shard order, so the rotation is the same on every call.
+    let mut shards: Vec<(usize, u64)> = members.iter().map(|(s, g)| (*s, weight(g))).collect();
+    shards.sort_unstable();
+    for (shard, w) in shards {
+        if pick < w {
+            return Some(shard);
+        }
+        pick -= w;
+    }
+    None
 }
 
 /// The delivery of `message` for one session's matching subscriptions.
@@ -241,6 +328,7 @@ fn delivery<'a>(
         subscription_ids: subs.filter_map(|s| s.id).collect(),
         non_retry: best.options.non_retry,
         non_persistence: best.options.non_persistence,
+        share_group: None,
     }
 }
 

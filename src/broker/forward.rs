@@ -28,6 +28,10 @@ pub enum Forward {
     Unsubscribed(TopicFilter),
     /// The sending shard now has these members in this share group.
     ShareGroup(TopicFilter, GroupMembers),
+    /// Messages of this share group that a member on the sending shard had
+    /// not received when its session ended: deliver them, in order, to one
+    /// of your members of the group (MQTT 5 section 4.8.2, [`Broker::hand_over`]).
+    HandOver(TopicFilter, Vec<Message>),
 }
 
 impl Broker {
@@ -57,6 +61,7 @@ impl Broker {
                 self.index.remove(&filter, from);
             }
             Forward::ShareGroup(filter, members) => self.router.set_group(&filter, from, members),
+            Forward::HandOver(group, messages) => self.hand_over_here(&group, &messages, now),
         }
     }
 

@@ -543,7 +543,7 @@ impl Broker {
                     self.count_online(&client_id, -1);
                     was_online = false;
                 }
-                self.end_session(&client_id);
+                self.end_session(&client_id, now);
             } else {
                 session_present = true;
             }
@@ -677,7 +677,7 @@ impl Broker {
             return;
         };
         if expiry == Duration::ZERO && entry.pending_will.is_none() {
-            self.end_session(&client.client_id);
+            self.end_session(&client.client_id, now);
             return;
         }
         if expiry != Duration::MAX {
@@ -766,13 +766,15 @@ impl Broker {
                 .emit(EventKind::SessionExpired, || Event::SessionExpired {
                     client_id: &id,
                 });
-            self.end_session(&id);
+            self.end_session(&id, now);
         }
     }
 
-    /// Removes a session and its subscriptions.
-    fn end_session(&mut self, client_id: &ByteString) {
-        let Some(entry) = self.sessions.remove(client_id) else {
+    /// Removes a session and its subscriptions. What it got through share
+    /// groups and the client has not received goes to another member of each
+    /// group ([`Broker::hand_over`]), once the session has left the groups.
+    fn end_session(&mut self, client_id: &ByteString, now: Instant) {
+        let Some(mut entry) = self.sessions.remove(client_id) else {
             return;
         };
         self.store_removed(client_id, entry.generation);
@@ -790,6 +792,7 @@ impl Broker {
         for filter in filters {
             self.drop_subscription(client_id, &filter, online);
         }
+        self.hand_over(entry.session.take_shared(), now);
     }
 }
 
@@ -799,6 +802,8 @@ mod flow_tests;
 mod mutant_tests;
 #[cfg(test)]
 mod seam_tests;
+#[cfg(test)]
+mod share_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]

@@ -167,3 +167,368 @@ fn incoming_qos2_past_the_receive_maximum_is_refused() {
         );
     }
 }
+
+/// A persistent MQTT 5 session (expiry 600 s) connected as `conn`.
+fn persistent(b: &mut Broker, conn: ConnId, id: &str) -> Client {
+    let mut c = connect(Version::V5, id, false);
+    c.properties.session_expiry_interval = Some(600);
+    online(b, conn, c)
+}
+
+/// Delivers what each shard queued for the other, until nothing is left.
+fn exchange(shards: &mut [Broker; 2], now: Instant) {
+    for _ in 0..4 {
+        for from in 0..2 {
+            let forwards = std::mem::take(&mut shards[from].forwards);
+            for (to, f) in forwards {
+                shards[to].on_forward(from, f, now);
+            }
+        }
+    }
+}
+
+/// Share-group online counts (`mod.rs` `disconnected_because`'s and
+/// `connect_from`'s `count_online(.., -1)`, "delete -") and the shard-local
+/// pick (`publish.rs` `Sessions::is_online -> true`): while a member is
+/// online, no message waits for an offline one. Shard 0 has `c`, persistent
+/// and offline, and `a`, which connects again with clean start and so leaves
+/// the group; shard 1 has `b` online and `d` persistent and offline. Every
+/// message goes to `b`, and nothing is queued anywhere.
+#[test]
+fn share_groups_count_members_that_leave_as_offline() {
+    let now = Instant::now();
+    let mut s = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    let share = "$share/g/t";
+    for (shard, conn, id) in [(0, 1, "c"), (0, 2, "a"), (1, 1, "b"), (1, 2, "d")] {
+        let mut m = persistent(&mut s[shard], conn, id);
+        s[shard]
+            .handle(&mut m, subscribe(share, QoS::AtLeastOnce), now)
+            .unwrap();
+        s[shard].take_output(conn);
+        if id == "c" || id == "d" {
+            s[shard].disconnected(&m, None, now);
+        }
+    }
+    online(&mut s[0], 3, connect(Version::V5, "a", true));
+    exchange(&mut s, now);
+
+    let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
+    for id in 1..=4 {
+        s[0].handle(&mut publ, publish("t", QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    exchange(&mut s, now);
+    let to_b = s[1]
+        .take_output(1)
+        .packets
+        .iter()
+        .filter(|p| matches!(p, Packet::Publish(_)))
+        .count();
+    assert_eq!(to_b, 4, "all to the member online");
+    assert_eq!(s[0].queue_depths(), (0, 0), "nothing waits for c");
+    assert_eq!(s[1].queue_depths(), (0, 4), "b's in flight, nothing for d");
+}
+
+/// An ACL whose `secret/#` grant is withdrawn when `deny` is set (a reload).
+struct Revocable(std::rc::Rc<std::cell::Cell<bool>>);
+
+impl crate::acl::Authorizer for Revocable {
+    fn publish(&self, _: &crate::auth::Identity, _: &TopicName) -> crate::acl::Decision {
+        crate::acl::Decision {
+            allow: true,
+            ..Default::default()
+        }
+    }
+    fn subscribe(
+        &self,
+        _: &crate::auth::Identity,
+        filter: &crate::topic::TopicFilter,
+    ) -> crate::acl::Decision {
+        crate::acl::Decision {
+            allow: !(self.0.get() && filter.as_str().starts_with("secret/")),
+            ..Default::default()
+        }
+    }
+}
+
+/// `mod.rs` `revoke_denied -> 0` / `-> 1` and `subscriptions_revoked` `+=`
+/// → `-=`: after a reload withdraws a grant, the subscription is removed,
+/// counted once, and delivers nothing more; the one still allowed stays.
+#[test]
+fn a_withdrawn_grant_revokes_the_subscription() {
+    let now = Instant::now();
+    let deny = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut b = Broker::new(0, 1, settings()).with_acl(Box::new(Revocable(deny.clone())));
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    for f in ["secret/#", "open/#"] {
+        b.handle(&mut sub, subscribe(f, QoS::AtMostOnce), now)
+            .unwrap();
+    }
+    b.take_output(1);
+    deny.set(true);
+    assert_eq!(b.revoke_denied(), 1);
+    assert_eq!(b.stats.subscriptions_revoked, 1);
+    let mut publ = online(&mut b, 2, connect(Version::V5, "p", true));
+    for t in ["secret/x", "open/x"] {
+        b.handle(&mut publ, publish(t, QoS::AtMostOnce, 0, b"m"), now)
+            .unwrap();
+    }
+    let topics: Vec<String> = b
+        .take_output(1)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.topic.as_str().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(topics, ["open/x"]);
+}
+
+/// `mod.rs` `publish_sys` does nothing: `$SYS` topics reach their
+/// subscribers, at QoS 0.
+#[test]
+fn sys_messages_reach_their_subscribers() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("$SYS/#", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let topic = TopicName::new("$SYS/broker/uptime".to_owned()).unwrap();
+    b.publish_sys(topic, Bytes::from_static(b"7"), now);
+    let out = b.take_output(1).packets;
+    let [Packet::Publish(p)] = &out[..] else {
+        panic!("one $SYS message, got {out:?}");
+    };
+    assert_eq!(
+        (p.topic.as_str(), p.qos, &p.payload[..]),
+        ("$SYS/broker/uptime", QoS::AtMostOnce, &b"7"[..])
+    );
+}
+
+/// `mod.rs` `is_congested`'s `e.conn == Some(conn)` → `!=`: back-pressure
+/// follows the connection the client has now, not an older one of the same
+/// client id.
+#[test]
+fn congestion_is_the_current_connections() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut c = connect(Version::V5, "s", false);
+    c.properties.receive_maximum = Some(1);
+    c.properties.session_expiry_interval = Some(600);
+    let mut sub = online(&mut b, 1, c.clone());
+    b.disconnected(&sub, None, now);
+    sub = online(&mut b, 2, c);
+    b.handle(&mut sub, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    let mut publ = online(&mut b, 9, connect(Version::V5, "p", true));
+    // One in flight, five queued: half of max-online-messages (10).
+    for id in 1..=6 {
+        b.handle(&mut publ, publish("t", QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    b.take_output(2);
+    let id = ByteString::from("s");
+    assert!(b.is_congested(2, &id), "the connection now");
+    assert!(!b.is_congested(1, &id), "the connection before");
+}
+
+/// Small counters and gauges: `retained_count -> 0`, `stats.connections`
+/// `+=` → `*=`, `has_output -> false`, `queue_depths` `+` → `*`, and the
+/// subscription count `/metrics` reports.
+#[test]
+fn counters_and_gauges_count() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut publ = online(&mut b, 1, connect(Version::V5, "p", true));
+    assert!(!b.has_output(1));
+    let mut retained = |b: &mut Broker, topic: &str, payload: &'static [u8]| {
+        let Packet::Publish(mut p) = publish(topic, QoS::AtMostOnce, 0, payload) else {
+            unreachable!()
+        };
+        p.retain = true;
+        b.handle(&mut publ, Packet::Publish(p), now).unwrap();
+    };
+    retained(&mut b, "r/1", b"x");
+    retained(&mut b, "r/2", b"y");
+    assert_eq!(b.retained_count(), 2);
+    retained(&mut b, "r/1", b"");
+    assert_eq!(b.retained_count(), 1, "an empty payload clears");
+
+    let mut sub = persistent(&mut b, 2, "s");
+    b.handle(&mut sub, subscribe("q", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(2);
+    b.disconnected(&sub, None, now);
+    let mut t = persistent(&mut b, 3, "t");
+    b.handle(&mut t, subscribe("q", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(3);
+    assert_eq!(b.stats.connections, 3);
+    // `router.rs` `Router::len -> 1`, `Router::is_empty -> true`.
+    assert_eq!(b.subscription_count(), 2, "s's and t's");
+    assert!(!b.router.is_empty());
+    let mut p = online(&mut b, 4, connect(Version::V5, "p2", true));
+    for id in 1..=2 {
+        b.handle(&mut p, publish("q", QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    assert!(b.has_output(3), "t's PUBLISHes wait for its writer");
+    assert_eq!(b.queue_depths(), (2, 2), "2 queued for s, 2 in flight to t");
+}
+
+/// `mod.rs` `connect_from`'s `if !was_online` → `if was_online`: a
+/// persistent member that resumes its session counts as online again, so
+/// the group's messages go to it and not into the queue of a member that
+/// is away. `a` (shard 0) and `b` (shard 1) both leave; `a` comes back.
+#[test]
+fn a_resumed_member_counts_as_online() {
+    let now = Instant::now();
+    let mut s = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    for (shard, id) in [(0, "a"), (1, "b")] {
+        let mut m = persistent(&mut s[shard], 1, id);
+        s[shard]
+            .handle(&mut m, subscribe("$share/g/t", QoS::AtLeastOnce), now)
+            .unwrap();
+        s[shard].take_output(1);
+        s[shard].disconnected(&m, None, now);
+    }
+    persistent(&mut s[0], 2, "a");
+    exchange(&mut s, now);
+    let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
+    for id in 1..=4 {
+        s[0].handle(&mut publ, publish("t", QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    exchange(&mut s, now);
+    assert_eq!(s[0].queue_depths(), (0, 4), "all in flight to a");
+    assert_eq!(s[1].queue_depths(), (0, 0), "nothing waits for b");
+}
+
+/// `mod.rs` `connect_from`: the identity keeps the peer address the
+/// connection came from ("delete field peer"), for `on_register`.
+#[test]
+fn the_identity_keeps_the_peer_address() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let peer: std::net::SocketAddr = "127.0.0.9:4321".parse().unwrap();
+    let c = b
+        .connect_from(1, &connect(Version::V5, "c", true), Some(peer), now)
+        .unwrap();
+    assert_eq!(c.identity.peer, Some(peer));
+}
+
+/// `publish.rs` `alias > topic_alias_maximum` → `>=`: the maximum itself
+/// is a valid alias (MQTT 5 3.3.2.3.4: 1 to Topic Alias Maximum).
+#[test]
+fn the_topic_alias_maximum_is_a_valid_alias() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings());
+    let mut publ = online(&mut b, 1, connect(Version::V5, "p", true));
+    let Packet::Publish(mut p) = publish("t", QoS::AtMostOnce, 0, b"m") else {
+        unreachable!()
+    };
+    p.properties.topic_alias = Some(settings().topic_alias_maximum);
+    assert_eq!(b.handle(&mut publ, Packet::Publish(p), now), Ok(None));
+}
+
+/// An ACL that allows everything under the label `l`.
+struct Labelled;
+
+impl crate::acl::Authorizer for Labelled {
+    fn publish(&self, _: &crate::auth::Identity, _: &TopicName) -> crate::acl::Decision {
+        crate::acl::Decision {
+            allow: true,
+            label: Some("l".into()),
+            pattern: None,
+        }
+    }
+    fn subscribe(
+        &self,
+        _: &crate::auth::Identity,
+        _: &crate::topic::TopicFilter,
+    ) -> crate::acl::Decision {
+        self.publish(
+            &crate::auth::Identity::default(),
+            &TopicName::new("x").unwrap(),
+        )
+    }
+}
+
+/// `publish.rs` `messages_in` and `publishes_rate_limited` `+=` → `*=` /
+/// `-=`: an MQTT 3.1.1 publisher over its label's 1 message/s has its second
+/// publish dropped quietly and counted; both count as received.
+#[test]
+fn publishes_over_the_rate_are_counted_and_dropped() {
+    let now = Instant::now();
+    let limits = std::collections::BTreeMap::from([("l".to_owned(), 1)]);
+    let mut b = Broker::new(0, 1, settings())
+        .with_acl(Box::new(Labelled))
+        .with_rate_limits(crate::ratelimit::RateLimits::new(&limits, now));
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("t", QoS::AtMostOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V3_1_1, "p", true));
+    for _ in 0..2 {
+        b.handle(&mut publ, publish("t", QoS::AtMostOnce, 0, b"m"), now)
+            .unwrap();
+    }
+    assert_eq!(b.stats.messages_in, [2, 0, 0]);
+    assert_eq!(b.stats.publishes_rate_limited, 1);
+    assert_eq!(
+        b.take_output(1)
+            .packets
+            .iter()
+            .filter(|p| matches!(p, Packet::Publish(_)))
+            .count(),
+        1
+    );
+}
+
+/// Records the topics of `on_delivery_complete` events.
+struct Completed(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+impl crate::events::EventSink for Completed {
+    fn wants(&self, kind: crate::events::EventKind) -> bool {
+        kind == crate::events::EventKind::DeliveryComplete
+    }
+    fn emit(&mut self, event: crate::events::Event<'_>) {
+        if let crate::events::Event::DeliveryComplete { topic, .. } = event {
+            self.0.borrow_mut().push(topic.as_str().to_owned());
+        }
+    }
+}
+
+/// `publish.rs` `delivery_complete`'s `&&` → `||`: with two messages in
+/// flight, a PUBACK for the second names the second message, not the first
+/// one that is still waiting.
+#[test]
+fn delivery_complete_names_the_acknowledged_message() {
+    let now = Instant::now();
+    let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut b = Broker::new(0, 1, settings()).with_events(Box::new(Completed(done.clone())));
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("+", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    let mut publ = online(&mut b, 2, connect(Version::V5, "p", true));
+    for (id, t) in [(1, "first"), (2, "second")] {
+        b.handle(&mut publ, publish(t, QoS::AtLeastOnce, id, b"m"), now)
+            .unwrap();
+    }
+    let ids: Vec<_> = b
+        .take_output(1)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => p.packet_id,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let ack = crate::protocol::Ack::new(ids[1]);
+    b.handle(&mut sub, Packet::PubAck(ack), now).unwrap();
+    assert_eq!(*done.borrow(), ["second"]);
+}

@@ -11,7 +11,7 @@ use super::{Broker, Client, ConnId, Entry, Forward, Outputs, Stats};
 use crate::events::{Event, EventKind, Events};
 use crate::message::Message;
 use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
-use crate::router::Recipients;
+use crate::router::{Recipients, Router};
 use crate::session::{Delivery, DropReason, OutState, Session};
 use crate::topic::ShardMask;
 
@@ -288,6 +288,17 @@ impl Broker {
     /// Delivers a message to this shard's subscribers, and to its members of
     /// the share groups in `groups`.
     pub(super) fn route_local(&mut self, message: &Message, groups: &[ByteString], now: Instant) {
+        self.with_recipients(now, |router, sessions| {
+            router.route(message, sessions, Some(groups))
+        });
+    }
+
+    /// Runs `f` with the router and the shard's sessions as its recipients.
+    pub(super) fn with_recipients<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Router, &mut Sessions<'_>) -> R,
+    ) -> R {
         let output_limit = self.settings.limits.max_online_messages;
         let stall = self.settings.stall;
         let Broker {
@@ -299,8 +310,8 @@ impl Broker {
             flow,
             ..
         } = self;
-        router.route(
-            message,
+        f(
+            router,
             &mut Sessions {
                 sessions,
                 outputs,
@@ -311,13 +322,12 @@ impl Broker {
                 output_limit,
                 stall,
             },
-            Some(groups),
-        );
+        )
     }
 }
 
 /// The shard's sessions as the router's [`Recipients`].
-struct Sessions<'a> {
+pub(super) struct Sessions<'a> {
     sessions: &'a mut HashMap<ByteString, Box<Entry>>,
     outputs: &'a mut Outputs,
     stats: &'a mut Stats,

@@ -117,6 +117,7 @@ impl Broker {
                     subscription_ids: sub.id.into_iter().collect(),
                     non_retry: options.non_retry,
                     non_persistence: options.non_persistence,
+                    share_group: None,
                 })
             });
         }

@@ -61,6 +61,11 @@ pub struct Delivery {
     pub non_retry: bool,
     /// Courier: never queued for an offline session, never resent after a reconnect.
     pub non_persistence: bool,
+    /// The share group (`$share/<group>/<filter>`) this delivery came through,
+    /// if any: when the session ends before the message is acknowledged, it
+    /// goes to another member of that group (MQTT 5 section 4.8.2,
+    /// [`Session::take_shared`]).
+    pub share_group: Option<TopicFilter>,
 }
 
 /// Why a delivery was dropped: counted, and reported as `on_message_drop`.
@@ -255,6 +260,28 @@ impl Session {
             .into_iter()
             .map(|d| (d, DropReason::Offline))
             .collect()
+    }
+
+    /// The session is ending: takes out, in the order they were sent or
+    /// queued, the messages it got through a share group that the client
+    /// has not received yet, for the broker to hand to another member (MQTT 5
+    /// section 4.8.2: "If the Client's Session terminates before the Client
+    /// reconnects, the Server SHOULD send the Application Message to another
+    /// Client that is subscribed to the same Shared Subscription"). In-flight
+    /// ones come first: they were sent before anything still queued. A QoS 2
+    /// message awaiting PUBCOMP stays: its PUBREC said the client has it, so
+    /// another member would get it twice.
+    pub fn take_shared(&mut self) -> Vec<Delivery> {
+        let mut shared: Vec<Delivery> = self
+            .inflight
+            .drain_unless(|e| {
+                e.state == OutState::AwaitingPubComp || e.delivery.share_group.is_none()
+            })
+            .into_iter()
+            .map(|e| e.delivery)
+            .collect();
+        shared.extend(self.queue.drain_unless(|d| d.share_group.is_none()));
+        shared
     }
 
     /// Sends `delivery` now if the client is online and the window has room,

@@ -26,6 +26,7 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
         subscription_ids: Vec::new(),
         non_retry: false,
         non_persistence: false,
+        share_group: None,
     }
 }
 
@@ -418,4 +419,42 @@ fn retry_resends_due_entries_except_non_retry() {
     // Resent just now: not due again until another interval has passed.
     s.retry(now + interval, interval, &mut out);
     assert!(out.is_empty());
+}
+
+/// What an ending session gives its share groups: the shared deliveries its
+/// client has not received, in flight first, then queued, in order. A QoS 2
+/// one past PUBREC (received) and plain ones stay.
+#[test]
+fn take_shared_gives_unreceived_shared_deliveries_in_order() {
+    let now = Instant::now();
+    let mut s = online(limits(3, 10));
+    let group = TopicFilter::new("$share/g/t").unwrap();
+    let shared = |n, qos| Delivery {
+        share_group: Some(group.clone()),
+        ..delivery(n, qos)
+    };
+    let mut out = Vec::new();
+    for d in [
+        shared(1, QoS::ExactlyOnce),
+        delivery(2, QoS::AtLeastOnce),
+        shared(3, QoS::ExactlyOnce),
+        shared(4, QoS::AtLeastOnce),
+        delivery(5, QoS::AtLeastOnce),
+        shared(6, QoS::AtLeastOnce),
+    ] {
+        assert!(s.deliver(d, now, &mut out).is_none());
+    }
+    let sent = publishes(&out);
+    assert_eq!(sent.len(), 3, "the window: {sent:?}");
+    let first = PacketId::new(sent[0].1.unwrap()).unwrap();
+    s.pubrec(first, false, now, &mut out);
+
+    let taken: Vec<u8> = s
+        .take_shared()
+        .iter()
+        .map(|d| d.message.payload[0])
+        .collect();
+    assert_eq!(taken, [3, 4, 6]);
+    assert_eq!(s.inflight().len(), 2, "1 (past PUBREC) and 2 (plain) stay");
+    assert_eq!(s.queued(), 1, "5 (plain) stays");
 }
