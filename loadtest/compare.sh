@@ -76,6 +76,13 @@ Options:
                         (default: max)
   --mqtt-version V      3.1.1 or 5 (default: 3.1.1); rumqttd gets a [v4] or a
                         [v5] listener to match
+  --session S           clean or persistent (default: clean): loadtest --session
+                        for the message scenarios and conn-storm; persistent
+                        sessions are what a store keeps
+  --shardmq-store S     memory or redis (default: memory): with redis, a
+                        redis-server (Debian package) is started on a free
+                        127.0.0.1 port, emptied before each shardmq start, and
+                        shardmq gets [store] kind = "redis" pointing at it
   --base-port P         first port to try; each broker gets the next free one
                         (default: 18830)
   --write-benchmarks    append the table, with date, commit, machine and command,
@@ -121,6 +128,8 @@ fan=1000
 fan_in_rate=50000
 rate=max
 mqtt_version=3.1.1
+session=clean
+shardmq_store=memory
 base_port=18830
 write_benchmarks=0
 install=1
@@ -149,6 +158,8 @@ while [[ $# -gt 0 ]]; do
         --fan-in-rate) need_arg "$@"; fan_in_rate=$2; shift 2 ;;
         --rate) need_arg "$@"; rate=$2; shift 2 ;;
         --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
+        --session) need_arg "$@"; session=$2; shift 2 ;;
+        --shardmq-store) need_arg "$@"; shardmq_store=$2; shift 2 ;;
         --base-port) need_arg "$@"; base_port=$2; shift 2 ;;
         --write-benchmarks) write_benchmarks=1; shift ;;
         --benchmarks-file) need_arg "$@"; benchmarks_file=$2; shift 2 ;;
@@ -179,6 +190,8 @@ fi
 [[ $rate == max || $rate =~ ^[1-9][0-9]*$ ]] || die "--rate '$rate': want a number or max"
 [[ $fan_in_rate =~ ^[1-9][0-9]*$ ]] || die "--fan-in-rate '$fan_in_rate': want a number of msgs/s"
 [[ $mqtt_version == 3.1.1 || $mqtt_version == 5 ]] || die "--mqtt-version '$mqtt_version': want 3.1.1 or 5"
+[[ $session == clean || $session == persistent ]] || die "--session '$session': want clean or persistent"
+[[ $shardmq_store == memory || $shardmq_store == redis ]] || die "--shardmq-store '$shardmq_store': want memory or redis"
 [[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $base_port -le 65000 ]] || die "--base-port '$base_port': want 1024..65000"
 
 # Durations such as 10s, 500ms, 1m -> seconds (float), for the CPU sampling window.
@@ -218,7 +231,7 @@ IFS=, read -r -a scenario_list <<<"$scenarios"
 
 # Scenario name -> loadtest arguments (besides --broker, --cores, --json).
 scenario_args() {
-    local common=(--payload "$payload" --rate "$rate" --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version")
+    local common=(--payload "$payload" --rate "$rate" --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" --session "$session")
     case $1 in
         # --clients: the pairs of p2p, the publishers of fan-in (each with one subscriber).
         p2p-qos0) echo --scenario p2p --clients "$pairs" --qos 0 "${common[@]}" ;;
@@ -230,7 +243,7 @@ scenario_args() {
             echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         fan-in-max) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         fan-in-qos1-max) echo --scenario fan-in --clients "$fan" --qos 1 "${common[@]}" ;;
-        conn-storm) echo --scenario conn-storm --clients "$storm_workers" --rate max --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" ;;
+        conn-storm) echo --scenario conn-storm --clients "$storm_workers" --rate max --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" --session "$session" ;;
         idle-[1-9]*k) echo --scenario idle --clients "$(idle_clients "$1")" --duration 5s --warmup 0s --mqtt-version "$mqtt_version" --broker-pid "${broker_pid:-PID}" ;;
         *) return 1 ;;
     esac
@@ -239,6 +252,8 @@ scenario_args() {
 # pinned ones in benchmarks.md.
 scenario_label() {
     [[ $default_config == 1 ]] && printf 'default config: '
+    [[ $session == persistent ]] && printf 'persistent sessions: '
+    [[ $shardmq_store == redis ]] && printf 'shardmq on its Redis store: '
     case $1 in
         p2p-qos0) echo "p2p QoS 0, $pairs→$pairs" ;;
         p2p-qos1) echo "p2p QoS 1, $pairs→$pairs" ;;
@@ -386,6 +401,9 @@ cpu_ticks() {
 # Config for one broker, written to $work; prints the start command (one word a line).
 write_config() { # broker port
     if [[ $default_config == 1 ]]; then write_default_config "$@"; else write_tuned_config "$@"; fi
+    if [[ $1 == shardmq && $shardmq_store == redis ]]; then
+        printf '[store]\nkind = "redis"\nredis = "redis://127.0.0.1:%s/0"\n' "$redis_port" >>"$work/shardmq.toml"
+    fi
 }
 
 # The pinned comparison: each broker sized for overload on the same core(s).
@@ -535,6 +553,10 @@ start_broker() { # broker; sets broker_pid, broker_port
     fi
     show "${broker_pin[@]}" "${cmd[@]}"
     if [[ $dry_run == 1 ]]; then broker_pid=DRY; return 0; fi
+    # Each start on an empty store: what an earlier run left is not loaded.
+    if [[ $b == shardmq && $shardmq_store == redis ]]; then
+        redis-cli -p "$redis_port" flushall >/dev/null || echo "!!! could not empty Redis" >&2
+    fi
     "${broker_pin[@]}" "${cmd[@]}" >"$work/$b.log" 2>&1 &
     broker_pid=$!
     started_pids+=("$broker_pid")
@@ -733,6 +755,20 @@ if [[ $keep == 1 ]]; then
     echo "work directory: $work (kept)"
 else
     echo "work directory: $work (removed at exit; --keep keeps it)"
+fi
+redis_port=""
+if compares shardmq && [[ $shardmq_store == redis ]]; then
+    free_port
+    redis_port=$port
+    echo "### redis-server on 127.0.0.1:$redis_port (shardmq's store)"
+    if [[ $dry_run == 0 ]]; then
+        command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+        redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+            --dir "$work" >"$work/redis.log" 2>&1 &
+        started_pids+=("$!")
+        for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+        redis-cli -p "$redis_port" ping >/dev/null 2>&1 || die "redis-server did not answer on 127.0.0.1:$redis_port"
+    fi
 fi
 for b in "${broker_list[@]}"; do
     if ! start_broker "$b"; then
