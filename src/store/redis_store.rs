@@ -141,9 +141,6 @@ impl RedisStore {
 
     fn queue(&self, op: StoreOp, pending: &mut Vec<Pending>) {
         let keys = &self.inner.keys;
-        let client = &self.inner.client;
-        let mut plain =
-            |what: &'static str, cmd: &redis::Cmd| pending.push((what, Box::pin(client.cmd(cmd))));
         match op {
             StoreOp::Online {
                 client_id,
@@ -151,11 +148,12 @@ impl RedisStore {
                 expiry,
                 will,
             } => {
-                plain(
+                self.push_cmd(
                     "add to the node's sessions",
                     redis::cmd("SADD")
                         .arg(keys.node_sessions(&self.inner.owner.node))
                         .arg(&*client_id),
+                    pending,
                 );
                 let call = self
                     .session_write(&client_id, "online", generation)
@@ -211,14 +209,12 @@ impl RedisStore {
             } => {
                 let call = self.session_write(&client_id, "remove", generation);
                 self.push_write("remove", call, pending);
-                let mut plain = |what: &'static str, cmd: &redis::Cmd| {
-                    pending.push((what, Box::pin(client.cmd(cmd))))
-                };
-                plain(
+                self.push_cmd(
                     "remove from the node's sessions",
                     redis::cmd("SREM")
                         .arg(keys.node_sessions(&self.inner.owner.node))
                         .arg(&*client_id),
+                    pending,
                 );
             }
             StoreOp::Retain {
@@ -232,30 +228,34 @@ impl RedisStore {
                     if let Some(e) = expiry {
                         set.arg("PX").arg(e.as_millis().max(1) as u64);
                     }
-                    plain("retain", &set);
-                    plain(
+                    self.push_cmd("retain", &set, pending);
+                    self.push_cmd(
                         "retain",
                         redis::cmd("SADD").arg(keys.retained_index()).arg(&*topic),
+                        pending,
                     );
                 }
                 None => {
-                    plain(
+                    self.push_cmd(
                         "clear retained",
                         redis::cmd("DEL").arg(keys.retained(&topic)),
+                        pending,
                     );
-                    plain(
+                    self.push_cmd(
                         "clear retained",
                         redis::cmd("SREM").arg(keys.retained_index()).arg(&*topic),
+                        pending,
                     );
                 }
             },
             StoreOp::Route { filter, added } => {
                 let cmd = if added { "SADD" } else { "SREM" };
-                plain(
+                self.push_cmd(
                     "route",
                     redis::cmd(cmd)
                         .arg(keys.routes(&self.inner.owner.node, self.inner.shard))
                         .arg(&*filter),
+                    pending,
                 );
             }
         }
@@ -270,6 +270,11 @@ impl RedisStore {
             .key(keys.subscriptions(client_id))
             .arg(op)
             .arg(generation)
+    }
+
+    /// Queues a plain command now.
+    fn push_cmd(&self, what: &'static str, cmd: &redis::Cmd, pending: &mut Vec<Pending>) {
+        pending.push((what, Box::pin(self.inner.client.cmd(cmd))));
     }
 
     /// Queues a session write now. The first on a connection sends the
