@@ -39,9 +39,23 @@ impl Broker {
     /// [`Broker::connect_from`], with no await between. A stored session this
     /// shard does not hold (the node restarted) is restored offline first, so
     /// the CONNECT resumes it; a will a dead owner left goes out.
-    pub fn claimed(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
+    ///
+    /// `false` when a later claim of the same session already connected here
+    /// (two CONNECTs raced and this one's task resumed last): this CONNECT
+    /// lost, and must be refused rather than take the session back with a
+    /// generation the store no longer accepts.
+    pub fn claimed(&mut self, client_id: &ByteString, claim: Claim, now: Instant) -> bool {
+        let newer = self
+            .sessions
+            .get(client_id)
+            .and_then(|e| e.generation)
+            .is_some_and(|g| g > claim.generation);
+        if newer {
+            return false;
+        }
         self.claim = Some((client_id.clone(), claim.generation));
         self.take_claim(client_id, claim, now);
+        true
     }
 
     /// A session a past life of this node owned, found at start-up: restored

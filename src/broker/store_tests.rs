@@ -299,3 +299,18 @@ fn retained_messages_are_stored_where_published_only() {
         [StoreOp::Retain { message: None, .. }]
     ));
 }
+
+#[test]
+fn a_claim_older_than_the_connected_one_loses() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings()).with_store();
+    // Two CONNECTs claimed 4 then 5; the task of 5 resumed first.
+    assert!(b.claimed(&id("p"), claim(5, None), now));
+    online(&mut b, 1, connect(Version::V3_1_1, "p", false));
+    b.take_store_ops();
+    assert!(!b.claimed(&id("p"), claim(4, None), now), "4 lost to 5");
+    assert!(b.is_connected(&id("p")));
+    assert_eq!(b.take_store_ops(), [], "nothing written for the loser");
+    // A later claim takes over as usual.
+    assert!(b.claimed(&id("p"), claim(6, None), now));
+}

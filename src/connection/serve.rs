@@ -388,10 +388,11 @@ async fn accept(
     let now = Instant::now();
     let accepted = {
         let mut broker = shard.broker.borrow_mut();
-        if let Some(claim) = claim {
-            broker.claimed(&connect.client_id, claim, now);
+        let won = claim.is_none_or(|claim| broker.claimed(&connect.client_id, claim, now));
+        match won {
+            true => broker.connect_from(conn, &connect, socket.peer_addr(), now),
+            false => Err(ReasonCode::ServerBusy),
         }
-        broker.connect_from(conn, &connect, socket.peer_addr(), now)
     };
     match accepted {
         Ok(client) => Ok(Some(Accepted {
