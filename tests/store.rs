@@ -961,3 +961,53 @@ fn retained_survives_restart() {
         "retained after ret/short expired: {lines:?}"
     );
 }
+
+/// A client that had a persistent session comes back after a kill -9 with
+/// a clean session: whether its CONNECT comes before or after loading adopts
+/// the stored session, it gets session present = 0 and the stored session is
+/// gone from Redis (not left behind without an expiry), on either shard.
+#[tokio::test]
+async fn a_clean_return_after_a_restart_ends_the_stored_session() {
+    let prefix = "t-clean-return:";
+    let redis = RedisServer::start();
+    let mut broker = BrokerProcess::start(
+        "clean-return",
+        &store_config(&redis, prefix, "sessions", "n1"),
+    );
+    let ids: Vec<String> = (0..2).map(|s| id_on_shard("back-clean", s)).collect();
+    for id in &ids {
+        let mut raw = Raw::connect(broker.addr, Version::V3_1_1, id, false).await;
+        raw.sub("c/t", shardmq::protocol::QoS::AtLeastOnce).await;
+        raw.disconnect().await;
+    }
+    for id in &ids {
+        let keys = await_keys(
+            &redis,
+            &format!("{prefix}s:{{{id}}}*"),
+            2,
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            keys.len(),
+            2,
+            "{id}: the session and its subscriptions stored: {keys:?}"
+        );
+    }
+    broker.kill();
+    broker.restart();
+    for id in &ids {
+        let (raw, ack) =
+            Raw::connect_with(broker.addr, connect(Version::V3_1_1, id, true, 60)).await;
+        assert!(!ack.session_present, "{id}: a clean session is new");
+        raw.disconnect().await;
+    }
+    for id in &ids {
+        let pattern = format!("{prefix}s:{{{id}}}*");
+        let gone = eventually(Duration::from_secs(5), || redis.keys(&pattern).is_empty());
+        assert!(
+            gone,
+            "{id}: stored session left behind: {:?}",
+            redis.keys(&pattern)
+        );
+    }
+}
