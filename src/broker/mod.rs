@@ -36,7 +36,7 @@ use crate::acl::{AllowAll, Authorizer};
 use crate::auth::{AllowAnonymous, Authenticator, Identity, Preparation, Prepared};
 use crate::connection::handshake::{self, ConnectPolicy};
 use crate::events::{Event, EventKind, EventSink, Events, OfflineReason};
-use crate::hash::HashMap;
+use crate::hash::{HashMap, HashSet};
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Packet, QoS, ReasonCode};
 use crate::ratelimit::RateLimits;
@@ -177,6 +177,10 @@ pub struct Broker {
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
+    /// While the store loads (`Some`): the client ids that connected without
+    /// a claim, with a session that ends with them. A stored session of the
+    /// same id that loading finds later is over, not restored.
+    unclaimed: Option<HashSet<ByteString>>,
 }
 
 impl Broker {
@@ -204,6 +208,7 @@ impl Broker {
             persist: false,
             store_ops: Vec::new(),
             claim: None,
+            unclaimed: None,
         }
     }
 
@@ -522,6 +527,9 @@ impl Broker {
         // Whether the session's shared subscriptions count as online already.
         let mut was_online = false;
         let generation = self.claim_for(&client_id);
+        if let (Some(unclaimed), None) = (&mut self.unclaimed, generation) {
+            unclaimed.insert(client_id.clone());
+        }
         if let Some(old) = self.sessions.get_mut(&client_id) {
             let ends = connect.clean_start || old.expiry.is_zero();
             if ends && generation.is_some() {

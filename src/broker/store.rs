@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use super::{Broker, Client, Entry};
+use super::{Broker, Client, Entry, HashSet};
 use crate::message::Message;
 use crate::session::{Session, Subscription};
 use crate::store::{record, Claim, StoreOp, StoredSession};
@@ -22,7 +22,13 @@ impl Broker {
     /// `store_ops` from now on.
     pub fn with_store(mut self) -> Broker {
         self.persist = true;
+        self.unclaimed = Some(HashSet::default());
         self
+    }
+
+    /// Loading is over: no stored session of a past life is adopted any more.
+    pub fn loaded(&mut self) {
+        self.unclaimed = None;
     }
 
     /// Whether a store mirrors this broker's state.
@@ -71,17 +77,24 @@ impl Broker {
     ) -> Option<Message> {
         let generation = claim.generation;
         let will = claim.orphan_will.take().map(|(_, will)| will);
+        // The client came back without a claim (a session that ends with
+        // its connection) before loading got here: the stored session is
+        // over, whether that connection is still up or not.
+        if self
+            .unclaimed
+            .as_ref()
+            .is_some_and(|u| u.contains(client_id))
+        {
+            self.store_removed(client_id, Some(generation));
+            return will;
+        }
         self.take_claim(client_id, claim, now);
         let Some(entry) = self.sessions.get_mut(client_id) else {
             return will;
         };
-        match (&entry.conn, entry.generation) {
-            // Restored offline (the adoption kept the keys' TTL running).
-            (None, _) => entry.generation = Some(generation),
-            // The client came back with a clean session before loading got
-            // here: the stored session is over.
-            (Some(_), None) => self.store_removed(client_id, Some(generation)),
-            (Some(_), Some(_)) => {}
+        // Restored offline (the adoption kept the keys' TTL running).
+        if entry.conn.is_none() {
+            entry.generation = Some(generation);
         }
         will
     }

@@ -314,3 +314,36 @@ fn a_claim_older_than_the_connected_one_loses() {
     // A later claim takes over as usual.
     assert!(b.claimed(&id("p"), claim(6, None), now));
 }
+
+#[test]
+fn a_clean_return_before_loading_ends_the_stored_session() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 1, settings()).with_store();
+    let stored = StoredSession {
+        expiry: Duration::MAX,
+        expires_in: None,
+        subscriptions: vec![],
+    };
+    // Back clean and gone again before loading reached its stored session.
+    let c = online(&mut b, 1, connect(Version::V3_1_1, "p", true));
+    b.disconnected(&c, None, now);
+    b.take_store_ops();
+    assert_eq!(
+        b.adopted(&id("p"), claim(3, Some(stored.clone())), now),
+        None
+    );
+    assert_eq!(
+        b.take_store_ops(),
+        [StoreOp::Remove {
+            client_id: id("p"),
+            generation: 3
+        }],
+        "the stored session is over"
+    );
+    assert!(!b.sessions.contains_key(&id("p")), "and not restored");
+
+    // Once loading is over, nothing is remembered.
+    b.loaded();
+    online(&mut b, 2, connect(Version::V3_1_1, "q", true));
+    assert!(b.unclaimed.is_none());
+}

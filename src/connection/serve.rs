@@ -43,9 +43,10 @@ use crate::store::redis_store::RedisStore;
 /// forwards is slowed down by TCP instead of growing the shard's memory.
 const MESH_BACKLOG: usize = 1024;
 
-/// The longest a new connection's reads wait for the node to load the
-/// sessions a past life of it left in the store: a publish read before then
-/// could miss an offline session not loaded yet. CONNACK does not wait.
+/// The longest a PUBLISH or SUBSCRIBE waits for the node to load what a past
+/// life of it left in the store: a publish routed before then could miss an
+/// offline session not loaded yet, and a subscription the retained messages.
+/// CONNACK, PINGREQ and the rest do not wait.
 const LOAD_HOLD: Duration = Duration::from_secs(30);
 
 /// What one shard sends another.
@@ -92,6 +93,11 @@ pub struct Shard {
     read_scratch: ReadScratch,
     /// `[store] kind = "redis"`: where the broker's store ops go.
     pub store: Option<RedisStore>,
+    /// Whether PUBLISH and SUBSCRIBE packets may have to wait for loading
+    /// ([`Shard::until_loaded`]); cleared once loading is over.
+    loading: Cell<bool>,
+    /// When holding them stops, whether loading is over or not.
+    hold_until: Instant,
 }
 
 /// What a connection's reader and writer share.
@@ -144,21 +150,25 @@ impl Shard {
             metrics,
             read_scratch: read_scratch(),
             store: None,
+            loading: Cell::new(false),
+            hold_until: Instant::now(),
         }
     }
 
     /// Runs with `store`: the broker's changes go there, and persistent
     /// sessions are claimed in it on CONNECT.
     pub fn with_store(mut self, store: Option<RedisStore>) -> Shard {
+        self.loading.set(store.is_some());
+        self.hold_until = Instant::now() + LOAD_HOLD;
         self.store = store;
         self
     }
 
-    /// Holds a new connection's reads while the node loads its stored
-    /// sessions, at most [`LOAD_HOLD`], and not while Redis is down: loading
-    /// waits for it then, and clients should not.
+    /// Holds a PUBLISH or SUBSCRIBE while the node loads, until
+    /// [`LOAD_HOLD`] after the start at most, and not while Redis is down:
+    /// loading waits for it then, and clients should not.
     async fn until_loaded(&self) {
-        let until = Instant::now() + LOAD_HOLD;
+        let until = self.hold_until;
         let redis_down = || {
             self.store
                 .as_ref()
@@ -168,6 +178,9 @@ impl Shard {
             if self.shutdown.sleep(Duration::from_millis(10)).await {
                 return;
             }
+        }
+        if !self.metrics.store.loading() || Instant::now() >= until {
+            self.loading.set(false);
         }
     }
 
@@ -482,7 +495,6 @@ async fn run(shard: &Shard, live: Live) {
         mut client,
         _admission,
     } = live;
-    shard.until_loaded().await;
     let end = read_loop(shard, &mut rbuf, &mut client, &state).await;
     // Why the connection ended, as on_client_offline reports it; the broker
     // also decides from it whether the will goes out.
@@ -591,6 +603,11 @@ async fn read_loop(
         while wait.is_none() {
             match decode(rbuf, client.version, shard.max_packet_size) {
                 Ok(Some(packet)) => {
+                    if shard.loading.get()
+                        && matches!(packet, Packet::Publish(_) | Packet::Subscribe(_))
+                    {
+                        Box::pin(shard.until_loaded()).await;
+                    }
                     let mut broker = shard.broker.borrow_mut();
                     match broker.handle(client, packet, Instant::now()) {
                         Ok(None) => {

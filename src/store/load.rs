@@ -49,6 +49,7 @@ pub async fn run(shard: Rc<Shard>, store: RedisStore, started: Instant) {
         }
         first = false;
     }
+    shard.broker.borrow_mut().loaded();
     metrics.store.loaded(started.elapsed());
     while metrics.store.loading() {
         if shutdown.sleep(Duration::from_millis(10)).await {
