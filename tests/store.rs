@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::broker_process::BrokerProcess;
 use common::redis::RedisServer;
 use common::*;
-use shardmq::protocol::{ReasonCode, Version};
+use shardmq::protocol::{Packet, QoS, ReasonCode, Version};
 
 /// Persistent sessions in the restart tests, as issue 13's "Done when" asks
 /// (about 20 s on the 2-core machine).
@@ -1008,6 +1008,94 @@ async fn a_clean_return_after_a_restart_ends_the_stored_session() {
             gone,
             "{id}: stored session left behind: {:?}",
             redis.keys(&pattern)
+        );
+    }
+}
+
+/// Sessions a past life of node `n1` left, written straight into Redis as
+/// the broker writes them: `ld-<i>`, offline, an hour of expiry, one QoS 1
+/// subscription to `load/<i>`.
+fn stored_sessions(redis: &RedisServer, prefix: &str, n: usize) {
+    let arg = |s: String| s.into_bytes();
+    let mut commands = Vec::with_capacity(3 * n);
+    for i in 0..n {
+        let s = format!("{prefix}s:{{ld-{i}}}");
+        commands.push(
+            [
+                "HSET", &s, "gen", "1", "owner", "n1#0", "expiry", "3600", "online", "0",
+            ]
+            .map(|a| arg(a.to_owned()))
+            .to_vec(),
+        );
+        commands.push(vec![
+            arg("HSET".into()),
+            arg(format!("{s}:subs")),
+            arg(format!("load/{i}")),
+            vec![1, 0],
+        ]);
+        commands.push(vec![
+            arg("SADD".into()),
+            arg(format!("{prefix}node:n1:sessions")),
+            arg(format!("ld-{i}")),
+        ]);
+    }
+    redis.pipe(&commands);
+}
+
+/// A publish made right after a restart, while the node is still loading
+/// the sessions its past life left, reaches an offline persistent session
+/// that loading has not restored yet: it waits for loading instead of being
+/// routed to nobody.
+#[tokio::test]
+async fn a_publish_during_loading_reaches_a_session_not_loaded_yet() {
+    const STORED: usize = 50_000;
+    let prefix = "t-loading:";
+    let redis = RedisServer::start();
+    stored_sessions(&redis, prefix, STORED);
+    let broker = BrokerProcess::start("loading", &store_config(&redis, prefix, "sessions", "n1"));
+
+    let mut publ = Raw::connect(broker.addr, Version::V5, "loading-pub", true).await;
+    assert_eq!(
+        broker.metric("shardmq_store_load_seconds"),
+        None,
+        "loading {STORED} sessions was over before the first publish: store more, \
+         or the test proves nothing"
+    );
+    let probes: Vec<usize> = (0..STORED).step_by(STORED / 100).collect();
+    for (n, i) in probes.iter().enumerate() {
+        let id = u16::try_from(n + 1).expect("fewer than 65536 probes");
+        let payload = format!("to {i}");
+        publ.publish(publish(
+            &format!("load/{i}"),
+            QoS::AtLeastOnce,
+            id,
+            payload.as_bytes(),
+        ))
+        .await;
+    }
+    for _ in &probes {
+        let p = publ.recv().await;
+        assert!(matches!(p, Packet::PubAck(_)), "{p:?}");
+    }
+    let loaded = eventually(Duration::from_secs(30), || {
+        broker.metric("shardmq_store_load_seconds").is_some()
+    });
+    assert!(loaded, "loading {STORED} sessions did not end within 30 s");
+    eprintln!(
+        "loaded in {:?} s",
+        broker.metric("shardmq_store_load_seconds")
+    );
+
+    for i in &probes {
+        let id = format!("ld-{i}");
+        let (mut raw, ack) =
+            Raw::connect_with(broker.addr, connect(Version::V3_1_1, &id, false, 60)).await;
+        assert!(ack.session_present, "{id}: its stored session");
+        let p = raw.recv_publish().await;
+        assert_eq!(
+            (&*p.topic, &p.payload[..]),
+            (&*format!("load/{i}"), format!("to {i}").as_bytes()),
+            "{id}"
         );
     }
 }

@@ -32,6 +32,9 @@ pub enum Forward {
     /// not received when its session ended: deliver them, in order, to one
     /// of your members of the group (MQTT 5 section 4.8.2, [`Broker::hand_over`]).
     HandOver(TopicFilter, Vec<Message>),
+    /// The sending shard has loaded what the store held at start-up, and
+    /// every index update that came of it was sent before this.
+    Loaded,
 }
 
 impl Broker {
@@ -62,6 +65,7 @@ impl Broker {
             }
             Forward::ShareGroup(filter, members) => self.router.set_group(&filter, from, members),
             Forward::HandOver(group, messages) => self.hand_over_here(&group, &messages, now),
+            Forward::Loaded => self.peers_loading = self.peers_loading.saturating_sub(1),
         }
     }
 

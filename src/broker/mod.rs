@@ -181,6 +181,11 @@ pub struct Broker {
     /// a claim, with a session that ends with them. A stored session of the
     /// same id that loading finds later is over, not restored.
     unclaimed: Option<HashSet<ByteString>>,
+    /// Whether this shard has loaded what the store held at start-up (true
+    /// without a store), and how many other shards have yet to say they have
+    /// ([`Forward::Loaded`]).
+    self_loaded: bool,
+    peers_loading: usize,
 }
 
 impl Broker {
@@ -209,6 +214,8 @@ impl Broker {
             store_ops: Vec::new(),
             claim: None,
             unclaimed: None,
+            self_loaded: true,
+            peers_loading: 0,
         }
     }
 

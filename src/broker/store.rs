@@ -23,12 +23,26 @@ impl Broker {
     pub fn with_store(mut self) -> Broker {
         self.persist = true;
         self.unclaimed = Some(HashSet::default());
+        self.self_loaded = false;
+        self.peers_loading = self.nr_shards - 1;
         self
     }
 
-    /// Loading is over: no stored session of a past life is adopted any more.
+    /// This shard's loading is over: no stored session of a past life is
+    /// adopted any more. The other shards are told after the shard-index
+    /// updates of what was loaded, on the same FIFO channels, so a shard
+    /// that has heard from every other one routes with a complete index.
     pub fn loaded(&mut self) {
         self.unclaimed = None;
+        self.self_loaded = true;
+        self.broadcast(super::Forward::Loaded);
+    }
+
+    /// Whether this shard and every other one have loaded: until then a
+    /// publish could miss a session, or a subscriber a retained message,
+    /// that loading has not brought in yet.
+    pub fn all_loaded(&self) -> bool {
+        self.self_loaded && self.peers_loading == 0
     }
 
     /// Whether a store mirrors this broker's state.

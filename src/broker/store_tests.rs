@@ -347,3 +347,23 @@ fn a_clean_return_before_loading_ends_the_stored_session() {
     online(&mut b, 2, connect(Version::V3_1_1, "q", true));
     assert!(b.unclaimed.is_none());
 }
+
+#[test]
+fn loading_is_over_when_every_shard_said_so_after_its_index_updates() {
+    let now = Instant::now();
+    let mut b = Broker::new(0, 2, settings()).with_store();
+    assert!(!b.all_loaded());
+    b.loaded();
+    assert!(!b.all_loaded(), "shard 1 has not said so yet");
+    assert!(
+        matches!(&b.forwards[..], [(1, Forward::Loaded)]),
+        "shard 1 is told, after what loading forwarded: {:?}",
+        b.forwards
+    );
+    b.on_forward(1, Forward::Loaded, now);
+    assert!(b.all_loaded());
+    assert!(
+        Broker::new(0, 2, settings()).all_loaded(),
+        "no store, nothing to load"
+    );
+}

@@ -174,12 +174,13 @@ impl Shard {
                 .as_ref()
                 .is_some_and(|s| matches!(s.status(), Status::Down(_)))
         };
-        while self.metrics.store.loading() && Instant::now() < until && !redis_down() {
+        let loading = || !self.broker.borrow().all_loaded();
+        while loading() && Instant::now() < until && !redis_down() {
             if self.shutdown.sleep(Duration::from_millis(10)).await {
                 return;
             }
         }
-        if !self.metrics.store.loading() || Instant::now() >= until {
+        if !loading() || Instant::now() >= until {
             self.loading.set(false);
         }
     }

@@ -50,8 +50,9 @@ pub async fn run(shard: Rc<Shard>, store: RedisStore, started: Instant) {
         first = false;
     }
     shard.broker.borrow_mut().loaded();
+    shard.wake();
     metrics.store.loaded(started.elapsed());
-    while metrics.store.loading() {
+    while !shard.broker.borrow().all_loaded() {
         if shutdown.sleep(Duration::from_millis(10)).await {
             return;
         }

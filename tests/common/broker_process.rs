@@ -153,6 +153,13 @@ impl BrokerProcess {
         http_get(self.http, "/health")
     }
 
+    /// `GET /metrics`: the value of the sample `name` (no labels), if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.http, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// The log so far, every life of the process.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()

@@ -103,6 +103,37 @@ impl RedisServer {
             .to_owned()
     }
 
+    /// Sends `commands` through `redis-cli --pipe`: many writes at once, for
+    /// filling the store as a past life of a node left it.
+    pub fn pipe(&self, commands: &[Vec<Vec<u8>>]) {
+        let mut resp = Vec::new();
+        for args in commands {
+            resp.extend(format!("*{}\r\n", args.len()).into_bytes());
+            for a in args {
+                resp.extend(format!("${}\r\n", a.len()).into_bytes());
+                resp.extend(a);
+                resp.extend(b"\r\n");
+            }
+        }
+        let mut child = Command::new(redis_cli())
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", redis_cli().display()));
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            stdin.write_all(&resp).expect("write to redis-cli --pipe");
+        }
+        let output = child.wait_with_output().expect("redis-cli --pipe");
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && out.contains("errors: 0"),
+            "redis-cli --pipe failed: {out}"
+        );
+    }
+
     /// The keys matching `pattern`, sorted, found with SCAN (never KEYS,
     /// which production code must not use either).
     pub fn keys(&self, pattern: &str) -> Vec<String> {
