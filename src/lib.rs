@@ -20,6 +20,7 @@
 pub mod acl;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod events;
