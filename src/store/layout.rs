@@ -86,7 +86,8 @@ impl Keys {
 pub const CLAIM: &str = r#"
 local s, subs = KEYS[1], KEYS[2]
 local owner, clean, must = ARGV[1], ARGV[2], ARGV[3]
-local prev = redis.call('HGET', s, 'owner')
+local h = redis.call('HMGET', s, 'owner', 'expiry', 'will')
+local prev, expiry, will = h[1], h[2], h[3]
 if must ~= '' then
   if not prev or string.sub(prev, 1, #must) ~= must then
     return 0
@@ -97,24 +98,22 @@ if must ~= '' then
 end
 local ttl = redis.call('PTTL', s)
 local gen = redis.call('HINCRBY', s, 'gen', 1)
-redis.call('HSET', s, 'owner', owner)
+local orphan = false
+if prev and prev ~= owner and will then
+  orphan = will
+  redis.call('HDEL', s, 'will')
+end
 if must == '' then
+  redis.call('HSET', s, 'owner', owner)
   redis.call('PERSIST', s)
   redis.call('PERSIST', subs)
 else
-  local e = redis.call('HGET', s, 'expiry')
-  if ttl == -1 and e and e ~= '4294967295' then
-    redis.call('PEXPIRE', s, e * 1000)
-    redis.call('PEXPIRE', subs, e * 1000)
+  redis.call('HSET', s, 'owner', owner, 'online', '0')
+  if ttl == -1 and expiry and expiry ~= '4294967295' then
+    redis.call('PEXPIRE', s, expiry * 1000)
+    redis.call('PEXPIRE', subs, expiry * 1000)
   end
-  redis.call('HSET', s, 'online', '0')
 end
-local will = false
-if prev and prev ~= owner then
-  will = redis.call('HGET', s, 'will')
-  redis.call('HDEL', s, 'will')
-end
-local expiry = redis.call('HGET', s, 'expiry')
 if clean == '1' then
   redis.call('DEL', subs)
   redis.call('HDEL', s, 'expiry', 'will', 'online')
@@ -124,7 +123,7 @@ local list = {}
 if expiry then
   list = redis.call('HGETALL', subs)
 end
-return {gen, prev, expiry, ttl, will, list}
+return {gen, prev, expiry, ttl, orphan, list}
 "#;
 
 /// Every fenced write to a session.
