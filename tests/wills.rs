@@ -38,13 +38,23 @@
 //! | 3.1.1 / 5 second CONNECT (protocol error) | no will | will [MQTT-3.1.0-2] |
 //! | 5 DISCONNECT 0x00 | no will | no will [MQTT-3.14.4-3] |
 //! | 5 DISCONNECT 0x04 | will | will |
-//! | 5 DISCONNECT 0x80 | no will | will by the spec; shardmq: no will (see below) |
+//! | 5 DISCONNECT 0x80 | no will | will [MQTT-3.1.2-8] |
 //! | 5 will delay 2 s, back (clean start 0) after 0.5 s | no will | no will |
 //! | shutdown (SIGTERM) | every connected client's will, delayed ones at once, sent to the watcher before it is closed | wills without a delay published, but to subscribers being closed as well; delayed ones lost |
 //!
 //! Mosquitto 2.0.11 also closes a taken-over MQTT 5 connection without
-//! DISCONNECT 0x8E. shardmq treats DISCONNECT 0x80 (and any reason but 0x04)
-//! as a normal one (`Broker::handle`), which the spec does not.
+//! DISCONNECT 0x8E, and deletes the will on DISCONNECT 0x80 as on 0x00 (of
+//! the reasons tried, it keeps it only for 0x04). shardmq follows the spec: `Broker::handle` maps
+//! DISCONNECT 0x00 to `Closed::Normal` and every other reason to
+//! `Closed::WithWill`, since only 0x00 deletes the will [MQTT-3.1.2-8].
+//! Mosquitto's DISCONNECT rows and its "5 takeover, delay 0, clean start 1"
+//! row were run again on 2026-12-06 with
+//! `tests/fixtures/mosquitto_disconnect_reasons.py` (paho-mqtt; it starts its
+//! own Mosquitto on a free 127.0.0.1 port with its own config file and stops
+//! it by PID): `target/pyenv/bin/python
+//! tests/fixtures/mosquitto_disconnect_reasons.py` printed "DISCONNECT 0x00
+//! (normal): no will", "0x04 (with will): will", "0x80 (unspecified error):
+//! no will" and "takeover, will delay 0, new CONNECT clean start 1: will".
 
 mod common;
 
@@ -154,12 +164,36 @@ async fn a_normal_disconnect_discards_the_will_and_0x04_publishes_it() {
     expect_will(&mut watcher, "with", WAIT).await;
 }
 
+/// An MQTT 5 DISCONNECT with 0x80 (unspecified error) publishes the will:
+/// MQTT 5 [MQTT-3.1.2-8] deletes it only "on receipt of a DISCONNECT packet
+/// with Reason Code 0x00 (Normal disconnection)", and 3.1.2.5 lists "The
+/// Server closes the Network Connection without first receiving a DISCONNECT
+/// packet with a Reason Code 0x00". Mosquitto 2.0.11 differs: it deletes the
+/// will on 0x80 (module doc).
+#[tokio::test]
+async fn an_mqtt5_disconnect_0x80_publishes_the_will() {
+    let b = TestBroker::start();
+    let mut watcher = watcher(&b, "dx-watch").await;
+    let (mut c, _) =
+        Raw::connect_with(b.addr(), with_will(Version::V5, "dx-error", "error", None)).await;
+    c.send(Packet::Disconnect(Disconnect {
+        reason_code: ReasonCode::UnspecifiedError,
+        properties: Default::default(),
+    }))
+    .await;
+    c.expect_closed().await;
+    expect_will(&mut watcher, "error", WAIT).await;
+}
+
 /// A takeover closes the old connection and publishes its will as any close
 /// does, unless a will delay runs and the new connection resumes the session
 /// (MQTT 5 3.1.4 step 1 and its comment; [MQTT-3.1.3-9]). Each case: the old
 /// connection's version, will delay and session expiry, the new
 /// connection's clean start, and whether the will goes out at once. A
-/// cancelled 2 s will delay is watched for 3 s.
+/// cancelled 2 s will delay is watched for 3 s. Case 3 is the table's "5
+/// takeover, delay 0, clean start 1": the will is sent "because the Network
+/// Connection is closed" and "because the original Session is ended on the
+/// takeover" (3.1.4, non-normative comment).
 #[tokio::test]
 async fn a_takeover_publishes_the_old_connections_will_unless_its_delay_is_cancelled() {
     let b = TestBroker::start();
@@ -168,12 +202,13 @@ async fn a_takeover_publishes_the_old_connections_will_unless_its_delay_is_cance
         (Version::V3_1_1, None, None, false, true),
         (Version::V3_1_1, None, None, true, true),
         (Version::V5, None, Some(60), false, true),
+        (Version::V5, None, Some(60), true, true),
         (Version::V5, Some(2), Some(60), false, false),
         (Version::V5, Some(2), Some(60), true, true),
         (Version::V5, Some(2), None, false, true),
     ];
     for (i, (version, delay, expiry, clean, published)) in cases.into_iter().enumerate() {
-        let payload = ["t0", "t1", "t2", "t3", "t4", "t5"][i];
+        let payload = ["t0", "t1", "t2", "t3", "t4", "t5", "t6"][i];
         let mut c = with_will(version, &format!("to-{i}"), payload, delay);
         c.clean_start = false;
         c.properties.session_expiry_interval = expiry;
