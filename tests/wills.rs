@@ -40,7 +40,7 @@
 //! | 5 DISCONNECT 0x04 | will | will |
 //! | 5 DISCONNECT 0x80 | no will | will [MQTT-3.1.2-8] |
 //! | 5 will delay 2 s, back (clean start 0) after 0.5 s | no will | no will |
-//! | shutdown (SIGTERM) | every connected client's will, delayed ones at once, sent to the watcher before it is closed | wills without a delay published, but to subscribers being closed as well; delayed ones lost |
+//! | shutdown (SIGTERM) | every connected client's will, delayed ones at once, sent to the watcher before it is closed | wills without a delay routed (no test checks it), to subscribers being closed as well; delayed ones lost (with `[store] kind = "redis"` a persistent session's will stays stored, and the next start publishes it) |
 //!
 //! Mosquitto 2.0.11 also closes a taken-over MQTT 5 connection without
 //! DISCONNECT 0x8E, and deletes the will on DISCONNECT 0x80 as on 0x00 (of
@@ -297,10 +297,11 @@ async fn a_send_timeout_close_publishes_the_will() {
 /// Shutting down closes every connection without a DISCONNECT 0x00, so each
 /// will is published into routing ([MQTT-3.1.2-8]; Mosquitto 2.0.11 does the
 /// same on SIGTERM) while every shard is closing its connections: the broker
-/// must still stop cleanly (`TestBroker`'s drop joins it). Whether a will
-/// reaches a subscriber that is being closed too is not promised.
+/// must still stop cleanly (`TestBroker`'s drop joins it). This checks only
+/// that: whether a will reaches a subscriber that is being closed too is not
+/// promised, and breaking the wills at shutdown does not fail it (TESTING.md).
 #[tokio::test]
-async fn shutdown_publishes_wills_and_stops_cleanly() {
+async fn shutdown_with_wills_pending_stops_cleanly() {
     let b = TestBroker::start();
     let _watcher = watcher(&b, "sd-watch").await;
     let mut clients = Vec::new();
