@@ -40,7 +40,7 @@
 //! | 5 DISCONNECT 0x04 | will | will |
 //! | 5 DISCONNECT 0x80 | no will | will [MQTT-3.1.2-8] |
 //! | 5 will delay 2 s, back (clean start 0) after 0.5 s | no will | no will |
-//! | shutdown (SIGTERM) | every connected client's will, delayed ones at once, sent to the watcher before it is closed | wills without a delay routed (no test checks it), to subscribers being closed as well; delayed ones lost (with `[store] kind = "redis"` a persistent session's will stays stored, and the next start publishes it) |
+//! | shutdown (SIGTERM) | every connected client's will, delayed ones at once, sent to the watcher before it is closed | wills without a delay routed (no test checks it), to subscribers being closed as well; delayed ones lost (with `[store] kind = "redis"` a persistent session's delayed will is written to the store and the next start publishes it; not tested) |
 //!
 //! Mosquitto 2.0.11 also closes a taken-over MQTT 5 connection without
 //! DISCONNECT 0x8E, and deletes the will on DISCONNECT 0x80 as on 0x00 (of
