@@ -396,6 +396,13 @@ async fn accept(
         }
         _ => None,
     };
+    if claim.is_some() && shard.shutdown.is_shutdown() {
+        // As after the authentication above: a session made now would keep
+        // shutdown waiting.
+        let reason = ReasonCode::ServerUnavailable;
+        refuse(&shard, &socket, reason, connect.version).await;
+        return Ok(None);
+    }
 
     let conn = shard.next_conn.get();
     shard.next_conn.set(conn + 1);
