@@ -599,6 +599,12 @@ enum End {
     Abnormal,
 }
 
+/// Whether the next packet in `rbuf` is a PUBLISH (type 3) or a SUBSCRIBE
+/// (type 8), which wait while the node loads ([`Shard::until_loaded`]).
+fn held_while_loading(rbuf: &[u8]) -> bool {
+    matches!(rbuf.first().map(|b| b >> 4), Some(3 | 8))
+}
+
 async fn read_loop(
     shard: &Shard,
     rbuf: &mut BytesMut,
@@ -609,13 +615,14 @@ async fn read_loop(
         // What this batch found the client must wait for before more is read.
         let mut wait = None;
         while wait.is_none() {
+            // Looked up by the packet type in the first byte, before decoding:
+            // a decoded packet kept across this wait would live in every
+            // connection's task.
+            if shard.loading.get() && held_while_loading(rbuf) {
+                Box::pin(shard.until_loaded()).await;
+            }
             match decode(rbuf, client.version, shard.max_packet_size) {
                 Ok(Some(packet)) => {
-                    if shard.loading.get()
-                        && matches!(packet, Packet::Publish(_) | Packet::Subscribe(_))
-                    {
-                        Box::pin(shard.until_loaded()).await;
-                    }
                     let mut broker = shard.broker.borrow_mut();
                     match broker.handle(client, packet, Instant::now()) {
                         Ok(None) => {
@@ -873,6 +880,21 @@ mod tests {
     /// Every idle connection keeps its reader's and writer's futures: these
     /// bounds guard the 3 KiB per idle connection of benchmarks.md (a CONNECT
     /// or a second stream kept in the task costs hundreds of bytes each).
+    #[test]
+    fn publish_and_subscribe_wait_for_loading_by_their_first_byte() {
+        for (bytes, held) in [
+            (&[0x30, 0][..], true),  // PUBLISH QoS 0
+            (&[0x3d, 0][..], true),  // PUBLISH QoS 2, DUP, retain
+            (&[0x82, 0][..], true),  // SUBSCRIBE
+            (&[0xc0, 0][..], false), // PINGREQ
+            (&[0xa2, 0][..], false), // UNSUBSCRIBE
+            (&[0x40, 2][..], false), // PUBACK
+            (&[][..], false),
+        ] {
+            assert_eq!(held_while_loading(bytes), held, "{bytes:02x?}");
+        }
+    }
+
     #[test]
     fn connection_tasks_stay_small() {
         let reader = size_of_3(serve as fn(_, _, _) -> _);
