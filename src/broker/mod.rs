@@ -188,6 +188,9 @@ pub struct Broker {
     peers_loading: usize,
 }
 
+/// The most client ids [`Broker::unclaimed`] remembers while loading runs.
+const MAX_UNCLAIMED: usize = 100_000;
+
 impl Broker {
     pub fn new(shard: usize, nr_shards: usize, settings: Settings) -> Broker {
         Broker {
@@ -535,7 +538,12 @@ impl Broker {
         let mut was_online = false;
         let generation = self.claim_for(&client_id);
         if let (Some(unclaimed), None) = (&mut self.unclaimed, generation) {
-            unclaimed.insert(client_id.clone());
+            // Bounded: loading can wait long for a Redis that is down. Past
+            // the bound, a clean return no longer ends its stored session,
+            // which then lives on until its expiry.
+            if unclaimed.len() < MAX_UNCLAIMED {
+                unclaimed.insert(client_id.clone());
+            }
         }
         if let Some(old) = self.sessions.get_mut(&client_id) {
             let ends = connect.clean_start || old.expiry.is_zero();
