@@ -188,7 +188,7 @@ pub struct Broker {
     peers_loading: usize,
 }
 
-/// The most client ids [`Broker::unclaimed`] remembers while loading runs.
+/// The most client ids a broker remembers as `unclaimed` while loading runs.
 const MAX_UNCLAIMED: usize = 100_000;
 
 impl Broker {
