@@ -19,34 +19,10 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-/// Key names of the cluster's membership under one prefix. Both share the
-/// hash tag `{cluster}`, so the script touches one Redis Cluster slot.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: &str) -> Keys {
-        Keys {
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    /// ZSET: node id → the end of its lease, in ms of Redis's clock.
-    pub fn leases(&self) -> String {
-        format!("{}{{cluster}}:leases", self.prefix)
-    }
-
-    /// HASH: node id → `<boot id>|<cluster address>` of its current life.
-    pub fn nodes(&self) -> String {
-        format!("{}{{cluster}}:nodes", self.prefix)
-    }
-}
-
 /// Registers (`join` = `1`) or renews (`0`) a node's lease.
 ///
-/// KEYS: leases, nodes. ARGV: node id, boot id, cluster address, lease in
+/// KEYS: leases, nodes ([`crate::store::layout::Keys::leases`] and
+/// [`crate::store::layout::Keys::nodes`]). ARGV: node id, boot id, cluster address, lease in
 /// ms, join.
 ///
 /// Returns `{"superseded", "<boot>|<addr>"}` when a renewing life has been

@@ -60,6 +60,18 @@ impl Keys {
         format!("{}retained", self.prefix)
     }
 
+    /// ZSET: node id → the end of its lease, in ms of Redis's clock
+    /// ([`crate::cluster::membership`]). Shares the hash tag `{cluster}` with
+    /// [`Keys::nodes`], so the lease script touches one slot.
+    pub fn leases(&self) -> String {
+        format!("{}{{cluster}}:leases", self.prefix)
+    }
+
+    /// HASH: node id → `<boot id>|<cluster address>` of its current life.
+    pub fn nodes(&self) -> String {
+        format!("{}{{cluster}}:nodes", self.prefix)
+    }
+
     /// STRING: a topic's retained message ([`super::record::encode_message`]),
     /// with a TTL when the message has an expiry.
     pub fn retained(&self, topic: &str) -> String {

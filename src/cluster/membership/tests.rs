@@ -4,6 +4,7 @@ use redis::Value;
 use shards::test_executor;
 
 use super::*;
+use crate::store::layout::Keys;
 use crate::store::redis::test_server::RedisServer;
 use crate::store::redis::{RedisClient, RedisConfig, Script};
 
