@@ -92,7 +92,7 @@ pub struct Shard {
     /// Where every connection of the shard reads into first.
     read_scratch: ReadScratch,
     /// `[store] kind = "redis"`: where the broker's store ops go.
-    pub store: Option<RedisStore>,
+    store: Option<RedisStore>,
     /// Whether PUBLISH and SUBSCRIBE packets may have to wait for loading
     /// ([`Shard::until_loaded`]); cleared once loading is over.
     loading: Cell<bool>,

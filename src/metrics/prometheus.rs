@@ -234,7 +234,7 @@ type Family = (
     fn(&super::EventSinkMetrics) -> u64,
 );
 
-/// The `[[events.sinks]]` counters, node-wide, by sink (its address).
+/// The Redis store's health and how long start-up loading took.
 fn render_store(out: &mut Text, metrics: &Metrics) {
     out.family(
         "shardmq_store_up",
@@ -256,6 +256,7 @@ fn render_store(out: &mut Text, metrics: &Metrics) {
     }
 }
 
+/// The `[[events.sinks]]` counters, node-wide, by sink (its address).
 fn render_event_sinks(out: &mut Text, metrics: &Metrics) {
     let sinks = metrics.event_sinks();
     let families: [Family; 4] = [

@@ -1,6 +1,6 @@
 //! The store's health as `/health` and `/metrics` see it: whether each
-//! shard's Redis connection is up (and why not), and how many shards are
-//! still loading the sessions a past life of the node left.
+//! shard's Redis connection is up (and why not), and how long the shards
+//! took to load the sessions a past life of the node left.
 //!
 //! Shards write, the HTTP thread reads; the mutex is taken once a second per
 //! shard and per request, never on a message's path.
@@ -63,11 +63,6 @@ impl StoreHealth {
         }
     }
 
-    /// Whether some shard is still loading.
-    pub fn loading(&self) -> bool {
-        self.loading.load(Relaxed) > 0
-    }
-
     /// How long the node took to load, once it has.
     pub fn loaded_in(&self) -> Option<Duration> {
         *self
@@ -90,12 +85,9 @@ mod tests {
         h.set_down(1, None);
         assert_eq!(h.down(), None);
 
-        assert!(h.loading());
         h.loaded(Duration::from_millis(5));
-        assert!(h.loading());
         assert_eq!(h.loaded_in(), None);
         h.loaded(Duration::from_millis(9));
-        assert!(!h.loading());
         assert_eq!(h.loaded_in(), Some(Duration::from_millis(9)));
     }
 }
