@@ -329,6 +329,7 @@ fn delivery<'a>(
         non_retry: best.options.non_retry,
         non_persistence: best.options.non_persistence,
         share_group: None,
+        stored: None,
     }
 }
 

@@ -19,7 +19,7 @@ use tracing::{error, info};
 use crate::acl::{AclError, AclFile};
 use crate::auth::{AuthSetupError, ConfiguredAuthenticator};
 use crate::broker::{Broker, Settings};
-use crate::config::{Config, Cores, StoreKind};
+use crate::config::{Config, Cores, Durability, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
 use crate::connection::{serve, Shard, ShardMsg};
 use crate::events::sink::{self as event_sinks, ResolveError};
@@ -184,6 +184,7 @@ pub fn start(
     let connect_timeout = config.mqtt.connect_timeout;
     let listeners = config.listeners.len();
     let sys_interval = config.sys.interval;
+    let durability = config.store.durability;
     let shard_metrics = metrics.clone();
     let pool = builder.start(move |mut ctx: shards::ShardContext<ShardMsg>| async move {
         let metrics = shard_metrics;
@@ -205,6 +206,9 @@ pub fn start(
         };
         if store.is_some() {
             broker = broker.with_store();
+            if durability == Durability::Messages {
+                broker = broker.with_stored_messages();
+            }
         }
         let shutdown = ctx.shutdown().clone();
         // The event sinks stop after the connections have closed, so the
@@ -227,6 +231,14 @@ pub fn start(
             )
             .with_store(store.clone()),
         );
+        if let Some(store) = &store {
+            let weak = Rc::downgrade(&shard);
+            store.on_barrier(move |from, ticket, stored| {
+                if let Some(shard) = weak.upgrade() {
+                    shard.stored(from, ticket, stored);
+                }
+            });
+        }
         let inbox = ctx.take_inbox();
         let outbox = ctx.outbox();
         let mut tasks = Vec::new();

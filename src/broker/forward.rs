@@ -35,6 +35,13 @@ pub enum Forward {
     /// The sending shard has loaded what the store held at start-up, and
     /// every index update that came of it was sent before this.
     Loaded,
+    /// `durability = "messages"`: answer with [`Forward::Stored`] once
+    /// every store write you queued before this arrived is answered
+    /// ([`super::acks`]).
+    Barrier(u64),
+    /// The answer to the sender's [`Forward::Barrier`] with this ticket:
+    /// whether every write before it was stored.
+    Stored(u64, bool),
 }
 
 impl Broker {
@@ -66,6 +73,8 @@ impl Broker {
             Forward::ShareGroup(filter, members) => self.router.set_group(&filter, from, members),
             Forward::HandOver(group, messages) => self.hand_over_here(&group, &messages, now),
             Forward::Loaded => self.peers_loading = self.peers_loading.saturating_sub(1),
+            Forward::Barrier(ticket) => self.barrier(from, ticket),
+            Forward::Stored(ticket, stored) => self.stored(ticket, stored),
         }
     }
 

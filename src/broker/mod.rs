@@ -10,6 +10,7 @@
 //! Methods push packets into per-connection [`Output`]s and cross-shard messages
 //! into `forwards`; the connection and mesh layers drain them.
 
+mod acks;
 mod client;
 mod flow;
 mod forward;
@@ -80,6 +81,10 @@ pub struct Stats {
     pub publishes_denied: u64,
     /// PUBLISH packets over their ACL label's `[acl.rate-limit]`: dropped.
     pub publishes_rate_limited: u64,
+    /// QoS 1/2 publishes whose message could not be stored
+    /// (`durability = "messages"`): not acknowledged, the publisher
+    /// disconnected.
+    pub publishes_unstored: u64,
     /// Subscriptions removed because a reloaded ACL denies them.
     pub subscriptions_revoked: u64,
     /// Refused CONNECTs, indexed by [`Failure`](crate::auth::Failure) as usize.
@@ -174,6 +179,10 @@ pub struct Broker {
     persist: bool,
     /// Changes for the store, drained by the shard's store task ([`store`]).
     store_ops: Vec<crate::store::StoreOp>,
+    /// `durability = "messages"` ([`Broker::with_stored_messages`]).
+    store_messages: bool,
+    /// PUBACKs and PUBRECs waiting for their messages to be stored ([`acks`]).
+    acks: acks::HeldAcks,
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
@@ -215,6 +224,8 @@ impl Broker {
             ended_by_takeover: Vec::new(),
             persist: false,
             store_ops: Vec::new(),
+            store_messages: false,
+            acks: acks::HeldAcks::default(),
             claim: None,
             unclaimed: None,
             self_loaded: true,
@@ -606,6 +617,7 @@ impl Broker {
             .session
             .set_max_packet_size(connect.properties.maximum_packet_size, connect.version);
         let drops = entry.session.connect(receive_maximum, now, &mut packets);
+        store::journal(&client_id, entry, None, &mut self.store_ops);
         self.stats.count_drops(&drops);
         self.stats.connections += 1;
         self.events.emit(EventKind::Register, || Event::Register {
@@ -760,6 +772,7 @@ impl Broker {
             {
                 let mut packets = Vec::new();
                 let drops = entry.session.retry(now, interval, &mut packets);
+                store::journal(id, entry, None, &mut self.store_ops);
                 self.stats.count_drops(&drops);
                 self.events.dropped(id, &drops);
                 self.events.delivered(&entry.identity, &packets);

@@ -13,6 +13,7 @@ use crate::message::Message;
 use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
 use crate::router::{Recipients, Router};
 use crate::session::{Delivery, DropReason, OutState, Session};
+use crate::store::{record, StoreOp};
 use crate::topic::ShardMask;
 
 /// How a DISCONNECT from the client ended the connection.
@@ -142,6 +143,7 @@ impl Broker {
         };
         let mut packets = Vec::new();
         let (_known, drops) = ack(&mut entry.session, &mut packets);
+        super::store::journal(&client.client_id, entry, None, &mut self.store_ops);
         self.stats.count_drops(&drops);
         self.events.dropped(&client.client_id, &drops);
         self.events.delivered(&client.identity, &packets);
@@ -204,13 +206,8 @@ impl Broker {
             }
             ack
         };
-        let route = match (publish.qos, publish.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                self.output(client.conn)
-                    .packets
-                    .push(Packet::PubAck(ack(id)));
-                allow
-            }
+        let (route, mut held) = match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => (allow, Some(Packet::PubAck(ack(id)))),
             (QoS::ExactlyOnce, Some(id)) => {
                 let Some(entry) = self.sessions.get_mut(&client.client_id) else {
                     return Ok(());
@@ -224,11 +221,16 @@ impl Broker {
                 {
                     return Err(ReasonCode::ReceiveMaximumExceeded);
                 }
-                self.output(client.conn).packets.push(Packet::PubRec(ack));
-                new && allow
+                (new && allow, Some(Packet::PubRec(ack)))
             }
-            _ => allow,
+            _ => (allow, None),
         };
+        // Without stored messages, the acknowledgement goes first, as the
+        // message is the broker's already.
+        if let Some(ack) = held.take_if(|_| !self.store_messages) {
+            self.output(client.conn).packets.push(ack);
+        }
+        let mut shards = ShardMask::default();
         if route {
             self.events.emit(EventKind::Publish, || Event::Publish {
                 who: &client.identity,
@@ -240,7 +242,10 @@ impl Broker {
                 pattern: decision.pattern.as_deref(),
             });
             let message = Message::from_publish(&publish, &client.client_id, now);
-            self.route_message(message, Some(client.conn), now);
+            shards = self.route_message(message, Some(client.conn), now);
+        }
+        if let Some(ack) = held {
+            self.hold_ack(client.conn, &client.client_id, ack, shards);
         }
         Ok(())
     }
@@ -254,8 +259,14 @@ impl Broker {
     /// Routes a message from this shard: retained store, local subscribers, and
     /// once to each other shard with subscribers, telling each which share
     /// groups it serves for this message. `origin`, the publishing connection,
-    /// spends a credit per other shard ([`super::flow`]).
-    fn route_message(&mut self, message: Message, origin: Option<ConnId>, now: Instant) {
+    /// spends a credit per other shard ([`super::flow`]). Returns the other
+    /// shards it went to.
+    fn route_message(
+        &mut self,
+        message: Message,
+        origin: Option<ConnId>,
+        now: Instant,
+    ) -> ShardMask {
         if message.retain {
             self.retained.set(&message);
             self.store_retained(&message, now);
@@ -267,7 +278,8 @@ impl Broker {
             shards |= ShardMask::single(*shard);
         }
         let mut forwarded = 0;
-        for shard in shards.without(self.shard).iter() {
+        let others = shards.without(self.shard);
+        for shard in others.iter() {
             let mine = groups
                 .iter()
                 .filter(|(s, _)| *s == shard)
@@ -283,6 +295,7 @@ impl Broker {
         groups.retain(|(s, _)| *s == self.shard);
         let local: Vec<ByteString> = groups.into_iter().map(|(_, g)| g).collect();
         self.route_local(&message, &local, now);
+        others
     }
 
     /// Delivers a message to this shard's subscribers, and to its members of
@@ -301,6 +314,7 @@ impl Broker {
     ) -> R {
         let output_limit = self.settings.limits.max_online_messages;
         let stall = self.settings.stall;
+        let store_messages = self.store_messages;
         let Broker {
             router,
             sessions,
@@ -308,6 +322,7 @@ impl Broker {
             stats,
             events,
             flow,
+            store_ops,
             ..
         } = self;
         f(
@@ -321,6 +336,8 @@ impl Broker {
                 now,
                 output_limit,
                 stall,
+                store_messages,
+                store_ops,
             },
         )
     }
@@ -341,6 +358,10 @@ pub(super) struct Sessions<'a> {
     output_limit: usize,
     /// `stall-timeout`.
     stall: std::time::Duration,
+    /// `durability = "messages"`: QoS 1/2 deliveries to stored sessions are
+    /// written to the store too.
+    store_messages: bool,
+    store_ops: &'a mut Vec<StoreOp>,
 }
 
 impl Recipients for Sessions<'_> {
@@ -348,10 +369,18 @@ impl Recipients for Sessions<'_> {
         self.sessions.get(client).is_some_and(|e| e.conn.is_some())
     }
 
-    fn deliver(&mut self, client: &ByteString, delivery: Delivery) {
+    fn deliver(&mut self, client: &ByteString, mut delivery: Delivery) {
         let Some(entry) = self.sessions.get_mut(client) else {
             return;
         };
+        let stored = self.store_messages
+            && entry.generation.is_some()
+            && delivery.qos != QoS::AtMostOnce
+            && !delivery.non_persistence;
+        delivery.stored = stored.then(|| entry.session.next_stored());
+        let record = delivery
+            .stored
+            .map(|n| (n, record::encode_delivery(&delivery, self.now)));
         // Offline sessions send nothing, so their output stays unallocated.
         let mut offline = Vec::new();
         let out = match entry.conn {
@@ -381,6 +410,9 @@ impl Recipients for Sessions<'_> {
                 entry.session.deliver(delivery, self.now, out)
             }
         };
+        if self.store_messages {
+            super::store::journal(client, entry, record, self.store_ops);
+        }
         let backlog = out.len();
         if qos0 && before >= PINNING_BACKLOG {
             // A backed-up output would pin one read buffer per packet it holds.

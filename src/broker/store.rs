@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytestring::ByteString;
 
 use super::{Broker, Client, Entry, HashSet};
 use crate::message::Message;
-use crate::session::{Session, Subscription};
+use crate::session::{Session, Stored, Subscription};
 use crate::store::{record, Claim, StoreOp, StoredSession};
 use crate::topic::TopicFilter;
 
@@ -43,6 +44,15 @@ impl Broker {
     /// that loading has not brought in yet.
     pub fn all_loaded(&self) -> bool {
         self.self_loaded && self.peers_loading == 0
+    }
+
+    /// With `durability = "messages"`: every QoS 1/2 delivery to a stored
+    /// session is written too, and a publisher's PUBACK or PUBREC waits
+    /// until every shard that got its message has stored it
+    /// ([`super::acks`]).
+    pub fn with_stored_messages(mut self) -> Broker {
+        self.store_messages = true;
+        self
     }
 
     /// Whether a store mirrors this broker's state.
@@ -172,6 +182,7 @@ impl Broker {
         }
         if let Some(entry) = self.sessions.get_mut(client_id) {
             entry.generation = Some(generation);
+            entry.session.restore_stored(stored.queued, now);
         }
     }
 
@@ -304,4 +315,52 @@ impl Broker {
         self.retained.set(&message);
         self.broadcast(super::Forward::Retain(message));
     }
+}
+
+/// Turns what `entry`'s session journaled ([`Stored`]) into store ops, and
+/// `queued`, a delivery just handed to it (its number and record), into the
+/// op that stores it: with the packet id it was sent under, if it was, and
+/// not at all if the session dropped it at once. A session the store does
+/// not mirror (no generation) writes nothing.
+pub(super) fn journal(
+    client_id: &ByteString,
+    entry: &mut Entry,
+    queued: Option<(u64, Bytes)>,
+    ops: &mut Vec<StoreOp>,
+) {
+    let mut journal = entry.session.take_journal();
+    let Some(generation) = entry.generation else {
+        return;
+    };
+    if let Some((stored, delivery)) = queued {
+        let this = |j: &Stored| matches!(*j, Stored::Sent(n, _) | Stored::Trimmed(n) if n == stored);
+        let dropped = journal.contains(&Stored::Trimmed(stored));
+        let packet_id = journal.iter().find_map(|j| match *j {
+            Stored::Sent(n, id) if n == stored => Some(id),
+            _ => None,
+        });
+        journal.retain(|j| !this(j));
+        if !dropped {
+            ops.push(StoreOp::Queue {
+                client_id: client_id.clone(),
+                generation,
+                stored,
+                delivery,
+                packet_id,
+            });
+        }
+    }
+    ops.extend(journal.into_iter().map(|j| match j {
+        Stored::Sent(stored, packet_id) => StoreOp::Sent {
+            client_id: client_id.clone(),
+            generation,
+            stored,
+            packet_id,
+        },
+        Stored::Trimmed(stored) => StoreOp::Trim {
+            client_id: client_id.clone(),
+            generation,
+            stored,
+        },
+    }));
 }

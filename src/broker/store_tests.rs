@@ -149,6 +149,7 @@ fn a_restarted_node_resumes_a_stored_session() {
                 id: None,
             },
         )],
+        queued: vec![],
     };
     // Offline first, as the background loader finds it: publishes queue.
     assert_eq!(
@@ -323,6 +324,7 @@ fn a_clean_return_before_loading_ends_the_stored_session() {
         expiry: Duration::MAX,
         expires_in: None,
         subscriptions: vec![],
+        queued: vec![],
     };
     // Back clean and gone again before loading reached its stored session.
     let c = online(&mut b, 1, connect(Version::V3_1_1, "p", true));

@@ -118,6 +118,7 @@ impl Broker {
                     non_retry: options.non_retry,
                     non_persistence: options.non_persistence,
                     share_group: None,
+                    stored: None,
                 })
             });
         }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::sections::{
-    AclConfig, BindTo, Cores, Durability, EventsConfig, JwtConfig, LogConfig, SinkConfig,
+    AclConfig, BindTo, Cores, Durability, StoreKind, EventsConfig, JwtConfig, LogConfig, SinkConfig,
     SinkFormat, StoreConfig, TokenFrom,
 };
 use super::Config;
@@ -87,15 +87,12 @@ fn check_store(store: &StoreConfig) -> Result<(), Violation> {
             ),
         ));
     }
-    if store.durability == Durability::Messages {
+    if store.durability == Durability::Messages && store.kind == StoreKind::Memory {
         return Err(Violation {
             path: "store.durability".into(),
-            problem: "\"messages\" (queued messages stored before their PUBACK) is not built yet"
-                .into(),
+            problem: "\"messages\" stores queued messages in Redis, and kind is \"memory\"".into(),
             fix: Some(
-                "set durability = \"sessions\": sessions, subscriptions and wills are stored, \
-                 queued messages stay in memory"
-                    .into(),
+                "set kind = \"redis\" with a redis URL, or durability = \"sessions\"".into(),
             ),
         });
     }

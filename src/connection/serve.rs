@@ -206,9 +206,14 @@ impl Shard {
         }
         broker.flush_credits();
         if let Some(store) = &self.store {
+            // The acknowledgements held since the last wake wait for this
+            // write and for a barrier behind their messages to other shards.
+            let ticket = broker.seal_acks();
             let ops = broker.take_store_ops();
-            if !ops.is_empty() {
-                store.write(ops);
+            let mut barriers = broker.take_barriers();
+            barriers.extend(ticket.map(|t| (self.id, t)));
+            if !ops.is_empty() || !barriers.is_empty() {
+                store.write(ops, barriers);
             }
         }
         if !broker.forwards.is_empty() {
@@ -253,6 +258,28 @@ impl Shard {
                 conn, "send timeout: the client reads nothing"
             );
             broker.close_connection(conn, ReasonCode::QuotaExceeded);
+        }
+        drop(broker);
+        self.wake();
+    }
+
+    /// The store answered a barrier ([`crate::broker::Broker::seal_acks`]):
+    /// this shard's own releases its acknowledgements; another shard's is
+    /// told.
+    pub fn stored(&self, shard: usize, ticket: u64, stored: bool) {
+        if !stored {
+            warn!(
+                shard = self.id,
+                "messages could not be stored: their publishers are disconnected unacknowledged"
+            );
+        }
+        let mut broker = self.broker.borrow_mut();
+        if shard == self.id {
+            broker.stored(ticket, stored);
+        } else {
+            broker
+                .forwards
+                .push((shard, Forward::Stored(ticket, stored)));
         }
         drop(broker);
         self.wake();

@@ -66,6 +66,23 @@ pub struct Delivery {
     /// goes to another member of that group (MQTT 5 section 4.8.2,
     /// [`Session::take_shared`]).
     pub share_group: Option<TopicFilter>,
+    /// With `durability = "messages"`: its number in the session's queue in
+    /// the store (`None`: not stored). The session tells the store when it
+    /// is sent and when it leaves ([`Stored`]).
+    pub stored: Option<u64>,
+}
+
+/// What the store must learn of a stored delivery ([`Delivery::stored`]),
+/// in the order it happened: drained by the broker with
+/// [`Session::take_journal`] after each change to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Sent under this packet id: after a restart it is resent with DUP
+    /// under the same id, so a QoS 2 receiver recognises it.
+    Sent(u64, PacketId),
+    /// Acknowledged, dropped or handed to another share-group member: gone
+    /// from the session.
+    Trimmed(u64),
 }
 
 /// Why a delivery was dropped: counted, and reported as `on_message_drop`.
@@ -112,6 +129,10 @@ pub struct Session {
     /// size a PUBLISH as it will be encoded). `None`: no limit.
     max_packet: Option<(u32, Version)>,
     subscriptions: HashMap<TopicFilter, Subscription>,
+    /// The number the next stored delivery gets ([`Delivery::stored`]).
+    next_stored: u64,
+    /// What the store has to learn, oldest first ([`Stored`]).
+    journal: Vec<Stored>,
 }
 
 impl Session {
@@ -127,6 +148,50 @@ impl Session {
             next_packet_id: 1,
             max_packet: None,
             subscriptions: HashMap::default(),
+            next_stored: 1,
+            journal: Vec::new(),
+        }
+    }
+
+    /// A number for a delivery about to be stored ([`Delivery::stored`]).
+    pub fn next_stored(&mut self) -> u64 {
+        let n = self.next_stored;
+        self.next_stored += 1;
+        n
+    }
+
+    /// What the store must learn of stored deliveries since the last call.
+    pub fn take_journal(&mut self) -> Vec<Stored> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Records that `dropped` left the session, for those that were stored.
+    fn trimmed<'a>(&mut self, dropped: impl IntoIterator<Item = &'a Delivery>) {
+        self.journal
+            .extend(dropped.into_iter().filter_map(|d| d.stored).map(Stored::Trimmed));
+    }
+
+    /// Puts back the deliveries the store kept for this offline session
+    /// (restored after a restart), in their order: those that had been sent
+    /// go back in flight under their packet id, to be resent with DUP when
+    /// the client connects; the others are queued.
+    pub fn restore_stored(&mut self, stored: Vec<(Delivery, Option<PacketId>)>, now: Instant) {
+        for (delivery, packet_id) in stored {
+            if let Some(n) = delivery.stored {
+                self.next_stored = self.next_stored.max(n + 1);
+            }
+            match packet_id.filter(|&id| !self.inflight.contains(id)) {
+                Some(packet_id) => self.inflight.push(InflightEntry {
+                    packet_id,
+                    sent_at: now,
+                    state: match delivery.qos {
+                        QoS::ExactlyOnce => OutState::AwaitingPubRec,
+                        _ => OutState::AwaitingPubAck,
+                    },
+                    delivery,
+                }),
+                None => self.queue.restore(delivery),
+            }
         }
     }
 
@@ -194,6 +259,7 @@ impl Session {
             .collect();
         self.resend(now, out, &mut dropped, |_| true);
         self.fill_window(now, out, &mut dropped);
+        self.trimmed(dropped.iter().map(|(d, _)| d));
         dropped
     }
 
@@ -214,6 +280,7 @@ impl Session {
                 !e.delivery.non_retry && now.saturating_duration_since(e.sent_at) >= interval
             });
         }
+        self.trimmed(dropped.iter().map(|(d, _)| d));
         dropped
     }
 
@@ -281,6 +348,7 @@ impl Session {
             .map(|e| e.delivery)
             .collect();
         shared.extend(self.queue.drain_unless(|d| d.share_group.is_none()));
+        self.trimmed(&shared);
         shared
     }
 
@@ -292,7 +360,9 @@ impl Session {
         now: Instant,
         out: &mut Vec<Packet>,
     ) -> Option<(Delivery, DropReason)> {
-        self.deliver_within(delivery, now, out, self.limits.max_online_messages)
+        let dropped = self.deliver_within(delivery, now, out, self.limits.max_online_messages);
+        self.trimmed(dropped.as_ref().map(|(d, _)| d));
+        dropped
     }
 
     /// [`Session::deliver`] to a connected client that is still reading: its
@@ -305,7 +375,9 @@ impl Session {
         now: Instant,
         out: &mut Vec<Packet>,
     ) -> Option<(Delivery, DropReason)> {
-        self.deliver_within(delivery, now, out, usize::MAX)
+        let dropped = self.deliver_within(delivery, now, out, usize::MAX);
+        self.trimmed(dropped.as_ref().map(|(d, _)| d));
+        dropped
     }
 
     fn deliver_within(
@@ -359,6 +431,9 @@ impl Session {
             return Some((delivery, DropReason::TooLarge));
         }
         out.push(Packet::Publish(publish));
+        if let Some(n) = delivery.stored {
+            self.journal.push(Stored::Sent(n, packet_id));
+        }
         let state = match delivery.qos {
             QoS::ExactlyOnce => OutState::AwaitingPubRec,
             _ => OutState::AwaitingPubAck,
@@ -460,9 +535,12 @@ impl Session {
         if self.inflight.state(packet_id) != Some(expected) {
             return (false, Vec::new());
         }
-        self.inflight.remove(packet_id);
+        if let Some(done) = self.inflight.remove(packet_id) {
+            self.trimmed([&done.delivery]);
+        }
         let mut dropped = Vec::new();
         self.fill_window(now, out, &mut dropped);
+        self.trimmed(dropped.iter().map(|(d, _)| d));
         (true, dropped)
     }
 

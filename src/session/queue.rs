@@ -60,6 +60,12 @@ impl Queue {
         self.items.pop_front()
     }
 
+    /// Appends a delivery the store kept, whatever the bound: it was within
+    /// it when it was queued.
+    pub fn restore(&mut self, delivery: Delivery) {
+        self.items.push_back(delivery);
+    }
+
     /// Puts back a delivery taken with [`Queue::pop`] that could not be sent.
     pub fn push_front(&mut self, delivery: Delivery) {
         self.items.push_front(delivery);

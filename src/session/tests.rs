@@ -27,6 +27,7 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
         non_retry: false,
         non_persistence: false,
         share_group: None,
+        stored: None,
     }
 }
 
@@ -431,6 +432,7 @@ fn take_shared_gives_unreceived_shared_deliveries_in_order() {
     let group = TopicFilter::new("$share/g/t").unwrap();
     let shared = |n, qos| Delivery {
         share_group: Some(group.clone()),
+        stored: None,
         ..delivery(n, qos)
     };
     let mut out = Vec::new();

@@ -38,6 +38,14 @@ impl Keys {
         format!("{}s:{{{client_id}}}:subs", self.prefix)
     }
 
+    /// HASH, with `durability = "messages"`: the QoS 1/2 messages queued or
+    /// in flight for the session. Field `<n>` (the delivery's number, which
+    /// gives their order) → the delivery ([`super::record::encode_delivery`]);
+    /// field `p<n>` → the packet id it was sent under, once it was.
+    pub fn queue(&self, client_id: &str) -> String {
+        format!("{}s:{{{client_id}}}:q", self.prefix)
+    }
+
     /// SET of the client ids whose sessions `node` owns or owned: what a
     /// restarted node adopts. A member whose session has expired is removed
     /// when it is found missing.
@@ -82,7 +90,7 @@ impl Keys {
 /// Claims a session for a new connection, or adopts one a past life of this
 /// node left.
 ///
-/// KEYS: session, subscriptions. ARGV: the new owner; `1` if the CONNECT
+/// KEYS: session, subscriptions, queue. ARGV: the new owner; `1` if the CONNECT
 /// starts clean; an owner prefix the current owner must have (`""`: any),
 /// for adoption, which returns 0 when the session is gone or not this node's,
 /// and 1 when this very owner has it already.
@@ -92,11 +100,12 @@ impl Keys {
 /// full expiry if the session was online when its node died.
 ///
 /// Returns `{generation, previous owner, expiry seconds, ms left before it
-/// expires (-1 none, -2 no key), orphan will, {filter, options, ...}}`. A
+/// expires (-1 none, -2 no key), orphan will, {filter, options, ...},
+/// {queue field, value, ...}}`. A
 /// will is an orphan when another owner (a dead past life) left it: the
 /// script removes it, so it is published once.
 pub const CLAIM: &str = r#"
-local s, subs = KEYS[1], KEYS[2]
+local s, subs, q = KEYS[1], KEYS[2], KEYS[3]
 local owner, clean, must = ARGV[1], ARGV[2], ARGV[3]
 local h = redis.call('HMGET', s, 'owner', 'expiry', 'will')
 local prev, expiry, will = h[1], h[2], h[3]
@@ -119,28 +128,31 @@ if must == '' then
   redis.call('HSET', s, 'owner', owner)
   redis.call('PERSIST', s)
   redis.call('PERSIST', subs)
+  redis.call('PERSIST', q)
 else
   redis.call('HSET', s, 'owner', owner, 'online', '0')
   if ttl == -1 and expiry and expiry ~= '4294967295' then
     redis.call('PEXPIRE', s, expiry * 1000)
     redis.call('PEXPIRE', subs, expiry * 1000)
+    redis.call('PEXPIRE', q, expiry * 1000)
   end
 end
 if clean == '1' then
-  redis.call('DEL', subs)
+  redis.call('DEL', subs, q)
   redis.call('HDEL', s, 'expiry', 'will', 'online')
   expiry = false
 end
-local list = {}
+local list, queue = {}, {}
 if expiry then
   list = redis.call('HGETALL', subs)
+  queue = redis.call('HGETALL', q)
 end
-return {gen, prev, expiry, ttl, orphan, list}
+return {gen, prev, expiry, ttl, orphan, list, queue}
 "#;
 
 /// Every fenced write to a session.
 ///
-/// KEYS: session, subscriptions. ARGV[1]: the operation; ARGV[2]: the
+/// KEYS: session, subscriptions, queue. ARGV[1]: the operation; ARGV[2]: the
 /// generation of the claim the writer holds; then the operation's own:
 /// - `online` expiry-ms [will]: the session is up; a will is kept in case
 ///   the node dies;
@@ -149,12 +161,15 @@ return {gen, prev, expiry, ttl, orphan, list}
 ///   deleted;
 /// - `willgone`: the will went out or was cancelled;
 /// - `sub` filter options; `unsub` filter;
-/// - `remove`: every key of the session goes.
+/// - `remove`: every key of the session goes;
+/// - `queue` n delivery [packet id]: a delivery queued (and sent, with its
+///   packet id); the queue expires with the session when it is offline;
+/// - `sent` n packet id; `trim` n: a delivery sent, or gone.
 ///
 /// A stale generation is refused with the error `STALE`, except that removing
 /// a session whose keys have expired already does nothing.
 pub const WRITE: &str = r#"
-local s, subs = KEYS[1], KEYS[2]
+local s, subs, q = KEYS[1], KEYS[2], KEYS[3]
 local op, gen = ARGV[1], ARGV[2]
 local current = redis.call('HGET', s, 'gen')
 if current ~= gen then
@@ -172,6 +187,7 @@ elseif op == 'offline' then
   if ARGV[3] ~= '' then
     redis.call('PEXPIRE', s, ARGV[3])
     redis.call('PEXPIRE', subs, ARGV[3])
+    redis.call('PEXPIRE', q, ARGV[3])
   end
 elseif op == 'willgone' then
   redis.call('HDEL', s, 'will')
@@ -179,8 +195,17 @@ elseif op == 'sub' then
   redis.call('HSET', subs, ARGV[3], ARGV[4])
 elseif op == 'unsub' then
   redis.call('HDEL', subs, ARGV[3])
+elseif op == 'queue' then
+  redis.call('HSET', q, ARGV[3], ARGV[4])
+  if ARGV[5] then redis.call('HSET', q, 'p' .. ARGV[3], ARGV[5]) end
+  local ttl = redis.call('PTTL', s)
+  if ttl > 0 then redis.call('PEXPIRE', q, ttl) end
+elseif op == 'sent' then
+  redis.call('HSET', q, 'p' .. ARGV[3], ARGV[4])
+elseif op == 'trim' then
+  redis.call('HDEL', q, ARGV[3], 'p' .. ARGV[3])
 elseif op == 'remove' then
-  redis.call('DEL', s, subs)
+  redis.call('DEL', s, subs, q)
 else
   return redis.error_reply('unknown operation ' .. op)
 end

@@ -29,7 +29,8 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::message::Message;
-use crate::session::Subscription;
+use crate::protocol::PacketId;
+use crate::session::{Delivery, Subscription};
 use crate::topic::TopicFilter;
 
 pub use redis::{RedisUrl, UrlError};
@@ -79,6 +80,9 @@ pub struct StoredSession {
     /// store's own clock (never a wall clock of another machine).
     pub expires_in: Option<Duration>,
     pub subscriptions: Vec<(TopicFilter, Subscription)>,
+    /// With `durability = "messages"`: the deliveries it held, in order,
+    /// with the packet id of those that had been sent.
+    pub queued: Vec<(Delivery, Option<PacketId>)>,
 }
 
 /// What a claim found.
@@ -138,6 +142,30 @@ pub enum StoreOp {
     Remove {
         client_id: ByteString,
         generation: u64,
+    },
+    /// With `durability = "messages"`: a QoS 1/2 delivery entered the
+    /// session (queued, or sent under `packet_id`) as number `stored`
+    /// ([`crate::session::Delivery::stored`]), encoded by
+    /// [`record::encode_delivery`].
+    Queue {
+        client_id: ByteString,
+        generation: u64,
+        stored: u64,
+        delivery: Bytes,
+        packet_id: Option<PacketId>,
+    },
+    /// A queued delivery was sent under `packet_id`.
+    Sent {
+        client_id: ByteString,
+        generation: u64,
+        stored: u64,
+        packet_id: PacketId,
+    },
+    /// A delivery left the session: acknowledged, dropped or handed over.
+    Trim {
+        client_id: ByteString,
+        generation: u64,
+        stored: u64,
     },
     /// A topic's retained message (encoded by [`record::encode_message`]), or
     /// `None` to clear it. `expiry`: its MQTT 5 message expiry.

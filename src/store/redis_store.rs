@@ -4,8 +4,12 @@
 //!
 //! Writes are fire-and-forget for the broker: [`RedisStore::write`] queues
 //! them at once, in order, and a task logs any that failed. Only a claim is
-//! awaited, by the CONNECT that needs it.
+//! awaited, by the CONNECT that needs it, and, with `durability =
+//! "messages"`, the barriers a write carries: each is answered once every
+//! write queued before it has been answered ([`WriteOrder`]).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,8 @@ use super::layout::{self, Keys};
 use super::record;
 use super::redis::{RedisClient, RedisConfig, RedisError, RedisUrl, Script, ScriptCall, Status};
 use super::{Claim, Owner, StoreOp, StoredSession};
+use crate::protocol::PacketId;
+use crate::session::Delivery;
 use crate::config::StoreConfig;
 use crate::topic::TopicFilter;
 
@@ -47,6 +53,46 @@ struct Inner {
     shard: usize,
     claim: Script,
     write: Script,
+    order: RefCell<WriteOrder>,
+    /// Told of each barrier once the writes before it are answered: `(shard
+    /// that asked, ticket, whether they all succeeded)`.
+    on_barrier: RefCell<Option<Box<dyn Fn(usize, u64, bool)>>>,
+}
+
+/// Write batches finish in the order they were queued (Redis answers one
+/// connection in order, but the tasks that wait for the answers may run in
+/// any order), and a barrier reports a failure of any write since the last
+/// barrier of the same shard.
+#[derive(Default)]
+struct WriteOrder {
+    /// The number the next batch gets.
+    next: u64,
+    /// The batch that finishes next.
+    finishing: u64,
+    /// Batches answered out of turn: whether one of their writes failed, and
+    /// their barriers.
+    answered: BTreeMap<u64, (bool, Vec<(usize, u64)>)>,
+    /// Failed batches so far, and the count each shard's last barrier saw.
+    failures: u64,
+    seen: BTreeMap<usize, u64>,
+}
+
+impl WriteOrder {
+    /// Batch `n` was answered: returns the barriers that can be answered now,
+    /// with whether every write before each succeeded.
+    fn answered(&mut self, n: u64, failed: bool, barriers: Vec<(usize, u64)>) -> Vec<(usize, u64, bool)> {
+        self.answered.insert(n, (failed, barriers));
+        let mut done = Vec::new();
+        while let Some((failed, barriers)) = self.answered.remove(&self.finishing) {
+            self.finishing += 1;
+            self.failures += u64::from(failed);
+            for (shard, ticket) in barriers {
+                let seen = self.seen.insert(shard, self.failures).unwrap_or(0);
+                done.push((shard, ticket, seen == self.failures));
+            }
+        }
+        done
+    }
 }
 
 /// Sessions the start-up loader asks about in one round.
@@ -69,6 +115,8 @@ impl RedisStore {
                 shard,
                 claim: Script::new("claim", layout::CLAIM),
                 write: Script::new("write", layout::WRITE),
+                order: RefCell::default(),
+                on_barrier: RefCell::default(),
             }),
         })
     }
@@ -115,24 +163,48 @@ impl RedisStore {
             .call()
             .key(keys.session(client_id))
             .key(keys.subscriptions(client_id))
+            .key(keys.queue(client_id))
             .arg(&self.inner.owner_field)
             .arg(if clean { "1" } else { "0" })
             .arg(must)
     }
 
+    /// Where the answers to barriers go ([`RedisStore::write`]).
+    pub fn on_barrier(&self, f: impl Fn(usize, u64, bool) + 'static) {
+        *self.inner.on_barrier.borrow_mut() = Some(Box::new(f));
+    }
+
     /// Queues `ops` on the connection now, in order, and has a task log the
     /// ones that fail. A session write refused as stale means another claim
     /// took the session since: that claim's owner has it now.
-    pub fn write(&self, ops: Vec<StoreOp>) {
+    ///
+    /// `barriers` (`(shard, ticket)`) are answered through
+    /// [`RedisStore::on_barrier`] once these writes and every one queued
+    /// before them are answered: stored if none failed since that shard's
+    /// previous barrier.
+    pub fn write(&self, ops: Vec<StoreOp>, barriers: Vec<(usize, u64)>) {
         let mut pending = Vec::with_capacity(ops.len());
         for op in ops {
             self.queue(op, &mut pending);
         }
+        let n = {
+            let mut order = self.inner.order.borrow_mut();
+            order.next += 1;
+            order.next - 1
+        };
         let store = self.clone();
         glommio::spawn_local(async move {
+            let mut failed = false;
             for (what, reply) in pending {
                 if let Err(e) = reply.await {
+                    failed = true;
                     warn!(shard = store.inner.shard, op = what, error = %e, "store write failed");
+                }
+            }
+            let done = store.inner.order.borrow_mut().answered(n, failed, barriers);
+            if let Some(f) = &*store.inner.on_barrier.borrow() {
+                for (shard, ticket, stored) in done {
+                    f(shard, ticket, stored);
                 }
             }
         })
@@ -217,6 +289,42 @@ impl RedisStore {
                     pending,
                 );
             }
+            StoreOp::Queue {
+                client_id,
+                generation,
+                stored,
+                delivery,
+                packet_id,
+            } => {
+                let call = self
+                    .session_write(&client_id, "queue", generation)
+                    .arg(stored)
+                    .arg(&delivery[..])
+                    .arg(packet_id.map(|p| p.get()));
+                self.push_write("queue a message", call, pending);
+            }
+            StoreOp::Sent {
+                client_id,
+                generation,
+                stored,
+                packet_id,
+            } => {
+                let call = self
+                    .session_write(&client_id, "sent", generation)
+                    .arg(stored)
+                    .arg(packet_id.get());
+                self.push_write("message sent", call, pending);
+            }
+            StoreOp::Trim {
+                client_id,
+                generation,
+                stored,
+            } => {
+                let call = self
+                    .session_write(&client_id, "trim", generation)
+                    .arg(stored);
+                self.push_write("trim the queue", call, pending);
+            }
             StoreOp::Retain {
                 topic,
                 message,
@@ -268,6 +376,7 @@ impl RedisStore {
             .call()
             .key(keys.session(client_id))
             .key(keys.subscriptions(client_id))
+            .key(keys.queue(client_id))
             .arg(op)
             .arg(generation)
     }
@@ -312,7 +421,7 @@ fn parse_claim(
 ) -> Result<Option<Claim>, StoreError> {
     let bad = |v: &Value| StoreError::Reply("claim", v.clone());
     let parts = match &reply {
-        Value::Array(parts) if parts.len() == 6 => parts,
+        Value::Array(parts) if parts.len() == 7 => parts,
         Value::Nil | Value::Int(_) => return Ok(None),
         other => return Err(bad(other)),
     };
@@ -359,10 +468,14 @@ fn parse_claim(
                     }
                 }
             }
+            let Value::Array(queue) = &parts[6] else {
+                return Err(bad(&reply));
+            };
             Some(StoredSession {
                 expiry,
                 expires_in,
                 subscriptions,
+                queued: parse_queue(client_id, queue, now),
             })
         }
     };
@@ -372,6 +485,45 @@ fn parse_claim(
         session,
         orphan_will,
     }))
+}
+
+/// A session's stored queue (`{field, value, ...}`, [`Keys::queue`]), in
+/// order. What does not decode is logged and left out.
+fn parse_queue(
+    client_id: &ByteString,
+    fields: &[Value],
+    now: Instant,
+) -> Vec<(Delivery, Option<PacketId>)> {
+    let mut deliveries = std::collections::BTreeMap::new();
+    let mut sent = Vec::new();
+    for pair in fields.chunks(2) {
+        let (Some(field), Some(value)) = (bulk(&pair[0]), pair.get(1).and_then(bulk)) else {
+            continue;
+        };
+        let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+        match field.split_first() {
+            Some((b'p', n)) => {
+                let id = number(value)
+                    .and_then(|v| u16::try_from(v).ok())
+                    .and_then(PacketId::new);
+                if let (Some(n), Some(id)) = (number(n), id) {
+                    sent.push((n, id));
+                }
+            }
+            _ => match number(field).map(|n| (n, record::decode_delivery(value, n, now))) {
+                Some((n, Ok(d))) => {
+                    deliveries.insert(n, (d, None));
+                }
+                _ => warn!(client = %client_id, "a stored message does not decode: dropped"),
+            },
+        }
+    }
+    for (n, id) in sent {
+        if let Some(entry) = deliveries.get_mut(&n) {
+            entry.1 = Some(id);
+        }
+    }
+    deliveries.into_values().collect()
 }
 
 fn bulk(value: &Value) -> Option<&[u8]> {
