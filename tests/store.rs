@@ -401,7 +401,6 @@ async fn restart_with_state_keeps_sessions_and_subscriptions() {
 
 /// Restart with `durability = "messages"`: QoS 1/2 messages queued for
 /// offline sessions survive a `kill -9` and arrive in order per publisher.
-#[ignore = "durability = \"messages\" is not built yet (issue 13)"]
 #[tokio::test]
 async fn restart_delivers_queued_messages_with_durability_messages() {
     /// Messages each publisher sends to each topic.
@@ -481,6 +480,120 @@ async fn restart_delivers_queued_messages_with_durability_messages() {
     for c in clients {
         c.disconnect().await;
     }
+}
+
+/// With `durability = "messages"`, messages sent to a subscriber and not
+/// acknowledged when the node dies come back after the restart, in order,
+/// with DUP set and under the packet ids they were sent with; acknowledged
+/// ones are trimmed and never come back.
+#[tokio::test]
+async fn unacknowledged_messages_are_resent_with_dup_after_a_kill() {
+    let prefix = "t-inflight:";
+    let mut redis = RedisServer::start();
+    let mut broker =
+        BrokerProcess::start("inflight", &store_config(&redis, prefix, "messages", "n1"));
+    let addr = broker.addr;
+    let sub_id = id_on_shard("unacked", 1);
+    let mut sub = Raw::connect(addr, Version::V3_1_1, &sub_id, false).await;
+    sub.sub("d/t", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connect(addr, Version::V3_1_1, &id_on_shard("pub", 0), true).await;
+    for n in 1..=5u16 {
+        publisher
+            .publish(publish(
+                "d/t",
+                QoS::AtLeastOnce,
+                n,
+                format!("m{n}").as_bytes(),
+            ))
+            .await;
+    }
+    for n in 1..=5u16 {
+        match publisher.recv().await {
+            Packet::PubAck(a) => assert_eq!(a.packet_id, pid(n), "PUBACKs in order"),
+            other => panic!("expected PUBACK {n}, got {other:?}"),
+        }
+    }
+    // The first two are acknowledged; three stay in flight.
+    let mut first = Vec::new();
+    for n in 1..=5 {
+        let p = sub.recv_publish().await;
+        assert!(!p.dup, "first delivery {n} has DUP set");
+        first.push((p.packet_id.expect("QoS 1"), p.payload.clone()));
+    }
+    for (id, _) in &first[..2] {
+        sub.puback(*id).await;
+    }
+    // The trims of the two acknowledged ones land before the kill.
+    let queue = format!("{prefix}s:{{{sub_id}}}:q");
+    let trimmed = eventually(Duration::from_secs(3), || {
+        redis.cli(&["HLEN", &queue]).trim() == "6"
+    });
+    assert!(
+        trimmed,
+        "{queue} holds {} fields, want 3 deliveries with their packet ids",
+        redis.cli(&["HLEN", &queue])
+    );
+
+    broker.kill();
+    drop(sub);
+    broker.restart();
+    let (mut sub, ack) =
+        Raw::connect_with(addr, connect(Version::V3_1_1, &sub_id, false, 60)).await;
+    assert!(ack.session_present, "session present after the restart");
+    for (id, payload) in &first[2..] {
+        let p = sub.recv_publish().await;
+        assert!(p.dup, "{payload:?} resent without DUP");
+        assert_eq!(
+            (p.packet_id, &p.payload),
+            (Some(*id), payload),
+            "resent under its first packet id, in order"
+        );
+        sub.puback(*id).await;
+    }
+    sub.assert_silent().await;
+    let emptied = eventually(Duration::from_secs(3), || {
+        redis.cli(&["EXISTS", &queue]).trim() == "0"
+    });
+    assert!(
+        emptied,
+        "{queue} still holds {}",
+        redis.cli(&["HGETALL", &queue])
+    );
+
+    // Redis down: a message for the stored session cannot be stored, so its
+    // publisher gets no PUBACK and is disconnected, while one for a clean
+    // session is acknowledged as ever.
+    let mut clean = Raw::connect(addr, Version::V5, &id_on_shard("clean", 1), true).await;
+    clean.sub("c/t", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    redis.kill();
+    let mut publisher = Raw::connect(addr, Version::V5, &id_on_shard("pub5", 0), true).await;
+    publisher
+        .publish(publish("c/t", QoS::AtLeastOnce, 1, b"to a clean session"))
+        .await;
+    match publisher.recv().await {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, pid(1)),
+        other => panic!("expected the PUBACK of a message nobody stores, got {other:?}"),
+    }
+    publisher
+        .publish(publish("d/t", QoS::AtLeastOnce, 2, b"unstorable"))
+        .await;
+    let rest = publisher.expect_closed().await;
+    assert!(
+        !rest.iter().any(|p| matches!(p, Packet::PubAck(_))),
+        "a PUBACK for a message Redis could not store: {rest:?}"
+    );
+    assert!(
+        rest.iter().any(
+            |p| matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::UnspecifiedError)
+        ),
+        "want DISCONNECT 0x80, got {rest:?}"
+    );
+    // Metrics are copied from the shards once a second.
+    let counted = eventually(Duration::from_secs(3), || {
+        broker.metric_sum("shardmq_publishes_unstored_total") >= 1.0
+    });
+    assert!(counted, "shardmq_publishes_unstored_total did not count it");
 }
 
 /// Expiry: an MQTT 5 session with a 2 s expiry leaves no key at all under

@@ -141,8 +141,7 @@ impl Broker {
                     self.output(held.conn).packets.push(held.ack);
                 } else {
                     self.stats.publishes_unstored += 1;
-                    self.outputs
-                        .close(held.conn, ReasonCode::UnspecifiedError);
+                    self.outputs.close(held.conn, ReasonCode::UnspecifiedError);
                 }
             }
         }

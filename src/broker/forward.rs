@@ -49,7 +49,9 @@ impl Broker {
     pub fn on_forward(&mut self, from: usize, forward: Forward, now: Instant) {
         match forward {
             Forward::Publish(message, groups, origin) => {
+                self.routing_from = Some(from);
                 self.route_local(&message, &groups, now);
+                self.routing_from = None;
                 // The recipient routing found congested, if any, holds the credit.
                 let congested = self.outputs.take_congested().map(|(conn, _)| conn);
                 if let Some(origin) = origin {

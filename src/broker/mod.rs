@@ -183,6 +183,8 @@ pub struct Broker {
     store_messages: bool,
     /// PUBACKs and PUBRECs waiting for their messages to be stored ([`acks`]).
     acks: acks::HeldAcks,
+    /// While a message another shard forwarded is routed: that shard.
+    routing_from: Option<usize>,
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
@@ -226,6 +228,7 @@ impl Broker {
             store_ops: Vec::new(),
             store_messages: false,
             acks: acks::HeldAcks::default(),
+            routing_from: None,
             claim: None,
             unclaimed: None,
             self_loaded: true,

@@ -315,6 +315,7 @@ impl Broker {
         let output_limit = self.settings.limits.max_online_messages;
         let stall = self.settings.stall;
         let store_messages = self.store_messages;
+        let origin = self.routing_from.unwrap_or(self.shard);
         let Broker {
             router,
             sessions,
@@ -338,6 +339,7 @@ impl Broker {
                 stall,
                 store_messages,
                 store_ops,
+                origin,
             },
         )
     }
@@ -362,6 +364,8 @@ pub(super) struct Sessions<'a> {
     /// written to the store too.
     store_messages: bool,
     store_ops: &'a mut Vec<StoreOp>,
+    /// The shard the message being routed was published on.
+    origin: usize,
 }
 
 impl Recipients for Sessions<'_> {
@@ -380,7 +384,7 @@ impl Recipients for Sessions<'_> {
         delivery.stored = stored.then(|| entry.session.next_stored());
         let record = delivery
             .stored
-            .map(|n| (n, record::encode_delivery(&delivery, self.now)));
+            .map(|n| (n, record::encode_delivery(&delivery, self.now), self.origin));
         // Offline sessions send nothing, so their output stays unallocated.
         let mut offline = Vec::new();
         let out = match entry.conn {

@@ -321,19 +321,21 @@ impl Broker {
 /// `queued`, a delivery just handed to it (its number and record), into the
 /// op that stores it: with the packet id it was sent under, if it was, and
 /// not at all if the session dropped it at once. A session the store does
-/// not mirror (no generation) writes nothing.
+/// not mirror (no generation) writes nothing. `queued` carries the shard
+/// its message was published on.
 pub(super) fn journal(
     client_id: &ByteString,
     entry: &mut Entry,
-    queued: Option<(u64, Bytes)>,
+    queued: Option<(u64, Bytes, usize)>,
     ops: &mut Vec<StoreOp>,
 ) {
     let mut journal = entry.session.take_journal();
     let Some(generation) = entry.generation else {
         return;
     };
-    if let Some((stored, delivery)) = queued {
-        let this = |j: &Stored| matches!(*j, Stored::Sent(n, _) | Stored::Trimmed(n) if n == stored);
+    if let Some((stored, delivery, origin)) = queued {
+        let this =
+            |j: &Stored| matches!(*j, Stored::Sent(n, _) | Stored::Trimmed(n) if n == stored);
         let dropped = journal.contains(&Stored::Trimmed(stored));
         let packet_id = journal.iter().find_map(|j| match *j {
             Stored::Sent(n, id) if n == stored => Some(id),
@@ -347,6 +349,7 @@ pub(super) fn journal(
                 stored,
                 delivery,
                 packet_id,
+                origin,
             });
         }
     }

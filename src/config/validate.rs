@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::sections::{
-    AclConfig, BindTo, Cores, Durability, StoreKind, EventsConfig, JwtConfig, LogConfig, SinkConfig,
-    SinkFormat, StoreConfig, TokenFrom,
+    AclConfig, BindTo, Cores, Durability, EventsConfig, JwtConfig, LogConfig, SinkConfig,
+    SinkFormat, StoreConfig, StoreKind, TokenFrom,
 };
 use super::Config;
 use crate::topic::MAX_SHARDS;
@@ -91,9 +91,7 @@ fn check_store(store: &StoreConfig) -> Result<(), Violation> {
         return Err(Violation {
             path: "store.durability".into(),
             problem: "\"messages\" stores queued messages in Redis, and kind is \"memory\"".into(),
-            fix: Some(
-                "set kind = \"redis\" with a redis URL, or durability = \"sessions\"".into(),
-            ),
+            fix: Some("set kind = \"redis\" with a redis URL, or durability = \"sessions\"".into()),
         });
     }
     if let Err(e) = crate::store::RedisUrl::parse(&store.redis) {

@@ -205,17 +205,14 @@ impl Shard {
             self.credit.wake_all();
         }
         broker.flush_credits();
-        if let Some(store) = &self.store {
-            // The acknowledgements held since the last wake wait for this
-            // write and for a barrier behind their messages to other shards.
+        // The acknowledgements held since the last wake wait for this write
+        // and for a barrier behind their messages to other shards.
+        let write = self.store.as_ref().map(|_| {
             let ticket = broker.seal_acks();
-            let ops = broker.take_store_ops();
             let mut barriers = broker.take_barriers();
             barriers.extend(ticket.map(|t| (self.id, t)));
-            if !ops.is_empty() || !barriers.is_empty() {
-                store.write(ops, barriers);
-            }
-        }
+            (broker.take_store_ops(), barriers)
+        });
         if !broker.forwards.is_empty() {
             let mut out = self.mesh_out.borrow_mut();
             out.extend(
@@ -225,6 +222,13 @@ impl Shard {
                     .map(|(to, f)| (to, ShardMsg::Forward(f))),
             );
             self.flush.notify();
+        }
+        drop((broker, writers));
+        // Not under the broker's borrow: an answer may come back at once.
+        if let (Some(store), Some((ops, barriers))) = (&self.store, write) {
+            if !ops.is_empty() || !barriers.is_empty() {
+                store.write(ops, barriers);
+            }
         }
     }
 

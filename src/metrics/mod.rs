@@ -112,6 +112,9 @@ pub struct ShardMetrics {
     pub publishes_denied: AtomicU64,
     /// PUBLISH packets over their label's rate limit.
     pub publishes_rate_limited: AtomicU64,
+    /// QoS 1/2 PUBLISH packets not acknowledged because their message could
+    /// not be stored (`durability = "messages"`).
+    pub publishes_unstored: AtomicU64,
     /// Subscriptions removed after an ACL reload denied them.
     pub subscriptions_revoked: AtomicU64,
     /// How late the shard's periodic timer fires.
@@ -335,6 +338,8 @@ impl ShardMetrics {
         self.publishes_denied.store(stats.publishes_denied, Relaxed);
         self.publishes_rate_limited
             .store(stats.publishes_rate_limited, Relaxed);
+        self.publishes_unstored
+            .store(stats.publishes_unstored, Relaxed);
         self.subscriptions_revoked
             .store(stats.subscriptions_revoked, Relaxed);
         if depths {

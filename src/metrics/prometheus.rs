@@ -173,6 +173,14 @@ pub fn render(metrics: &Metrics) -> String {
     );
     per_shard(
         &mut out,
+        "shardmq_publishes_unstored_total",
+        "counter",
+        "QoS 1/2 PUBLISH packets whose message Redis could not store (durability = \"messages\"): \
+         not acknowledged, the publisher disconnected (MQTT 5: 0x80).",
+        |s| &s.publishes_unstored,
+    );
+    per_shard(
+        &mut out,
         "shardmq_acl_subscriptions_revoked_total",
         "counter",
         "Subscriptions removed because a reloaded ACL file denies them.",

@@ -167,8 +167,12 @@ impl Session {
 
     /// Records that `dropped` left the session, for those that were stored.
     fn trimmed<'a>(&mut self, dropped: impl IntoIterator<Item = &'a Delivery>) {
-        self.journal
-            .extend(dropped.into_iter().filter_map(|d| d.stored).map(Stored::Trimmed));
+        self.journal.extend(
+            dropped
+                .into_iter()
+                .filter_map(|d| d.stored)
+                .map(Stored::Trimmed),
+        );
     }
 
     /// Puts back the deliveries the store kept for this offline session

@@ -153,6 +153,9 @@ pub enum StoreOp {
         stored: u64,
         delivery: Bytes,
         packet_id: Option<PacketId>,
+        /// The shard the message was published on: if this write fails, its
+        /// next barrier says so ([`crate::broker::Broker::seal_acks`]).
+        origin: usize,
     },
     /// A queued delivery was sent under `packet_id`.
     Sent {

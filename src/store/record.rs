@@ -164,7 +164,9 @@ pub fn decode_delivery(bytes: &[u8], stored: u64, now: Instant) -> Result<Delive
         return Err(bad("unknown flags"));
     }
     let (share_group, rest) = if flags & 0x02 != 0 {
-        let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(|| bad("truncated"))?;
+        let (len, rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or_else(|| bad("truncated"))?;
         let len = usize::from(u16::from_be_bytes(*len));
         if rest.len() < len {
             return Err(bad("truncated"));
@@ -341,7 +343,13 @@ mod tests {
     #[test]
     fn malformed_deliveries_are_errors() {
         let now = Instant::now();
-        for bad in [&b""[..], b"\x04", b"\x02\x00", b"\x02\x00\x05ab", b"\x00\x30\x05"] {
+        for bad in [
+            &b""[..],
+            b"\x04",
+            b"\x02\x00",
+            b"\x02\x00\x05ab",
+            b"\x00\x30\x05",
+        ] {
             assert!(decode_delivery(bad, 1, now).is_err(), "{bad:?}");
         }
     }

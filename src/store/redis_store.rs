@@ -9,7 +9,7 @@
 //! write queued before it has been answered ([`WriteOrder`]).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,9 @@ use super::layout::{self, Keys};
 use super::record;
 use super::redis::{RedisClient, RedisConfig, RedisError, RedisUrl, Script, ScriptCall, Status};
 use super::{Claim, Owner, StoreOp, StoredSession};
+use crate::config::StoreConfig;
 use crate::protocol::PacketId;
 use crate::session::Delivery;
-use crate::config::StoreConfig;
 use crate::topic::TopicFilter;
 
 /// What went wrong with a store operation.
@@ -61,34 +61,37 @@ struct Inner {
 
 /// Write batches finish in the order they were queued (Redis answers one
 /// connection in order, but the tasks that wait for the answers may run in
-/// any order), and a barrier reports a failure of any write since the last
-/// barrier of the same shard.
+/// any order). A barrier from a shard reports whether a message that shard
+/// published failed to be stored since its previous barrier.
 #[derive(Default)]
 struct WriteOrder {
     /// The number the next batch gets.
     next: u64,
     /// The batch that finishes next.
     finishing: u64,
-    /// Batches answered out of turn: whether one of their writes failed, and
-    /// their barriers.
-    answered: BTreeMap<u64, (bool, Vec<(usize, u64)>)>,
-    /// Failed batches so far, and the count each shard's last barrier saw.
-    failures: u64,
-    seen: BTreeMap<usize, u64>,
+    /// Batches answered out of turn: the shards whose messages failed in
+    /// them, and their barriers.
+    answered: BTreeMap<u64, (Vec<usize>, Vec<(usize, u64)>)>,
+    /// Shards with a message that failed since their last barrier.
+    failed: BTreeSet<usize>,
 }
 
 impl WriteOrder {
     /// Batch `n` was answered: returns the barriers that can be answered now,
-    /// with whether every write before each succeeded.
-    fn answered(&mut self, n: u64, failed: bool, barriers: Vec<(usize, u64)>) -> Vec<(usize, u64, bool)> {
+    /// with whether every message of their shard before them was stored.
+    fn answered(
+        &mut self,
+        n: u64,
+        failed: Vec<usize>,
+        barriers: Vec<(usize, u64)>,
+    ) -> Vec<(usize, u64, bool)> {
         self.answered.insert(n, (failed, barriers));
         let mut done = Vec::new();
         while let Some((failed, barriers)) = self.answered.remove(&self.finishing) {
             self.finishing += 1;
-            self.failures += u64::from(failed);
+            self.failed.extend(failed);
             for (shard, ticket) in barriers {
-                let seen = self.seen.insert(shard, self.failures).unwrap_or(0);
-                done.push((shard, ticket, seen == self.failures));
+                done.push((shard, ticket, !self.failed.remove(&shard)));
             }
         }
         done
@@ -180,8 +183,8 @@ impl RedisStore {
     ///
     /// `barriers` (`(shard, ticket)`) are answered through
     /// [`RedisStore::on_barrier`] once these writes and every one queued
-    /// before them are answered: stored if none failed since that shard's
-    /// previous barrier.
+    /// before them are answered: stored if no message that shard published
+    /// failed to be stored since its previous barrier.
     pub fn write(&self, ops: Vec<StoreOp>, barriers: Vec<(usize, u64)>) {
         let mut pending = Vec::with_capacity(ops.len());
         for op in ops {
@@ -194,10 +197,10 @@ impl RedisStore {
         };
         let store = self.clone();
         glommio::spawn_local(async move {
-            let mut failed = false;
-            for (what, reply) in pending {
+            let mut failed = Vec::new();
+            for (what, origin, reply) in pending {
                 if let Err(e) = reply.await {
-                    failed = true;
+                    failed.extend(origin);
                     warn!(shard = store.inner.shard, op = what, error = %e, "store write failed");
                 }
             }
@@ -295,13 +298,15 @@ impl RedisStore {
                 stored,
                 delivery,
                 packet_id,
+                origin,
             } => {
                 let call = self
                     .session_write(&client_id, "queue", generation)
                     .arg(stored)
                     .arg(&delivery[..])
                     .arg(packet_id.map(|p| p.get()));
-                self.push_write("queue a message", call, pending);
+                let reply = Box::pin(self.inner.client.eval(&call));
+                pending.push(("queue a message", Some(origin), reply));
             }
             StoreOp::Sent {
                 client_id,
@@ -383,18 +388,24 @@ impl RedisStore {
 
     /// Queues a plain command now.
     fn push_cmd(&self, what: &'static str, cmd: &redis::Cmd, pending: &mut Vec<Pending>) {
-        pending.push((what, Box::pin(self.inner.client.cmd(cmd))));
+        pending.push((what, None, Box::pin(self.inner.client.cmd(cmd))));
     }
 
     /// Queues a session write now. The first on a connection sends the
     /// script's code, so one after Redis restarted keeps its place in line.
     fn push_write(&self, what: &'static str, call: ScriptCall<'_>, pending: &mut Vec<Pending>) {
-        pending.push((what, Box::pin(self.inner.client.eval(&call))));
+        pending.push((what, None, Box::pin(self.inner.client.eval(&call))));
     }
 }
 
-/// A write queued: what it is (for the log), and its reply.
-type Pending = (&'static str, BoxedLocal<Result<Value, RedisError>>);
+/// A write queued: what it is (for the log), the shard whose publish it
+/// stores (for a message: a barrier of that shard reports its failure), and
+/// its reply.
+type Pending = (
+    &'static str,
+    Option<usize>,
+    BoxedLocal<Result<Value, RedisError>>,
+);
 
 /// Seconds as MQTT 5 writes a session expiry interval: `u32::MAX` is never.
 fn expiry_secs(expiry: Duration) -> u32 {

@@ -160,6 +160,22 @@ impl BrokerProcess {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// `GET /metrics`: the sum of every sample of `name`, whatever its
+    /// labels (a per-shard counter summed over the shards).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.http, "/metrics");
+        body.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.parse::<f64>().ok()
+            })
+            .sum()
+    }
+
     /// The log so far, every life of the process.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
