@@ -836,6 +836,8 @@ impl Broker {
 }
 
 #[cfg(test)]
+mod acks_tests;
+#[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
 mod mutant_tests;

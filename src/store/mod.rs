@@ -23,6 +23,9 @@ pub mod record;
 pub mod redis;
 pub mod redis_store;
 
+#[cfg(test)]
+mod layout_tests;
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -56,8 +56,14 @@ struct Inner {
     order: RefCell<WriteOrder>,
     /// Told of each barrier once the writes before it are answered: `(shard
     /// that asked, ticket, whether they all succeeded)`.
-    on_barrier: RefCell<Option<Box<dyn Fn(usize, u64, bool)>>>,
+    on_barrier: RefCell<Option<OnBarrier>>,
 }
+
+/// Where barriers' answers go: `(shard, ticket, stored)`.
+type OnBarrier = Box<dyn Fn(usize, u64, bool)>;
+
+/// A barrier: the shard that sent it, and its ticket.
+type Barrier = (usize, u64);
 
 /// Write batches finish in the order they were queued (Redis answers one
 /// connection in order, but the tasks that wait for the answers may run in
@@ -71,7 +77,7 @@ struct WriteOrder {
     finishing: u64,
     /// Batches answered out of turn: the shards whose messages failed in
     /// them, and their barriers.
-    answered: BTreeMap<u64, (Vec<usize>, Vec<(usize, u64)>)>,
+    answered: BTreeMap<u64, (Vec<usize>, Vec<Barrier>)>,
     /// Shards with a message that failed since their last barrier.
     failed: BTreeSet<usize>,
 }
@@ -83,7 +89,7 @@ impl WriteOrder {
         &mut self,
         n: u64,
         failed: Vec<usize>,
-        barriers: Vec<(usize, u64)>,
+        barriers: Vec<Barrier>,
     ) -> Vec<(usize, u64, bool)> {
         self.answered.insert(n, (failed, barriers));
         let mut done = Vec::new();
@@ -185,7 +191,7 @@ impl RedisStore {
     /// [`RedisStore::on_barrier`] once these writes and every one queued
     /// before them are answered: stored if no message that shard published
     /// failed to be stored since its previous barrier.
-    pub fn write(&self, ops: Vec<StoreOp>, barriers: Vec<(usize, u64)>) {
+    pub fn write(&self, ops: Vec<StoreOp>, barriers: Vec<Barrier>) {
         let mut pending = Vec::with_capacity(ops.len());
         for op in ops {
             self.queue(op, &mut pending);
@@ -693,4 +699,28 @@ fn parse_scan(reply: &Value) -> Option<(u64, Vec<ByteString>)> {
         .map(ByteString::from)
         .collect();
     Some((cursor, members))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteOrder;
+
+    #[test]
+    fn barriers_are_answered_in_write_order_with_their_shards_failures() {
+        let mut order = WriteOrder::default();
+        // Batch 1 is answered before batch 0: nothing can be answered yet.
+        assert_eq!(order.answered(1, vec![1], vec![(0, 7), (1, 3)]), []);
+        // Batch 0 failed a message of shard 0; its barrier for shard 1 is
+        // fine. Then batch 1's barriers: shard 0 had a failure since its
+        // last barrier (batch 0's), shard 1 had one in batch 1.
+        assert_eq!(
+            order.answered(0, vec![0], vec![(1, 2)]),
+            [(1, 2, true), (0, 7, false), (1, 3, false)]
+        );
+        // A failure is reported once, to the next barrier of its shard.
+        assert_eq!(
+            order.answered(2, vec![], vec![(0, 8), (1, 4)]),
+            [(0, 8, true), (1, 4, true)]
+        );
+    }
 }

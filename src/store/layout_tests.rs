@@ -1,0 +1,136 @@
+//! The session scripts ([`super::layout`]) against a real `redis-server`:
+//! the queue of `durability = "messages"`, fencing and expiry.
+
+use std::time::Duration;
+
+use ::redis::{cmd, Value};
+use shards::test_executor;
+
+use super::layout::{Keys, CLAIM, WRITE};
+use super::redis::test_server::RedisServer;
+use super::redis::{RedisClient, RedisConfig, Script};
+
+struct Scripts {
+    client: RedisClient,
+    keys: Keys,
+    claim: Script,
+    write: Script,
+}
+
+impl Scripts {
+    async fn start(server: &RedisServer) -> Scripts {
+        let client = RedisClient::start(RedisConfig::new(server.url()));
+        assert!(
+            client.wait_up(Duration::from_secs(5)).await,
+            "{:?}",
+            client.status()
+        );
+        Scripts {
+            client,
+            keys: Keys::new("t:"),
+            claim: Script::new("claim", CLAIM),
+            write: Script::new("write", WRITE),
+        }
+    }
+
+    /// Claims `id` for a CONNECT; returns the reply.
+    async fn claim(&self, id: &str, clean: bool) -> Vec<Value> {
+        let call = self
+            .claim
+            .call()
+            .key(self.keys.session(id))
+            .key(self.keys.subscriptions(id))
+            .key(self.keys.queue(id))
+            .arg("n1#1")
+            .arg(if clean { "1" } else { "0" })
+            .arg("");
+        match self.client.eval(&call).await {
+            Ok(Value::Array(parts)) => parts,
+            other => panic!("claim: {other:?}"),
+        }
+    }
+
+    async fn write(&self, id: &str, args: &[&str]) -> Result<Value, String> {
+        let mut call = self
+            .write
+            .call()
+            .key(self.keys.session(id))
+            .key(self.keys.subscriptions(id))
+            .key(self.keys.queue(id));
+        for a in args {
+            call = call.arg(*a);
+        }
+        self.client.eval(&call).await.map_err(|e| e.to_string())
+    }
+
+    async fn run(&self, c: &mut ::redis::Cmd) -> Value {
+        self.client.cmd(c).await.expect("command")
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+#[test]
+fn the_queue_is_fenced_trimmed_expired_and_returned_by_the_claim() {
+    let server = RedisServer::start();
+    test_executor(move || async move {
+        let s = Scripts::start(&server).await;
+        let q = s.keys.queue("c");
+        let g = int(&s.claim("c", false).await[0]).to_string();
+        assert_eq!(s.write("c", &["online", &g, "60"]).await, Ok(Value::Int(1)));
+        s.write("c", &["queue", &g, "1", "first", "9"])
+            .await
+            .unwrap();
+        s.write("c", &["queue", &g, "2", "second"]).await.unwrap();
+        s.write("c", &["sent", &g, "2", "10"]).await.unwrap();
+        s.write("c", &["queue", &g, "3", "third"]).await.unwrap();
+        s.write("c", &["trim", &g, "1"]).await.unwrap();
+        let fields = s.run(cmd("HGETALL").arg(&q)).await;
+        let Value::Array(fields) = fields else {
+            panic!("{fields:?}")
+        };
+        assert_eq!(fields.len(), 6, "2 and its packet id, 3: {fields:?}");
+
+        // Emptied, the queue key goes; offline with a 2 s expiry, a message
+        // queued then makes a new one, which expires with the session.
+        s.write("c", &["trim", &g, "2"]).await.unwrap();
+        s.write("c", &["trim", &g, "3"]).await.unwrap();
+        assert_eq!(int(&s.run(cmd("EXISTS").arg(&q)).await), 0);
+        s.write("c", &["offline", &g, "2000"]).await.unwrap();
+        s.write("c", &["queue", &g, "4", "fourth"]).await.unwrap();
+        let ttl = int(&s.run(cmd("PTTL").arg(&q)).await);
+        assert!((1..=2000).contains(&ttl), "queue TTL {ttl}");
+
+        // A new claim takes the TTL off and returns the queue; the old
+        // generation's writes are refused.
+        let reply = s.claim("c", false).await;
+        let g2 = int(&reply[0]).to_string();
+        let Value::Array(queue) = &reply[6] else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(queue.len(), 2, "4 only: {queue:?}");
+        assert_eq!(int(&s.run(cmd("PTTL").arg(&q)).await), -1);
+        let stale = s.write("c", &["queue", &g, "5", "stale"]).await;
+        assert!(
+            stale.is_err_and(|e| e.contains("STALE")),
+            "a stale queue write"
+        );
+        let stale = s.write("c", &["trim", &g, "2"]).await;
+        assert!(stale.is_err_and(|e| e.contains("STALE")), "a stale trim");
+
+        // A clean start empties it; a removal deletes it.
+        s.write("c", &["queue", &g2, "5", "fifth"]).await.unwrap();
+        let reply = s.claim("c", true).await;
+        assert_eq!(int(&s.run(cmd("EXISTS").arg(&q)).await), 0, "{reply:?}");
+        let g3 = int(&reply[0]).to_string();
+        s.write("c", &["online", &g3, "60"]).await.unwrap();
+        s.write("c", &["queue", &g3, "1", "again"]).await.unwrap();
+        s.write("c", &["remove", &g3]).await.unwrap();
+        assert_eq!(int(&s.run(cmd("EXISTS").arg(&q)).await), 0);
+    });
+}
