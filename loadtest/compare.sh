@@ -83,6 +83,9 @@ Options:
                         redis-server (Debian package) is started on a free
                         127.0.0.1 port, emptied before each shardmq start, and
                         shardmq gets [store] kind = "redis" pointing at it
+  --shardmq-durability D
+                        sessions or messages (default: sessions): shardmq's
+                        [store] durability with --shardmq-store redis
   --base-port P         first port to try; each broker gets the next free one
                         (default: 18830)
   --write-benchmarks    append the table, with date, commit, machine and command,
@@ -130,6 +133,7 @@ rate=max
 mqtt_version=3.1.1
 session=clean
 shardmq_store=memory
+shardmq_durability=sessions
 base_port=18830
 write_benchmarks=0
 install=1
@@ -160,6 +164,7 @@ while [[ $# -gt 0 ]]; do
         --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
         --session) need_arg "$@"; session=$2; shift 2 ;;
         --shardmq-store) need_arg "$@"; shardmq_store=$2; shift 2 ;;
+        --shardmq-durability) need_arg "$@"; shardmq_durability=$2; shift 2 ;;
         --base-port) need_arg "$@"; base_port=$2; shift 2 ;;
         --write-benchmarks) write_benchmarks=1; shift ;;
         --benchmarks-file) need_arg "$@"; benchmarks_file=$2; shift 2 ;;
@@ -192,6 +197,8 @@ fi
 [[ $mqtt_version == 3.1.1 || $mqtt_version == 5 ]] || die "--mqtt-version '$mqtt_version': want 3.1.1 or 5"
 [[ $session == clean || $session == persistent ]] || die "--session '$session': want clean or persistent"
 [[ $shardmq_store == memory || $shardmq_store == redis ]] || die "--shardmq-store '$shardmq_store': want memory or redis"
+[[ $shardmq_durability == sessions || ( $shardmq_durability == messages && $shardmq_store == redis ) ]] ||
+    die "--shardmq-durability '$shardmq_durability': want sessions, or messages with --shardmq-store redis"
 [[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $base_port -le 65000 ]] || die "--base-port '$base_port': want 1024..65000"
 
 # Durations such as 10s, 500ms, 1m -> seconds (float), for the CPU sampling window.
@@ -253,7 +260,8 @@ scenario_args() {
 scenario_label() {
     [[ $default_config == 1 ]] && printf 'default config: '
     [[ $session == persistent ]] && printf 'persistent sessions: '
-    [[ $shardmq_store == redis ]] && printf 'shardmq on its Redis store: '
+    [[ $shardmq_store == redis ]] && printf 'shardmq on its Redis store%s: ' \
+        "$([[ $shardmq_durability == messages ]] && echo ' with durability = messages')"
     case $1 in
         p2p-qos0) echo "p2p QoS 0, $pairs→$pairs" ;;
         p2p-qos1) echo "p2p QoS 1, $pairs→$pairs" ;;
@@ -402,7 +410,8 @@ cpu_ticks() {
 write_config() { # broker port
     if [[ $default_config == 1 ]]; then write_default_config "$@"; else write_tuned_config "$@"; fi
     if [[ $1 == shardmq && $shardmq_store == redis ]]; then
-        printf '[store]\nkind = "redis"\nredis = "redis://127.0.0.1:%s/0"\n' "$redis_port" >>"$work/shardmq.toml"
+        printf '[store]\nkind = "redis"\nredis = "redis://127.0.0.1:%s/0"\ndurability = "%s"\n' \
+            "$redis_port" "$shardmq_durability" >>"$work/shardmq.toml"
     fi
 }
 
