@@ -37,7 +37,7 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `bind` and serves from a new thread.
     pub fn start(bind: SocketAddr, metrics: Arc<Metrics>) -> io::Result<HttpServer> {
-        let listener = TcpListener::bind(bind)?;
+        let listener = bind_when_released(bind)?;
         let addr = listener.local_addr()?;
         let own = listener.try_clone()?;
         let server = tiny_http::Server::from_listener(listener, None)
@@ -91,6 +91,26 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.shut();
+    }
+}
+
+/// How long a busy address is tried again: a process killed a moment ago
+/// (`kill -9`, then an immediate restart) holds its listener for some
+/// milliseconds while the kernel tears it down, as the MQTT listeners know
+/// (`shards::listener`).
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn bind_when_released(bind: SocketAddr) -> io::Result<TcpListener> {
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        match TcpListener::bind(bind) {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
     }
 }
 
