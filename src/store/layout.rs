@@ -150,18 +150,20 @@ end
 return {gen, prev, expiry, ttl, orphan, list, queue}
 "#;
 
-/// Every fenced write to a session.
+/// Every fenced write to a session: one call carries all the operations a
+/// shard has for the session in one batch, in order.
 ///
-/// KEYS: session, subscriptions, queue. ARGV[1]: the operation; ARGV[2]: the
-/// generation of the claim the writer holds; then the operation's own:
-/// - `online` expiry-ms [will]: the session is up; a will is kept in case
+/// KEYS: session, subscriptions, queue. ARGV[1]: the generation of the claim
+/// the writer holds; then, for each operation, its name, the number of its
+/// arguments, and its arguments:
+/// - `online` expiry-s [will]: the session is up; a will is kept in case
 ///   the node dies;
 /// - `offline` expire-ms|"" [will]: it is down; its keys expire after
 ///   expire-ms (`""`: never); a will waiting for its delay is kept, any other
 ///   deleted;
 /// - `willgone`: the will went out or was cancelled;
 /// - `sub` filter options; `unsub` filter;
-/// - `remove`: every key of the session goes;
+/// - `remove`: every key of the session goes (and nothing after it runs);
 /// - `queue` n delivery [packet id]: a delivery queued (and sent, with its
 ///   packet id); the queue expires with the session when it is offline;
 /// - `sent` n packet id; `trim` n: a delivery sent, or gone.
@@ -170,44 +172,57 @@ return {gen, prev, expiry, ttl, orphan, list, queue}
 /// a session whose keys have expired already does nothing.
 pub const WRITE: &str = r#"
 local s, subs, q = KEYS[1], KEYS[2], KEYS[3]
-local op, gen = ARGV[1], ARGV[2]
+local gen = ARGV[1]
 local current = redis.call('HGET', s, 'gen')
 if current ~= gen then
-  if op == 'remove' and not current then
+  if ARGV[2] == 'remove' and not current then
     return 0
   end
   return redis.error_reply('STALE generation ' .. gen .. ' of ' .. s)
 end
-if op == 'online' then
-  redis.call('HSET', s, 'expiry', ARGV[3], 'online', '1')
-  if ARGV[4] then redis.call('HSET', s, 'will', ARGV[4]) else redis.call('HDEL', s, 'will') end
-elseif op == 'offline' then
-  redis.call('HSET', s, 'online', '0')
-  if ARGV[4] then redis.call('HSET', s, 'will', ARGV[4]) else redis.call('HDEL', s, 'will') end
-  if ARGV[3] ~= '' then
-    redis.call('PEXPIRE', s, ARGV[3])
-    redis.call('PEXPIRE', subs, ARGV[3])
-    redis.call('PEXPIRE', q, ARGV[3])
+local i = 2
+while i <= #ARGV do
+  local op, n = ARGV[i], tonumber(ARGV[i + 1])
+  if not n then
+    return redis.error_reply('no argument count for ' .. op)
   end
-elseif op == 'willgone' then
-  redis.call('HDEL', s, 'will')
-elseif op == 'sub' then
-  redis.call('HSET', subs, ARGV[3], ARGV[4])
-elseif op == 'unsub' then
-  redis.call('HDEL', subs, ARGV[3])
-elseif op == 'queue' then
-  redis.call('HSET', q, ARGV[3], ARGV[4])
-  if ARGV[5] then redis.call('HSET', q, 'p' .. ARGV[3], ARGV[5]) end
-  local ttl = redis.call('PTTL', s)
-  if ttl > 0 then redis.call('PEXPIRE', q, ttl) end
-elseif op == 'sent' then
-  redis.call('HSET', q, 'p' .. ARGV[3], ARGV[4])
-elseif op == 'trim' then
-  redis.call('HDEL', q, ARGV[3], 'p' .. ARGV[3])
-elseif op == 'remove' then
-  redis.call('DEL', s, subs, q)
-else
-  return redis.error_reply('unknown operation ' .. op)
+  local a, b, c
+  if n >= 1 then a = ARGV[i + 2] end
+  if n >= 2 then b = ARGV[i + 3] end
+  if n >= 3 then c = ARGV[i + 4] end
+  if op == 'online' then
+    redis.call('HSET', s, 'expiry', a, 'online', '1')
+    if b then redis.call('HSET', s, 'will', b) else redis.call('HDEL', s, 'will') end
+  elseif op == 'offline' then
+    redis.call('HSET', s, 'online', '0')
+    if b then redis.call('HSET', s, 'will', b) else redis.call('HDEL', s, 'will') end
+    if a ~= '' then
+      redis.call('PEXPIRE', s, a)
+      redis.call('PEXPIRE', subs, a)
+      redis.call('PEXPIRE', q, a)
+    end
+  elseif op == 'willgone' then
+    redis.call('HDEL', s, 'will')
+  elseif op == 'sub' then
+    redis.call('HSET', subs, a, b)
+  elseif op == 'unsub' then
+    redis.call('HDEL', subs, a)
+  elseif op == 'queue' then
+    redis.call('HSET', q, a, b)
+    if c then redis.call('HSET', q, 'p' .. a, c) end
+    local ttl = redis.call('PTTL', s)
+    if ttl > 0 then redis.call('PEXPIRE', q, ttl) end
+  elseif op == 'sent' then
+    redis.call('HSET', q, 'p' .. a, b)
+  elseif op == 'trim' then
+    redis.call('HDEL', q, a, 'p' .. a)
+  elseif op == 'remove' then
+    redis.call('DEL', s, subs, q)
+    return 1
+  else
+    return redis.error_reply('unknown operation ' .. op)
+  end
+  i = i + 2 + n
 end
 return 1
 "#;

@@ -50,15 +50,27 @@ impl Scripts {
         }
     }
 
-    async fn write(&self, id: &str, args: &[&str]) -> Result<Value, String> {
+    /// One WRITE call of one operation: `[op, generation, args...]`.
+    async fn write(&self, id: &str, op: &[&str]) -> Result<Value, String> {
+        self.write_all(id, op[1], &[(op[0], &op[2..])]).await
+    }
+
+    /// One WRITE call of several operations.
+    async fn write_all(
+        &self,
+        id: &str,
+        generation: &str,
+        ops: &[(&str, &[&str])],
+    ) -> Result<Value, String> {
         let mut call = self
             .write
             .call()
             .key(self.keys.session(id))
             .key(self.keys.subscriptions(id))
-            .key(self.keys.queue(id));
-        for a in args {
-            call = call.arg(*a);
+            .key(self.keys.queue(id))
+            .arg(generation);
+        for (op, args) in ops {
+            call = call.arg(*op).arg(args.len()).arg(*args);
         }
         self.client.eval(&call).await.map_err(|e| e.to_string())
     }

@@ -193,8 +193,22 @@ impl RedisStore {
     /// failed to be stored since its previous barrier.
     pub fn write(&self, ops: Vec<StoreOp>, barriers: Vec<Barrier>) {
         let mut pending = Vec::with_capacity(ops.len());
+        let mut sessions = SessionWrites::default();
         for op in ops {
-            self.queue(op, &mut pending);
+            self.queue(op, &mut sessions, &mut pending);
+        }
+        for w in sessions.writes {
+            let keys = &self.inner.keys;
+            let call = self
+                .inner
+                .write
+                .call()
+                .key(keys.session(&w.client_id))
+                .key(keys.subscriptions(&w.client_id))
+                .key(keys.queue(&w.client_id))
+                .arg(w.generation)
+                .arg(w.args);
+            pending.push((w.what, w.origins, Box::pin(self.inner.client.eval(&call))));
         }
         let n = {
             let mut order = self.inner.order.borrow_mut();
@@ -204,9 +218,9 @@ impl RedisStore {
         let store = self.clone();
         glommio::spawn_local(async move {
             let mut failed = Vec::new();
-            for (what, origin, reply) in pending {
+            for (what, origins, reply) in pending {
                 if let Err(e) = reply.await {
-                    failed.extend(origin);
+                    failed.extend(origins);
                     warn!(shard = store.inner.shard, op = what, error = %e, "store write failed");
                 }
             }
@@ -220,7 +234,9 @@ impl RedisStore {
         .detach();
     }
 
-    fn queue(&self, op: StoreOp, pending: &mut Vec<Pending>) {
+    /// Plain commands are queued on the connection now; session writes are
+    /// gathered in `sessions`, one script call per session.
+    fn queue(&self, op: StoreOp, sessions: &mut SessionWrites, pending: &mut Vec<Pending>) {
         let keys = &self.inner.keys;
         match op {
             StoreOp::Online {
@@ -236,11 +252,9 @@ impl RedisStore {
                         .arg(&*client_id),
                     pending,
                 );
-                let call = self
-                    .session_write(&client_id, "online", generation)
-                    .arg(expiry_secs(expiry))
-                    .arg(will.as_deref());
-                self.push_write("online", call, pending);
+                let mut args = vec![expiry_secs(expiry).to_string().into_bytes()];
+                args.extend(will.map(|w| w.to_vec()));
+                sessions.push(&client_id, generation, "online", args, None);
             }
             StoreOp::Offline {
                 client_id,
@@ -249,47 +263,36 @@ impl RedisStore {
                 will,
             } => {
                 let ms = expiry.map_or(String::new(), |e| e.as_millis().max(1).to_string());
-                let call = self
-                    .session_write(&client_id, "offline", generation)
-                    .arg(ms)
-                    .arg(will.as_deref());
-                self.push_write("offline", call, pending);
+                let mut args = vec![ms.into_bytes()];
+                args.extend(will.map(|w| w.to_vec()));
+                sessions.push(&client_id, generation, "offline", args, None);
             }
             StoreOp::WillGone {
                 client_id,
                 generation,
-            } => {
-                let call = self.session_write(&client_id, "willgone", generation);
-                self.push_write("will gone", call, pending);
-            }
+            } => sessions.push(&client_id, generation, "willgone", vec![], None),
             StoreOp::Subscribe {
                 client_id,
                 generation,
                 filter,
                 subscription,
             } => {
-                let call = self
-                    .session_write(&client_id, "sub", generation)
-                    .arg(&*filter)
-                    .arg(&subscription[..]);
-                self.push_write("subscribe", call, pending);
+                let args = vec![filter.as_bytes().to_vec(), subscription.to_vec()];
+                sessions.push(&client_id, generation, "sub", args, None);
             }
             StoreOp::Unsubscribe {
                 client_id,
                 generation,
                 filter,
             } => {
-                let call = self
-                    .session_write(&client_id, "unsub", generation)
-                    .arg(&*filter);
-                self.push_write("unsubscribe", call, pending);
+                let args = vec![filter.as_bytes().to_vec()];
+                sessions.push(&client_id, generation, "unsub", args, None);
             }
             StoreOp::Remove {
                 client_id,
                 generation,
             } => {
-                let call = self.session_write(&client_id, "remove", generation);
-                self.push_write("remove", call, pending);
+                sessions.push(&client_id, generation, "remove", vec![], None);
                 self.push_cmd(
                     "remove from the node's sessions",
                     redis::cmd("SREM")
@@ -306,13 +309,9 @@ impl RedisStore {
                 packet_id,
                 origin,
             } => {
-                let call = self
-                    .session_write(&client_id, "queue", generation)
-                    .arg(stored)
-                    .arg(&delivery[..])
-                    .arg(packet_id.map(|p| p.get()));
-                let reply = Box::pin(self.inner.client.eval(&call));
-                pending.push(("queue a message", Some(origin), reply));
+                let mut args = vec![stored.to_string().into_bytes(), delivery.to_vec()];
+                args.extend(packet_id.map(|p| p.get().to_string().into_bytes()));
+                sessions.push(&client_id, generation, "queue", args, Some(origin));
             }
             StoreOp::Sent {
                 client_id,
@@ -320,21 +319,19 @@ impl RedisStore {
                 stored,
                 packet_id,
             } => {
-                let call = self
-                    .session_write(&client_id, "sent", generation)
-                    .arg(stored)
-                    .arg(packet_id.get());
-                self.push_write("message sent", call, pending);
+                let args = vec![
+                    stored.to_string().into_bytes(),
+                    packet_id.get().to_string().into_bytes(),
+                ];
+                sessions.push(&client_id, generation, "sent", args, None);
             }
             StoreOp::Trim {
                 client_id,
                 generation,
                 stored,
             } => {
-                let call = self
-                    .session_write(&client_id, "trim", generation)
-                    .arg(stored);
-                self.push_write("trim the queue", call, pending);
+                let args = vec![stored.to_string().into_bytes()];
+                sessions.push(&client_id, generation, "trim", args, None);
             }
             StoreOp::Retain {
                 topic,
@@ -380,38 +377,69 @@ impl RedisStore {
         }
     }
 
-    fn session_write(&self, client_id: &str, op: &str, generation: u64) -> ScriptCall<'_> {
-        let keys = &self.inner.keys;
-        self.inner
-            .write
-            .call()
-            .key(keys.session(client_id))
-            .key(keys.subscriptions(client_id))
-            .key(keys.queue(client_id))
-            .arg(op)
-            .arg(generation)
-    }
-
     /// Queues a plain command now.
     fn push_cmd(&self, what: &'static str, cmd: &redis::Cmd, pending: &mut Vec<Pending>) {
-        pending.push((what, None, Box::pin(self.inner.client.cmd(cmd))));
-    }
-
-    /// Queues a session write now. The first on a connection sends the
-    /// script's code, so one after Redis restarted keeps its place in line.
-    fn push_write(&self, what: &'static str, call: ScriptCall<'_>, pending: &mut Vec<Pending>) {
-        pending.push((what, None, Box::pin(self.inner.client.eval(&call))));
+        pending.push((what, Vec::new(), Box::pin(self.inner.client.cmd(cmd))));
     }
 }
 
-/// A write queued: what it is (for the log), the shard whose publish it
-/// stores (for a message: a barrier of that shard reports its failure), and
-/// its reply.
+/// A write queued: what it is (for the log), the shards whose published
+/// messages it stores (a barrier of each reports its failure), and its
+/// reply.
 type Pending = (
     &'static str,
-    Option<usize>,
+    Vec<usize>,
     BoxedLocal<Result<Value, RedisError>>,
 );
+
+/// The session writes of one batch, gathered per session (and generation):
+/// each session's operations, in their order, go to Redis as one `WRITE`
+/// call ([`layout::WRITE`]), fenced once.
+#[derive(Default)]
+struct SessionWrites {
+    writes: Vec<SessionWrite>,
+    index: crate::hash::HashMap<(ByteString, u64), usize>,
+}
+
+struct SessionWrite {
+    client_id: ByteString,
+    generation: u64,
+    /// The first operation's name, for the log.
+    what: &'static str,
+    /// `op, argument count, arguments...` for each operation.
+    args: Vec<Vec<u8>>,
+    origins: Vec<usize>,
+}
+
+impl SessionWrites {
+    fn push(
+        &mut self,
+        client_id: &ByteString,
+        generation: u64,
+        op: &'static str,
+        args: Vec<Vec<u8>>,
+        origin: Option<usize>,
+    ) {
+        let i = *self
+            .index
+            .entry((client_id.clone(), generation))
+            .or_insert_with(|| {
+                self.writes.push(SessionWrite {
+                    client_id: client_id.clone(),
+                    generation,
+                    what: op,
+                    args: Vec::new(),
+                    origins: Vec::new(),
+                });
+                self.writes.len() - 1
+            });
+        let w = &mut self.writes[i];
+        w.args.push(op.as_bytes().to_vec());
+        w.args.push(args.len().to_string().into_bytes());
+        w.args.extend(args);
+        w.origins.extend(origin);
+    }
+}
 
 /// Seconds as MQTT 5 writes a session expiry interval: `u32::MAX` is never.
 fn expiry_secs(expiry: Duration) -> u32 {
