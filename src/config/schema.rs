@@ -180,6 +180,9 @@ pub(super) fn allowed(key: &str) -> &'static str {
             "\"\" (host name and first listener port), or up to 128 bytes of letters, \
              digits and `.:_-`"
         }
+        "cluster.bind" => "\"\" (a single node), or host:port such as \"127.0.0.1:18900\"",
+        "cluster.advertise" => "\"\" (the bind address), or host:port such as \"10.0.0.5:18900\"",
+        "cluster.lease" => "a duration from \"1s\" to \"60s\", such as \"3s\"",
         _ => "see `shardmq --print-default-config`",
     }
 }

@@ -478,10 +478,44 @@ pub enum Durability {
 }
 
 /// `[cluster]`: who this node is among others sharing the store.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ClusterConfig {
     /// This node's name in the store; empty: the host name, ":" and the first
     /// MQTT listener's port, which stays the same across restarts.
     pub node_id: String,
+    /// The node-to-node listener; empty: a single node.
+    pub bind: String,
+    /// The address other nodes dial; empty: `bind`.
+    pub advertise: String,
+    /// A node whose lease lapses this long is dead to the others.
+    #[serde(with = "de::duration")]
+    pub lease: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            bind: String::new(),
+            advertise: String::new(),
+            lease: Duration::from_secs(3),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node is one of a cluster (`bind` is set).
+    pub fn enabled(&self) -> bool {
+        !self.bind.is_empty()
+    }
+
+    /// The address the other nodes dial.
+    pub fn advertised(&self) -> &str {
+        if self.advertise.is_empty() {
+            &self.bind
+        } else {
+            &self.advertise
+        }
+    }
 }

@@ -476,6 +476,36 @@ const INVALID: &[(&str, usize, &str, &[&str])] = &[
         "acl.rate-limit.chatty",
         &["0 msgs/s"],
     ),
+    (
+        "[store]\ndurability = \"messages\"\n",
+        2,
+        "store.durability",
+        &["kind is \"memory\"", "set kind = \"redis\""],
+    ),
+    (
+        "[cluster]\nbind = \"127.0.0.1:18900\"\n",
+        2,
+        "cluster.bind",
+        &["kind is \"memory\"", "bind = \"\" for a single node"],
+    ),
+    (
+        "[store]\nkind = \"redis\"\n[cluster]\nbind = \"node-a\"\n",
+        4,
+        "cluster.bind",
+        &["not an address host:port"],
+    ),
+    (
+        "[store]\nkind = \"redis\"\n[cluster]\nbind = \"0.0.0.0:18900\"\n",
+        3,
+        "cluster.advertise",
+        &["other nodes cannot dial", "set advertise"],
+    ),
+    (
+        "[cluster]\nlease = \"500ms\"\n",
+        2,
+        "cluster.lease",
+        &["outside 1s .. 60s"],
+    ),
 ];
 
 #[test]

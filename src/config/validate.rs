@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::sections::{
-    AclConfig, BindTo, Cores, Durability, EventsConfig, JwtConfig, LogConfig, SinkConfig,
-    SinkFormat, StoreConfig, StoreKind, TokenFrom,
+    AclConfig, BindTo, ClusterConfig, Cores, Durability, EventsConfig, JwtConfig, LogConfig,
+    SinkConfig, SinkFormat, StoreConfig, StoreKind, TokenFrom,
 };
 use super::Config;
 use crate::topic::MAX_SHARDS;
@@ -50,7 +50,56 @@ pub(super) fn check(config: &Config) -> Result<(), Violation> {
     check_acl(&config.acl)?;
     check_events(&config.events)?;
     check_store(&config.store)?;
-    check_node_id(&config.cluster.node_id)
+    check_node_id(&config.cluster.node_id)?;
+    check_cluster(&config.cluster, &config.store)
+}
+
+fn check_cluster(cluster: &ClusterConfig, store: &StoreConfig) -> Result<(), Violation> {
+    if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&cluster.lease) {
+        return Err(violation(
+            "cluster.lease",
+            format!(
+                "{} is outside 1s .. 60s",
+                humantime::format_duration(cluster.lease)
+            ),
+        ));
+    }
+    if !cluster.enabled() {
+        return Ok(());
+    }
+    for (key, addr) in [
+        ("cluster.bind", &cluster.bind),
+        ("cluster.advertise", &cluster.advertise),
+    ] {
+        if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(violation(
+                key,
+                format!("\"{addr}\" is not an address host:port with an IP host"),
+            ));
+        }
+    }
+    if cluster.advertise.is_empty() && cluster.bind.starts_with("0.0.0.0:") {
+        return Err(Violation {
+            path: "cluster.advertise".into(),
+            problem: format!(
+                "bind is \"{}\", which other nodes cannot dial",
+                cluster.bind
+            ),
+            fix: Some("set advertise to this node's address, such as \"10.0.0.5:18900\"".into()),
+        });
+    }
+    if store.kind != StoreKind::Redis {
+        return Err(Violation {
+            path: "cluster.bind".into(),
+            problem: "a cluster keeps its sessions and routes in Redis, and [store] kind is \"memory\""
+                .into(),
+            fix: Some(
+                "set kind = \"redis\" in [store] with the redis URL every node shares, or bind = \"\" for a single node"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The longest `key-prefix`: every key carries it, so a long one costs Redis
