@@ -135,11 +135,14 @@ fn respond(request: Request, metrics: &Metrics) {
         ("/health", true) => match metrics.health() {
             // A node without its store refuses persistent sessions: a load
             // balancer should send them elsewhere.
-            Health::Serving => match metrics.store.down() {
-                None => text(200, "ok\n"),
-                Some((shard, cause)) => {
+            Health::Serving => match (metrics.store.down(), metrics.cluster.no_lease()) {
+                (None, None) => text(200, "ok\n"),
+                (Some((shard, cause)), _) => {
                     text(503, &format!("store down (shard {shard}): {cause}\n"))
                 }
+                // A node without its lease is dead to the others, which take
+                // over its sessions.
+                (None, Some(cause)) => text(503, &format!("no cluster lease: {cause}\n")),
             },
             Health::Starting => text(503, "starting\n"),
             Health::Stopping => text(503, "stopping\n"),

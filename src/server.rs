@@ -19,6 +19,7 @@ use tracing::{error, info};
 use crate::acl::{AclError, AclFile};
 use crate::auth::{AuthSetupError, ConfiguredAuthenticator};
 use crate::broker::{Broker, Settings};
+use crate::cluster::{self, lease::Registration};
 use crate::config::{Config, Cores, Durability, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
 use crate::connection::{serve, Shard, ShardMsg};
@@ -29,7 +30,7 @@ use crate::protocol::ReasonCode;
 use crate::ratelimit::RateLimits;
 use crate::reload::{Reloader, Trigger};
 use crate::session::Limits;
-use crate::store::{self, redis_store::RedisStore, Owner};
+use crate::store::{self, layout::Keys, redis_store::RedisStore, Owner};
 
 /// Why the broker could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -151,6 +152,14 @@ pub fn start(
         info!(node = %owner.node, boot = %owner.to_field(), "sessions are kept in Redis");
         metrics = metrics.with_store();
     }
+    // The config check made sure a cluster node has its Redis store.
+    let registration = match &store {
+        Some((_, owner)) if config.cluster.enabled() => {
+            metrics = metrics.with_cluster();
+            Some(Registration::new(&config.cluster, owner.clone()))
+        }
+        _ => None,
+    };
     let metrics = Arc::new(metrics);
     let http =
         HttpServer::start(config.http.bind, metrics.clone()).map_err(|source| RunError::Http {
@@ -185,6 +194,7 @@ pub fn start(
     let listeners = config.listeners.len();
     let sys_interval = config.sys.interval;
     let durability = config.store.durability;
+    let store_prefix = config.store.key_prefix.clone();
     let shard_metrics = metrics.clone();
     let pool = builder.start(move |mut ctx: shards::ShardContext<ShardMsg>| async move {
         let metrics = shard_metrics;
@@ -268,6 +278,16 @@ pub fn start(
                 shard.clone(),
                 store.clone(),
                 started,
+            )));
+        }
+        // Shard 0 holds the node's cluster lease, on its store connection.
+        if let (Some(store), Some(me), 0) = (&store, &registration, ctx.id()) {
+            tasks.push(glommio::spawn_local(cluster::lease::run(
+                store.client().clone(),
+                Keys::new(&store_prefix),
+                me.clone(),
+                metrics.clone(),
+                shutdown.clone(),
             )));
         }
         // Shard 0 publishes the node's `$SYS` topics; routing takes them to

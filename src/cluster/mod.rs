@@ -2,9 +2,11 @@
 //!
 //! What is here so far:
 //! - `membership`: who is in the cluster and alive, by leases that Redis's
-//!   own clock times, so no two machines' clocks are ever compared.
+//!   own clock times, so no two machines' clocks are ever compared;
+//! - `lease`: the task that holds this node's lease and reports it.
 //!
 //! Links between nodes, the node-level route index and cluster-wide session
 //! ownership build on it and are not written yet.
 
+pub mod lease;
 pub mod membership;

@@ -17,6 +17,7 @@
 //! atomics, one writer) every [`SAMPLE_PERIOD`]; readers only load. Nothing is
 //! touched per message: the broker keeps plain `u64` counters (`broker::Stats`).
 
+mod cluster;
 mod events;
 mod lag;
 mod prometheus;
@@ -32,6 +33,7 @@ use crate::auth::Failure;
 use crate::broker::Broker;
 use crate::ratelimit::RateLimits;
 
+pub use cluster::ClusterHealth;
 pub use events::{EventSinkMetrics, SinkShardMetrics};
 pub use lag::{LagHistogram, LagSnapshot};
 pub use prometheus::{render, CONTENT_TYPE};
@@ -77,6 +79,8 @@ pub struct Metrics {
     event_sinks: Vec<Arc<EventSinkMetrics>>,
     /// `[store] kind = "redis"`: its connections and loading.
     pub store: StoreHealth,
+    /// `[cluster] bind`: the node's lease and peers.
+    pub cluster: ClusterHealth,
 }
 
 /// One shard's numbers. Each field has one writer: the shard itself (the
@@ -177,7 +181,14 @@ impl Metrics {
             rate_limits: RateLimits::default(),
             event_sinks: Vec::new(),
             store: StoreHealth::default(),
+            cluster: ClusterHealth::default(),
         }
+    }
+
+    /// Reports the node's lease and peers (`[cluster] bind`).
+    pub fn with_cluster(mut self) -> Metrics {
+        self.cluster = ClusterHealth::cluster();
+        self
     }
 
     /// Reports a Redis store's health (`[store] kind = "redis"`).

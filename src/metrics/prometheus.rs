@@ -47,6 +47,9 @@ pub fn render(metrics: &Metrics) -> String {
     if metrics.store.enabled() {
         render_store(&mut out, metrics);
     }
+    if metrics.cluster.enabled() {
+        render_cluster(&mut out, metrics);
+    }
 
     let shards = metrics.shards();
     let per_shard = |out: &mut Text, name, kind, help, field: fn(&ShardMetrics) -> &AtomicU64| {
@@ -261,6 +264,41 @@ fn render_store(out: &mut Text, metrics: &Metrics) {
     );
     if let Some(took) = metrics.store.loaded_in() {
         out.sample("shardmq_store_load_seconds", &[], took.as_secs_f64());
+    }
+}
+
+/// The node's lease and what it saw of the others.
+fn render_cluster(out: &mut Text, metrics: &Metrics) {
+    let c = &metrics.cluster;
+    let families: [(&str, &str, &str, u64); 4] = [
+        (
+            "shardmq_cluster_lease",
+            "gauge",
+            "1 while the node holds its cluster lease; /health names the cause when 0.",
+            u64::from(c.no_lease().is_none()),
+        ),
+        (
+            "shardmq_cluster_peers",
+            "gauge",
+            "Other nodes with a live lease.",
+            c.peers.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_joins_total",
+            "counter",
+            "Lives of other nodes seen joining (a restarted node joins again).",
+            c.joins.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_deaths_total",
+            "counter",
+            "Lives of other nodes seen dying: lease lapsed, or replaced by a new life.",
+            c.deaths.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.family(name, kind, help);
+        out.sample(name, &[], value);
     }
 }
 
