@@ -19,7 +19,7 @@ use tracing::{error, info};
 use crate::acl::{AclError, AclFile};
 use crate::auth::{AuthSetupError, ConfiguredAuthenticator};
 use crate::broker::{Broker, Settings};
-use crate::cluster::{self, lease::Registration};
+use crate::cluster::{self, lease::Registration, membership::Change};
 use crate::config::{Config, Cores, Durability, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
 use crate::connection::{serve, Shard, ShardMsg};
@@ -281,13 +281,31 @@ pub fn start(
             )));
         }
         // Shard 0 holds the node's cluster lease, on its store connection.
+        // It also tails the route feed, with the joins and deaths the lease
+        // reports; every shard appends its own route changes to it.
+        if let (Some(store), Some(_)) = (&store, &registration) {
+            store.feed_routes();
+        }
         if let (Some(store), Some(me), 0) = (&store, &registration, ctx.id()) {
+            let resync = Rc::new(cluster::route_feed::Resync::default());
+            tasks.push(glommio::spawn_local(cluster::route_feed::run(
+                shard.clone(),
+                store.client().clone(),
+                Keys::new(&store_prefix),
+                me.owner.node.clone(),
+                resync.clone(),
+                shutdown.clone(),
+            )));
             tasks.push(glommio::spawn_local(cluster::lease::run(
                 store.client().clone(),
                 Keys::new(&store_prefix),
                 me.clone(),
                 metrics.clone(),
                 shutdown.clone(),
+                move |change| match change {
+                    Change::Joined(m) => resync.node(&m.node, true),
+                    Change::Died { node, .. } => resync.node(node, false),
+                },
             )));
         }
         // Shard 0 publishes the node's `$SYS` topics; routing takes them to

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::broker_process::{free_port, BrokerProcess};
 use common::redis::RedisServer;
+use common::*;
+use shardmq::protocol::{QoS, Version};
 
 /// Short, so deaths show quickly: renewed every 333 ms.
 const LEASE: Duration = Duration::from_secs(1);
@@ -40,6 +42,15 @@ fn within(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration>
 
 fn gauge(node: &BrokerProcess, name: &str) -> f64 {
     node.metric(name).unwrap_or(-1.0)
+}
+
+/// `shardmq_cluster_routes` of every shard of `node`.
+fn routes_known(node: &BrokerProcess) -> Vec<f64> {
+    let (_, body) = http_get(node.http, "/metrics");
+    body.lines()
+        .filter_map(|l| l.strip_prefix("shardmq_cluster_routes{"))
+        .filter_map(|l| l.split_once("} ")?.1.parse().ok())
+        .collect()
 }
 
 #[test]
@@ -124,4 +135,60 @@ fn a_node_cut_off_from_redis_loses_its_lease_and_takes_it_back() {
         gauge(&a, "shardmq_cluster_lease"),
         a.health()
     );
+}
+
+/// Every node learns which filters the others subscribe to, on every shard,
+/// from the route sets and the route feed in Redis: subscribe and
+/// unsubscribe on one node show on the other, a node that joins later reads
+/// what was there before, and a dead node's routes go.
+#[tokio::test]
+async fn every_node_learns_the_others_routes() {
+    let redis = RedisServer::start();
+    let mut a = BrokerProcess::start("routes-a", &node_config(&redis, "a"));
+    // Two clean subscribers on a's two shards, one filter in common.
+    let mut s0 = Raw::connect(a.addr, Version::V3_1_1, &id_on_shard("s0", 0), true).await;
+    s0.sub("x/+", QoS::AtLeastOnce).await;
+    s0.sub("only/0", QoS::AtMostOnce).await;
+    let mut s1 = Raw::connect(a.addr, Version::V5, &id_on_shard("s1", 1), true).await;
+    s1.sub("x/+", QoS::AtMostOnce).await;
+    s1.sub("$share/g/y/#", QoS::AtMostOnce).await;
+
+    // b starts after the subscriptions: it reads a's route sets.
+    let b = BrokerProcess::start("routes-b", &node_config(&redis, "b"));
+    let known = |n: f64| move |node: &BrokerProcess| routes_known(node) == [n, n];
+    let seen = within(3 * LEASE, || known(3.0)(&b));
+    assert!(
+        seen.is_some(),
+        "b knows {:?} of a's 3 filters",
+        routes_known(&b)
+    );
+
+    // A new filter on a, then one dropped: through the feed.
+    s1.sub("z", QoS::AtMostOnce).await;
+    assert!(
+        within(2 * LEASE, || known(4.0)(&b)).is_some(),
+        "after a new subscription on a, b knows {:?}",
+        routes_known(&b)
+    );
+    s0.disconnect().await;
+    // x/+ stays (s1 has it on the other shard); only/0 goes.
+    assert!(
+        within(2 * LEASE, || known(3.0)(&b)).is_some(),
+        "after s0 left, b knows {:?}",
+        routes_known(&b)
+    );
+    // a knows nothing of b, which has no subscriber.
+    assert_eq!(routes_known(&a), [0.0, 0.0]);
+
+    a.kill();
+    assert!(
+        within(3 * LEASE, || known(0.0)(&b)).is_some(),
+        "a is dead and b still knows {:?} of its routes",
+        routes_known(&b)
+    );
+    drop(s1);
+    a.restart();
+    // The new life of a starts with no clean subscriber: nothing to know.
+    std::thread::sleep(LEASE);
+    assert_eq!(routes_known(&b), [0.0, 0.0]);
 }

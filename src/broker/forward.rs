@@ -5,6 +5,7 @@ use std::time::Instant;
 use super::{Broker, ConnId};
 use bytestring::ByteString;
 
+use crate::cluster::routes::RouteUpdate;
 use crate::message::Message;
 use crate::router::GroupMembers;
 use crate::topic::TopicFilter;
@@ -42,6 +43,9 @@ pub enum Forward {
     /// The answer to the sender's [`Forward::Barrier`] with this ticket:
     /// whether every write before it was stored.
     Stored(u64, bool),
+    /// What other nodes subscribe to changed (from shard 0, which tails the
+    /// cluster's route feed).
+    Routes(Vec<RouteUpdate>),
 }
 
 impl Broker {
@@ -77,7 +81,26 @@ impl Broker {
             Forward::Loaded => self.peers_loading = self.peers_loading.saturating_sub(1),
             Forward::Barrier(ticket) => self.barrier(from, ticket),
             Forward::Stored(ticket, stored) => self.stored(ticket, stored),
+            Forward::Routes(updates) => {
+                for update in updates {
+                    self.node_routes.apply(update);
+                }
+            }
         }
+    }
+
+    /// What other nodes subscribe to changed: applied here and on every
+    /// other shard.
+    pub fn route_updates(&mut self, updates: Vec<RouteUpdate>) {
+        for update in &updates {
+            self.node_routes.apply(update.clone());
+        }
+        self.broadcast(Forward::Routes(updates));
+    }
+
+    /// Filters known of other nodes' subscribers (`shardmq_cluster_routes`).
+    pub fn node_route_count(&self) -> usize {
+        self.node_routes.len()
     }
 
     /// Queues `forward` for every other shard.

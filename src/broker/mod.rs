@@ -185,6 +185,8 @@ pub struct Broker {
     acks: acks::HeldAcks,
     /// While a message another shard forwarded is routed: that shard.
     routing_from: Option<usize>,
+    /// In a cluster: which other nodes subscribe to what.
+    node_routes: crate::cluster::routes::NodeRoutes,
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
@@ -229,6 +231,7 @@ impl Broker {
             store_messages: false,
             acks: acks::HeldAcks::default(),
             routing_from: None,
+            node_routes: Default::default(),
             claim: None,
             unclaimed: None,
             self_loaded: true,

@@ -44,13 +44,15 @@ impl Registration {
     }
 }
 
-/// Holds the lease until `shutdown`.
+/// Holds the lease until `shutdown`, telling `on_change` of every other
+/// node's life that joins or dies.
 pub async fn run(
     client: RedisClient,
     keys: Keys,
     me: Registration,
     metrics: std::sync::Arc<Metrics>,
     shutdown: shards::Shutdown,
+    mut on_change: impl FnMut(&Change),
 ) {
     let health: &ClusterHealth = &metrics.cluster;
     let script = Script::new("lease", LEASE);
@@ -98,6 +100,13 @@ pub async fn run(
                 renewed = Some(asked);
                 health.set_lease(None);
                 for change in view.apply(now, &members) {
+                    let other = match &change {
+                        Change::Joined(m) => m.node != me.owner.node,
+                        Change::Died { node, .. } => *node != me.owner.node,
+                    };
+                    if other {
+                        on_change(&change);
+                    }
                     match change {
                         Change::Joined(m) if m.node != me.owner.node => {
                             info!(node = %m.node, addr = %m.addr, "a node joined");

@@ -121,6 +121,8 @@ pub struct ShardMetrics {
     pub publishes_unstored: AtomicU64,
     /// Subscriptions removed after an ACL reload denied them.
     pub subscriptions_revoked: AtomicU64,
+    /// In a cluster: filters known of other nodes' subscribers.
+    pub cluster_routes: AtomicU64,
     /// How late the shard's periodic timer fires.
     pub lag: LagHistogram,
 }
@@ -353,6 +355,8 @@ impl ShardMetrics {
             .store(stats.publishes_unstored, Relaxed);
         self.subscriptions_revoked
             .store(stats.subscriptions_revoked, Relaxed);
+        self.cluster_routes
+            .store(broker.node_route_count() as u64, Relaxed);
         if depths {
             let (queued, inflight) = broker.queue_depths();
             self.queued.store(queued as u64, Relaxed);

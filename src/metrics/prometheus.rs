@@ -182,6 +182,15 @@ pub fn render(metrics: &Metrics) -> String {
          not acknowledged, the publisher disconnected (MQTT 5: 0x80).",
         |s| &s.publishes_unstored,
     );
+    if metrics.cluster.enabled() {
+        per_shard(
+            &mut out,
+            "shardmq_cluster_routes",
+            "gauge",
+            "Topic filters other nodes have subscribers for, as this shard's route index knows them (a filter counts once per node).",
+            |s| &s.cluster_routes,
+        );
+    }
     per_shard(
         &mut out,
         "shardmq_acl_subscriptions_revoked_total",

@@ -63,6 +63,14 @@ impl Keys {
         format!("{}node:{node}:routes:*", self.prefix)
     }
 
+    /// STREAM, in a cluster: every node's route changes, each entry `n`
+    /// (node id), `s` (shard), `f` (topic filter), `o` (`+` added, `-`
+    /// removed); every node tails it to keep its node-level route index
+    /// ([`crate::cluster::routes`]). Trimmed to about 1,000,000 entries.
+    pub fn route_feed(&self) -> String {
+        format!("{}routes:feed", self.prefix)
+    }
+
     /// SET of the topics that have a retained message.
     pub fn retained_index(&self) -> String {
         format!("{}retained", self.prefix)

@@ -54,6 +54,8 @@ struct Inner {
     claim: Script,
     write: Script,
     order: RefCell<WriteOrder>,
+    /// In a cluster: route changes also go to the route feed.
+    route_feed: std::cell::Cell<bool>,
     /// Told of each barrier once the writes before it are answered: `(shard
     /// that asked, ticket, whether they all succeeded)`.
     on_barrier: RefCell<Option<OnBarrier>>,
@@ -104,6 +106,10 @@ impl WriteOrder {
     }
 }
 
+/// About how many entries the route feed keeps: a node that falls further
+/// behind reads the route sets again.
+const ROUTE_FEED_LEN: u64 = 1_000_000;
+
 /// Sessions the start-up loader asks about in one round.
 const LOAD_BATCH: usize = 1024;
 
@@ -125,6 +131,7 @@ impl RedisStore {
                 claim: Script::new("claim", layout::CLAIM),
                 write: Script::new("write", layout::WRITE),
                 order: RefCell::default(),
+                route_feed: std::cell::Cell::new(false),
                 on_barrier: RefCell::default(),
             }),
         })
@@ -176,6 +183,12 @@ impl RedisStore {
             .arg(&self.inner.owner_field)
             .arg(if clean { "1" } else { "0" })
             .arg(must)
+    }
+
+    /// Appends every route change to the cluster's route feed too
+    /// ([`Keys::route_feed`]).
+    pub fn feed_routes(&self) {
+        self.inner.route_feed.set(true);
     }
 
     /// Where the answers to barriers go ([`RedisStore::write`]).
@@ -373,6 +386,23 @@ impl RedisStore {
                         .arg(&*filter),
                     pending,
                 );
+                if self.inner.route_feed.get() {
+                    let mut xadd = redis::cmd("XADD");
+                    xadd.arg(keys.route_feed())
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(ROUTE_FEED_LEN)
+                        .arg("*")
+                        .arg("n")
+                        .arg(&self.inner.owner.node)
+                        .arg("s")
+                        .arg(self.inner.shard)
+                        .arg("f")
+                        .arg(&*filter)
+                        .arg("o")
+                        .arg(if added { "+" } else { "-" });
+                    self.push_cmd("route feed", &xadd, pending);
+                }
             }
         }
     }
