@@ -281,16 +281,17 @@ pub fn start(
             )));
         }
         // Shard 0 holds the node's cluster lease, on its store connection.
-        // It also tails the route feed, with the joins and deaths the lease
-        // reports; every shard appends its own route changes to it.
+        // It also tails the cluster's feed, with the joins and deaths the
+        // lease reports; every shard appends its route changes and retained
+        // messages to it.
         if let (Some(store), Some(_)) = (&store, &registration) {
-            store.feed_routes();
+            store.feed_cluster();
         }
         if let (Some(store), Some(me), 0) = (&store, &registration, ctx.id()) {
-            let resync = Rc::new(cluster::route_feed::Resync::default());
-            tasks.push(glommio::spawn_local(cluster::route_feed::run(
+            let resync = Rc::new(cluster::feed::Resync::default());
+            tasks.push(glommio::spawn_local(cluster::feed::run(
                 shard.clone(),
-                store.client().clone(),
+                store.clone(),
                 Keys::new(&store_prefix),
                 me.owner.node.clone(),
                 resync.clone(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::broker_process::{free_port, BrokerProcess};
 use common::redis::RedisServer;
 use common::*;
-use shardmq::protocol::{QoS, Version};
+use shardmq::protocol::{Packet, QoS, Version};
 
 /// Short, so deaths show quickly: renewed every 333 ms.
 const LEASE: Duration = Duration::from_secs(1);
@@ -191,4 +191,71 @@ async fn every_node_learns_the_others_routes() {
     // The new life of a starts with no clean subscriber: nothing to know.
     std::thread::sleep(LEASE);
     assert_eq!(routes_known(&b), [0.0, 0.0]);
+}
+
+/// Retained messages are cluster-wide: one set on a node reaches a later
+/// subscriber on another, through the store and the feed; one cleared is
+/// gone there too.
+#[tokio::test]
+async fn a_retained_message_set_on_one_node_is_retained_on_the_others() {
+    let redis = RedisServer::start();
+    let a = BrokerProcess::start("retained-a", &node_config(&redis, "a"));
+    let b = BrokerProcess::start("retained-b", &node_config(&redis, "b"));
+    // Both have joined, and b reads the feed (it polls every 50 ms), before
+    // the message is set: b learns of it by the feed.
+    assert!(
+        within(3 * LEASE, || gauge(&b, "shardmq_cluster_peers") == 1.0).is_some(),
+        "b never saw a"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut p = Raw::connect(a.addr, Version::V5, &id_on_shard("setter", 1), true).await;
+    let mut retained = publish("r/1", QoS::AtLeastOnce, 1, b"kept");
+    retained.retain = true;
+    p.publish(retained).await;
+    p.recv().await; // PUBACK
+
+    // A new subscriber on b, every 100 ms, until one gets it.
+    let deadline = Instant::now() + 2 * LEASE;
+    let mut n = 0;
+    let got = loop {
+        n += 1;
+        if let Some(m) = retained_on(&b, &format!("getter-{n}")).await {
+            break Some(m);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+    };
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"kept"[..]),
+        "a subscriber on b never got a's retained message"
+    );
+
+    let mut clear = publish("r/1", QoS::AtLeastOnce, 2, b"");
+    clear.retain = true;
+    p.publish(clear).await;
+    p.recv().await;
+    let deadline = Instant::now() + 2 * LEASE;
+    loop {
+        n += 1;
+        let left = retained_on(&b, &format!("getter-{n}")).await;
+        if left.is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a's retained message is still retained on b after a cleared it: {left:?}"
+        );
+    }
+}
+
+/// What a new subscriber to `r/+` on `node` gets as retained within 100 ms.
+async fn retained_on(node: &BrokerProcess, id: &str) -> Option<Vec<u8>> {
+    let mut s = Raw::connect(node.addr, Version::V3_1_1, id, true).await;
+    s.sub("r/+", QoS::AtLeastOnce).await;
+    match s.recv_within(Duration::from_millis(100)).await {
+        Recv::Packet(Packet::Publish(m)) if m.retain => Some(m.payload.to_vec()),
+        _ => None,
+    }
 }

@@ -5,7 +5,7 @@
 //! asks Redis where to go.
 //!
 //! Sans-IO: [`RouteUpdate`]s in, matches out. Shard 0 reads the feed
-//! (`cluster::route_feed`) and hands each update to every shard's broker.
+//! (`cluster::feed`) and hands each update to every shard's broker.
 
 use bytestring::ByteString;
 

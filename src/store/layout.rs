@@ -63,12 +63,13 @@ impl Keys {
         format!("{}node:{node}:routes:*", self.prefix)
     }
 
-    /// STREAM, in a cluster: every node's route changes, each entry `n`
-    /// (node id), `s` (shard), `f` (topic filter), `o` (`+` added, `-`
-    /// removed); every node tails it to keep its node-level route index
-    /// ([`crate::cluster::routes`]). Trimmed to about 1,000,000 entries.
-    pub fn route_feed(&self) -> String {
-        format!("{}routes:feed", self.prefix)
+    /// STREAM, in a cluster: what every node changed that the others
+    /// keep a copy of ([`crate::cluster::feed`]): a route, entry `n` (node
+    /// id), `s` (shard), `f` (topic filter), `o` (`+` added, `-` removed);
+    /// or a retained message, entry `n`, `r` (its topic; the message is
+    /// [`Keys::retained`]). Trimmed to about 1,000,000 entries.
+    pub fn feed(&self) -> String {
+        format!("{}feed", self.prefix)
     }
 
     /// SET of the topics that have a retained message.

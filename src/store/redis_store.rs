@@ -54,8 +54,8 @@ struct Inner {
     claim: Script,
     write: Script,
     order: RefCell<WriteOrder>,
-    /// In a cluster: route changes also go to the route feed.
-    route_feed: std::cell::Cell<bool>,
+    /// In a cluster: route and retained changes also go to the feed.
+    feed: std::cell::Cell<bool>,
     /// Told of each barrier once the writes before it are answered: `(shard
     /// that asked, ticket, whether they all succeeded)`.
     on_barrier: RefCell<Option<OnBarrier>>,
@@ -106,9 +106,8 @@ impl WriteOrder {
     }
 }
 
-/// About how many entries the route feed keeps: a node that falls further
-/// behind reads the route sets again.
-const ROUTE_FEED_LEN: u64 = 1_000_000;
+/// About how many entries the cluster's feed keeps.
+const FEED_LEN: u64 = 1_000_000;
 
 /// Sessions the start-up loader asks about in one round.
 const LOAD_BATCH: usize = 1024;
@@ -131,7 +130,7 @@ impl RedisStore {
                 claim: Script::new("claim", layout::CLAIM),
                 write: Script::new("write", layout::WRITE),
                 order: RefCell::default(),
-                route_feed: std::cell::Cell::new(false),
+                feed: std::cell::Cell::new(false),
                 on_barrier: RefCell::default(),
             }),
         })
@@ -185,10 +184,29 @@ impl RedisStore {
             .arg(must)
     }
 
-    /// Appends every route change to the cluster's route feed too
-    /// ([`Keys::route_feed`]).
-    pub fn feed_routes(&self) {
-        self.inner.route_feed.set(true);
+    /// Appends every route change and retained message set to the
+    /// cluster's feed too ([`Keys::feed`]), for the other nodes.
+    pub fn feed_cluster(&self) {
+        self.inner.feed.set(true);
+    }
+
+    /// `XADD` of `fields` to the cluster's feed, when there is one.
+    fn push_feed(&self, fields: &[(&str, &[u8])], pending: &mut Vec<Pending>) {
+        if !self.inner.feed.get() {
+            return;
+        }
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.inner.keys.feed())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(FEED_LEN)
+            .arg("*")
+            .arg("n")
+            .arg(&self.inner.owner.node);
+        for (k, v) in fields {
+            xadd.arg(*k).arg(*v);
+        }
+        self.push_cmd("cluster feed", &xadd, pending);
     }
 
     /// Where the answers to barriers go ([`RedisStore::write`]).
@@ -363,6 +381,7 @@ impl RedisStore {
                         redis::cmd("SADD").arg(keys.retained_index()).arg(&*topic),
                         pending,
                     );
+                    self.push_feed(&[("r", topic.as_bytes())], pending);
                 }
                 None => {
                     self.push_cmd(
@@ -375,6 +394,7 @@ impl RedisStore {
                         redis::cmd("SREM").arg(keys.retained_index()).arg(&*topic),
                         pending,
                     );
+                    self.push_feed(&[("r", topic.as_bytes())], pending);
                 }
             },
             StoreOp::Route { filter, added } => {
@@ -386,23 +406,12 @@ impl RedisStore {
                         .arg(&*filter),
                     pending,
                 );
-                if self.inner.route_feed.get() {
-                    let mut xadd = redis::cmd("XADD");
-                    xadd.arg(keys.route_feed())
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(ROUTE_FEED_LEN)
-                        .arg("*")
-                        .arg("n")
-                        .arg(&self.inner.owner.node)
-                        .arg("s")
-                        .arg(self.inner.shard)
-                        .arg("f")
-                        .arg(&*filter)
-                        .arg("o")
-                        .arg(if added { "+" } else { "-" });
-                    self.push_cmd("route feed", &xadd, pending);
-                }
+                let shard = self.inner.shard.to_string();
+                let op: &[u8] = if added { b"+" } else { b"-" };
+                self.push_feed(
+                    &[("s", shard.as_bytes()), ("f", filter.as_bytes()), ("o", op)],
+                    pending,
+                );
             }
         }
     }

@@ -1,7 +1,8 @@
-//! Shard 0 keeps the node-level route index ([`super::routes`]) current: it
-//! reads every live node's route sets once, then tails the route feed (a
-//! Redis stream every node appends its route changes to), and hands what
-//! changed to every shard's broker.
+//! Shard 0 keeps what this node copies of the others current: the
+//! node-level route index ([`super::routes`]) and the retained messages. It
+//! reads every live node's route sets once, then tails the cluster's feed (a
+//! Redis stream every node appends its route changes and retained messages
+//! to), and hands what changed to every shard's broker.
 //!
 //! The feed is polled (`XREAD` without `BLOCK`) on the shard's own
 //! pipelined connection: a blocking read would hold up every write queued
@@ -21,9 +22,12 @@ use tracing::{debug, warn};
 
 use super::routes::RouteUpdate;
 use crate::connection::Shard;
+use crate::message::Message;
 use crate::store::layout::Keys;
+use crate::store::record;
 use crate::store::redis::RedisClient;
-use crate::topic::TopicFilter;
+use crate::store::redis_store::RedisStore;
+use crate::topic::{TopicFilter, TopicName};
 
 /// How often the feed is read: how long a subscription on another node may
 /// take to become known here.
@@ -69,7 +73,7 @@ impl Resync {
 /// Runs until shutdown.
 pub async fn run(
     shard: Rc<Shard>,
-    client: RedisClient,
+    store: RedisStore,
     keys: Keys,
     me: String,
     resync: Rc<Resync>,
@@ -82,11 +86,22 @@ pub async fn run(
             return;
         }
         let pending = resync.take();
-        match step(&client, &keys, &me, &mut last, &pending).await {
-            Ok(updates) if updates.is_empty() => {}
-            Ok(updates) => {
-                debug!(updates = updates.len(), "other nodes' routes changed");
-                shard.broker.borrow_mut().route_updates(updates);
+        match step(&store, &keys, &me, &mut last, &pending).await {
+            Ok((updates, retained)) if updates.is_empty() && retained.is_empty() => {}
+            Ok((updates, retained)) => {
+                debug!(
+                    routes = updates.len(),
+                    retained = retained.len(),
+                    "other nodes changed what this one copies"
+                );
+                let mut broker = shard.broker.borrow_mut();
+                if !updates.is_empty() {
+                    broker.route_updates(updates);
+                }
+                for message in retained {
+                    broker.load_retained(message);
+                }
+                drop(broker);
                 shard.wake();
             }
             Err(e) => {
@@ -105,19 +120,32 @@ pub async fn run(
 }
 
 /// One poll: the feed's position if there is none yet, the routes of the
-/// nodes in `pending`, then the feed's new entries.
+/// nodes in `pending`, then the feed's new entries: route changes, and
+/// retained messages as Redis holds them now (an empty payload clears).
 async fn step(
-    client: &RedisClient,
+    store: &RedisStore,
     keys: &Keys,
     me: &str,
     last: &mut Option<String>,
     pending: &[(ByteString, bool)],
-) -> Result<Vec<RouteUpdate>, String> {
+) -> Result<(Vec<RouteUpdate>, Vec<Message>), String> {
+    let client = store.client();
+    let mut retained = Vec::new();
     let from = match last.take() {
         Some(id) => id,
-        // Start at the feed's end: the route sets are read next (the lease
-        // task reports each live node), so nothing written before is missed.
-        None => last_id(client, keys).await?,
+        // Start at the feed's end, then read what it would have told: the
+        // route sets (the lease task reports each live node, whose sets are
+        // read next), and every retained message (start-up loading read them
+        // before this position was taken, and one set in between would be
+        // missed).
+        None => {
+            let id = last_id(client, keys).await?;
+            retained = store
+                .load_retained(std::time::Instant::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            id
+        }
     };
     *last = Some(from.clone());
     let mut updates = Vec::new();
@@ -130,10 +158,56 @@ async fn step(
             false => RouteUpdate::Gone { node: node.clone() },
         });
     }
-    let (next, changes) = read_feed(client, keys, &from, me).await?;
+    let (next, entries) = read_feed(client, keys, &from, me).await?;
+    for entry in entries {
+        match entry {
+            Entry::Route(update) => updates.push(update),
+            Entry::Retained(topic) => retained.push(read_retained(client, keys, topic).await?),
+        }
+    }
     *last = Some(next);
-    updates.extend(changes);
-    Ok(updates)
+    Ok((updates, retained))
+}
+
+/// A topic's retained message as Redis holds it; one with an empty payload
+/// (which clears it) when there is none or it does not decode.
+async fn read_retained(
+    client: &RedisClient,
+    keys: &Keys,
+    topic: TopicName,
+) -> Result<Message, String> {
+    let reply = client
+        .cmd(redis::cmd("GET").arg(keys.retained(&topic)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = std::time::Instant::now();
+    let stored = match &reply {
+        Value::BulkString(bytes) => match record::decode_message(bytes, &ByteString::new(), now) {
+            Ok(message) => Some(message),
+            Err(e) => {
+                warn!(topic = %&*topic, error = %e, "a retained message does not decode: cleared");
+                None
+            }
+        },
+        _ => None,
+    };
+    Ok(stored.unwrap_or_else(|| Message {
+        topic,
+        payload: bytes::Bytes::new(),
+        qos: crate::protocol::QoS::AtMostOnce,
+        retain: true,
+        properties: None,
+        publisher: ByteString::new(),
+        expires_at: None,
+    }))
+}
+
+/// One entry of the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Route(RouteUpdate),
+    /// This topic's retained message was set or cleared.
+    Retained(TopicName),
 }
 
 /// The id of the feed's last entry (`0-0` when it is empty).
@@ -141,7 +215,7 @@ async fn last_id(client: &RedisClient, keys: &Keys) -> Result<String, String> {
     let reply = client
         .cmd(
             redis::cmd("XREVRANGE")
-                .arg(keys.route_feed())
+                .arg(keys.feed())
                 .arg("+")
                 .arg("-")
                 .arg("COUNT")
@@ -208,20 +282,20 @@ async fn read_node(client: &RedisClient, keys: &Keys, node: &str) -> Result<Rout
 }
 
 /// Feed entries after `from` of nodes other than `me`: the id to read from
-/// next, and the changes.
+/// next, and the entries.
 async fn read_feed(
     client: &RedisClient,
     keys: &Keys,
     from: &str,
     me: &str,
-) -> Result<(String, Vec<RouteUpdate>), String> {
+) -> Result<(String, Vec<Entry>), String> {
     let reply = client
         .cmd(
             redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(BATCH)
                 .arg("STREAMS")
-                .arg(keys.route_feed())
+                .arg(keys.feed())
                 .arg(from),
         )
         .await
@@ -243,7 +317,7 @@ async fn read_feed(
         _ => return Err(bad(&reply)),
     };
     let mut next = from.to_owned();
-    let mut updates = Vec::new();
+    let mut parsed = Vec::new();
     for entry in entries {
         let Value::Array(parts) = entry else {
             return Err(bad(entry));
@@ -254,17 +328,18 @@ async fn read_feed(
         };
         next = id;
         match parse_entry(fields) {
-            Some(RouteUpdate::Change { ref node, .. }) if node == me => {}
-            Some(update) => updates.push(update),
-            None => warn!(entry = ?entry, "a route feed entry does not parse: skipped"),
+            Some((node, _)) if node == me => {}
+            Some((_, entry)) => parsed.push(entry),
+            None => warn!(entry = ?entry, "a cluster feed entry does not parse: skipped"),
         }
     }
-    Ok((next, updates))
+    Ok((next, parsed))
 }
 
-/// `n node s shard f filter o +|-`.
-fn parse_entry(fields: &[Value]) -> Option<RouteUpdate> {
-    let (mut node, mut shard, mut filter, mut added) = (None, None, None, None);
+/// `n node s shard f filter o +|-` (a route), or `n node r topic` (a
+/// retained message): the node that wrote it, and what.
+fn parse_entry(fields: &[Value]) -> Option<(String, Entry)> {
+    let (mut node, mut shard, mut filter, mut added, mut retained) = (None, None, None, None, None);
     for pair in fields.chunks(2) {
         let (key, value) = (text(&pair[0])?, text(pair.get(1)?)?);
         match key.as_str() {
@@ -272,15 +347,21 @@ fn parse_entry(fields: &[Value]) -> Option<RouteUpdate> {
             "s" => shard = value.parse().ok(),
             "f" => filter = TopicFilter::new(value).ok(),
             "o" => added = Some(value == "+"),
+            "r" => retained = TopicName::new(value).ok(),
             _ => {}
         }
     }
-    Some(RouteUpdate::Change {
-        node: node?.into(),
-        shard: shard?,
-        filter: filter?,
-        added: added?,
-    })
+    let node = node?;
+    let entry = match retained {
+        Some(topic) => Entry::Retained(topic),
+        None => Entry::Route(RouteUpdate::Change {
+            node: node.clone().into(),
+            shard: shard?,
+            filter: filter?,
+            added: added?,
+        }),
+    };
+    Some((node, entry))
 }
 
 fn scan_reply(reply: &Value) -> Option<(String, Vec<String>)> {
@@ -318,13 +399,26 @@ mod tests {
         let fields = ["n", "b", "s", "1", "f", "x/+", "o", "-"].map(bulk);
         assert_eq!(
             parse_entry(&fields),
-            Some(RouteUpdate::Change {
-                node: "b".into(),
-                shard: 1,
-                filter: TopicFilter::new("x/+".to_owned()).unwrap(),
-                added: false,
-            })
+            Some((
+                "b".to_owned(),
+                Entry::Route(RouteUpdate::Change {
+                    node: "b".into(),
+                    shard: 1,
+                    filter: TopicFilter::new("x/+".to_owned()).unwrap(),
+                    added: false,
+                })
+            ))
         );
+        let retained = ["n", "c", "r", "a/b"].map(bulk);
+        assert_eq!(
+            parse_entry(&retained),
+            Some((
+                "c".to_owned(),
+                Entry::Retained(TopicName::new("a/b".to_owned()).unwrap())
+            ))
+        );
+        let bad_topic = ["n", "c", "r", "a/+"].map(bulk);
+        assert_eq!(parse_entry(&bad_topic), None);
         let bad_filter = ["n", "b", "s", "1", "f", "x/#/y", "o", "+"].map(bulk);
         assert_eq!(parse_entry(&bad_filter), None);
         let missing = ["n", "b", "f", "x", "o", "+"].map(bulk);
