@@ -269,6 +269,10 @@ pub fn start(
             acl,
             shutdown.clone(),
         )));
+        tasks.push(glommio::spawn_local(keepalive(
+            shard.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(glommio::spawn_local(metrics::sample(
             shard.clone(),
             shutdown.clone(),
@@ -464,6 +468,17 @@ fn reload_acl(acl: AclFile) -> impl FnMut(Trigger) + Send + 'static {
 
 /// Once a second: delayed wills, session expiry, and, after an ACL reload,
 /// removing the subscriptions the new rules deny.
+/// How often each shard looks for clients past their keepalive: a client is
+/// closed at most this much after 1.5 times its keepalive.
+const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
+
+/// Ends the connections whose client stayed silent past its keepalive.
+async fn keepalive(shard: Rc<Shard>, shutdown: Shutdown) {
+    while !shutdown.sleep(KEEPALIVE_SWEEP).await {
+        shard.expire_idle(Instant::now());
+    }
+}
+
 async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
     let mut generation = acl.as_ref().map_or(0, AclFile::generation);
     loop {

@@ -121,6 +121,13 @@ struct ConnState {
     /// When the write in progress started, if one is: a write stuck for
     /// `send-timeout` closes the connection ([`Shard::close_stuck`]).
     writing_since: Cell<Option<Instant>>,
+    /// The keepalive bound on one read (1.5 times the keepalive), if any.
+    idle_timeout: Option<Duration>,
+    /// When the read in progress started, if the reader is reading: a read
+    /// that waits past `idle_timeout` ends the connection
+    /// ([`Shard::expire_idle`]). Not a timeout on each read: glommio would
+    /// arm and cancel a kernel timer per read.
+    reading_since: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -287,6 +294,25 @@ impl Shard {
         }
         drop(broker);
         self.wake();
+    }
+
+    /// Ends the connections whose reader has waited on one read for longer
+    /// than their keepalive allows (1.5 times the keepalive, [MQTT-3.1.2-24]):
+    /// the reading side of the socket is shut, so the read ends, and the
+    /// reader reports the keepalive timeout (MQTT 5: DISCONNECT 0x8D). Call a
+    /// few times a second.
+    pub fn expire_idle(&self, now: Instant) {
+        for state in self.writers.borrow().values() {
+            let (Some(timeout), Some(since)) = (state.idle_timeout, state.reading_since.get())
+            else {
+                continue;
+            };
+            if now.saturating_duration_since(since) >= timeout && state.reader_error.get().is_none()
+            {
+                state.reader_error.set(Some(ReasonCode::KeepAliveTimeout));
+                state.socket.shutdown_read();
+            }
+        }
     }
 
     /// Wakes every writer (shutdown).
@@ -492,7 +518,9 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         client,
         _admission,
     } = accepted;
-    socket.set_read_timeout(client.idle_timeout)?;
+    // The CONNECT's deadline was a read timeout; keepalive is kept by
+    // `Shard::expire_idle` instead.
+    socket.set_read_timeout(None)?;
     let state = Rc::new(ConnState {
         socket,
         notify: Notify::default(),
@@ -502,6 +530,8 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         interrupt: Notify::default(),
         drained: WakeQueue::default(),
         writing_since: Cell::new(None),
+        idle_timeout: client.idle_timeout,
+        reading_since: Cell::new(None),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
     let writer = glommio::spawn_local(write_loop(
@@ -711,7 +741,12 @@ async fn read_loop(
             .mesh_drained
             .wait_until(|| shard.mesh_out.borrow().len() < MESH_BACKLOG)
             .await;
-        match state.socket.read(rbuf, &shard.read_scratch).await {
+        if state.idle_timeout.is_some() {
+            state.reading_since.set(Some(Instant::now()));
+        }
+        let read = state.socket.read(rbuf, &shard.read_scratch).await;
+        state.reading_since.set(None);
+        match read {
             Ok(0) => {
                 return if state.closed_by_broker.get().is_some() {
                     End::ByBroker

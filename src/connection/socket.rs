@@ -127,6 +127,12 @@ impl Socket {
         self.shutdown_how(Shutdown::Both);
     }
 
+    /// Ends reading: a read in progress returns the end of the stream.
+    /// Writing goes on (a DISCONNECT can still be sent).
+    pub fn shutdown_read(&self) {
+        self.shutdown_how(Shutdown::Read);
+    }
+
     /// Sends FIN after what was written: the client reads it all, then the end
     /// of the stream. Reading goes on.
     pub fn shutdown_write(&self) {
