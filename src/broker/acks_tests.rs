@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::tests::{connect, online, pid, publish, settings, subscribe};
+use super::tests::{connect, deliver_forwards, online, pid, publish, settings, subscribe};
 use super::*;
 use crate::protocol::{Ack, Version};
 use crate::store::{Claim, StoreOp};
@@ -105,7 +105,7 @@ fn the_ack_waits_for_every_shard_that_got_the_message_and_keeps_order() {
     let now = Instant::now();
     let mut shards = [stored_messages(0), stored_messages(1)];
     let _sub = stored_subscriber(&mut shards[1], 1, "s", "far/#");
-    deliver(&mut shards, now);
+    deliver_forwards(&mut shards, now);
     let mut publ = online(&mut shards[0], 1, connect(Version::V3_1_1, "p", true));
     shards[0]
         .handle(&mut publ, publish("far/x", QoS::AtLeastOnce, 1, b"1"), now)
@@ -128,7 +128,7 @@ fn the_ack_waits_for_every_shard_that_got_the_message_and_keeps_order() {
     assert_eq!(acks(&mut shards[0], 1), [], "shard 1 has not answered");
 
     // Shard 1 routes the message, then gets the barrier behind it.
-    deliver(&mut shards, now);
+    deliver_forwards(&mut shards, now);
     assert!(
         matches!(
             &shards[1].take_store_ops()[..],
@@ -138,7 +138,7 @@ fn the_ack_waits_for_every_shard_that_got_the_message_and_keeps_order() {
     );
     assert_eq!(shards[1].take_barriers(), [(0, first)]);
     shards[1].forwards.push((0, Forward::Stored(first, true)));
-    deliver(&mut shards, now);
+    deliver_forwards(&mut shards, now);
     assert_eq!(
         acks(&mut shards[0], 1),
         [
@@ -243,13 +243,4 @@ fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
         "{ops:?}"
     );
     drop(c);
-}
-
-fn deliver(shards: &mut [Broker; 2], now: Instant) {
-    for from in 0..2 {
-        let forwards = std::mem::take(&mut shards[from].forwards);
-        for (to, f) in forwards {
-            shards[to].on_forward(from, f, now);
-        }
-    }
 }

@@ -544,7 +544,7 @@ fn publishes_cross_shards_through_the_index() {
     assert!(shards[0].forwards.is_empty());
 }
 
-fn deliver_forwards(shards: &mut [Broker; 2], now: Instant) {
+pub(super) fn deliver_forwards(shards: &mut [Broker; 2], now: Instant) {
     for from in 0..2 {
         let forwards = std::mem::take(&mut shards[from].forwards);
         for (to, f) in forwards {

@@ -82,25 +82,39 @@ pub fn decode_subscription(bytes: &[u8]) -> Result<Subscription, RecordError> {
 /// `message` as the PUBLISH a v5 subscriber would get at `now`: the expiry
 /// interval is what is left of it.
 pub fn encode_message(message: &Message, now: Instant) -> Bytes {
+    let mut buf = BytesMut::new();
+    put_publish(&mut buf, message, message.qos, message.retain, &[], now);
+    buf.freeze()
+}
+
+/// Appends `message` as an MQTT 5 PUBLISH with this QoS, RETAIN and
+/// subscription identifiers, its expiry interval what is left at `now`.
+fn put_publish(
+    buf: &mut BytesMut,
+    message: &Message,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: &[u32],
+    now: Instant,
+) {
     let mut properties = message.properties.as_deref().cloned().unwrap_or_default();
     properties.message_expiry_interval = message.expiry_left(now);
+    properties.subscription_identifiers = subscription_ids.to_vec();
     let publish = Publish {
         dup: false,
-        qos: message.qos,
-        retain: message.retain,
+        qos,
+        retain,
         topic: message.topic.clone(),
-        packet_id: (message.qos != QoS::AtMostOnce).then_some(PacketId::MIN),
+        packet_id: (qos != QoS::AtMostOnce).then_some(PacketId::MIN),
         payload: message.payload.clone(),
         properties,
     };
-    let mut buf = BytesMut::new();
     // A message the broker accepted always encodes: its parts came through
     // the same codec. Were one not to, the record is empty, and decoding it
     // reports it instead of storing half a packet.
-    if encode(&Packet::Publish(publish), Version::V5, &mut buf).is_err() {
+    if encode(&Packet::Publish(publish), Version::V5, buf).is_err() {
         buf.clear();
     }
-    buf.freeze()
 }
 
 /// A stored message, as if `publisher` had just published it at `now`.
@@ -127,21 +141,6 @@ pub fn decode_message(
 /// identifiers) in MQTT 5. The Courier non_persistence bit is not kept: such
 /// a delivery is never stored.
 pub fn encode_delivery(delivery: &Delivery, now: Instant) -> Bytes {
-    let message = &delivery.message;
-    let mut properties = message.properties.as_deref().cloned().unwrap_or_default();
-    properties.message_expiry_interval = message.expiry_left(now);
-    properties
-        .subscription_identifiers
-        .clone_from(&delivery.subscription_ids);
-    let publish = Publish {
-        dup: false,
-        qos: delivery.qos,
-        retain: delivery.retain,
-        topic: message.topic.clone(),
-        packet_id: (delivery.qos != QoS::AtMostOnce).then_some(PacketId::MIN),
-        payload: message.payload.clone(),
-        properties,
-    };
     let mut buf = BytesMut::new();
     let group = delivery.share_group.as_ref().map(|g| g.as_str().as_bytes());
     buf.put_u8(u8::from(delivery.non_retry) | u8::from(group.is_some()) << 1);
@@ -150,9 +149,15 @@ pub fn encode_delivery(delivery: &Delivery, now: Instant) -> Bytes {
         buf.put_u16(group.len() as u16);
         buf.extend_from_slice(group);
     }
-    if encode(&Packet::Publish(publish), Version::V5, &mut buf).is_err() {
-        buf.clear();
-    }
+    let (message, qos, retain) = (&delivery.message, delivery.qos, delivery.retain);
+    put_publish(
+        &mut buf,
+        message,
+        qos,
+        retain,
+        &delivery.subscription_ids,
+        now,
+    );
     buf.freeze()
 }
 
