@@ -24,6 +24,8 @@
 
 pub mod cli;
 pub mod client;
+mod cpu;
+mod fleet;
 pub mod identity;
 mod idle;
 pub mod payload;
@@ -68,11 +70,9 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
     let rss_before = args.broker_pid.map(rss::rss_kib).transpose()?;
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let rss_connected = args.broker_pid.map(|pid| {
-        let (shared, stop) = (shared.clone(), stop.clone());
-        // Halfway through the measured window: every connection is up and settled.
-        let at = spec.warmup + spec.duration / 2;
-        std::thread::spawn(move || sample_rss(pid, &shared, &stop, at))
+    let sampled = args.broker_pid.map(|pid| {
+        let (shared, stop, spec) = (shared.clone(), stop.clone(), spec.clone());
+        std::thread::spawn(move || sample_broker(pid, &shared, &stop, &spec))
     });
     let printer = progress.then(|| {
         let (shared, stop) = (shared.clone(), stop.clone());
@@ -83,7 +83,8 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
     if let Some(printer) = printer {
         let _ = printer.join();
     }
-    let rss_connected = rss_connected.and_then(|t| t.join().ok().flatten());
+    let sampled = sampled.and_then(|t| t.join().ok()).unwrap_or_default();
+    let rss_connected = sampled.rss_kib;
     let stats = result?;
     let connections = shared.live.connected.load(Ordering::Relaxed);
     let per_connection = match (rss_before, rss_connected) {
@@ -122,12 +123,22 @@ pub fn execute(args: &Args, progress: bool) -> anyhow::Result<Report> {
         received_in_window: stats.arrived,
         received_in_window_per_sec: stats.arrived as f64 / secs,
         latency_us: Latency::of(&stats),
-        percentiles: report::Percentile::all(&stats.latency),
-        distribution: report::Distribution::of(&stats.latency),
+        percentiles: report::Percentile::all(&stats.latency.histogram()),
+        distribution: report::Distribution::of(&stats.latency.histogram()),
         connections,
         broker_rss_kib_before: rss_before,
         broker_rss_kib_connected: rss_connected,
         broker_rss_bytes_per_connection: per_connection.map(|b| b.round()),
+        broker_cpu_percent: sampled
+            .cpu_s
+            .map(|cpu| round1(cpu / sampled.window_s * 100.0)),
+        broker_cpu_us_per_message: sampled.cpu_s.and_then(|cpu| {
+            let received = stats.received as f64 / spec.duration.as_secs_f64() * sampled.window_s;
+            (received > 0.0).then(|| round1(cpu * 1e6 / received))
+        }),
+        reconnects: stats.reconnect.len(),
+        reconnect_us: (!stats.reconnect.is_empty())
+            .then(|| report::Reconnects::of(&stats.reconnect.histogram())),
         errors: stats.error_count(),
         error_reasons: stats.errors,
         warnings,
@@ -160,7 +171,7 @@ fn warnings(spec: &Spec) -> Vec<String> {
 /// `--qos`, or the scenario's default.
 fn qos_level(args: &Args) -> u8 {
     args.qos.unwrap_or(match args.scenario {
-        Scenario::Mixed => 1,
+        Scenario::Mixed | Scenario::Fleet => 1,
         _ => 0,
     })
 }
@@ -205,6 +216,7 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
             if broker.is_ipv4() { "IPv4" } else { "IPv6" }
         );
     }
+    let reconnect = fleet_reconnect(args)?;
     let identity = identity(args)?;
     identity.validate(plan.roles.len())?;
     Ok(Spec {
@@ -220,7 +232,50 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
         cores,
         identity,
         bind_ips: args.bind_ips.clone(),
+        reconnect,
+        seed: FLEET_SEED,
     })
+}
+
+/// What fleet clients draw their rates and phases from: fixed, so two runs (and two
+/// brokers in compare.sh) get the same fleet.
+const FLEET_SEED: u64 = 0x5eed_f1ee7;
+
+/// fleet: the reconnect storm from the command line, or why it cannot run.
+fn fleet_reconnect(args: &Args) -> anyhow::Result<Option<runner::Reconnect>> {
+    if args.scenario != Scenario::Fleet {
+        if args.reconnect_at.is_some() {
+            bail!("--reconnect-at is for fleet only");
+        }
+        return Ok(None);
+    }
+    if args.rate == Rate::Max {
+        bail!("fleet sends at a set --rate (the total over all clients), not max");
+    }
+    if args.session == Some(SessionKind::Clean) {
+        bail!("fleet clients hold persistent sessions; leave out --session clean");
+    }
+    if !args.reconnect_fraction.is_some_and(|f| f > 0.0) {
+        if args.reconnect_at.is_some() {
+            bail!("--reconnect-at needs --reconnect-fraction");
+        }
+        return Ok(None);
+    }
+    let at = args.reconnect_at.unwrap_or(args.duration / 3);
+    if at.is_zero() || at + args.reconnect_offline >= args.duration {
+        bail!(
+            "--reconnect-at {} with --reconnect-offline {}: the clients must leave after the \
+             window starts and be back before it ends (--duration {}); reconnect-at + offline \
+             must be below the duration",
+            humantime::format_duration(at),
+            humantime::format_duration(args.reconnect_offline),
+            humantime::format_duration(args.duration)
+        );
+    }
+    Ok(Some(runner::Reconnect {
+        at: args.warmup + at,
+        offline: args.reconnect_offline,
+    }))
 }
 
 /// Credentials and session kind from the command line.
@@ -235,7 +290,7 @@ fn identity(args: &Args) -> anyhow::Result<Identity> {
         (None, None) => Password::None,
     };
     let session = args.session.unwrap_or(match args.scenario {
-        Scenario::Mixed => SessionKind::Persistent,
+        Scenario::Mixed | Scenario::Fleet => SessionKind::Persistent,
         _ => SessionKind::Clean,
     });
     let persistent = session == SessionKind::Persistent;
@@ -255,24 +310,60 @@ fn identity(args: &Args) -> anyhow::Result<Identity> {
     })
 }
 
-/// The broker's RSS once the run has been going for `at`; `None` if the run ends
-/// first or the process is gone.
-fn sample_rss(pid: u32, shared: &Shared, stop: &AtomicBool, at: Duration) -> Option<u64> {
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// What `--broker-pid` reads from /proc while the run goes on.
+#[derive(Debug, Default)]
+struct BrokerSample {
+    /// RSS halfway through the measured window: every connection is up and settled.
+    rss_kib: Option<u64>,
+    /// CPU seconds the broker used over `window_s`, which is the measured window less
+    /// 0.5 s at each end (as compare.sh samples it).
+    cpu_s: Option<f64>,
+    window_s: f64,
+}
+
+/// Reads the broker's CPU time at the window's start + 0.5 s and end - 0.5 s, and its
+/// RSS halfway; whatever the run's end or the process's exit leaves out is `None`.
+fn sample_broker(pid: u32, shared: &Shared, stop: &AtomicBool, spec: &Spec) -> BrokerSample {
+    let mut sample = BrokerSample::default();
     let tick = Duration::from_millis(10);
     while !shared.started() {
         if stop.load(Ordering::Acquire) {
-            return None;
+            return sample;
         }
         std::thread::sleep(tick);
     }
-    let due = std::time::Instant::now() + at;
-    while std::time::Instant::now() < due {
-        if stop.load(Ordering::Acquire) {
-            return None;
+    let begun = std::time::Instant::now();
+    let wait_until = |at: Duration| {
+        while begun.elapsed() < at {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            std::thread::sleep(tick);
         }
-        std::thread::sleep(tick);
+        true
+    };
+    let margin = Duration::from_millis(500).min(spec.duration / 4);
+    let (cpu_from, cpu_to) = (spec.warmup + margin, spec.warmup + spec.duration - margin);
+    if !wait_until(cpu_from) {
+        return sample;
     }
-    rss::rss_kib(pid).ok()
+    let cpu_start = cpu::cpu_seconds(pid).ok();
+    if !wait_until(spec.warmup + spec.duration / 2) {
+        return sample;
+    }
+    sample.rss_kib = rss::rss_kib(pid).ok();
+    if !wait_until(cpu_to) {
+        return sample;
+    }
+    if let (Some(a), Ok(b)) = (cpu_start, cpu::cpu_seconds(pid)) {
+        sample.cpu_s = Some(b - a);
+        sample.window_s = (cpu_to - cpu_from).as_secs_f64();
+    }
+    sample
 }
 
 fn print_progress(shared: &Shared, stop: &AtomicBool) {
@@ -335,6 +426,28 @@ mod tests {
                 "put {i} in it",
             ),
             (&["--scenario", "mixed", "--clients", "1"], "at least 2"),
+            (&["--scenario", "fleet", "--clients", "1"], "at least 2"),
+            (&["--scenario", "fleet", "--rate", "max"], "set --rate"),
+            (&["--scenario", "fleet", "--session", "clean"], "persistent"),
+            (
+                &["--scenario", "p2p", "--reconnect-fraction", "0.5"],
+                "fleet only",
+            ),
+            (
+                &["--scenario", "fleet", "--reconnect-at", "2s"],
+                "needs --reconnect-fraction",
+            ),
+            (
+                &[
+                    "--scenario",
+                    "fleet",
+                    "--reconnect-fraction",
+                    "0.5",
+                    "--reconnect-at",
+                    "9500ms",
+                ],
+                "below the duration",
+            ),
             (&["--scenario", "p2p", "--bind-ips", "::1"], "same family"),
             (
                 &[
@@ -364,6 +477,33 @@ mod tests {
         assert!(warnings(&idle).is_empty());
         let few = spec_of(&["--scenario", "p2p", "--clients", "4000"]).unwrap();
         assert!(warnings(&few).is_empty());
+    }
+
+    #[test]
+    fn fleet_defaults_to_persistent_qos1_sessions_and_times_its_storm_in_the_window() {
+        let spec = spec_of(&["--scenario", "fleet", "--clients", "10"]).unwrap();
+        assert_eq!(
+            (spec.qos, spec.identity.clean_start),
+            (QoS::AtLeastOnce, false)
+        );
+        assert_eq!(spec.reconnect, None);
+        let storm = spec_of(&[
+            "--scenario",
+            "fleet",
+            "--clients",
+            "10",
+            "--duration",
+            "9s",
+            "--reconnect-fraction",
+            "0.2",
+        ])
+        .unwrap();
+        // A third into the window, after the 2 s warm-up; away for 1 s.
+        let expected = runner::Reconnect {
+            at: Duration::from_secs(5),
+            offline: Duration::from_secs(1),
+        };
+        assert_eq!(storm.reconnect, Some(expected));
     }
 
     #[test]
