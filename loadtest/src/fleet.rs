@@ -30,8 +30,6 @@ use crate::subscriber::Receiver;
 /// QoS 1/2 messages of one client awaiting their ack at most (a fleet client has one
 /// or two in flight; the bound is for a broker that stops acking).
 const WINDOW: usize = 64;
-/// After the publishers stop, a client leaves once it has heard nothing for this long.
-const QUIET: Duration = Duration::from_millis(200);
 /// How often a client wakes after the window, to see whether it is done.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -60,7 +58,11 @@ struct State {
     /// Per QoS 1/2 message awaiting its ack, in send order: whether it is measured.
     inflight: VecDeque<bool>,
     packet_id: u16,
-    heard_ns: u64,
+    /// The client publishing to this one, and how many messages it sends in all:
+    /// its schedule is known, so the client waits for exactly those, not for a quiet
+    /// spell (a fleet client hears something every few seconds at best).
+    source: u32,
+    expected: u64,
     stats: Stats,
 }
 
@@ -78,13 +80,16 @@ pub async fn run(
         // Refused when the spec is made; a fleet is slow by definition.
         Rate::Max => 1.0,
     };
+    let n = spec.plan.publishers;
+    let source = crate::scenario::fleet::source_of(client.id, n);
     let mut state = State {
         clock: RealClock(start),
         schedule: Schedule::fleet(rate, spec.plan.publishers, client.id, spec.seed),
         receiver: Receiver::new(spec.clone(), shared.clone(), local.recorder.clone(), false),
         inflight: VecDeque::new(),
         packet_id: 0,
-        heard_ns: 0,
+        source,
+        expected: Schedule::fleet(rate, n, source, spec.seed).messages_before(spec.end_ns()),
         stats: Stats::default(),
     };
     let leave_ns = spec
@@ -219,7 +224,7 @@ async fn leg(
             sent_all = true;
         }
         let received_all =
-            now >= drain_ns || (now >= end_ns && now >= st.heard_ns + QUIET.as_nanos() as u64);
+            now >= drain_ns || (now >= end_ns && st.receiver.has_all_below(st.source, st.expected));
         if sent_all && received_all {
             return Ok(Leg::Done);
         }
@@ -245,7 +250,7 @@ async fn leg(
             .map_err(|e| ConnError::Io("set timeout", e.into()))?;
         match conn.read_more("receive").await {
             Err(ConnError::Io(_, e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Ok(()) => st.heard_ns = st.clock.now_ns(),
+            Ok(()) => {}
             Err(e) => return Err(e),
         }
     }

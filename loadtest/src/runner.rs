@@ -1,4 +1,4 @@
-//! Runs a plan: one pinned glommio executor per core (the `shards` crate), connections
+//! Runs a plan: one pinned glommio executor per core, connections
 //! spread round-robin over them, a shared start instant once every connection is
 //! ready, and the figures merged at the end.
 
@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{anyhow, bail, Context};
 use glommio::sync::Semaphore;
-use glommio::{Latency, Shares, TaskQueueHandle};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 use shardmq::protocol::{QoS, Version};
-use shards::{PoolBuilder, ShardContext};
 
 use crate::cli::Rate;
 use crate::client::{Conn, ConnError, SocketOpts};
@@ -137,20 +136,61 @@ impl Shared {
     }
 }
 
+/// Submission queue entries of each executor's io_uring (glommio's default: 128).
+///
+/// The kernel sizes the hash table it finds pending polls in by the completion queue
+/// (twice this): `ilog2(cq_entries) - 5` bits, at most 8. At 128 that is 8 buckets,
+/// and every connection waiting to read is a pending poll, so each cancellation
+/// glommio makes (its preemption timer is re-armed on every pass of the scheduler)
+/// scanned 1/8 of them: with 19,000 fleet clients on one executor, 70 % of its time
+/// was in the kernel's `io_poll_find` (perf, 2026-12-06) and the clients sent late
+/// by half a second. 4,096 gives the full 256 buckets.
+const RING_DEPTH: usize = 4096;
+/// io_uring buffer memory per executor (as the `shards` pool gives the broker's).
+const IO_MEMORY: usize = 1 << 20;
+
 /// Runs `spec` to the end and returns the merged figures.
+///
+/// Executors are made here rather than by the `shards` pool, for their ring depth
+/// ([`RING_DEPTH`]); the generator needs none of the pool's listeners or mesh.
 pub fn run(spec: Spec, shared: Arc<Shared>) -> anyhow::Result<Stats> {
     let spec = Arc::new(spec);
     let cores = spec.cores.clone();
-    let pool = {
-        let shared = shared.clone();
-        PoolBuilder::new(cores.clone())
-            .name("loadtest")
-            .start(move |ctx: ShardContext<()>| shard(ctx, spec, shared))
-            .with_context(|| format!("cannot start load generator executors on cores {cores:?}"))?
-    };
+    let online = shards::online_cpus().context("cannot list online CPUs; give --cores")?;
+    if let Some(cpu) = cores.iter().find(|c| !online.contains(c)) {
+        bail!("--cores {cores:?}: CPU {cpu} is not online here (online: {online:?})");
+    }
+    let n = cores.len();
+    let mut executors = Vec::with_capacity(n);
+    for (me, &cpu) in cores.iter().enumerate() {
+        let (spec, shared) = (spec.clone(), shared.clone());
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("loadtest-{me}"))
+            .ring_depth(RING_DEPTH)
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard(me, n, spec, shared))
+            .map_err(|e| anyhow!("cannot start a load generator executor on CPU {cpu}: {e}"))?;
+        executors.push((cpu, executor));
+    }
     let mut total = Stats::default();
-    for stats in pool.join().context("a load generator executor failed")? {
-        total.merge(&stats);
+    let mut failed = None;
+    for (cpu, executor) in executors {
+        match executor.join() {
+            Ok(Ok(stats)) => total.merge(&stats),
+            Ok(Err(e)) => {
+                failed = Some(anyhow!(
+                    "the load generator executor on CPU {cpu} failed: {e}"
+                ))
+            }
+            Err(e) => {
+                failed = Some(anyhow!(
+                    "the load generator executor on CPU {cpu} failed: {e}"
+                ))
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     // A share group's loss is decided over all its members, now that all have ended.
     if let Ok(group) = shared.group.lock() {
@@ -213,8 +253,7 @@ pub(crate) struct Local {
     pub(crate) recorder: Rc<Recorder>,
 }
 
-async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> io::Result<Stats> {
-    let (me, n) = (ctx.id(), ctx.nr_shards());
+async fn shard(me: usize, n: usize, spec: Arc<Spec>, shared: Arc<Shared>) -> io::Result<Stats> {
     let executor = glommio::executor();
     let receivers = executor.create_task_queue(
         Shares::Static(RECEIVER_SHARES),

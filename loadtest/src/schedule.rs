@@ -109,6 +109,22 @@ impl Schedule {
         }
     }
 
+    /// How many messages this schedule has before `end_ns` (what a receiver of all of
+    /// them waits for); 0 under `--rate max`, which has no such number.
+    pub fn messages_before(&self, end_ns: u64) -> u64 {
+        if self.interval_ns.is_none() {
+            return 0;
+        }
+        let mut probe = Schedule {
+            next_seq: 0,
+            ..self.clone()
+        };
+        while probe.next_at(0) < end_ns {
+            probe.next_seq += 1;
+        }
+        probe.next_seq
+    }
+
     /// The time between two messages, ns (`None` under `--rate max`).
     pub fn interval_ns(&self) -> Option<f64> {
         self.interval_ns
@@ -330,6 +346,10 @@ mod tests {
             .all(|&g| g > interval * 0.49 && g < interval * 1.51));
         // On rate over the minute: jitter moves messages, it does not add or drop them.
         let expected = 60e9 / interval;
+        // A receiver can tell how many to wait for.
+        let fresh = Schedule::fleet(1000.0, 10, 4, 1);
+        let before = times.iter().filter(|&&t| t < 30_000 * MS).count() as u64;
+        assert_eq!(fresh.messages_before(30_000 * MS), before);
         assert!(
             (times.len() as f64 - expected).abs() <= 2.0,
             "{} vs {expected}",

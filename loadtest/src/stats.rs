@@ -110,7 +110,7 @@ impl Recorder {
 }
 
 /// The figures of one connection, one executor or the whole run (merged).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Publishes written whose intended time is in the measured window.
     pub sent: u64,
@@ -134,23 +134,6 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// fleet: reconnect times (connect to CONNACK) of the reconnect storm, µs.
     pub reconnect: Latencies,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            sent: 0,
-            acked: 0,
-            received: 0,
-            arrived: 0,
-            lost: 0,
-            duplicated: 0,
-            reordered: 0,
-            latency: Latencies::default(),
-            errors: BTreeMap::new(),
-            reconnect: Latencies::default(),
-        }
-    }
 }
 
 impl Stats {

@@ -133,6 +133,17 @@ impl Receiver {
         }
     }
 
+    /// Whether messages 0..`n` of `publisher` have all arrived (not for share groups,
+    /// whose members each see a part).
+    pub fn has_all_below(&self, publisher: u32, n: u64) -> bool {
+        match &self.tracking {
+            Tracking::Own(trackers) => {
+                n == 0 || trackers.get(&publisher).is_some_and(|t| t.has_all_below(n))
+            }
+            Tracking::Group { .. } => false,
+        }
+    }
+
     /// Feeds the progress line, at most every [`FEED_NS`].
     pub fn feed(&mut self, now_ns: u64) {
         if now_ns >= self.fed_at_ns + FEED_NS {

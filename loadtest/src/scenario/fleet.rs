@@ -26,6 +26,11 @@ pub fn plan(clients: u32, reconnecting: u32) -> Plan {
     Plan::new(roles)
 }
 
+/// The client that publishes to client `id`'s topic: the one before it in the ring.
+pub fn source_of(id: u32, clients: u32) -> u32 {
+    (id + clients - 1) % clients
+}
+
 /// How many of `clients` a reconnect `fraction` (0..=1) makes reconnect.
 pub fn reconnecting(clients: u32, fraction: f64) -> u32 {
     ((f64::from(clients) * fraction).round() as u32).min(clients)
@@ -67,6 +72,8 @@ mod tests {
         assert_eq!(own.as_str(), "loadtest/fleet/2");
         assert_eq!(peer.as_str(), "loadtest/fleet/0");
         assert!(chosen(&plan).is_empty());
+        assert_eq!(source_of(0, 3), 2);
+        assert_eq!(source_of(1, 3), 0);
     }
 
     #[test]
