@@ -50,8 +50,8 @@ Options:
                         (default: all three, in that order)
   --scenarios LIST      comma-separated subset of p2p-qos0,p2p-qos1,
                         p2p-qos1-half,fan-out,fan-in,fan-in-max,fan-in-qos1-max,
-                        conn-storm,idle-10k,idle-19k (default: all but
-                        fan-in-qos1-max). p2p-qos1-half runs QoS 1 at
+                        conn-storm,idle-10k,idle-19k,fleet-<N>k (default:
+                        all but fan-in-qos1-max and fleet). p2p-qos1-half runs QoS 1 at
                         half the rate that broker reached in p2p-qos1 (its
                         latency at half saturation), so it needs p2p-qos1
                         before it. fan-in offers --fan-in-rate, which every
@@ -60,8 +60,16 @@ Options:
                         at QoS 1. conn-storm: --storm-workers clients each
                         connecting, subscribing and disconnecting in a loop.
                         idle-N: N idle connections held for 5 s, the
-                        broker's RSS read from /proc. Each scenario runs on a
-                        freshly started broker.
+                        broker's RSS read from /proc. fleet-Nk (e.g.
+                        fleet-5k): N thousand persistent QoS 1 sessions, each
+                        publishing to the next one's topic at its own slow
+                        rate (--fleet-rate in all), --fleet-reconnect of
+                        them leaving and coming back a third into the
+                        window; its own table adds the broker's CPU %, RSS,
+                        reconnect times and loadtest's warnings (its broker
+                        CPU is loadtest's --broker-pid sample, timed from
+                        the start after every connect). Each
+                        scenario runs on a freshly started broker.
                         --rate applies to the message scenarios.
   --duration D          measured time per run, loadtest syntax (default: 10s)
   --warmup D            warm-up per run, not measured (default: 2s)
@@ -73,7 +81,12 @@ Options:
                         under Mosquitto's saturation: at --rate max its fan-in
                         figure varied by 45 % between two runs)
   --rate R              loadtest --rate for every scenario, a number or max
-                        (default: max)
+                        (default: max); not fleet
+  --fleet-rate R        fleet: msgs/s over all clients (default: a tenth of
+                        the clients, one message per client every 10 s on
+                        average)
+  --fleet-reconnect F   fleet: the fraction of clients in the reconnect storm
+                        (default: 0.1; 0 for none)
   --mqtt-version V      3.1.1 or 5 (default: 3.1.1); rumqttd gets a [v4] or a
                         [v5] listener to match
   --session S           clean or persistent (default: clean): loadtest --session
@@ -129,6 +142,8 @@ payload=64
 pairs=""         # likewise
 fan=1000
 fan_in_rate=50000
+fleet_rate=""
+fleet_reconnect=0.1
 rate=max
 mqtt_version=3.1.1
 session=clean
@@ -161,6 +176,8 @@ while [[ $# -gt 0 ]]; do
         --storm-workers) need_arg "$@"; storm_workers=$2; shift 2 ;;
         --fan-in-rate) need_arg "$@"; fan_in_rate=$2; shift 2 ;;
         --rate) need_arg "$@"; rate=$2; shift 2 ;;
+        --fleet-rate) need_arg "$@"; fleet_rate=$2; shift 2 ;;
+        --fleet-reconnect) need_arg "$@"; fleet_reconnect=$2; shift 2 ;;
         --mqtt-version) need_arg "$@"; mqtt_version=$2; shift 2 ;;
         --session) need_arg "$@"; session=$2; shift 2 ;;
         --shardmq-store) need_arg "$@"; shardmq_store=$2; shift 2 ;;
@@ -193,6 +210,8 @@ fi
 [[ $fan =~ ^[1-9][0-9]*$ ]] || die "--fan '$fan': want a positive number"
 [[ $storm_workers =~ ^[1-9][0-9]*$ ]] || die "--storm-workers '$storm_workers': want a positive number"
 [[ $rate == max || $rate =~ ^[1-9][0-9]*$ ]] || die "--rate '$rate': want a number or max"
+[[ -z $fleet_rate || $fleet_rate =~ ^[1-9][0-9]*$ ]] || die "--fleet-rate '$fleet_rate': want a number of msgs/s"
+[[ $fleet_reconnect =~ ^(0(\.[0-9]+)?|1(\.0*)?)$ ]] || die "--fleet-reconnect '$fleet_reconnect': want a fraction from 0 to 1"
 [[ $fan_in_rate =~ ^[1-9][0-9]*$ ]] || die "--fan-in-rate '$fan_in_rate': want a number of msgs/s"
 [[ $mqtt_version == 3.1.1 || $mqtt_version == 5 ]] || die "--mqtt-version '$mqtt_version': want 3.1.1 or 5"
 [[ $session == clean || $session == persistent ]] || die "--session '$session': want clean or persistent"
@@ -251,6 +270,10 @@ scenario_args() {
         fan-in-max) echo --scenario fan-in --clients "$fan" --qos 0 "${common[@]}" ;;
         fan-in-qos1-max) echo --scenario fan-in --clients "$fan" --qos 1 "${common[@]}" ;;
         conn-storm) echo --scenario conn-storm --clients "$storm_workers" --rate max --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" --session "$session" ;;
+        fleet-[1-9]*k) local n r reconnect=()
+            n=$(fleet_clients "$1"); r=${fleet_rate:-$(( (n + 9) / 10 ))}
+            [[ $fleet_reconnect =~ ^0(\.0*)?$ ]] || reconnect=(--reconnect-fraction "$fleet_reconnect")
+            echo --scenario fleet --clients "$n" --rate "$r" --qos 1 --payload "$payload" --duration "$duration" --warmup "$warmup" --mqtt-version "$mqtt_version" "${reconnect[@]}" --broker-pid "${broker_pid:-PID}" ;;
         idle-[1-9]*k) echo --scenario idle --clients "$(idle_clients "$1")" --duration 5s --warmup 0s --mqtt-version "$mqtt_version" --broker-pid "${broker_pid:-PID}" ;;
         *) return 1 ;;
     esac
@@ -272,13 +295,17 @@ scenario_label() {
         fan-in-qos1-max) echo "fan-in QoS 1, $fan→1, rate $rate" ;;
         conn-storm) echo "conn-storm, $storm_workers workers (connections/s)" ;;
         idle-*) echo "idle, $(idle_clients "$1") connections" ;;
+        fleet-*) local n; n=$(fleet_clients "$1")
+            echo "fleet QoS 1, $n sessions, ${fleet_rate:-$(( (n + 9) / 10 ))} msgs/s, $fleet_reconnect reconnecting" ;;
     esac
 }
+# fleet-5k -> 5000
+fleet_clients() { local n=${1#fleet-}; echo $((${n%k} * 1000)); }
 # idle-10k -> 10000
 idle_clients() { local n=${1#idle-}; echo $((${n%k} * 1000)); }
 is_idle() { [[ $1 == idle-* ]]; }
 for s in "${scenario_list[@]}"; do
-    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, fan-in-max, fan-in-qos1-max, conn-storm, idle-<N>k)"
+    scenario_args "$s" >/dev/null || die "--scenarios: unknown scenario '$s' (p2p-qos0, p2p-qos1, p2p-qos1-half, fan-out, fan-in, fan-in-max, fan-in-qos1-max, conn-storm, idle-<N>k, fleet-<N>k)"
 done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
@@ -660,6 +687,8 @@ print(int(float(json.load(open(sys.argv[1]))["received_per_sec"]) / 2))' "$full"
     fi
     local budget rc
     budget=$(awk -v w="$warmup_s" -v d="$duration_s" 'BEGIN { printf "%d", w + d + 30 }')
+    # fleet: connecting thousands of clients comes before the warm-up.
+    [[ $s == fleet-* ]] && budget=$((budget + $(fleet_clients "$s") / 500))
     # In the background, so a Ctrl-C reaches our trap at once; timeout passes a TERM on.
     timeout --kill-after=5 "$budget" "${cmd[@]}" >"$work/$b-$s.out" 2>&1 &
     local lt=$!
@@ -727,6 +756,12 @@ PY
     local cpu="-"
     if is_idle "$s"; then
         :
+    elif [[ $s == fleet-* ]]; then
+        # loadtest samples the broker itself (--broker-pid) from the shared start: our
+        # sampler's clock starts before thousands of connects, and would measure them.
+        cpu=$(python3 -c 'import json, sys
+v = json.load(open(sys.argv[1])).get("broker_cpu_us_per_message")
+print("-" if v is None else "%.3f" % v)' "$json" 2>/dev/null) || cpu="-"
     elif [[ $(wc -l <"$work/$b-$s.cpu") == 2 ]] && ! grep -q ' x$' "$work/$b-$s.cpu"; then
         cpu=$(python3 - "$work/$b-$s.cpu" "$json" "$hz" <<'PY'
 import json, sys
@@ -832,6 +867,12 @@ for line in open(sys.argv[1]):
                      cpu=None if cpu == "-" else float(cpu))
             if s == "conn-storm":  # a run's "messages" are its connect-subscribe-disconnect cycles
                 r["lost"] = None
+            if s.startswith("fleet-"):
+                rec = j.get("reconnect_us") or {}
+                r.update(connections=j.get("connections"), reconnects=j.get("reconnects"),
+                         rec_p99=rec.get("p99"), cpu_pct=j.get("broker_cpu_percent"),
+                         rss=j.get("broker_rss_kib_connected"), missing=(j.get("lost") or 0) + (j.get("not_arrived") or 0),
+                         dup=j.get("duplicated"), warnings=len(j.get("warnings") or []))
         except Exception as e:  # a JSON without the agreed keys
             r = {"status": "FAILED", "note": "bad JSON: %s" % e}
     runs[(s, b)] = r
@@ -872,6 +913,23 @@ for s in order:
             num(r["lost"]), num(r["errors"]), num(cpu, "{:.2f}"),
             ratio(r["rate"], mos.get("rate")), ratio(r["rate"], rum.get("rate")),
             ratio(cpu, mos.get("cpu")), ratio(cpu, rum.get("cpu"))))
+
+fleet = [s for s in order if s.startswith("fleet-")]
+if fleet:
+    print()
+    print("| scenario | broker | connections | missing | duplicated | reconnects | reconnect p99 µs "
+          "| broker CPU % | broker RSS KiB | loadtest warnings | CPU % vs Mosquitto | RSS vs Mosquitto |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for s in fleet:
+    mos = runs.get((s, "mosquitto"), {})
+    for b in [b for (ss, b) in runs if ss == s]:
+        r = runs[(s, b)]
+        if r["status"] != "ok":
+            continue
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            labels.get(s, s), b, num(r["connections"]), num(r["missing"]), num(r["dup"]),
+            num(r["reconnects"]), num(r["rec_p99"]), num(r["cpu_pct"], "{:.1f}"), num(r["rss"]),
+            num(r["warnings"]), ratio(r["cpu_pct"], mos.get("cpu_pct")), ratio(r["rss"], mos.get("rss"))))
 
 idle = [s for s in order if s.startswith("idle-")]
 if idle:

@@ -34,9 +34,30 @@ pub struct Args {
     /// intended start to SUBACK); mixed: --clients persistent sessions (default 1000,
     /// QoS 1), each subscribed to its own topic loadtest/mixed/N and publishing to the
     /// next client's topic (a ring), so every client both publishes and receives;
-    /// --rate is the total over all of them (default: 1 msg/s per client).
+    /// --rate is the total over all of them (default: 1 msg/s per client); fleet:
+    /// as mixed, on one socket per client (loadtest/fleet/N), each client at a slow
+    /// rate of its own (0.5 to 1.5 times the average, a random start, each message
+    /// jittered by up to a quarter period), with an optional reconnect storm
+    /// (--reconnect-fraction).
     #[arg(long, value_enum)]
     pub scenario: Scenario,
+
+    /// fleet only: this fraction (0 to 1) of the clients disconnects at
+    /// --reconnect-at, stays away for --reconnect-offline and reconnects to its
+    /// persistent session (without subscribing again). Messages queued for them
+    /// meanwhile must arrive: lost and duplicated count across the reconnect, and
+    /// the report gives the reconnect time (connect to CONNACK).
+    #[arg(long = "reconnect-fraction", value_name = "F", value_parser = parse_fraction)]
+    pub reconnect_fraction: Option<f64>,
+
+    /// fleet: when the reconnect storm starts, counted from the start of the
+    /// measured window (default: a third of --duration).
+    #[arg(long = "reconnect-at", value_name = "DURATION", value_parser = parse_duration)]
+    pub reconnect_at: Option<Duration>,
+
+    /// fleet: how long reconnecting clients stay disconnected.
+    #[arg(long = "reconnect-offline", value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub reconnect_offline: Duration,
 
     /// Number of clients: the pairs of p2p, the publishers of fan-in, the sessions of
     /// mixed, the connections of idle, the workers of conn-storm; the default for
@@ -151,13 +172,14 @@ pub struct Args {
     /// Source addresses for the connections, used round-robin (each is bound before
     /// connecting). One address reaches about 28k connections to one broker port
     /// (the ephemeral port range); on Linux every 127.x.y.z works for loopback.
+    /// Default: the kernel picks, except that more than 25,000 connections to a
+    /// 127.x broker spread over 127.0.0.1, 127.0.0.2, ... (25,000 each).
     #[arg(long = "bind-ips", value_name = "IP,IP,...", value_delimiter = ',')]
     pub bind_ips: Vec<IpAddr>,
 
     /// CPUs to run the load generator on, one pinned executor each, connections
-    /// spread round-robin (default: every online CPU). An executor receives reliably
-    /// on up to about 8,000 connections (idle ones do not count); past that the run
-    /// warns.
+    /// spread round-robin (default: every online CPU). An executor was measured
+    /// receiving correctly on 19,000 connections (fleet); past that the run warns.
     #[arg(long, value_name = "0,1", value_delimiter = ',')]
     pub cores: Vec<usize>,
 
@@ -242,6 +264,7 @@ pub enum Scenario {
     ConnStorm,
     Idle,
     Mixed,
+    Fleet,
 }
 
 impl fmt::Display for Scenario {
@@ -337,6 +360,15 @@ fn parse_share_group(s: &str) -> Result<String, String> {
     shardmq::topic::TopicFilter::new(format!("$share/{s}/loadtest/fan-in/+"))
         .map_err(|e| format!("`{s}` cannot name a share group: {e}"))?;
     Ok(s.to_owned())
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "`{s}` is not a fraction of the clients: give 0 to 1, e.g. 0.1"
+        )),
+    }
 }
 
 fn parse_png(s: &str) -> Result<PathBuf, String> {
@@ -470,6 +502,10 @@ mod tests {
             (&["--scenario", "p2p", "--plot", "x.svg"], "ending in .png"),
             (&["--scenario", "p2p", "--session", "sticky"], "persistent"),
             (&["--scenario", "p2p", "--password", ""], "is empty"),
+            (
+                &["--scenario", "fleet", "--reconnect-fraction", "1.5"],
+                "0 to 1",
+            ),
         ];
         for (args, expect) in cases {
             let err = parse(args).unwrap_err().to_string();

@@ -66,6 +66,15 @@ pub struct Report {
     /// The difference per connection (idle: what one idle connection costs).
     pub broker_rss_bytes_per_connection: Option<f64>,
     /// Connection refusals, drops and protocol errors.
+    /// The broker's CPU use over the measured window (less 0.5 s at each end), % of
+    /// one CPU; with --broker-pid.
+    pub broker_cpu_percent: Option<f64>,
+    /// The broker's CPU time over that window per message received in it, µs.
+    pub broker_cpu_us_per_message: Option<f64>,
+    /// fleet: reconnects made in the reconnect storm.
+    pub reconnects: u64,
+    /// fleet: their times, connect to CONNACK.
+    pub reconnect_us: Option<Reconnects>,
     pub errors: u64,
     /// `errors` by reason (stage and reason code).
     pub error_reasons: BTreeMap<String, u64>,
@@ -178,9 +187,27 @@ pub struct Latency {
     pub max: u64,
 }
 
+/// fleet: the reconnect storm's reconnect times, µs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconnects {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Reconnects {
+    pub fn of(h: &Histogram<u64>) -> Reconnects {
+        Reconnects {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
 impl Latency {
     pub fn of(stats: &Stats) -> Latency {
-        let h = &stats.latency;
+        let h = stats.latency.histogram();
         let q = |q| h.value_at_quantile(q);
         Latency {
             min: h.min(),
@@ -268,6 +295,22 @@ impl Report {
                 "broker RSS",
                 self.broker_rss_kib_before.unwrap_or(0),
                 self.broker_rss_kib_connected.unwrap_or(0)
+            );
+        }
+        if let Some(cpu) = self.broker_cpu_percent {
+            let _ = writeln!(
+                t,
+                "  {:<14} {cpu:.1} % of a CPU, {} µs per message received",
+                "broker CPU",
+                self.broker_cpu_us_per_message
+                    .map_or("-".into(), |us| format!("{us:.1}"))
+            );
+        }
+        if let Some(r) = &self.reconnect_us {
+            let _ = writeln!(
+                t,
+                "  {:<14} {} reconnected: p50 {} µs, p99 {} µs, max {} µs (connect to CONNACK)",
+                "reconnects", self.reconnects, r.p50, r.p99, r.max
             );
         }
         for (reason, n) in &self.error_reasons {

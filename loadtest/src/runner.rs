@@ -1,4 +1,4 @@
-//! Runs a plan: one pinned glommio executor per core (the `shards` crate), connections
+//! Runs a plan: one pinned glommio executor per core, connections
 //! spread round-robin over them, a shared start instant once every connection is
 //! ready, and the figures merged at the end.
 
@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{anyhow, bail, Context};
 use glommio::sync::Semaphore;
-use glommio::{Latency, Shares, TaskQueueHandle};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 use shardmq::protocol::{QoS, Version};
-use shards::{PoolBuilder, ShardContext};
 
 use crate::cli::Rate;
 use crate::client::{Conn, ConnError, SocketOpts};
@@ -22,9 +21,9 @@ use crate::identity::Identity;
 use crate::publisher::Publisher;
 use crate::scenario::{Plan, Role};
 use crate::sequence::SeqTracker;
-use crate::stats::{Live, Stats};
+use crate::stats::{Live, Recorder, Stats};
 use crate::subscriber::Receiver;
-use crate::{idle, publisher, reader, storm};
+use crate::{fleet, idle, publisher, reader, storm};
 
 /// A publisher's SO_SNDBUF (the kernel doubles it) at most: about 1,500 64-byte
 /// messages, enough to keep the broker fed between two writes, small enough that
@@ -58,6 +57,18 @@ pub struct Spec {
     pub identity: Identity,
     /// Source addresses, round-robin by connection index; empty: the kernel picks.
     pub bind_ips: Vec<IpAddr>,
+    /// fleet: the reconnect storm, if any.
+    pub reconnect: Option<Reconnect>,
+    /// fleet: what each client's rate, phase and jitter are drawn from.
+    pub seed: u64,
+}
+
+/// fleet: when the reconnecting clients leave and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Since the shared start (warm-up included).
+    pub at: Duration,
+    pub offline: Duration,
 }
 
 impl Spec {
@@ -105,9 +116,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The start instant, once every one of `total` connections is ready.
+    /// The start instant, once every one of `total` connections is ready; polled by
+    /// one task per executor ([`StartGate`]), not by every connection.
     async fn start(&self, total: usize) -> Instant {
-        self.ready.fetch_add(1, Ordering::AcqRel);
         loop {
             if let Some(start) = self.start.get() {
                 return *start;
@@ -125,20 +136,61 @@ impl Shared {
     }
 }
 
+/// Submission queue entries of each executor's io_uring (glommio's default: 128).
+///
+/// The kernel sizes the hash table it finds pending polls in by the completion queue
+/// (twice this): `ilog2(cq_entries) - 5` bits, at most 8. At 128 that is 8 buckets,
+/// and every connection waiting to read is a pending poll, so each cancellation
+/// glommio makes (its preemption timer is re-armed on every pass of the scheduler)
+/// scanned 1/8 of them: with 19,000 fleet clients on one executor, 70 % of its time
+/// was in the kernel's `io_poll_find` (perf, 2026-12-06) and the clients sent late
+/// by half a second. 4,096 gives the full 256 buckets.
+const RING_DEPTH: usize = 4096;
+/// io_uring buffer memory per executor (as the `shards` pool gives the broker's).
+const IO_MEMORY: usize = 1 << 20;
+
 /// Runs `spec` to the end and returns the merged figures.
+///
+/// Executors are made here rather than by the `shards` pool, for their ring depth
+/// ([`RING_DEPTH`]); the generator needs none of the pool's listeners or mesh.
 pub fn run(spec: Spec, shared: Arc<Shared>) -> anyhow::Result<Stats> {
     let spec = Arc::new(spec);
     let cores = spec.cores.clone();
-    let pool = {
-        let shared = shared.clone();
-        PoolBuilder::new(cores.clone())
-            .name("loadtest")
-            .start(move |ctx: ShardContext<()>| shard(ctx, spec, shared))
-            .with_context(|| format!("cannot start load generator executors on cores {cores:?}"))?
-    };
+    let online = shards::online_cpus().context("cannot list online CPUs; give --cores")?;
+    if let Some(cpu) = cores.iter().find(|c| !online.contains(c)) {
+        bail!("--cores {cores:?}: CPU {cpu} is not online here (online: {online:?})");
+    }
+    let n = cores.len();
+    let mut executors = Vec::with_capacity(n);
+    for (me, &cpu) in cores.iter().enumerate() {
+        let (spec, shared) = (spec.clone(), shared.clone());
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("loadtest-{me}"))
+            .ring_depth(RING_DEPTH)
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard(me, n, spec, shared))
+            .map_err(|e| anyhow!("cannot start a load generator executor on CPU {cpu}: {e}"))?;
+        executors.push((cpu, executor));
+    }
     let mut total = Stats::default();
-    for stats in pool.join().context("a load generator executor failed")? {
-        total.merge(&stats);
+    let mut failed = None;
+    for (cpu, executor) in executors {
+        match executor.join() {
+            Ok(Ok(stats)) => total.merge(&stats),
+            Ok(Err(e)) => {
+                failed = Some(anyhow!(
+                    "the load generator executor on CPU {cpu} failed: {e}"
+                ))
+            }
+            Err(e) => {
+                failed = Some(anyhow!(
+                    "the load generator executor on CPU {cpu} failed: {e}"
+                ))
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     // A share group's loss is decided over all its members, now that all have ended.
     if let Ok(group) = shared.group.lock() {
@@ -147,9 +199,43 @@ pub fn run(spec: Spec, shared: Arc<Shared>) -> anyhow::Result<Stats> {
     Ok(total)
 }
 
+/// One executor's wait for the shared start. Each connection used to poll the start
+/// on a 1 ms timer of its own: 10,000 connections waiting were 10 million timer
+/// wake-ups a second, and the last handshakes crawled behind them.
+struct StartGate {
+    at: std::cell::Cell<Option<Instant>>,
+    /// No permits until the start is known; then one for every waiter there can be.
+    open: Semaphore,
+}
+
+impl StartGate {
+    fn new() -> StartGate {
+        StartGate {
+            at: std::cell::Cell::new(None),
+            open: Semaphore::new(0),
+        }
+    }
+
+    /// Marks one connection ready, and waits for the start.
+    async fn ready(&self, shared: &Shared) -> Instant {
+        shared.ready.fetch_add(1, Ordering::AcqRel);
+        if self.at.get().is_none() {
+            let _ = self.open.acquire(1).await;
+        }
+        self.at.get().unwrap_or_else(Instant::now)
+    }
+
+    /// The executor's poller: learns the start, then lets every waiter through.
+    async fn poll(&self, shared: &Shared, total: usize, local: u64) {
+        let start = shared.start(total).await;
+        self.at.set(Some(start));
+        self.open.signal(local);
+    }
+}
+
 /// What the connections of one executor share.
 #[derive(Clone)]
-struct Local {
+pub(crate) struct Local {
     /// Where readers run: ahead of the writers, so that a flood of publishers on this
     /// executor delays neither receipt times nor acks (one subscriber among 1,000
     /// publishers got one turn in 1,001 in the default queue). By its shares, not
@@ -161,11 +247,13 @@ struct Local {
     /// Handshakes in progress at most, so that thousands of clients do not all SYN at
     /// once and overflow the broker's accept queue (a dropped SYN is retried after 1 s,
     /// 3 s, ...).
-    handshakes: Rc<Semaphore>,
+    pub(crate) handshakes: Rc<Semaphore>,
+    start: Rc<StartGate>,
+    /// The latency histograms every receiver on this executor records into.
+    pub(crate) recorder: Rc<Recorder>,
 }
 
-async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> io::Result<Stats> {
-    let (me, n) = (ctx.id(), ctx.nr_shards());
+async fn shard(me: usize, n: usize, spec: Arc<Spec>, shared: Arc<Shared>) -> io::Result<Stats> {
     let executor = glommio::executor();
     let receivers = executor.create_task_queue(
         Shares::Static(RECEIVER_SHARES),
@@ -175,6 +263,13 @@ async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> i
     let local = Local {
         receivers,
         handshakes: Rc::new(Semaphore::new(HANDSHAKES)),
+        start: Rc::new(StartGate::new()),
+        recorder: Rc::new(Recorder::default()),
+    };
+    let mine = (0..spec.plan.roles.len()).filter(|i| i % n == me).count() as u64;
+    let gate = {
+        let (gate, shared, total) = (local.start.clone(), shared.clone(), spec.plan.roles.len());
+        glommio::spawn_local(async move { gate.poll(&shared, total, mine).await })
     };
     let mut tasks = Vec::new();
     for (i, role) in spec
@@ -197,6 +292,8 @@ async fn shard(ctx: ShardContext<()>, spec: Arc<Spec>, shared: Arc<Shared>) -> i
     for task in tasks {
         stats.merge(&task.await);
     }
+    gate.await;
+    local.recorder.drain_into(&mut stats);
     Ok(stats)
 }
 
@@ -208,9 +305,8 @@ async fn connection(
     index: usize,
     role: Role,
 ) -> Stats {
-    let total = spec.plan.roles.len();
     if let Role::Storm { worker } = role {
-        let start = shared.start(total).await;
+        let start = local.start.ready(&shared).await;
         return storm::run(&spec, &shared, start, worker).await;
     }
     let connected = async {
@@ -218,6 +314,8 @@ async fn connection(
             .identity
             .hello(index as u64)
             .map_err(|e| ConnError::Protocol(format!("identity: {e:#}")))?;
+        // Not fleet: its clients send a message every few seconds, and the kernel's
+        // default buffer is what a real device gets.
         let publishes = matches!(role, Role::Publisher { .. } | Role::Mixed { .. });
         let opts = SocketOpts {
             source: spec.source_ip(index),
@@ -227,13 +325,16 @@ async fn connection(
             return Err(ConnError::Closed("connect"));
         };
         let mut conn = Conn::connect(spec.broker, &hello, spec.version, opts).await?;
-        if let Role::Subscriber { filter, .. } | Role::Mixed { own: filter, .. } = &role {
+        if let Role::Subscriber { filter, .. }
+        | Role::Mixed { own: filter, .. }
+        | Role::Fleet { own: filter, .. } = &role
+        {
             conn.subscribe(filter.clone(), spec.qos).await?;
         }
         Ok(conn)
     }
     .await;
-    let start = shared.start(total).await;
+    let start = local.start.ready(&shared).await;
     let conn = match connected {
         Ok(conn) => {
             Live::add(&shared.live.connected, 1);
@@ -258,7 +359,8 @@ async fn connection(
             publisher::run(spec, shared, start, publisher, conn).await
         }
         Role::Mixed { id, peer, .. } => {
-            let receiver = Receiver::new(spec.clone(), shared.clone(), false);
+            let receiver =
+                Receiver::new(spec.clone(), shared.clone(), local.recorder.clone(), false);
             let publisher = Publisher {
                 id,
                 topic: peer,
@@ -268,8 +370,24 @@ async fn connection(
             publisher::run(spec, shared, start, publisher, conn).await
         }
         Role::Subscriber { shared: group, .. } => {
-            let receiver = Receiver::new(spec.clone(), shared.clone(), group);
+            let receiver =
+                Receiver::new(spec.clone(), shared.clone(), local.recorder.clone(), group);
             reader::run(conn, spec, shared, start, None, Some(receiver), write_lock).await
+        }
+        Role::Fleet {
+            id,
+            own,
+            peer,
+            reconnects,
+        } => {
+            let client = fleet::Client {
+                index,
+                id,
+                own,
+                peer,
+                reconnects,
+            };
+            fleet::run(spec, shared, &local, start, client, conn).await
         }
         Role::Idle => idle::run(&spec, start, conn).await,
         Role::Storm { .. } => unreachable!("storm workers returned above"),

@@ -50,7 +50,18 @@ pub struct Schedule {
     phase_ns: f64,
     /// The next message's sequence number.
     next_seq: u64,
+    /// fleet: each message moves by up to this fraction of the interval, either way,
+    /// by a hash of (`seed`, sequence number); 0 elsewhere.
+    jitter: f64,
+    seed: u64,
 }
+
+/// fleet: how far each client's own rate strays from the average, either way (a
+/// client's rate is the average times a factor drawn from 0.5..1.5).
+pub const FLEET_RATE_SPREAD: f64 = 0.5;
+/// fleet: how far each message strays from its client's even spacing, either way, as
+/// a fraction of the client's interval. Below 0.5, so intended times stay in order.
+pub const FLEET_MESSAGE_JITTER: f64 = 0.25;
 
 impl Schedule {
     /// Publisher `index` of `publishers`, together sending `rate` messages per second.
@@ -60,6 +71,30 @@ impl Schedule {
             interval_ns: Some(aggregate_interval * f64::from(publishers)),
             phase_ns: aggregate_interval * f64::from(index),
             next_seq: 0,
+            jitter: 0.0,
+            seed: 0,
+        }
+    }
+
+    /// fleet: client `index` of `clients`, together sending about `rate` messages per
+    /// second, each at a slow rate of its own. A fleet of devices does not tick in
+    /// step: the client's rate is the average times a factor in 1 ± [`FLEET_RATE_SPREAD`]
+    /// (uniform, so the factors average 1 and the aggregate holds), its first message
+    /// comes at a random point of its first interval, and each message strays by up to
+    /// [`FLEET_MESSAGE_JITTER`] of an interval. All drawn from `seed` and `index`, so a
+    /// run can be repeated.
+    pub fn fleet(rate: f64, clients: u32, index: u32, seed: u64) -> Schedule {
+        let client = splitmix64(seed ^ u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let factor = 1.0 + FLEET_RATE_SPREAD * (2.0 * unit(client) - 1.0);
+        let interval = 1e9 * f64::from(clients) / rate / factor;
+        // Room for a message jittered early before the first one.
+        let phase = interval * (FLEET_MESSAGE_JITTER + unit(splitmix64(client)));
+        Schedule {
+            interval_ns: Some(interval),
+            phase_ns: phase,
+            next_seq: 0,
+            jitter: FLEET_MESSAGE_JITTER,
+            seed: splitmix64(client ^ 1),
         }
     }
 
@@ -69,13 +104,45 @@ impl Schedule {
             interval_ns: None,
             phase_ns: 0.0,
             next_seq: 0,
+            jitter: 0.0,
+            seed: 0,
         }
+    }
+
+    /// How many messages this schedule has before `end_ns` (what a receiver of all of
+    /// them waits for); 0 under `--rate max`, which has no such number.
+    pub fn messages_before(&self, end_ns: u64) -> u64 {
+        if self.interval_ns.is_none() {
+            return 0;
+        }
+        let mut probe = Schedule {
+            next_seq: 0,
+            ..self.clone()
+        };
+        while probe.next_at(0) < end_ns {
+            probe.next_seq += 1;
+        }
+        probe.next_seq
+    }
+
+    /// The time between two messages, ns (`None` under `--rate max`).
+    pub fn interval_ns(&self) -> Option<f64> {
+        self.interval_ns
     }
 
     /// When the next message is due (`now_ns` itself under `--rate max`).
     pub fn next_at(&self, now_ns: u64) -> u64 {
         match self.interval_ns {
-            Some(interval) => (self.phase_ns + interval * self.next_seq as f64) as u64,
+            Some(interval) => {
+                let seq = self.next_seq as f64;
+                let nudge = if self.jitter > 0.0 {
+                    let draw = unit(splitmix64(self.seed ^ self.next_seq));
+                    self.jitter * (2.0 * draw - 1.0)
+                } else {
+                    0.0
+                };
+                (self.phase_ns + interval * (seq + nudge)) as u64
+            }
             None => now_ns,
         }
     }
@@ -103,6 +170,20 @@ impl Schedule {
         self.next_seq += 1;
         Some(Due { seq, intended_ns })
     }
+}
+
+/// A well-mixed 64-bit hash (SplitMix64's finaliser): the fleet's draws, without a
+/// random number crate and the same on every run.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `x` as a fraction in 0..1 (its top 53 bits).
+fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -196,6 +277,84 @@ mod tests {
         assert_eq!(schedule.step(late, end), Step::Finished);
         assert_eq!(Schedule::max().step(end, end), Step::Finished);
         assert_eq!(Schedule::max().step(end - 1, end), Step::Send);
+    }
+
+    #[test]
+    fn fleet_clients_keep_their_own_slow_rates_and_the_aggregate() {
+        // 1,000 clients at 100 msgs/s together: on average one message per client
+        // every 10 s, each client at its own rate within 0.5..1.5 of that.
+        let clients = 1000;
+        let schedules: Vec<_> = (0..clients)
+            .map(|i| Schedule::fleet(100.0, clients, i, 7))
+            .collect();
+        let intervals: Vec<f64> = schedules.iter().map(|s| s.interval_ns().unwrap()).collect();
+        let (lo, hi) = (10e9 / 1.5, 10e9 / 0.5);
+        assert!(
+            intervals.iter().all(|&i| i >= lo && i <= hi),
+            "{intervals:?}"
+        );
+        let distinct: std::collections::BTreeSet<u64> =
+            intervals.iter().map(|&i| i as u64).collect();
+        assert!(
+            distinct.len() > 990,
+            "clients share rates: {}",
+            distinct.len()
+        );
+        let aggregate: f64 = intervals.iter().map(|i| 1e9 / i).sum();
+        assert!(
+            (aggregate - 100.0).abs() < 5.0,
+            "aggregate {aggregate} msgs/s"
+        );
+        // Start phases are spread over each client's first interval, not bunched at
+        // 0: the first message comes at (0.25 + U(0, 1) ± 0.25) intervals, so before
+        // 0.75 of one for half the clients.
+        let early = schedules
+            .iter()
+            .filter(|s| (s.next_at(0) as f64) < 0.75 * s.interval_ns().unwrap())
+            .count();
+        assert!((430..570).contains(&early), "{early} of 1000 start early");
+        assert!(schedules
+            .iter()
+            .all(|s| (s.next_at(0) as f64) < 1.5 * s.interval_ns().unwrap()));
+        // The same seed gives the same fleet; another seed another one.
+        assert_eq!(
+            Schedule::fleet(100.0, clients, 3, 7).next_at(0),
+            schedules[3].next_at(0)
+        );
+        assert_ne!(
+            Schedule::fleet(100.0, clients, 3, 8).next_at(0),
+            schedules[3].next_at(0)
+        );
+    }
+
+    #[test]
+    fn fleet_messages_are_jittered_but_stay_in_order_and_on_rate() {
+        let mut schedule = Schedule::fleet(1000.0, 10, 4, 1);
+        let interval = schedule.interval_ns().unwrap();
+        let clock = FakeClock(Cell::new(0));
+        let mut times = Vec::new();
+        for t in 0..=60_000 {
+            clock.0.set(t * MS);
+            times.extend(wake(&mut schedule, &clock).iter().map(|d| d.intended_ns));
+        }
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "out of order");
+        let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+        // Jittered: the gaps differ, within 1 ± 2 × 0.25 of the interval.
+        assert!(gaps.iter().any(|&g| (g - interval).abs() > interval * 0.05));
+        assert!(gaps
+            .iter()
+            .all(|&g| g > interval * 0.49 && g < interval * 1.51));
+        // On rate over the minute: jitter moves messages, it does not add or drop them.
+        let expected = 60e9 / interval;
+        // A receiver can tell how many to wait for.
+        let fresh = Schedule::fleet(1000.0, 10, 4, 1);
+        let before = times.iter().filter(|&&t| t < 30_000 * MS).count() as u64;
+        assert_eq!(fresh.messages_before(30_000 * MS), before);
+        assert!(
+            (times.len() as f64 - expected).abs() <= 2.0,
+            "{} vs {expected}",
+            times.len()
+        );
     }
 
     #[test]

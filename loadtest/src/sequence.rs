@@ -100,6 +100,11 @@ impl SeqTracker {
         (gap + 1).saturating_sub(first.max(1)).min(gap)
     }
 
+    /// Whether every sequence number below `n` has arrived.
+    pub fn has_all_below(&self, n: u64) -> bool {
+        self.next >= n && self.missing.range(..n).next().is_none()
+    }
+
     /// Missing now (gaps found in the measured window): lost, as far as anyone can
     /// tell.
     pub fn lost(&self) -> u64 {

@@ -1,6 +1,8 @@
 //! What the run counts: sent, acked, received, lost, duplicated, reordered, errors by
 //! reason, and the latency distribution (HdrHistogram, µs).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -20,8 +22,95 @@ pub fn record_latency(hist: &mut Histogram<u64>, latency_ns: u64) {
     hist.saturating_record(latency_ns / 1_000);
 }
 
+/// A latency histogram (µs) allocated at its first value.
+///
+/// A histogram up to 60 s at 3 significant digits is 17,408 counters, 136 KiB, zeroed
+/// when made. Every connection used to make two to four (its figures, its receiver's,
+/// the progress line's): 10,000 connections on one executor zeroed about 3 GB as
+/// they started, in page faults (58 % of the executor's time in `clear_page_erms`,
+/// perf, 2026-12-06), and receipt waited seconds behind it: the "receipt stalls above
+/// about 8,000 connections per executor" of issue 15. Empty, this costs a pointer.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Option<Box<Histogram<u64>>>);
+
+impl Latencies {
+    /// Records a latency given in nanoseconds.
+    pub fn record_ns(&mut self, latency_ns: u64) {
+        let h = self.0.get_or_insert_with(|| Box::new(latency_histogram()));
+        record_latency(h, latency_ns);
+    }
+
+    /// Adds every value of `other`.
+    pub fn add(&mut self, other: &Histogram<u64>) {
+        if other.is_empty() {
+            return;
+        }
+        match &mut self.0 {
+            Some(h) => h.add(other).expect("histograms share their bounds"),
+            None => self.0 = Some(Box::new(other.clone())),
+        }
+    }
+
+    pub fn merge(&mut self, other: &Latencies) {
+        if let Some(h) = &other.0 {
+            self.add(h);
+        }
+    }
+
+    /// The histogram, empty if nothing was recorded.
+    pub fn histogram(&self) -> Cow<'_, Histogram<u64>> {
+        match &self.0 {
+            Some(h) => Cow::Borrowed(h),
+            None => Cow::Owned(latency_histogram()),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.as_ref().map_or(0, |h| h.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One executor's latency histograms, which all its connections record into rather
+/// than into histograms of their own (see [`Latencies`]); shard-local, `Rc`-shared.
+#[derive(Debug)]
+pub struct Recorder {
+    /// Messages meant for the measured window.
+    pub latency: RefCell<Latencies>,
+    /// Since the last progress line.
+    pub interval: RefCell<Histogram<u64>>,
+    /// fleet: reconnect times.
+    pub reconnect: RefCell<Latencies>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            latency: RefCell::new(Latencies::default()),
+            interval: RefCell::new(latency_histogram()),
+            reconnect: RefCell::new(Latencies::default()),
+        }
+    }
+}
+
+impl Recorder {
+    /// Hands the progress line this executor's latencies since the last feed.
+    pub fn feed(&self, live: &Live) {
+        live.add_interval(&mut self.interval.borrow_mut());
+    }
+
+    /// Moves what was recorded into `stats`, at the end of the executor's run.
+    pub fn drain_into(&self, stats: &mut Stats) {
+        stats.latency.merge(&self.latency.take());
+        stats.reconnect.merge(&self.reconnect.take());
+    }
+}
+
 /// The figures of one connection, one executor or the whole run (merged).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Publishes written whose intended time is in the measured window.
     pub sent: u64,
@@ -38,26 +127,13 @@ pub struct Stats {
     pub lost: u64,
     pub duplicated: u64,
     pub reordered: u64,
-    /// Receive time minus intended send time, µs.
-    pub latency: Histogram<u64>,
+    /// Receive time minus intended send time, µs. Receivers record into their
+    /// executor's [`Recorder`], merged in here at the end.
+    pub latency: Latencies,
     /// Connection refusals, drops and protocol errors, by reason.
     pub errors: BTreeMap<String, u64>,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            sent: 0,
-            acked: 0,
-            received: 0,
-            arrived: 0,
-            lost: 0,
-            duplicated: 0,
-            reordered: 0,
-            latency: latency_histogram(),
-            errors: BTreeMap::new(),
-        }
-    }
+    /// fleet: reconnect times (connect to CONNACK) of the reconnect storm, µs.
+    pub reconnect: Latencies,
 }
 
 impl Stats {
@@ -77,9 +153,8 @@ impl Stats {
         self.lost += other.lost;
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;
-        self.latency
-            .add(&other.latency)
-            .expect("histograms share their bounds");
+        self.latency.merge(&other.latency);
+        self.reconnect.merge(&other.reconnect);
         for (reason, n) in &other.errors {
             *self.errors.entry(reason.clone()).or_default() += n;
         }
@@ -147,14 +222,14 @@ mod tests {
     fn hdr_records_microseconds_and_merges() {
         let mut a = Stats::default();
         for us in 1..=1000 {
-            record_latency(&mut a.latency, us * 1_000 + 999);
+            a.latency.record_ns(us * 1_000 + 999);
         }
         let mut b = Stats::default();
-        record_latency(&mut b.latency, 5_000_000_000); // 5 s
-        record_latency(&mut b.latency, 3_600_000_000_000); // 1 h: saturates
+        b.latency.record_ns(5_000_000_000); // 5 s
+        b.latency.record_ns(3_600_000_000_000); // 1 h: saturates
         b.error("connack: 0x87");
         a.merge(&b);
-        let h = &a.latency;
+        let h = a.latency.histogram();
         assert_eq!(h.len(), 1002);
         assert_eq!(h.min(), 1);
         assert_eq!(h.value_at_quantile(0.5), 501);
@@ -163,6 +238,22 @@ mod tests {
         assert!(h.equivalent(h.max(), MAX_LATENCY_US), "{}", h.max());
         assert_eq!(h.count_between(4_990_000, 5_010_000), 1);
         assert_eq!(a.error_count(), 1);
+    }
+
+    #[test]
+    fn figures_without_latencies_hold_no_histogram() {
+        // Regression (issue 15): a histogram per connection zeroed gigabytes.
+        let stats = Stats::default();
+        assert!(stats.latency.0.is_none() && stats.reconnect.0.is_none());
+        let mut merged = Stats::default();
+        merged.merge(&stats);
+        assert!(merged.latency.0.is_none());
+        assert_eq!(merged.latency.histogram().len(), 0);
+        let recorder = Recorder::default();
+        recorder.latency.borrow_mut().record_ns(2_000);
+        recorder.drain_into(&mut merged);
+        assert_eq!(merged.latency.len(), 1);
+        assert!(recorder.latency.borrow().is_empty());
     }
 
     #[test]

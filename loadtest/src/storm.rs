@@ -78,7 +78,7 @@ pub async fn run(spec: &Spec, shared: &Shared, start: Instant, worker: u32) -> S
                 record_latency(&mut interval, latency);
                 if measured {
                     stats.received += 1;
-                    record_latency(&mut stats.latency, latency);
+                    stats.latency.record_ns(latency);
                 }
                 Live::add(&shared.live.received, 1);
                 disconnect(conn).await;

@@ -3,15 +3,15 @@
 //! itself, shared with publishers' acknowledgements, is in `reader`.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use hdrhistogram::Histogram;
 use shardmq::protocol::Publish;
 
 use crate::payload::Header;
 use crate::runner::{Shared, Spec};
 use crate::sequence::{Seen, SeqTracker};
-use crate::stats::{latency_histogram, record_latency, Live, Stats};
+use crate::stats::{record_latency, Live, Recorder, Stats};
 
 /// How often the progress line's counters are fed, ns.
 const FEED_NS: u64 = 250_000_000;
@@ -50,8 +50,8 @@ pub struct Receiver {
     shared: Arc<Shared>,
     tracking: Tracking,
     stats: Stats,
-    /// Latencies since the last feed, for the progress line's p99.
-    interval: Histogram<u64>,
+    /// This executor's latency histograms, shared by its receivers.
+    recorder: Rc<Recorder>,
     /// Messages received since the last feed.
     unfed: u64,
     fed_at_ns: u64,
@@ -59,7 +59,12 @@ pub struct Receiver {
 
 impl Receiver {
     /// `shared_group`: this subscription is one member of a share group.
-    pub fn new(spec: Arc<Spec>, shared: Arc<Shared>, shared_group: bool) -> Receiver {
+    pub fn new(
+        spec: Arc<Spec>,
+        shared: Arc<Shared>,
+        recorder: Rc<Recorder>,
+        shared_group: bool,
+    ) -> Receiver {
         let tracking = if shared_group {
             Tracking::Group {
                 batch: Vec::with_capacity(GROUP_BATCH),
@@ -73,7 +78,7 @@ impl Receiver {
             shared,
             tracking,
             stats: Stats::default(),
-            interval: latency_histogram(),
+            recorder,
             unfed: 0,
             fed_at_ns: 0,
         }
@@ -123,8 +128,19 @@ impl Receiver {
         if measured {
             self.stats.received += 1;
             let latency = now_ns.saturating_sub(header.intended_ns);
-            record_latency(&mut self.stats.latency, latency);
-            record_latency(&mut self.interval, latency);
+            self.recorder.latency.borrow_mut().record_ns(latency);
+            record_latency(&mut self.recorder.interval.borrow_mut(), latency);
+        }
+    }
+
+    /// Whether messages 0..`n` of `publisher` have all arrived (not for share groups,
+    /// whose members each see a part).
+    pub fn has_all_below(&self, publisher: u32, n: u64) -> bool {
+        match &self.tracking {
+            Tracking::Own(trackers) => {
+                n == 0 || trackers.get(&publisher).is_some_and(|t| t.has_all_below(n))
+            }
+            Tracking::Group { .. } => false,
         }
     }
 
@@ -138,7 +154,7 @@ impl Receiver {
 
     fn feed_now(&mut self) {
         Live::add(&self.shared.live.received, std::mem::take(&mut self.unfed));
-        self.shared.live.add_interval(&mut self.interval);
+        self.recorder.feed(&self.shared.live);
         self.merge_group();
     }
 

@@ -3,6 +3,7 @@
 mod conn_storm;
 mod fan_in;
 mod fan_out;
+pub mod fleet;
 mod idle;
 mod mixed;
 mod p2p;
@@ -32,6 +33,14 @@ pub enum Role {
         own: TopicFilter,
         peer: TopicName,
     },
+    /// fleet: like `Mixed`, on one socket and one task, at the client's own slow
+    /// rate; `reconnects`: leaves and comes back mid-run (the reconnect storm).
+    Fleet {
+        id: u32,
+        own: TopicFilter,
+        peer: TopicName,
+        reconnects: bool,
+    },
     /// Connects and stays silent until the end.
     Idle,
     /// Connects, subscribes and disconnects, again and again, on the schedule.
@@ -55,11 +64,21 @@ impl Plan {
     fn new(roles: Vec<Role>) -> Plan {
         let publishers = roles
             .iter()
-            .filter(|r| matches!(r, Role::Publisher { .. } | Role::Mixed { .. }))
+            .filter(|r| {
+                matches!(
+                    r,
+                    Role::Publisher { .. } | Role::Mixed { .. } | Role::Fleet { .. }
+                )
+            })
             .count() as u32;
         let subscribers = roles
             .iter()
-            .filter(|r| matches!(r, Role::Subscriber { .. } | Role::Mixed { .. }))
+            .filter(|r| {
+                matches!(
+                    r,
+                    Role::Subscriber { .. } | Role::Mixed { .. } | Role::Fleet { .. }
+                )
+            })
             .count() as u32;
         Plan {
             roles,
@@ -73,7 +92,7 @@ impl Plan {
 /// Clients when --clients is not given.
 pub fn default_clients(scenario: Scenario) -> u32 {
     match scenario {
-        Scenario::Mixed => 1000,
+        Scenario::Mixed | Scenario::Fleet => 1000,
         _ => 1,
     }
 }
@@ -82,6 +101,9 @@ pub fn default_clients(scenario: Scenario) -> u32 {
 pub fn plan(args: &Args) -> anyhow::Result<Plan> {
     let clients = args.clients.unwrap_or(default_clients(args.scenario));
     let publishers = args.publishers.unwrap_or(clients);
+    if args.reconnect_fraction.is_some() && args.scenario != Scenario::Fleet {
+        bail!("--reconnect-fraction is for fleet only");
+    }
     if args.share_group.is_some() && args.scenario != Scenario::FanIn {
         bail!("--share-group is for fan-in only (N publishers to a $share group)");
     }
@@ -108,6 +130,13 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
                 bail!("mixed needs at least 2 --clients: each publishes to the next one's topic");
             }
             mixed::plan(clients)
+        }
+        Scenario::Fleet => {
+            if clients < 2 {
+                bail!("fleet needs at least 2 --clients: each publishes to the next one's topic");
+            }
+            let fraction = args.reconnect_fraction.unwrap_or(0.0);
+            fleet::plan(clients, fleet::reconnecting(clients, fraction))
         }
     })
 }
