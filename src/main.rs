@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -136,6 +136,23 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     // it pinned, and returns after SIGINT/SIGTERM once every shard has stopped.
     let shutdown = shards::ShutdownHandle::new();
     shardmq::run(config, shutdown).context("cannot run the broker")
+}
+
+/// The error and its causes, each once: many of the broker's messages name
+/// their cause already, which `{:#}` would print a second time.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Logs go to stderr, filtered by `[log] level`, or by `RUST_LOG` when it is set.

@@ -255,6 +255,31 @@ fn a_bad_config_stops_the_broker_before_it_starts() {
 }
 
 #[test]
+fn a_taken_port_is_named_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let file = TempConfig::new(
+        "taken",
+        &format!("[[listeners]]\nbind = \"{addr}\"\n[http]\nbind = \"127.0.0.1:0\"\n"),
+    );
+    let output = shardmq(&["--config", file.path()]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "error: cannot run the broker: could not listen on {addr}"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        last.matches("already listening there").count(),
+        1,
+        "the cause is said once: {last}"
+    );
+}
+
+#[test]
 fn bind_override_is_validated() {
     let file = TempConfig::new("bind-clash", "[http]\nbind = \"127.0.0.1:18888\"\n");
     let output = shardmq(&["--config", file.path(), "--bind", "127.0.0.1:18888"]);
