@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::tests::{connect, deliver_forwards, online, pid, publish, settings, subscribe};
 use super::*;
 use crate::protocol::{Ack, Version};
+use crate::session::StoredState;
 use crate::store::{Claim, StoreOp};
 
 fn stored_messages(shard: usize) -> Broker {
@@ -173,7 +174,7 @@ fn a_publish_whose_message_was_not_stored_is_not_acknowledged() {
 fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
     let now = Instant::now();
     let mut b = stored_messages(0);
-    let delivery = |n: u64, payload: &'static [u8]| crate::session::Delivery {
+    let delivery = |n: u64, payload: &'static [u8], qos| crate::session::Delivery {
         message: crate::message::Message {
             topic: crate::topic::TopicName::new("t".to_owned()).unwrap(),
             payload: bytes::Bytes::from_static(payload),
@@ -183,7 +184,7 @@ fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
             publisher: ByteString::new(),
             expires_at: None,
         },
-        qos: QoS::AtLeastOnce,
+        qos,
         retain: false,
         subscription_ids: Vec::new(),
         non_retry: false,
@@ -196,8 +197,18 @@ fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
         expires_in: None,
         subscriptions: Vec::new(),
         queued: vec![
-            (delivery(4, b"sent"), Some(pid(9))),
-            (delivery(6, b"queued"), None),
+            (
+                delivery(3, b"received", QoS::ExactlyOnce),
+                StoredState::Released(pid(8)),
+            ),
+            (
+                delivery(4, b"sent", QoS::AtLeastOnce),
+                StoredState::Sent(pid(9)),
+            ),
+            (
+                delivery(6, b"queued", QoS::AtLeastOnce),
+                StoredState::Queued,
+            ),
         ],
     };
     let claim = Claim {
@@ -210,9 +221,10 @@ fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
     let c = b
         .connect(1, &connect(Version::V3_1_1, "s", false), now)
         .unwrap();
-    let publishes: Vec<_> = b
-        .take_output(1)
-        .packets
+    let out = b.take_output(1).packets;
+    // The QoS 2 one past PUBREC: only its PUBREL again.
+    assert!(out.contains(&Packet::PubRel(Ack::new(pid(8)))), "{out:?}");
+    let publishes: Vec<_> = out
         .into_iter()
         .filter_map(|p| match p {
             Packet::Publish(p) => Some((p.payload, p.dup, p.packet_id)),
@@ -243,4 +255,46 @@ fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
         "{ops:?}"
     );
     drop(c);
+}
+
+#[test]
+fn a_qos2_delivery_is_stored_as_released_at_pubrec_and_trimmed_at_pubcomp() {
+    let now = Instant::now();
+    let mut b = stored_messages(0);
+    let mut sub = stored_subscriber(&mut b, 1, "s", "t");
+    b.handle(&mut sub, subscribe("t", QoS::ExactlyOnce), now)
+        .unwrap();
+    b.take_output(1);
+    b.take_store_ops();
+    let mut publ = online(&mut b, 2, connect(Version::V3_1_1, "p", true));
+    b.handle(&mut publ, publish("t", QoS::ExactlyOnce, 7, b"m"), now)
+        .unwrap();
+    let ops = b.take_store_ops();
+    let [StoreOp::Queue {
+        stored: 1,
+        packet_id: Some(sent),
+        ..
+    }] = &ops[..]
+    else {
+        panic!("{ops:?}");
+    };
+    let sent = *sent;
+    b.handle(&mut sub, Packet::PubRec(Ack::new(sent)), now)
+        .unwrap();
+    let ops = b.take_store_ops();
+    assert!(
+        matches!(&ops[..], [StoreOp::Released { stored: 1, .. }]),
+        "{ops:?}"
+    );
+    // A repeated PUBREC writes nothing more.
+    b.handle(&mut sub, Packet::PubRec(Ack::new(sent)), now)
+        .unwrap();
+    assert_eq!(b.take_store_ops(), []);
+    b.handle(&mut sub, Packet::PubComp(Ack::new(sent)), now)
+        .unwrap();
+    let ops = b.take_store_ops();
+    assert!(
+        matches!(&ops[..], [StoreOp::Trim { stored: 1, .. }]),
+        "{ops:?}"
+    );
 }

@@ -360,6 +360,11 @@ pub(super) fn journal(
             stored,
             packet_id,
         },
+        Stored::Released(stored) => StoreOp::Released {
+            client_id: client_id.clone(),
+            generation,
+            stored,
+        },
         Stored::Trimmed(stored) => StoreOp::Trim {
             client_id: client_id.clone(),
             generation,

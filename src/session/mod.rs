@@ -80,9 +80,21 @@ pub enum Stored {
     /// Sent under this packet id: after a restart it is resent with DUP
     /// under the same id, so a QoS 2 receiver recognises it.
     Sent(u64, PacketId),
+    /// QoS 2, PUBREC received: the client has it; after a restart the
+    /// PUBREL is resent, not the PUBLISH.
+    Released(u64),
     /// Acknowledged, dropped or handed to another share-group member: gone
     /// from the session.
     Trimmed(u64),
+}
+
+/// How far a delivery the store kept had got ([`Session::restore_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredState {
+    Queued,
+    Sent(PacketId),
+    /// QoS 2 past PUBREC, under this packet id.
+    Released(PacketId),
 }
 
 /// Why a delivery was dropped: counted, and reported as `on_message_drop`.
@@ -177,25 +189,35 @@ impl Session {
 
     /// Puts back the deliveries the store kept for this offline session
     /// (restored after a restart), in their order: those that had been sent
-    /// go back in flight under their packet id, to be resent with DUP when
-    /// the client connects; the others are queued.
-    pub fn restore_stored(&mut self, stored: Vec<(Delivery, Option<PacketId>)>, now: Instant) {
-        for (delivery, packet_id) in stored {
+    /// go back in flight under their packet id, to be resent with DUP (or,
+    /// past PUBREC, their PUBREL) when the client connects; the others are
+    /// queued.
+    pub fn restore_stored(&mut self, stored: Vec<(Delivery, StoredState)>, now: Instant) {
+        for (delivery, state) in stored {
             if let Some(n) = delivery.stored {
                 self.next_stored = self.next_stored.max(n + 1);
             }
-            match packet_id.filter(|&id| !self.inflight.contains(id)) {
-                Some(packet_id) => self.inflight.push(InflightEntry {
-                    packet_id,
-                    sent_at: now,
-                    state: match delivery.qos {
-                        QoS::ExactlyOnce => OutState::AwaitingPubRec,
-                        _ => OutState::AwaitingPubAck,
-                    },
-                    delivery,
-                }),
-                None => self.queue.restore(delivery),
+            let (packet_id, state) = match state {
+                StoredState::Queued => {
+                    self.queue.restore(delivery);
+                    continue;
+                }
+                StoredState::Sent(id) if delivery.qos == QoS::ExactlyOnce => {
+                    (id, OutState::AwaitingPubRec)
+                }
+                StoredState::Sent(id) => (id, OutState::AwaitingPubAck),
+                StoredState::Released(id) => (id, OutState::AwaitingPubComp),
+            };
+            if self.inflight.contains(packet_id) {
+                self.queue.restore(delivery);
+                continue;
             }
+            self.inflight.push(InflightEntry {
+                packet_id,
+                sent_at: now,
+                state,
+                delivery,
+            });
         }
     }
 
@@ -509,7 +531,13 @@ impl Session {
             Some(OutState::AwaitingPubRec) if failed => {
                 self.complete(packet_id, OutState::AwaitingPubRec, now, out)
             }
-            Some(OutState::AwaitingPubRec | OutState::AwaitingPubComp) => {
+            Some(state @ (OutState::AwaitingPubRec | OutState::AwaitingPubComp)) => {
+                if state == OutState::AwaitingPubRec {
+                    let stored = self.inflight.iter().find(|e| e.packet_id == packet_id);
+                    if let Some(n) = stored.and_then(|e| e.delivery.stored) {
+                        self.journal.push(Stored::Released(n));
+                    }
+                }
                 self.inflight
                     .set_state(packet_id, OutState::AwaitingPubComp);
                 out.push(Packet::PubRel(Ack::new(packet_id)));

@@ -41,7 +41,8 @@ impl Keys {
     /// HASH, with `durability = "messages"`: the QoS 1/2 messages queued or
     /// in flight for the session. Field `<n>` (the delivery's number, which
     /// gives their order) → the delivery ([`super::record::encode_delivery`]);
-    /// field `p<n>` → the packet id it was sent under, once it was.
+    /// field `p<n>` → the packet id it was sent under, once it was; field
+    /// `r<n>` → `1` once a QoS 2 delivery's PUBREC came.
     pub fn queue(&self, client_id: &str) -> String {
         format!("{}s:{{{client_id}}}:q", self.prefix)
     }
@@ -175,7 +176,8 @@ return {gen, prev, expiry, ttl, orphan, list, queue}
 /// - `remove`: every key of the session goes (and nothing after it runs);
 /// - `queue` n delivery [packet id]: a delivery queued (and sent, with its
 ///   packet id); the queue expires with the session when it is offline;
-/// - `sent` n packet id; `trim` n: a delivery sent, or gone.
+/// - `sent` n packet id; `released` n; `trim` n: a delivery sent, past
+///   PUBREC (QoS 2), or gone.
 ///
 /// A stale generation is refused with the error `STALE`, except that removing
 /// a session whose keys have expired already does nothing.
@@ -223,8 +225,10 @@ while i <= #ARGV do
     if ttl > 0 then redis.call('PEXPIRE', q, ttl) end
   elseif op == 'sent' then
     redis.call('HSET', q, 'p' .. a, b)
+  elseif op == 'released' then
+    redis.call('HSET', q, 'r' .. a, '1')
   elseif op == 'trim' then
-    redis.call('HDEL', q, a, 'p' .. a)
+    redis.call('HDEL', q, a, 'p' .. a, 'r' .. a)
   elseif op == 'remove' then
     redis.call('DEL', s, subs, q)
     return 1

@@ -107,12 +107,23 @@ fn the_queue_is_fenced_trimmed_expired_and_returned_by_the_claim() {
             panic!("{fields:?}")
         };
         assert_eq!(fields.len(), 6, "2 and its packet id, 3: {fields:?}");
+        // PUBREC of 2: marked released; the trim takes the mark too.
+        s.write("c", &["released", &g, "2"]).await.unwrap();
+        assert_eq!(
+            s.run(cmd("HGET").arg(&q).arg("r2")).await,
+            Value::BulkString(b"1".to_vec())
+        );
 
         // Emptied, the queue key goes; offline with a 2 s expiry, a message
         // queued then makes a new one, which expires with the session.
         s.write("c", &["trim", &g, "2"]).await.unwrap();
         s.write("c", &["trim", &g, "3"]).await.unwrap();
-        assert_eq!(int(&s.run(cmd("EXISTS").arg(&q)).await), 0);
+        assert_eq!(
+            int(&s.run(cmd("EXISTS").arg(&q)).await),
+            0,
+            "{:?}",
+            s.run(cmd("HGETALL").arg(&q)).await
+        );
         s.write("c", &["offline", &g, "2000"]).await.unwrap();
         s.write("c", &["queue", &g, "4", "fourth"]).await.unwrap();
         let ttl = int(&s.run(cmd("PTTL").arg(&q)).await);

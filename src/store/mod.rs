@@ -33,7 +33,7 @@ use bytestring::ByteString;
 
 use crate::message::Message;
 use crate::protocol::PacketId;
-use crate::session::{Delivery, Subscription};
+use crate::session::{Delivery, StoredState, Subscription};
 use crate::topic::TopicFilter;
 
 pub use redis::{RedisUrl, UrlError};
@@ -84,8 +84,8 @@ pub struct StoredSession {
     pub expires_in: Option<Duration>,
     pub subscriptions: Vec<(TopicFilter, Subscription)>,
     /// With `durability = "messages"`: the deliveries it held, in order,
-    /// with the packet id of those that had been sent.
-    pub queued: Vec<(Delivery, Option<PacketId>)>,
+    /// and how far each had got.
+    pub queued: Vec<(Delivery, StoredState)>,
 }
 
 /// What a claim found.
@@ -166,6 +166,12 @@ pub enum StoreOp {
         generation: u64,
         stored: u64,
         packet_id: PacketId,
+    },
+    /// A QoS 2 delivery's PUBREC came: the client has it.
+    Released {
+        client_id: ByteString,
+        generation: u64,
+        stored: u64,
     },
     /// A delivery left the session: acknowledged, dropped or handed over.
     Trim {

@@ -24,7 +24,7 @@ use super::redis::{RedisClient, RedisConfig, RedisError, RedisUrl, Script, Scrip
 use super::{Claim, Owner, StoreOp, StoredSession};
 use crate::config::StoreConfig;
 use crate::protocol::PacketId;
-use crate::session::Delivery;
+use crate::session::{Delivery, StoredState};
 use crate::topic::TopicFilter;
 
 /// What went wrong with a store operation.
@@ -356,6 +356,14 @@ impl RedisStore {
                 ];
                 sessions.push(&client_id, generation, "sent", args, None);
             }
+            StoreOp::Released {
+                client_id,
+                generation,
+                stored,
+            } => {
+                let args = vec![stored.to_string().into_bytes()];
+                sessions.push(&client_id, generation, "released", args, None);
+            }
             StoreOp::Trim {
                 client_id,
                 generation,
@@ -572,19 +580,21 @@ fn parse_claim(
 }
 
 /// A session's stored queue (`{field, value, ...}`, [`Keys::queue`]), in
-/// order. What does not decode is logged and left out.
+/// order, with how far each delivery got. What does not decode is logged and
+/// left out.
 fn parse_queue(
     client_id: &ByteString,
     fields: &[Value],
     now: Instant,
-) -> Vec<(Delivery, Option<PacketId>)> {
+) -> Vec<(Delivery, StoredState)> {
+    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
     let mut deliveries = std::collections::BTreeMap::new();
     let mut sent = Vec::new();
+    let mut released = Vec::new();
     for pair in fields.chunks(2) {
         let (Some(field), Some(value)) = (bulk(&pair[0]), pair.get(1).and_then(bulk)) else {
             continue;
         };
-        let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
         match field.split_first() {
             Some((b'p', n)) => {
                 let id = number(value)
@@ -594,9 +604,10 @@ fn parse_queue(
                     sent.push((n, id));
                 }
             }
+            Some((b'r', n)) => released.extend(number(n)),
             _ => match number(field).map(|n| (n, record::decode_delivery(value, n, now))) {
                 Some((n, Ok(d))) => {
-                    deliveries.insert(n, (d, None));
+                    deliveries.insert(n, (d, StoredState::Queued));
                 }
                 _ => warn!(client = %client_id, "a stored message does not decode: dropped"),
             },
@@ -604,7 +615,10 @@ fn parse_queue(
     }
     for (n, id) in sent {
         if let Some(entry) = deliveries.get_mut(&n) {
-            entry.1 = Some(id);
+            entry.1 = match released.contains(&n) {
+                true => StoredState::Released(id),
+                false => StoredState::Sent(id),
+            };
         }
     }
     deliveries.into_values().collect()
