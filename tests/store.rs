@@ -596,6 +596,72 @@ async fn unacknowledged_messages_are_resent_with_dup_after_a_kill() {
     assert!(counted, "shardmq_publishes_unstored_total did not count it");
 }
 
+/// With `durability = "messages"`, QoS 2 across a `kill -9`: a message whose
+/// PUBREC the broker had gets its PUBREL again (not the PUBLISH), one the
+/// client had not answered comes back with DUP, both under their packet ids.
+#[tokio::test]
+async fn qos2_flows_resume_where_they_were_after_a_kill() {
+    let prefix = "t-qos2:";
+    let redis = RedisServer::start();
+    let mut broker = BrokerProcess::start("qos2", &store_config(&redis, prefix, "messages", "n1"));
+    let addr = broker.addr;
+    let sub_id = id_on_shard("q2-sub", 0);
+    // An MQTT 5 session that outlives its connection.
+    let mut c = connect(Version::V5, &sub_id, false, 60);
+    c.properties.session_expiry_interval = Some(600);
+    let (mut sub, _) = Raw::connect_with(addr, c.clone()).await;
+    sub.sub("q2/t", QoS::ExactlyOnce).await;
+    let mut publisher = Raw::connect(addr, Version::V5, &id_on_shard("q2-pub", 1), true).await;
+    for n in 1..=2u16 {
+        publisher
+            .publish(publish(
+                "q2/t",
+                QoS::ExactlyOnce,
+                n,
+                format!("m{n}").as_bytes(),
+            ))
+            .await;
+        assert!(
+            matches!(publisher.recv().await, Packet::PubRec(_)),
+            "PUBREC {n}"
+        );
+    }
+    let first = sub.recv_publish().await;
+    let second = sub.recv_publish().await;
+    let (first_id, second_id) = (first.packet_id.unwrap(), second.packet_id.unwrap());
+    // The first is received (PUBREC, PUBREL back), never completed; the
+    // second is not even answered.
+    sub.send(Packet::PubRec(shardmq::protocol::Ack::new(first_id)))
+        .await;
+    assert_eq!(
+        sub.recv().await,
+        Packet::PubRel(shardmq::protocol::Ack::new(first_id))
+    );
+    let queue = format!("{prefix}s:{{{sub_id}}}:q");
+    let marked = eventually(Duration::from_secs(3), || {
+        redis.cli(&["HEXISTS", &queue, "r1"]).trim() == "1"
+    });
+    assert!(marked, "{queue}: {}", redis.cli(&["HGETALL", &queue]));
+
+    broker.kill();
+    drop(sub);
+    broker.restart();
+    let (mut sub, ack) = Raw::connect_with(addr, c).await;
+    assert!(ack.session_present, "session present after the restart");
+    assert_eq!(
+        sub.recv().await,
+        Packet::PubRel(shardmq::protocol::Ack::new(first_id)),
+        "the received one: its PUBREL again"
+    );
+    let again = sub.recv_publish().await;
+    assert!(again.dup, "the unanswered one comes back with DUP");
+    assert_eq!(
+        (again.packet_id, &again.payload[..]),
+        (Some(second_id), &b"m2"[..])
+    );
+    sub.assert_silent().await;
+}
+
 /// Expiry: an MQTT 5 session with a 2 s expiry leaves no key at all under
 /// the prefix once it has expired (checked with SCAN).
 #[tokio::test]
