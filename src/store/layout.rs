@@ -103,7 +103,9 @@ impl Keys {
 /// KEYS: session, subscriptions, queue. ARGV: the new owner; `1` if the CONNECT
 /// starts clean; an owner prefix the current owner must have (`""`: any),
 /// for adoption, which returns 0 when the session is gone or not this node's,
-/// and 1 when this very owner has it already.
+/// and 1 when this very owner has it already; `1` if queued messages are
+/// stored (`durability = "messages"`: otherwise the queue is not touched,
+/// which saves Redis about a sixth of a restart's loading).
 ///
 /// A claim for a CONNECT takes the keys' TTL off (the session is online). An
 /// adoption leaves the session offline: its TTL runs on, or starts with the
@@ -116,7 +118,7 @@ impl Keys {
 /// script removes it, so it is published once.
 pub const CLAIM: &str = r#"
 local s, subs, q = KEYS[1], KEYS[2], KEYS[3]
-local owner, clean, must = ARGV[1], ARGV[2], ARGV[3]
+local owner, clean, must, messages = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local h = redis.call('HMGET', s, 'owner', 'expiry', 'will')
 local prev, expiry, will = h[1], h[2], h[3]
 if must ~= '' then
@@ -138,13 +140,13 @@ if must == '' then
   redis.call('HSET', s, 'owner', owner)
   redis.call('PERSIST', s)
   redis.call('PERSIST', subs)
-  redis.call('PERSIST', q)
+  if messages then redis.call('PERSIST', q) end
 else
   redis.call('HSET', s, 'owner', owner, 'online', '0')
   if ttl == -1 and expiry and expiry ~= '4294967295' then
     redis.call('PEXPIRE', s, expiry * 1000)
     redis.call('PEXPIRE', subs, expiry * 1000)
-    redis.call('PEXPIRE', q, expiry * 1000)
+    if messages then redis.call('PEXPIRE', q, expiry * 1000) end
   end
 end
 if clean == '1' then
@@ -155,7 +157,7 @@ end
 local list, queue = {}, {}
 if expiry then
   list = redis.call('HGETALL', subs)
-  queue = redis.call('HGETALL', q)
+  if messages then queue = redis.call('HGETALL', q) end
 end
 return {gen, prev, expiry, ttl, orphan, list, queue}
 "#;

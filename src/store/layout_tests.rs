@@ -43,7 +43,8 @@ impl Scripts {
             .key(self.keys.queue(id))
             .arg("n1#1")
             .arg(if clean { "1" } else { "0" })
-            .arg("");
+            .arg("")
+            .arg("1");
         match self.client.eval(&call).await {
             Ok(Value::Array(parts)) => parts,
             other => panic!("claim: {other:?}"),

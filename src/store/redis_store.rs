@@ -56,6 +56,8 @@ struct Inner {
     order: RefCell<WriteOrder>,
     /// In a cluster: route and retained changes also go to the feed.
     feed: std::cell::Cell<bool>,
+    /// `durability = "messages"`: claims read (and clear) the session's queue.
+    messages: bool,
     /// Told of each barrier once the writes before it are answered: `(shard
     /// that asked, ticket, whether they all succeeded)`.
     on_barrier: RefCell<Option<OnBarrier>>,
@@ -131,6 +133,7 @@ impl RedisStore {
                 write: Script::new("write", layout::WRITE),
                 order: RefCell::default(),
                 feed: std::cell::Cell::new(false),
+                messages: config.durability == crate::config::Durability::Messages,
                 on_barrier: RefCell::default(),
             }),
         })
@@ -182,6 +185,7 @@ impl RedisStore {
             .arg(&self.inner.owner_field)
             .arg(if clean { "1" } else { "0" })
             .arg(must)
+            .arg(if self.inner.messages { "1" } else { "0" })
     }
 
     /// Appends every route change and retained message set to the
