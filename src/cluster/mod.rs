@@ -1,10 +1,10 @@
 //! The cluster (issue 14): nodes on one Redis, no replication between them.
-//!
-//! What is here so far:
-//! - `membership`: who is in the cluster and alive, by leases that Redis's
-//!   own clock times, so no two machines' clocks are ever compared.
-//!
-//! Links between nodes, the node-level route index and cluster-wide session
-//! ownership build on it and are not written yet.
 
+pub mod frame;
+pub mod link;
 pub mod membership;
+pub mod reaper;
+pub mod takeover;
+
+#[cfg(test)]
+mod sim;

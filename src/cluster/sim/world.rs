@@ -1,0 +1,1029 @@
+//! The simulated cluster: nodes, the model store, a network that drops,
+//! delays, duplicates and reorders, and clients and publishers; one seeded
+//! schedule drives it all, and the invariants are checked after every step.
+//!
+//! Durability is modelled as `durability = "sessions"`: a message is
+//! acknowledged to its publisher once a node holding the subscriber's
+//! session (owning it, or receiving it) has queued it, and lives in memory
+//! only. So an acknowledged message may be lost only with the memory of a
+//! node that died: queued on it, or in a link towards it. Anything else is a
+//! loss the checker reports.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::node::{Node, Out};
+use super::rng::Rng;
+use super::store::{Claimed, Store};
+use crate::cluster::frame::{self, Frame, Message, Publish};
+use crate::cluster::reaper::{Adoption, ReapEffect};
+use crate::cluster::takeover::{Breaks, Ownership, State};
+use crate::store::Owner;
+
+/// Simulated time per step.
+const TICK: Duration = Duration::from_millis(10);
+/// Steps of the quiet phase, at most, for every acknowledged message to
+/// arrive.
+const QUIET_STEPS: u64 = 3000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub nodes: usize,
+    pub clients: usize,
+    pub steps: u64,
+    pub drop: f64,
+    pub kill: f64,
+    pub breaks: Breaks,
+}
+
+impl Config {
+    /// A configuration drawn from the seed itself.
+    pub fn from_seed(rng: &mut Rng, breaks: Breaks) -> Config {
+        Config {
+            nodes: 2 + rng.below(3),
+            clients: 1 + rng.below(4),
+            steps: 150 + rng.below(250) as u64,
+            drop: [0.0, 0.05, 0.2][rng.below(3)],
+            kill: [0.0, 0.01, 0.04][rng.below(3)],
+            breaks,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Msg {
+    client_id: String,
+    acked: bool,
+    /// Acknowledged while the subscriber's session was persistent: the
+    /// checker holds the cluster to it.
+    tracked: bool,
+    delivered: bool,
+    /// Whether the node that accepted it first put it in a persistent session.
+    accepted_persistent: Option<bool>,
+    /// Why losing it is allowed (a node died with it, a clean start).
+    excused: Option<String>,
+}
+
+#[derive(Debug)]
+enum ReapReply {
+    Done,
+    Listed(Vec<String>),
+    Adopted(Adoption),
+}
+
+#[derive(Debug)]
+enum Event {
+    Frame {
+        from: Owner,
+        to: Owner,
+        bytes: Bytes,
+    },
+    ClaimCall {
+        life: Owner,
+        client_id: String,
+        clean: bool,
+    },
+    ClaimReply {
+        life: Owner,
+        client_id: String,
+        claimed: Claimed,
+    },
+    ReapCall {
+        life: Owner,
+        effect: ReapEffect,
+    },
+    ReapReply {
+        life: Owner,
+        reply: ReapReply,
+    },
+}
+
+/// What a run did, for the summary line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub steps: u64,
+    pub acked: u64,
+    pub excused: u64,
+    pub kills: u64,
+    pub wills: u64,
+    pub stale_refused: u64,
+}
+
+pub struct World {
+    rng: Rng,
+    cfg: Config,
+    step: u64,
+    base: Instant,
+    nodes: Vec<Option<Node>>,
+    /// Every life a node index had, for restarts.
+    lives: Vec<Option<Owner>>,
+    next_boot: u64,
+    store: Store,
+    events: BTreeMap<(u64, u64), Event>,
+    seq: u64,
+    msgs: BTreeMap<u64, Msg>,
+    next_id: u64,
+    next_conn: u64,
+    /// Connection id → client id.
+    conns: BTreeMap<u64, String>,
+    wills: BTreeMap<u64, u32>,
+    /// The store's generation per client id, last seen.
+    store_gens: BTreeMap<String, u64>,
+    /// Each life's generation per client id, last seen.
+    node_gens: BTreeMap<(String, u64, String), u64>,
+    chaos: bool,
+    trace: VecDeque<String>,
+    stats: Stats,
+}
+
+impl World {
+    pub fn new(seed: u64, breaks: Breaks) -> World {
+        let mut rng = Rng::new(seed);
+        let cfg = Config::from_seed(&mut rng, breaks);
+        let mut w = World {
+            rng,
+            cfg,
+            step: 0,
+            base: Instant::now(),
+            nodes: Vec::new(),
+            lives: vec![None; cfg.nodes],
+            next_boot: 1,
+            store: Store::default(),
+            events: BTreeMap::new(),
+            seq: 0,
+            msgs: BTreeMap::new(),
+            next_id: 1,
+            next_conn: 1,
+            conns: BTreeMap::new(),
+            wills: BTreeMap::new(),
+            store_gens: BTreeMap::new(),
+            node_gens: BTreeMap::new(),
+            chaos: true,
+            trace: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        w.nodes = (0..cfg.nodes).map(|_| None).collect();
+        for i in 0..cfg.nodes {
+            w.start(i);
+        }
+        w
+    }
+
+    /// The whole run: the chaotic phase, then a quiet one in which every
+    /// acknowledged message must arrive.
+    pub fn run(&mut self) -> Result<Stats, String> {
+        for _ in 0..self.cfg.steps {
+            self.step().map_err(|e| self.failure(e))?;
+        }
+        self.chaos = false;
+        let mut quiet = 0;
+        while !self.settled() {
+            quiet += 1;
+            if quiet > QUIET_STEPS {
+                let lost = self.undelivered();
+                return Err(self.failure(format!(
+                    "acknowledged messages never delivered after {QUIET_STEPS} quiet steps: {lost}"
+                )));
+            }
+            self.step().map_err(|e| self.failure(e))?;
+        }
+        self.final_checks().map_err(|e| self.failure(e))?;
+        self.stats.steps = self.step;
+        self.stats.stale_refused = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| n.own.stale_refused())
+            .sum();
+        Ok(self.stats)
+    }
+
+    fn failure(&self, e: String) -> String {
+        let trace: Vec<&str> = self.trace.iter().map(|s| s.as_str()).collect();
+        let mut states = Vec::new();
+        for n in self.nodes.iter().flatten() {
+            for c in self.store.sessions.keys() {
+                states.push(format!(
+                    "{}#{} {c}: {:?} {:?}",
+                    n.life.node,
+                    n.life.boot,
+                    n.own.state(c),
+                    n.sessions.get(c)
+                ));
+            }
+        }
+        format!(
+            "step {}: {e}\n{:?}\nstates:\n  {}\nstore: {:?}\nlast events:\n  {}",
+            self.step,
+            self.cfg,
+            states.join("\n  "),
+            self.store.sessions,
+            trace.join("\n  ")
+        )
+    }
+
+    fn note(&mut self, s: String) {
+        if self.trace.len() == 100 {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(format!("{}: {s}", self.step));
+    }
+
+    fn now(&self) -> Instant {
+        self.base + TICK * self.step as u32
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.step * TICK.as_millis() as u64
+    }
+
+    fn start(&mut self, i: usize) {
+        let life = Owner {
+            node: format!("n{i}"),
+            boot: self.next_boot,
+        };
+        self.next_boot += 1;
+        let mut own = Ownership::new(
+            life.clone(),
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        );
+        own.set_breaks(self.cfg.breaks);
+        let mut node = Node::new(life.clone(), own);
+        self.store.lease(&life, self.now_ms(), true);
+        // The loader adopts what the node's past life left.
+        if let Some(past) = self.lives[i].replace(life.clone()) {
+            node.reaping.insert((past.node.clone(), past.boot));
+            node.reaper.handle_died(past);
+        }
+        self.note(format!("start {}#{}", life.node, life.boot));
+        self.nodes[i] = Some(node);
+        self.drain(i);
+    }
+
+    fn alive(&self, life: &Owner) -> Option<usize> {
+        let i = life.node.strip_prefix('n')?.parse::<usize>().ok()?;
+        self.nodes
+            .get(i)?
+            .as_ref()
+            .filter(|n| n.life == *life)
+            .map(|_| i)
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    fn schedule(&mut self, delay: u64, event: Event) {
+        self.seq += 1;
+        self.events.insert((self.step + delay, self.seq), event);
+    }
+
+    fn delay(&mut self) -> u64 {
+        1 + self.rng.below(if self.chaos { 8 } else { 3 }) as u64
+    }
+
+    pub fn step(&mut self) -> Result<(), String> {
+        self.step += 1;
+        let now_ms = self.now_ms();
+        for n in self.nodes.iter().flatten() {
+            self.store.lease(&n.life, now_ms, false);
+        }
+        while let Some(entry) = self.events.first_entry() {
+            if entry.key().0 > self.step {
+                break;
+            }
+            let event = entry.remove();
+            self.event(event)?;
+        }
+        self.act()?;
+        for i in self.live() {
+            self.tick(i)?;
+        }
+        self.check()
+    }
+
+    fn event(&mut self, event: Event) -> Result<(), String> {
+        let now = self.now();
+        match event {
+            Event::Frame { from, to, bytes } => {
+                // A dead life's connections are reset: nothing more of it
+                // arrives.
+                let (Some(i), Some(_)) = (self.alive(&to), self.alive(&from)) else {
+                    return Ok(());
+                };
+                let mut buf = BytesMut::from(&bytes[..]);
+                let frame = frame::decode(&mut buf, frame::MAX_FRAME)
+                    .map_err(|e| format!("a frame the codec wrote does not decode: {e}"))?
+                    .ok_or("a frame the codec wrote is incomplete")?;
+                let node = self.nodes[i].as_mut().ok_or("dead")?;
+                node.link(&from).handle_frame(now, frame);
+                while let Some(m) = node.link(&from).poll_message() {
+                    node.handle_message(now, &from, m);
+                }
+                self.drain(i);
+            }
+            Event::ClaimCall {
+                life,
+                client_id,
+                clean,
+            } => {
+                // The request was sent: it runs even if its node died since.
+                let claimed = self.store.claim(&client_id, &life, clean);
+                self.note(format!(
+                    "claim {client_id} by {}#{} clean={clean}: gen {} prev {:?}",
+                    life.node, life.boot, claimed.generation, claimed.previous
+                ));
+                if clean {
+                    self.excuse_client(&client_id, "a clean start discarded it");
+                }
+                let d = self.delay();
+                self.schedule(
+                    d,
+                    Event::ClaimReply {
+                        life,
+                        client_id,
+                        claimed,
+                    },
+                );
+            }
+            Event::ClaimReply {
+                life,
+                client_id,
+                claimed,
+            } => {
+                let Some(i) = self.alive(&life) else {
+                    if claimed.orphan_will.is_some() {
+                        self.stats.wills += 0;
+                        self.note(format!("will of {client_id} died with its claimer"));
+                    }
+                    return Ok(());
+                };
+                if let Some(w) = claimed.orphan_will {
+                    self.publish_will(w)?;
+                }
+                let node = self.nodes[i].as_mut().ok_or("dead")?;
+                node.own
+                    .handle_claim(now, &client_id, claimed.generation, claimed.previous);
+                node.pump();
+                self.drain(i);
+            }
+            Event::ReapCall { life, effect } => {
+                let reply = match effect {
+                    ReapEffect::RemoveRoutes { dead } => {
+                        self.store.remove_routes(&dead);
+                        ReapReply::Done
+                    }
+                    ReapEffect::List { dead } => ReapReply::Listed(
+                        self.store
+                            .node_sessions
+                            .get(&dead.node)
+                            .map(|s| s.iter().cloned().collect())
+                            .unwrap_or_default(),
+                    ),
+                    ReapEffect::Adopt { client_id, dead } => {
+                        let a = self.store.adopt(&client_id, &dead, &life);
+                        if let Adoption::Adopted { generation, .. } = &a {
+                            self.note(format!(
+                                "adopt {client_id} from {}#{} by {}#{}: gen {generation}",
+                                dead.node, dead.boot, life.node, life.boot
+                            ));
+                        }
+                        ReapReply::Adopted(a)
+                    }
+                    _ => return Ok(()),
+                };
+                let d = self.delay();
+                self.schedule(d, Event::ReapReply { life, reply });
+            }
+            Event::ReapReply { life, reply } => {
+                let Some(i) = self.alive(&life) else {
+                    return Ok(());
+                };
+                let node = self.nodes[i].as_mut().ok_or("dead")?;
+                match reply {
+                    ReapReply::Done => node.reaper.handle_done(),
+                    ReapReply::Listed(l) => node.reaper.handle_listed(l),
+                    ReapReply::Adopted(a) => node.reaper.handle_adopted(a),
+                }
+                node.pump();
+                self.drain(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// One random action of clients, publishers or fate.
+    fn act(&mut self) -> Result<(), String> {
+        let live = self.live();
+        let Some(&i) = self.rng.pick(&live) else {
+            return Ok(());
+        };
+        let client_id = format!("c{}", self.rng.below(self.cfg.clients));
+        let roll = self.rng.below(100);
+        if !self.chaos {
+            // Quiet: every persistent session gets a client, publishers stop.
+            if roll < 10 {
+                self.reconnect_all();
+            }
+            return Ok(());
+        }
+        match roll {
+            0..=24 => {
+                let clean = self.rng.chance(0.2);
+                let will = self.rng.chance(0.5);
+                self.connect(i, &client_id, clean, will);
+            }
+            25..=34 => {
+                let conns: Vec<u64> = self.connected().into_iter().map(|(c, _)| c).collect();
+                if let Some(&conn) = self.rng.pick(&conns) {
+                    self.disconnect(conn)?;
+                }
+            }
+            35..=79 => self.publish(i, &client_id),
+            80..=89 => self.refresh_routes(i),
+            _ => {
+                if self.rng.chance(self.cfg.kill * 10.0) {
+                    let dead: Vec<usize> = (0..self.nodes.len())
+                        .filter(|j| self.nodes[*j].is_none())
+                        .collect();
+                    if self.rng.chance(0.5) && live.len() > 1 {
+                        self.kill(i)?;
+                    } else if let Some(&j) = self.rng.pick(&dead) {
+                        self.start(j);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn connect(&mut self, i: usize, client_id: &str, clean: bool, will: bool) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(conn, client_id.to_owned());
+        if let Some(node) = self.nodes[i].as_mut() {
+            let life = node.life.clone();
+            node.connect(client_id, conn, clean, will);
+            self.note(format!(
+                "connect {client_id} conn {conn} at {}#{} clean={clean} will={will}",
+                life.node, life.boot
+            ));
+        }
+        self.drain(i);
+    }
+
+    /// (connection, node index) of every connected client.
+    fn connected(&self) -> Vec<(u64, usize)> {
+        let mut out = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for s in n.iter().flat_map(|n| n.sessions.values()) {
+                if let Some(c) = s.conn {
+                    out.push((c, i));
+                }
+            }
+        }
+        out
+    }
+
+    fn disconnect(&mut self, conn: u64) -> Result<(), String> {
+        let Some((_, i)) = self.connected().into_iter().find(|(c, _)| *c == conn) else {
+            return Ok(());
+        };
+        let client_id = self.conns.get(&conn).cloned().unwrap_or_default();
+        let node = self.nodes[i].as_mut().ok_or("dead")?;
+        if let Some((generation, _)) = node.disconnect(&client_id, conn) {
+            self.note(format!("disconnect {client_id} conn {conn}"));
+            if let Some(w) = self.store.take_will(&client_id, generation) {
+                self.publish_will(w)?;
+            }
+        }
+        self.drain(i);
+        Ok(())
+    }
+
+    fn publish(&mut self, i: usize, client_id: &str) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let Some(owner) = node.routes.get(client_id).cloned() else {
+            return;
+        };
+        self.msgs.insert(
+            id,
+            Msg {
+                client_id: client_id.to_owned(),
+                acked: false,
+                tracked: false,
+                delivered: false,
+                accepted_persistent: None,
+                excused: None,
+            },
+        );
+        let publish = Publish {
+            origin: node.life.clone(),
+            id,
+            topic: format!("c/{client_id}"),
+            payload: Bytes::new(),
+            qos: 1,
+            retain: false,
+            properties: Bytes::new(),
+        };
+        if owner == node.life {
+            node.publish(client_id, publish);
+        } else {
+            node.link(&owner).send(Message::Publish(publish));
+        }
+        self.drain(i);
+    }
+
+    /// The node's route index catches up with the store.
+    fn refresh_routes(&mut self, i: usize) {
+        let owners: BTreeMap<String, Owner> = self
+            .store
+            .sessions
+            .iter()
+            .filter_map(|(c, s)| Some((c.clone(), s.owner.clone()?)))
+            .collect();
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.routes = owners;
+        }
+    }
+
+    fn kill(&mut self, i: usize) -> Result<(), String> {
+        let before = self.holders();
+        let Some(node) = self.nodes[i].take() else {
+            return Ok(());
+        };
+        self.stats.kills += 1;
+        self.note(format!("kill {}#{}", node.life.node, node.life.boot));
+        let after = self.holders();
+        for (id, m) in &mut self.msgs {
+            if before.contains(id) && !after.contains(id) && m.excused.is_none() {
+                m.excused = Some(format!("only {}#{} held it", node.life.node, node.life.boot));
+            }
+        }
+        Ok(())
+    }
+
+    fn reconnect_all(&mut self) {
+        let live = self.live();
+        let connected: BTreeSet<String> = self
+            .connected()
+            .iter()
+            .filter_map(|(c, _)| self.conns.get(c).cloned())
+            .collect();
+        let waiting: BTreeSet<String> = self
+            .nodes
+            .iter()
+            .flatten()
+            .flat_map(|n| n.waiting.keys().cloned())
+            .collect();
+        let persistent: Vec<String> = self
+            .store
+            .sessions
+            .iter()
+            .filter(|(c, s)| s.persistent && !connected.contains(*c) && !waiting.contains(*c))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in persistent {
+            if let Some(&i) = self.rng.pick(&live) {
+                self.connect(i, &c, false, false);
+            }
+        }
+    }
+
+    /// Per node, each step: membership, timers, links, deliveries.
+    fn tick(&mut self, i: usize) -> Result<(), String> {
+        let now = self.now();
+        let members = self.store.members(self.now_ms());
+        let refresh = self.rng.chance(0.5);
+        let node = self.nodes[i].as_mut().ok_or("dead")?;
+        if refresh {
+            node.own.handle_members(now, &members);
+            for (life, alive) in &members {
+                if let Some(old) = node.known.insert(life.node.clone(), life.boot) {
+                    if old != life.boot {
+                        let past = Owner {
+                            node: life.node.clone(),
+                            boot: old,
+                        };
+                        if node.reaping.insert((past.node.clone(), old)) {
+                            node.reaper.handle_died(past);
+                        }
+                    }
+                }
+                if !alive
+                    && *life != node.life
+                    && node.reaping.insert((life.node.clone(), life.boot))
+                {
+                    node.reaper.handle_died(life.clone());
+                }
+            }
+            // A link to a dead life is closed, and what it held is gone.
+            let current: BTreeMap<&String, (u64, bool)> =
+                members.iter().map(|(o, a)| (&o.node, (o.boot, *a))).collect();
+            node.links.retain(|(peer, boot), _| {
+                current
+                    .get(peer)
+                    .is_none_or(|(b, alive)| b == boot && *alive)
+            });
+        }
+        node.own.handle_timeout(now);
+        node.reaper.handle_timeout(now);
+        node.pump();
+        let mut frames = Vec::new();
+        for ((peer, boot), link) in &mut node.links {
+            while let Some(f) = link.poll_transmit(now) {
+                frames.push((
+                    Owner {
+                        node: peer.clone(),
+                        boot: *boot,
+                    },
+                    f,
+                ));
+            }
+        }
+        let from = node.life.clone();
+        let delivered = node.deliver();
+        for (_, id) in delivered {
+            if let Some(m) = self.msgs.get_mut(&id) {
+                m.delivered = true;
+            }
+        }
+        for (to, f) in frames {
+            self.transmit(&from, to, f);
+        }
+        self.drain(i);
+        Ok(())
+    }
+
+    fn transmit(&mut self, from: &Owner, to: Owner, f: Frame) {
+        if self.chaos && self.rng.chance(self.cfg.drop) {
+            return;
+        }
+        let mut buf = BytesMut::new();
+        f.encode(&mut buf);
+        let bytes = buf.freeze();
+        let copies = if self.chaos && self.rng.chance(0.02) { 2 } else { 1 };
+        for _ in 0..copies {
+            let d = self.delay();
+            self.schedule(
+                d,
+                Event::Frame {
+                    from: from.clone(),
+                    to: to.clone(),
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    /// Carries out what node `i` asked for.
+    fn drain(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let life = node.life.clone();
+        let outs = std::mem::take(&mut node.out);
+        for out in outs {
+            match out {
+                Out::Claim { client_id, clean } => {
+                    let d = self.delay();
+                    self.schedule(
+                        d,
+                        Event::ClaimCall {
+                            life: life.clone(),
+                            client_id,
+                            clean,
+                        },
+                    );
+                }
+                Out::Reap(effect) => {
+                    let d = self.delay();
+                    self.schedule(
+                        d,
+                        Event::ReapCall {
+                            life: life.clone(),
+                            effect,
+                        },
+                    );
+                }
+                Out::Accepted {
+                    origin,
+                    id,
+                    persistent,
+                } => {
+                    if origin != life || persistent {
+                        // At the acceptor: what it accepted into.
+                        let stored = self.persistent(&self.msgs.get(&id).map(|m| m.client_id.clone()).unwrap_or_default());
+                        if let Some(m) = self.msgs.get_mut(&id) {
+                            m.accepted_persistent.get_or_insert(persistent && stored);
+                        }
+                    }
+                    if origin == life {
+                        self.ack(id);
+                    } else if origin.node.is_empty() {
+                        self.note(format!("BUG: accepted {id} without origin"));
+                    } else if let Some(n) = self.nodes[i].as_mut() {
+                        n.link(&origin).send(Message::Accepted { id });
+                    }
+                }
+                Out::Connected {
+                    client_id,
+                    conn,
+                    generation,
+                    will,
+                    clean,
+                } => {
+                    self.note(format!(
+                        "connected {client_id} conn {conn} at {}#{} gen {generation} clean={clean}",
+                        life.node, life.boot
+                    ));
+                    self.store
+                        .online(&client_id, generation, will.then_some(conn));
+                }
+                Out::Closed { conn } => {
+                    self.note(format!("closed conn {conn} at {}#{}", life.node, life.boot));
+                }
+                Out::Refused { conn, reason } => {
+                    self.note(format!(
+                        "refused conn {conn} at {}#{}: {reason:#x}",
+                        life.node, life.boot
+                    ));
+                }
+                Out::Route { client_id, added } => self.store.route(&life, &client_id, added),
+                Out::Note(s) => self.note(format!("{}#{} {s}", life.node, life.boot)),
+                Out::PublishWill { will } => {
+                    let w = will
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0);
+                    if let Err(e) = self.publish_will(w) {
+                        // Reported by the next check.
+                        self.note(e);
+                        self.wills.insert(u64::MAX, 2);
+                    }
+                }
+            }
+        }
+    }
+
+    fn persistent(&self, client_id: &str) -> bool {
+        self.store
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| s.persistent)
+    }
+
+    fn ack(&mut self, id: u64) {
+        let Some(m) = self.msgs.get(&id) else {
+            return;
+        };
+        if m.acked {
+            return;
+        }
+        let tracked = m.accepted_persistent == Some(true);
+        self.note(format!("ack {id} for {} tracked={tracked}", m.client_id));
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.acked = true;
+            m.tracked = tracked;
+        }
+        self.stats.acked += tracked as u64;
+    }
+
+    fn publish_will(&mut self, will: u64) -> Result<(), String> {
+        let n = {
+            let n = self.wills.entry(will).or_default();
+            *n += 1;
+            *n
+        };
+        self.stats.wills += 1;
+        self.note(format!("will of conn {will} published"));
+        if n > 1 {
+            return Err(format!("the will of connection {will} was published {n} times"));
+        }
+        Ok(())
+    }
+
+    fn excuse_client(&mut self, client_id: &str, why: &str) {
+        for m in self.msgs.values_mut() {
+            if m.client_id == client_id && !m.delivered && m.excused.is_none() {
+                m.excused = Some(why.to_owned());
+            }
+        }
+    }
+
+    /// Ids of the messages some live node holds for its session: queued in a
+    /// session it owns or receives, or in a link to a live life.
+    fn holders(&self) -> BTreeSet<u64> {
+        let mut held = BTreeSet::new();
+        for n in self.nodes.iter().flatten() {
+            for (c, s) in &n.sessions {
+                let holds = matches!(
+                    n.own.state(c),
+                    Some(State::Owned { .. })
+                        | Some(State::Receiving { .. })
+                        | Some(State::Claiming {
+                            forward_to: None,
+                            ..
+                        })
+                );
+                if holds {
+                    held.extend(&s.queue);
+                }
+            }
+            for ((peer, boot), link) in &n.links {
+                let to = Owner {
+                    node: peer.clone(),
+                    boot: *boot,
+                };
+                if self.alive(&to).is_none() {
+                    continue;
+                }
+                for m in link.pending() {
+                    if let Message::HandOver { messages, .. } = m {
+                        held.extend(messages.iter().map(|q| q.publish.id));
+                    }
+                }
+            }
+        }
+        held
+    }
+
+    /// The invariants, after every step.
+    fn check(&mut self) -> Result<(), String> {
+        if self.wills.values().any(|n| *n > 1) {
+            return Err("a will was published twice".into());
+        }
+        // One connection per client id across live nodes.
+        let mut at: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in self.nodes.iter().flatten() {
+            for (c, s) in &n.sessions {
+                if let Some(conn) = s.conn {
+                    at.entry(c.clone())
+                        .or_default()
+                        .push(format!("conn {conn} on {}#{}", n.life.node, n.life.boot));
+                }
+            }
+        }
+        for (c, places) in &at {
+            if places.len() > 1 {
+                return Err(format!("{c} is connected twice: {}", places.join(", ")));
+            }
+        }
+        // Generations only grow: in the store, and in each life.
+        for (c, s) in &self.store.sessions {
+            let last = self.store_gens.insert(c.clone(), s.generation).unwrap_or(0);
+            if s.generation < last {
+                return Err(format!("{c}'s generation went from {last} to {}", s.generation));
+            }
+        }
+        for n in self.nodes.iter().flatten() {
+            for c in self.store.sessions.keys() {
+                let g = match n.own.state(c) {
+                    Some(State::Owned { generation })
+                    | Some(State::Receiving { generation, .. })
+                    | Some(State::HandedOver { generation, .. }) => *generation,
+                    _ => continue,
+                };
+                let key = (n.life.node.clone(), n.life.boot, c.clone());
+                let last = self.node_gens.insert(key, g).unwrap_or(0);
+                if g < last {
+                    return Err(format!(
+                        "{}#{} went from generation {last} to {g} for {c}",
+                        n.life.node, n.life.boot
+                    ));
+                }
+            }
+        }
+        // Clean sessions connected on a live node have their route.
+        for n in self.nodes.iter().flatten() {
+            for (c, s) in &n.sessions {
+                if s.clean
+                    && s.conn.is_some()
+                    && !self
+                        .store
+                        .routes
+                        .get(&n.life.node)
+                        .is_some_and(|r| r.contains(c))
+                {
+                    return Err(format!(
+                        "clean session {c} connected on {}#{} has no route in the store",
+                        n.life.node, n.life.boot
+                    ));
+                }
+            }
+        }
+        // No acknowledged message lost.
+        let held = self.holders();
+        let mut to_dead = BTreeSet::new();
+        for n in self.nodes.iter().flatten() {
+            for ((peer, boot), link) in &n.links {
+                let to = Owner {
+                    node: peer.clone(),
+                    boot: *boot,
+                };
+                if self.alive(&to).is_some() {
+                    continue;
+                }
+                for m in link.pending() {
+                    if let Message::HandOver { messages, .. } = m {
+                        to_dead.extend(messages.iter().map(|q| q.publish.id));
+                    }
+                }
+            }
+        }
+        let mut lost = Vec::new();
+        for (id, m) in &mut self.msgs {
+            if !m.acked || !m.tracked || m.delivered || m.excused.is_some() || held.contains(id) {
+                continue;
+            }
+            if to_dead.contains(id) {
+                m.excused = Some("handed over to a life that died".into());
+                continue;
+            }
+            lost.push(format!("{id} for {}", m.client_id));
+        }
+        if !lost.is_empty() {
+            return Err(format!(
+                "acknowledged messages lost (held by no live node): {}",
+                lost.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn settled(&self) -> bool {
+        let undelivered = self
+            .msgs
+            .values()
+            .any(|m| m.acked && m.tracked && !m.delivered && m.excused.is_none());
+        let reaping = self.nodes.iter().flatten().any(|n| !n.reaper.is_idle());
+        let all_dead_seen = self.nodes.iter().flatten().all(|n| {
+            self.store
+                .members(self.now_ms())
+                .iter()
+                .all(|(l, alive)| *alive || n.reaping.contains(&(l.node.clone(), l.boot)))
+        });
+        !undelivered && !reaping && all_dead_seen && self.events.is_empty()
+    }
+
+    fn undelivered(&self) -> String {
+        let mut out = Vec::new();
+        for (id, m) in &self.msgs {
+            if m.acked && m.tracked && !m.delivered && m.excused.is_none() {
+                let mut at = Vec::new();
+                for n in self.nodes.iter().flatten() {
+                    if n.sessions
+                        .get(&m.client_id)
+                        .is_some_and(|s| s.queue.contains(id))
+                    {
+                        at.push(format!(
+                            "queued on {}#{} ({:?})",
+                            n.life.node,
+                            n.life.boot,
+                            n.own.state(&m.client_id)
+                        ));
+                    }
+                }
+                out.push(format!("{id} for {} [{}]", m.client_id, at.join("; ")));
+            }
+        }
+        out.join(", ")
+    }
+
+    /// At the end, all quiet: the store and the nodes agree.
+    fn final_checks(&self) -> Result<(), String> {
+        for n in self.nodes.iter().flatten() {
+            for (c, s) in &n.sessions {
+                if s.conn.is_none() {
+                    continue;
+                }
+                let stored = self.store.sessions.get(c);
+                if stored.and_then(|s| s.owner.as_ref()) != Some(&n.life) {
+                    return Err(format!(
+                        "{c} is connected on {}#{} but the store names {:?}",
+                        n.life.node,
+                        n.life.boot,
+                        stored.and_then(|s| s.owner.clone())
+                    ));
+                }
+            }
+        }
+        // Dead lives leave no route behind.
+        for (node, (_, end)) in &self.store.leases {
+            if *end <= self.now_ms() && self.store.routes.get(node).is_some_and(|r| !r.is_empty()) {
+                return Err(format!("the dead node {node} still has routes"));
+            }
+        }
+        Ok(())
+    }
+}
