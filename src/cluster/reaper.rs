@@ -40,6 +40,8 @@ pub enum ReapEffect {
     Adopted {
         client_id: String,
         generation: u64,
+        /// Whose it was.
+        dead: Owner,
         /// `false`: a clean session; only its will mattered, the caller ends it.
         persistent: bool,
     },
@@ -122,9 +124,10 @@ impl Reaper {
     }
 
     pub fn handle_adopted(&mut self, adoption: Adoption) {
-        let Some((_, Step::Adopt(clients))) = self.jobs.front_mut() else {
+        let Some((dead, Step::Adopt(clients))) = self.jobs.front_mut() else {
             return;
         };
+        let dead = dead.clone();
         let Some(client_id) = clients.pop_front() else {
             return;
         };
@@ -138,6 +141,7 @@ impl Reaper {
             self.effects.push_back(ReapEffect::Adopted {
                 client_id: client_id.clone(),
                 generation,
+                dead,
                 persistent,
             });
             if let Some(will) = will {

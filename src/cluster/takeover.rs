@@ -13,6 +13,13 @@
 //!   CONNECTs of the id, until [`Message::HandOverDone`] or the
 //!   predecessor's death; only then does the client get its CONNACK, so two
 //!   connections of one id never overlap;
+//! - a claim (or an adoption by the reaper) whose predecessor is dead, or
+//!   dies while it waits, asks every live node it has not asked yet, and
+//!   waits for each: the dead life may itself have claimed the session from
+//!   a live node and died before taking it over, which would leave that node
+//!   holding the client and its messages (seed 0 of the simulation found
+//!   it). A node passing a session on does the same for its own claim when
+//!   its predecessor dies;
 //! - the predecessor disconnects its client (0x8E), hands the session over,
 //!   and then forwards what still reaches it ([`State::HandedOver`]): routes
 //!   elsewhere still name it for a while (the loss EMQX fixed in PR 6393). If
@@ -73,19 +80,34 @@ pub enum Route {
     Unknown,
 }
 
+/// What a claim of this node waits for: every node it asked that has not
+/// said done yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// This node's claim.
+    pub generation: u64,
+    /// Asked, not done, not dead.
+    pub pending: Vec<Owner>,
+    /// Every node ever asked for this claim: each is asked once.
+    pub asked: Vec<Owner>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     /// A CONNECT waits for its claim. `forward_to`: the session was handed
     /// over before, and what arrives still goes there until the claim is in.
     /// `takeover`: a newer claim's takeover that arrived first.
+    /// `adopted`: the reaper adopted the session for this node meanwhile, so
+    /// the claim, whose predecessor is then this node, asks everyone as the
+    /// adoption would have.
     Claiming {
         forward_to: Option<(Owner, u64)>,
         takeover: Option<(Owner, u64)>,
+        adopted: bool,
     },
-    /// Claimed at `generation`; the session comes from `from`.
+    /// Claimed; the session comes from the nodes the claim waits on.
     Receiving {
-        generation: u64,
-        from: Owner,
+        wait: Wait,
         since: Instant,
         /// A CONNECT waits for the end of the hand-over.
         connect: bool,
@@ -95,12 +117,25 @@ pub enum State {
     HandedOver {
         to: Owner,
         generation: u64,
-        /// Still receiving the session from this predecessor: pass on what it
-        /// sends, and say done when it does.
-        upstream: Option<Owner>,
-        /// When to forget the id, once `upstream` is done.
+        /// This node's own claim, if it was still receiving: pass on what
+        /// arrives for it, and say done to `to` when it is complete.
+        wait: Option<Wait>,
+        /// When to forget the id, once `wait` is complete.
         until: Instant,
     },
+}
+
+impl State {
+    /// The generation this node holds or passes on to, for the checks.
+    pub fn generation(&self) -> Option<u64> {
+        match self {
+            State::Claiming { .. } => None,
+            State::Receiving { wait, .. } => Some(wait.generation),
+            State::Owned { generation } | State::HandedOver { generation, .. } => {
+                Some(*generation)
+            }
+        }
+    }
 }
 
 /// Deliberate breaks, for the simulation to prove it catches them (TESTING.md,
@@ -157,30 +192,26 @@ impl Ownership {
     /// once (a claim or hand-over of the id is unfinished here); otherwise it
     /// waits for [`Effect::Accept`] or [`Effect::Refuse`].
     pub fn connect(&mut self, client_id: &str) -> Result<(), u8> {
-        let state = self.entries.remove(client_id);
-        let forward_to = match state {
+        let forward_to = match self.entries.get(client_id) {
+            None | Some(State::Owned { .. }) => None,
+            Some(State::HandedOver {
+                to,
+                generation,
+                wait: None,
+                ..
+            }) => Some((to.clone(), *generation)),
             // Unfinished here: a claim, a hand-over to this node, or one from
-            // this node that still passes on its predecessor's. (Claiming anew
-            // before the last would let two claims of this node wait on each
+            // this node that still passes on its predecessors'. (Claiming anew
+            // before that ends would let two claims of this node wait on each
             // other through a peer.)
-            Some(
-                s @ (State::Claiming { .. }
-                | State::Receiving { .. }
-                | State::HandedOver {
-                    upstream: Some(_), ..
-                }),
-            ) => {
-                self.entries.insert(client_id.to_owned(), s);
-                return Err(SERVER_BUSY);
-            }
-            Some(State::HandedOver { to, generation, .. }) => Some((to, generation)),
-            Some(State::Owned { .. }) | None => None,
+            Some(_) => return Err(SERVER_BUSY),
         };
         self.entries.insert(
             client_id.to_owned(),
             State::Claiming {
                 forward_to,
                 takeover: None,
+                adopted: false,
             },
         );
         self.effects.push_back(Effect::Claim {
@@ -198,10 +229,13 @@ impl Ownership {
         generation: u64,
         previous: Option<Owner>,
     ) {
-        let Some(State::Claiming { takeover, .. }) = self.entries.get(client_id) else {
+        let Some(State::Claiming {
+            takeover, adopted, ..
+        }) = self.entries.get(client_id)
+        else {
             return;
         };
-        let takeover = takeover.clone();
+        let (takeover, adopted) = (takeover.clone(), *adopted);
         // A takeover that arrived while claiming, and that this claim
         // outdates: its requester waits on this node, which hands it nothing.
         if let Some((requester, older)) = takeover.as_ref().filter(|(_, g)| *g < generation) {
@@ -214,9 +248,65 @@ impl Ownership {
                 },
             );
         }
-        let previous = previous.filter(|p| *p != self.me);
-        let upstream = previous.filter(|p| self.is_alive(p) && !self.breaks.skip_takeover);
-        if let Some(p) = &upstream {
+        let everyone = adopted && previous.as_ref() == Some(&self.me);
+        let wait = self.ask(client_id, generation, previous, everyone);
+        match takeover {
+            Some((to, newer)) if newer > generation => {
+                self.refuse(client_id, SERVER_BUSY);
+                self.hand_over(now, client_id, to, newer, Some(wait));
+            }
+            _ if wait.pending.is_empty() => {
+                self.entries
+                    .insert(client_id.to_owned(), State::Owned { generation });
+                self.effects.push_back(Effect::Accept {
+                    client_id: client_id.to_owned(),
+                    generation,
+                });
+            }
+            _ => {
+                self.entries.insert(
+                    client_id.to_owned(),
+                    State::Receiving {
+                        wait,
+                        since: now,
+                        connect: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends the takeover of this node's claim at `generation` after
+    /// `previous`: to the predecessor if it lives, else to every live node.
+    fn ask(
+        &mut self,
+        client_id: &str,
+        generation: u64,
+        previous: Option<Owner>,
+        everyone: bool,
+    ) -> Wait {
+        let mut wait = Wait {
+            generation,
+            pending: Vec::new(),
+            asked: Vec::new(),
+        };
+        if self.breaks.skip_takeover {
+            return wait;
+        }
+        match previous.filter(|p| *p != self.me) {
+            _ if everyone => {
+                self.ask_everyone(&mut wait);
+            }
+            None => {}
+            Some(p) if self.is_alive(&p) => {
+                wait.asked.push(p.clone());
+                wait.pending.push(p);
+            }
+            Some(_) => {
+                self.ask_everyone(&mut wait);
+            }
+        }
+        for p in &wait.pending {
             self.send(
                 p.clone(),
                 Message::Takeover {
@@ -226,56 +316,51 @@ impl Ownership {
                 },
             );
         }
-        match takeover {
-            Some((to, newer)) if newer > generation => {
-                self.refuse(client_id, SERVER_BUSY);
-                self.effects.push_back(Effect::Surrender {
-                    client_id: client_id.to_owned(),
-                });
-                self.entries.insert(
-                    client_id.to_owned(),
-                    State::HandedOver {
-                        to,
-                        generation: newer,
-                        upstream,
-                        until: now + self.linger,
-                    },
-                );
-            }
-            _ => match upstream {
-                Some(from) => {
-                    self.entries.insert(
-                        client_id.to_owned(),
-                        State::Receiving {
-                            generation,
-                            from,
-                            since: now,
-                            connect: true,
-                        },
-                    );
-                }
-                None => {
-                    self.entries
-                        .insert(client_id.to_owned(), State::Owned { generation });
-                    self.effects.push_back(Effect::Accept {
-                        client_id: client_id.to_owned(),
-                        generation,
-                    });
-                }
-            },
-        }
+        wait
+    }
+
+    /// Adds every live node not asked yet to `wait`; returns them.
+    fn ask_everyone(&self, wait: &mut Wait) -> Vec<Owner> {
+        let new: Vec<Owner> = self
+            .members
+            .iter()
+            .filter(|(node, (_, alive))| *alive && **node != self.me.node)
+            .map(|(node, (boot, _))| Owner {
+                node: node.clone(),
+                boot: *boot,
+            })
+            .filter(|o| !wait.asked.contains(o))
+            .collect();
+        wait.asked.extend(new.iter().cloned());
+        wait.pending.extend(new.iter().cloned());
+        new
     }
 
     /// The reaper (or the loader of a restarted node) adopted a session of a
-    /// dead life at `generation`: it is this node's, offline.
-    pub fn adopted(&mut self, client_id: &str, generation: u64) {
-        match self.entries.get(client_id) {
-            Some(State::Claiming { .. } | State::Receiving { .. }) => {}
-            _ => {
-                self.entries
-                    .insert(client_id.to_owned(), State::Owned { generation });
+    /// dead life at `generation`: it is this node's, offline, once every live
+    /// node said it holds nothing of it (the dead life's claim may have been
+    /// unfinished).
+    pub fn adopted(&mut self, now: Instant, client_id: &str, generation: u64, dead: Owner) {
+        match self.entries.get_mut(client_id) {
+            Some(State::Claiming { adopted, .. }) => {
+                *adopted = true;
+                return;
             }
+            // This node claimed the session after the adoption already.
+            Some(s) if s.generation().is_some_and(|g| g >= generation) => return,
+            _ => {}
         }
+        let wait = self.ask(client_id, generation, Some(dead), false);
+        let state = if wait.pending.is_empty() {
+            State::Owned { generation }
+        } else {
+            State::Receiving {
+                wait,
+                since: now,
+                connect: false,
+            }
+        };
+        self.entries.insert(client_id.to_owned(), state);
     }
 
     /// The broker took the session out after [`Effect::Surrender`]: send it on.
@@ -283,13 +368,14 @@ impl Ownership {
         let Some(State::HandedOver {
             to,
             generation,
-            upstream,
+            wait,
             ..
         }) = self.entries.get(client_id)
         else {
             return;
         };
-        let (to, generation, done) = (to.clone(), *generation, upstream.is_none());
+        let (to, generation) = (to.clone(), *generation);
+        let done = wait.as_ref().is_none_or(|w| w.pending.is_empty());
         self.send(
             to.clone(),
             Message::HandOver {
@@ -338,8 +424,8 @@ impl Ownership {
         Route::Forwarded
     }
 
-    /// The local client disconnected, or its clean session ended: a clean
-    /// session is forgotten here (`ended`), a persistent one stays owned.
+    /// The local client disconnected; a clean session ended with it
+    /// (`ended`) is forgotten here, a persistent one stays owned.
     pub fn disconnected(&mut self, client_id: &str, ended: bool) {
         if ended && matches!(self.entries.get(client_id), Some(State::Owned { .. })) {
             self.entries.remove(client_id);
@@ -360,20 +446,19 @@ impl Ownership {
                 subscriptions,
                 messages,
             } => match self.entries.get(&client_id) {
-                Some(State::Receiving {
-                    generation: g,
-                    from: f,
-                    ..
-                }) if *g == generation && f == from => {
+                // For this node's claim: from whichever node had it. Also
+                // after the wait ended (a timeout, a death): still this
+                // session's.
+                // (Or for an earlier claim of this node, whose takeover the
+                // sender obeyed after this node claimed again.)
+                Some(State::Receiving { wait, .. }) if wait.generation >= generation => {
                     self.effects.push_back(Effect::Restore {
                         client_id,
                         subscriptions,
                         messages,
                     });
                 }
-                // Also what a predecessor forwards after our hand-over ended
-                // (a timeout or its death): it is still this session's.
-                Some(State::Owned { generation: g }) if *g == generation => {
+                Some(State::Owned { generation: g }) if *g >= generation => {
                     self.effects.push_back(Effect::Restore {
                         client_id,
                         subscriptions,
@@ -401,7 +486,7 @@ impl Ownership {
             Message::HandOverDone {
                 client_id,
                 generation,
-            } => self.upstream_done(now, &client_id, from, Some(generation)),
+            } => self.done(&client_id, from, generation),
             Message::Publish(_) | Message::Accepted { .. } => {}
         }
     }
@@ -424,9 +509,19 @@ impl Ownership {
                 }
                 return;
             }
-            Some(State::Owned { generation: g })
-            | Some(State::Receiving { generation: g, .. })
-            | Some(State::HandedOver { generation: g, .. }) => *g,
+            // The session left already, to a claim before the requester's,
+            // which that claim's takeover reaches in turn (and what arrives
+            // here later follows the same path). Re-aiming it here would leave
+            // the first taker waiting for a done that never comes (seed 36).
+            Some(State::HandedOver { .. }) if !self.breaks.accept_stale => {
+                let done = Message::HandOverDone {
+                    client_id: client_id.to_owned(),
+                    generation,
+                };
+                self.send(to, done);
+                return;
+            }
+            Some(s) => s.generation().unwrap_or(0),
         };
         if generation <= held && !self.breaks.accept_stale {
             // Refused: this node holds a newer claim. The requester's claim is
@@ -440,25 +535,39 @@ impl Ownership {
             self.send(to, done);
             return;
         }
-        let state = self.entries.remove(client_id);
-        let upstream = match state {
-            Some(State::Receiving { from, connect, .. }) => {
+        let wait = match self.entries.remove(client_id) {
+            Some(State::Receiving { wait, connect, .. }) => {
                 if connect {
                     self.refuse(client_id, SERVER_BUSY);
                 }
-                Some(from)
+                Some(wait)
             }
-            Some(State::HandedOver { upstream, .. }) => upstream,
+            Some(State::HandedOver { wait, .. }) => wait,
             _ => None,
         };
-        // What the requester would pass on to this node, it has itself.
-        let upstream = upstream.filter(|u| *u != to);
+        self.hand_over(now, client_id, to, generation, wait);
+    }
+
+    /// Gives the session to `to`'s claim at `generation`; `wait`: this
+    /// node's own claim, still receiving.
+    fn hand_over(
+        &mut self,
+        now: Instant,
+        client_id: &str,
+        to: Owner,
+        generation: u64,
+        mut wait: Option<Wait>,
+    ) {
+        if let Some(w) = &mut wait {
+            // What the requester would pass on to this node, it has itself.
+            w.pending.retain(|u| *u != to);
+        }
         self.entries.insert(
             client_id.to_owned(),
             State::HandedOver {
                 to,
                 generation,
-                upstream,
+                wait,
                 until: now + self.linger,
             },
         );
@@ -471,38 +580,53 @@ impl Ownership {
         }
     }
 
-    /// `from` finished handing `client_id` over (or died: `generation` None).
-    fn upstream_done(&mut self, _now: Instant, client_id: &str, from: &Owner, generation: Option<u64>) {
+    /// `from` said it handed over all it had for this node's claim at
+    /// `generation`.
+    fn done(&mut self, client_id: &str, from: &Owner, generation: u64) {
+        let wait = match self.entries.get_mut(client_id) {
+            Some(State::Receiving { wait, .. }) => wait,
+            Some(State::HandedOver {
+                wait: Some(wait), ..
+            }) => wait,
+            _ => return,
+        };
+        if wait.generation != generation || !wait.pending.contains(from) {
+            return;
+        }
+        wait.pending.retain(|o| o != from);
+        if wait.pending.is_empty() {
+            self.complete(client_id);
+        }
+    }
+
+    /// This node's claim has all there was: serve it, or say done to the
+    /// node it passes the session on to.
+    fn complete(&mut self, client_id: &str) {
         match self.entries.get_mut(client_id) {
-            Some(State::Receiving {
-                generation: g,
-                from: f,
-                connect,
-                ..
-            }) if f == from && generation.is_none_or(|x| x == *g) => {
-                let (g, connect) = (*g, *connect);
+            Some(State::Receiving { wait, connect, .. }) => {
+                let (generation, connect) = (wait.generation, *connect);
                 self.entries
-                    .insert(client_id.to_owned(), State::Owned { generation: g });
+                    .insert(client_id.to_owned(), State::Owned { generation });
                 if connect {
                     self.effects.push_back(Effect::Accept {
                         client_id: client_id.to_owned(),
-                        generation: g,
+                        generation,
                     });
                 }
             }
             Some(State::HandedOver {
                 to,
-                generation: g,
-                upstream,
+                generation,
+                wait,
                 ..
-            }) if upstream.as_ref() == Some(from) => {
-                *upstream = None;
-                let (to, g) = (to.clone(), *g);
+            }) => {
+                *wait = None;
+                let (to, generation) = (to.clone(), *generation);
                 self.send(
                     to,
                     Message::HandOverDone {
                         client_id: client_id.to_owned(),
-                        generation: g,
+                        generation,
                     },
                 );
             }
@@ -511,26 +635,50 @@ impl Ownership {
     }
 
     /// The lease listing: each node's current life and whether its lease
-    /// runs. Ends the hand-overs that wait on a life now dead.
-    pub fn handle_members(&mut self, now: Instant, members: &[(Owner, bool)]) {
+    /// runs. A claim waiting on a life now dead asks everyone it has not
+    /// asked yet, and completes when no one is left to wait for.
+    pub fn handle_members(&mut self, members: &[(Owner, bool)]) {
         self.members = members
             .iter()
             .map(|(o, alive)| (o.node.clone(), (o.boot, *alive)))
             .collect();
-        let waiting: Vec<(String, Owner)> = self
-            .entries
-            .iter()
-            .filter_map(|(c, s)| match s {
-                State::Receiving { from, .. } => Some((c.clone(), from.clone())),
-                State::HandedOver {
-                    upstream: Some(u), ..
-                } => Some((c.clone(), u.clone())),
+        let clients: Vec<String> = self.entries.keys().cloned().collect();
+        for client_id in clients {
+            let Some(mut wait) = (match self.entries.get(&client_id) {
+                Some(State::Receiving { wait, .. })
+                | Some(State::HandedOver {
+                    wait: Some(wait), ..
+                }) => Some(wait.clone()),
                 _ => None,
-            })
-            .collect();
-        for (client_id, from) in waiting {
-            if !self.is_alive(&from) {
-                self.upstream_done(now, &client_id, &from, None);
+            }) else {
+                continue;
+            };
+            let before = wait.pending.len();
+            wait.pending.retain(|o| self.is_alive(o));
+            if wait.pending.len() == before {
+                continue;
+            }
+            let asked = self.ask_everyone(&mut wait);
+            for p in asked {
+                self.send(
+                    p,
+                    Message::Takeover {
+                        client_id: client_id.clone(),
+                        generation: wait.generation,
+                        new_owner: self.me.clone(),
+                    },
+                );
+            }
+            let empty = wait.pending.is_empty();
+            match self.entries.get_mut(&client_id) {
+                Some(State::Receiving { wait: w, .. })
+                | Some(State::HandedOver {
+                    wait: Some(w), ..
+                }) => *w = wait,
+                _ => {}
+            }
+            if empty {
+                self.complete(&client_id);
             }
         }
         // A handed-over id whose new owner died forwards into the void:
@@ -538,13 +686,13 @@ impl Ownership {
         let gone: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, s)| matches!(s, State::HandedOver { to, .. } if !self.is_alive(to)))
+            .filter(|(_, s)| {
+                matches!(s, State::HandedOver { to, wait: None, .. } if !self.is_alive(to))
+            })
             .map(|(c, _)| c.clone())
             .collect();
         for c in gone {
-            if let Some(State::HandedOver { upstream: None, .. }) = self.entries.get(&c) {
-                self.entries.remove(&c);
-            }
+            self.entries.remove(&c);
         }
     }
 
@@ -561,9 +709,7 @@ impl Ownership {
                 true
             }
             State::HandedOver {
-                upstream: None,
-                until,
-                ..
+                wait: None, until, ..
             } => now < *until,
             _ => true,
         });

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::cluster::frame::{Message, Publish, Queued};
 use crate::cluster::link::Link;
 use crate::cluster::reaper::{ReapEffect, Reaper};
-use crate::cluster::takeover::{Effect, Ownership, Route};
+use crate::cluster::takeover::{Effect, Ownership, Route, State};
 use crate::store::Owner;
 
 /// A session as the broker holds it.
@@ -44,7 +44,9 @@ pub enum Out {
     Accepted {
         origin: Owner,
         id: u64,
-        /// Into a persistent session (the sim's bookkeeping; not on the wire).
+        /// The generation of the session it went into, and whether that is
+        /// persistent (the sim's bookkeeping; not on the wire).
+        generation: u64,
         persistent: bool,
     },
     /// A connection got its CONNACK.
@@ -115,7 +117,7 @@ impl Node {
             .or_insert_with(|| Link::new(100_000))
     }
 
-    pub fn connect(&mut self, client_id: &str, conn: u64, clean: bool, will: bool) {
+    pub fn connect(&mut self, now: Instant, client_id: &str, conn: u64, clean: bool, will: bool) {
         match self.own.connect(client_id) {
             Err(reason) => self.out.push(Out::Refused { conn, reason }),
             Ok(()) => {
@@ -125,6 +127,14 @@ impl Node {
                     if let Some(old) = s.conn.take() {
                         self.out.push(Out::Closed { conn: old });
                     }
+                    // A clean session ends with its connection.
+                    if s.clean {
+                        self.sessions.remove(client_id);
+                        self.out.push(Out::Route {
+                            client_id: client_id.to_owned(),
+                            added: false,
+                        });
+                    }
                 }
                 self.waiting.insert(
                     client_id.to_owned(),
@@ -132,7 +142,7 @@ impl Node {
                 );
             }
         }
-        self.pump();
+        self.pump(now);
     }
 
     /// The client's connection closed; returns the session's generation if
@@ -156,7 +166,7 @@ impl Node {
     }
 
     /// A publish for `client_id`, from a link or from a local publisher.
-    pub fn publish(&mut self, client_id: &str, publish: Publish) {
+    pub fn publish(&mut self, now: Instant, client_id: &str, publish: Publish) {
         let (origin, id) = (publish.origin.clone(), publish.id);
         if self.own.deliver(client_id, publish) == Route::Local {
             let s = self.sessions.entry(client_id.to_owned()).or_default();
@@ -164,29 +174,32 @@ impl Node {
                 s.queue.push(id);
             }
             let persistent = self.persistent(client_id);
+            let generation = self.generation(client_id);
             self.out.push(Out::Accepted {
                 origin,
                 id,
+                generation,
                 persistent,
             });
         }
-        self.pump();
+        self.pump(now);
     }
 
     pub fn handle_message(&mut self, now: Instant, from: &Owner, message: Message) {
         match message {
             Message::Publish(p) => {
                 let client_id = p.topic.strip_prefix("c/").unwrap_or("").to_owned();
-                self.publish(&client_id, p);
+                self.publish(now, &client_id, p);
             }
             Message::Accepted { id } => self.out.push(Out::Accepted {
                 origin: self.life.clone(),
                 id,
+                generation: 0,
                 persistent: false,
             }),
             m => {
                 self.own.handle_message(now, from, m);
-                self.pump();
+                self.pump(now);
             }
         }
     }
@@ -197,6 +210,15 @@ impl Node {
         match self.waiting.get(client_id) {
             Some(w) => !w.clean,
             None => self.sessions.get(client_id).is_none_or(|s| !s.clean),
+        }
+    }
+
+    /// The generation of the session a message accepted now goes into.
+    fn generation(&self, client_id: &str) -> u64 {
+        match self.own.state(client_id) {
+            Some(State::Receiving { wait, .. }) => wait.generation,
+            Some(State::Owned { generation }) => *generation,
+            _ => self.sessions.get(client_id).map_or(0, |s| s.generation),
         }
     }
 
@@ -212,7 +234,7 @@ impl Node {
     }
 
     /// Runs the state machines' effects until there are none.
-    pub fn pump(&mut self) {
+    pub fn pump(&mut self, now: Instant) {
         while let Some(e) = self.own.poll_effect() {
             self.apply(e);
         }
@@ -221,9 +243,10 @@ impl Node {
                 ReapEffect::Adopted {
                     client_id,
                     generation,
+                    dead,
                     persistent,
                 } => {
-                    self.own.adopted(&client_id, generation);
+                    self.own.adopted(now, &client_id, generation, dead);
                     if persistent {
                         let s = self.sessions.entry(client_id).or_default();
                         s.generation = generation;
@@ -310,8 +333,7 @@ impl Node {
                 messages,
                 ..
             } => {
-                let clean = self.waiting.get(&client_id).is_some_and(|w| w.clean)
-                    || self.sessions.get(&client_id).is_some_and(|s| s.clean);
+                let clean = !self.persistent(&client_id);
                 let ids: Vec<u64> = messages.iter().map(|q| q.publish.id).collect();
                 self.out.push(Out::Note(format!(
                     "restore {client_id} {ids:?} clean={clean}"
@@ -319,6 +341,7 @@ impl Node {
                 if clean {
                     return;
                 }
+                let generation = self.generation(&client_id);
                 let s = self.sessions.entry(client_id).or_default();
                 for q in messages {
                     if !s.queue.contains(&q.publish.id) {
@@ -330,6 +353,7 @@ impl Node {
                         self.out.push(Out::Accepted {
                             origin: q.publish.origin,
                             id: q.publish.id,
+                            generation,
                             persistent: true,
                         });
                     }

@@ -133,6 +133,8 @@ pub struct World {
     store_gens: BTreeMap<String, u64>,
     /// Each life's generation per client id, last seen.
     node_gens: BTreeMap<(String, u64, String), u64>,
+    /// Every claim's generation per client id, and whether it was clean.
+    claims: BTreeMap<String, BTreeMap<u64, bool>>,
     chaos: bool,
     trace: VecDeque<String>,
     stats: Stats,
@@ -160,6 +162,7 @@ impl World {
             wills: BTreeMap::new(),
             store_gens: BTreeMap::new(),
             node_gens: BTreeMap::new(),
+            claims: BTreeMap::new(),
             chaos: true,
             trace: VecDeque::new(),
             stats: Stats::default(),
@@ -225,7 +228,7 @@ impl World {
     }
 
     fn note(&mut self, s: String) {
-        if self.trace.len() == 100 {
+        if self.trace.len() == 100 && std::env::var_os("SHARDMQ_SIM_SEED").is_none() {
             self.trace.pop_front();
         }
         self.trace.push_back(format!("{}: {s}", self.step));
@@ -322,8 +325,19 @@ impl World {
                     .ok_or("a frame the codec wrote is incomplete")?;
                 let node = self.nodes[i].as_mut().ok_or("dead")?;
                 node.link(&from).handle_frame(now, frame);
-                while let Some(m) = node.link(&from).poll_message() {
-                    node.handle_message(now, &from, m);
+                let to = node.life.clone();
+                let mut got = Vec::new();
+                while let Some(m) = self.nodes[i].as_mut().ok_or("dead")?.link(&from).poll_message() {
+                    if !matches!(m, Message::Publish(_) | Message::Accepted { .. }) {
+                        got.push(format!("{m:?}"));
+                    }
+                    self.nodes[i].as_mut().ok_or("dead")?.handle_message(now, &from, m);
+                }
+                for m in got {
+                    self.note(format!(
+                        "{}#{} -> {}#{}: {m}",
+                        from.node, from.boot, to.node, to.boot
+                    ));
                 }
                 self.drain(i);
             }
@@ -341,6 +355,10 @@ impl World {
                 if clean {
                     self.excuse_client(&client_id, "a clean start discarded it");
                 }
+                self.claims
+                    .entry(client_id.clone())
+                    .or_default()
+                    .insert(claimed.generation, clean);
                 let d = self.delay();
                 self.schedule(
                     d,
@@ -369,7 +387,7 @@ impl World {
                 let node = self.nodes[i].as_mut().ok_or("dead")?;
                 node.own
                     .handle_claim(now, &client_id, claimed.generation, claimed.previous);
-                node.pump();
+                node.pump(now);
                 self.drain(i);
             }
             Event::ReapCall { life, effect } => {
@@ -387,7 +405,16 @@ impl World {
                     ),
                     ReapEffect::Adopt { client_id, dead } => {
                         let a = self.store.adopt(&client_id, &dead, &life);
-                        if let Adoption::Adopted { generation, .. } = &a {
+                        if let Adoption::Adopted {
+                            generation,
+                            persistent,
+                            ..
+                        } = &a
+                        {
+                            self.claims
+                                .entry(client_id.clone())
+                                .or_default()
+                                .insert(*generation, !persistent);
                             self.note(format!(
                                 "adopt {client_id} from {}#{} by {}#{}: gen {generation}",
                                 dead.node, dead.boot, life.node, life.boot
@@ -410,7 +437,7 @@ impl World {
                     ReapReply::Listed(l) => node.reaper.handle_listed(l),
                     ReapReply::Adopted(a) => node.reaper.handle_adopted(a),
                 }
-                node.pump();
+                node.pump(now);
                 self.drain(i);
             }
         }
@@ -464,11 +491,12 @@ impl World {
 
     fn connect(&mut self, i: usize, client_id: &str, clean: bool, will: bool) {
         let conn = self.next_conn;
+        let now = self.now();
         self.next_conn += 1;
         self.conns.insert(conn, client_id.to_owned());
         if let Some(node) = self.nodes[i].as_mut() {
             let life = node.life.clone();
-            node.connect(client_id, conn, clean, will);
+            node.connect(now, client_id, conn, clean, will);
             self.note(format!(
                 "connect {client_id} conn {conn} at {}#{} clean={clean} will={will}",
                 life.node, life.boot
@@ -508,6 +536,7 @@ impl World {
 
     fn publish(&mut self, i: usize, client_id: &str) {
         let id = self.next_id;
+        let now = self.now();
         self.next_id += 1;
         let Some(node) = self.nodes[i].as_mut() else {
             return;
@@ -536,7 +565,7 @@ impl World {
             properties: Bytes::new(),
         };
         if owner == node.life {
-            node.publish(client_id, publish);
+            node.publish(now, client_id, publish);
         } else {
             node.link(&owner).send(Message::Publish(publish));
         }
@@ -606,7 +635,7 @@ impl World {
         let refresh = self.rng.chance(0.5);
         let node = self.nodes[i].as_mut().ok_or("dead")?;
         if refresh {
-            node.own.handle_members(now, &members);
+            node.own.handle_members(&members);
             for (life, alive) in &members {
                 if let Some(old) = node.known.insert(life.node.clone(), life.boot) {
                     if old != life.boot {
@@ -637,7 +666,7 @@ impl World {
         }
         node.own.handle_timeout(now);
         node.reaper.handle_timeout(now);
-        node.pump();
+        node.pump(now);
         let mut frames = Vec::new();
         for ((peer, boot), link) in &mut node.links {
             while let Some(f) = link.poll_transmit(now) {
@@ -718,13 +747,26 @@ impl World {
                 Out::Accepted {
                     origin,
                     id,
+                    generation,
                     persistent,
                 } => {
-                    if origin != life || persistent {
-                        // At the acceptor: what it accepted into.
-                        let stored = self.persistent(&self.msgs.get(&id).map(|m| m.client_id.clone()).unwrap_or_default());
+                    if origin != life || generation != 0 {
+                        // At the acceptor: a session the checker holds the
+                        // cluster to is persistent, by a persistent claim, and
+                        // no clean start came after it.
+                        let client_id = self
+                            .msgs
+                            .get(&id)
+                            .map(|m| m.client_id.clone())
+                            .unwrap_or_default();
+                        let claims = self.claims.get(&client_id);
+                        let held = persistent
+                            && claims.and_then(|c| c.get(&generation)) == Some(&false)
+                            && !claims.is_some_and(|c| {
+                                c.range(generation + 1..).any(|(_, clean)| *clean)
+                            });
                         if let Some(m) = self.msgs.get_mut(&id) {
-                            m.accepted_persistent.get_or_insert(persistent && stored);
+                            m.accepted_persistent.get_or_insert(held);
                         }
                     }
                     if origin == life {
@@ -774,13 +816,6 @@ impl World {
                 }
             }
         }
-    }
-
-    fn persistent(&self, client_id: &str) -> bool {
-        self.store
-            .sessions
-            .get(client_id)
-            .is_some_and(|s| s.persistent)
     }
 
     fn ack(&mut self, id: u64) {
@@ -888,11 +923,8 @@ impl World {
         }
         for n in self.nodes.iter().flatten() {
             for c in self.store.sessions.keys() {
-                let g = match n.own.state(c) {
-                    Some(State::Owned { generation })
-                    | Some(State::Receiving { generation, .. })
-                    | Some(State::HandedOver { generation, .. }) => *generation,
-                    _ => continue,
+                let Some(g) = n.own.state(c).and_then(State::generation) else {
+                    continue;
                 };
                 let key = (n.life.node.clone(), n.life.boot, c.clone());
                 let last = self.node_gens.insert(key, g).unwrap_or(0);
@@ -973,7 +1005,17 @@ impl World {
                 .iter()
                 .all(|(l, alive)| *alive || n.reaping.contains(&(l.node.clone(), l.boot)))
         });
-        !undelivered && !reaping && all_dead_seen && self.events.is_empty()
+        let busy = self.nodes.iter().flatten().any(|n| {
+            !n.waiting.is_empty()
+                || n.links.values().any(|l| !l.is_idle())
+                || self.store.sessions.keys().any(|c| {
+                    matches!(
+                        n.own.state(c),
+                        Some(State::Claiming { .. } | State::Receiving { .. })
+                    )
+                })
+        });
+        !undelivered && !reaping && !busy && all_dead_seen && self.events.is_empty()
     }
 
     fn undelivered(&self) -> String {
