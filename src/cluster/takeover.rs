@@ -122,6 +122,9 @@ pub enum State {
         wait: Option<Wait>,
         /// When to forget the id, once `wait` is complete.
         until: Instant,
+        /// The newest claim that asked since: where what arrives goes if
+        /// `to` dies.
+        newer: Option<(Owner, u64)>,
     },
 }
 
@@ -348,9 +351,33 @@ impl Ownership {
             }
             // This node claimed the session after the adoption already.
             Some(s) if s.generation().is_some_and(|g| g >= generation) => return,
+            // An older claim of this node lost to the dead life's: its
+            // CONNECT is refused, the adoption takes over (seed 82).
+            Some(State::Receiving { connect: true, .. }) => {
+                self.refuse(client_id, SERVER_BUSY);
+            }
             _ => {}
         }
         let wait = self.ask(client_id, generation, Some(dead), false);
+        // A session this node was still passing on, to a claim the adoption
+        // outdates: that taker must not wait on this node any more (seed
+        // 119). The adoption's takeover went to it first, on the same link.
+        if let Some(State::HandedOver {
+            to,
+            generation: g,
+            wait: Some(_),
+            ..
+        }) = self.entries.get(client_id)
+        {
+            let (to, g) = (to.clone(), *g);
+            self.send(
+                to,
+                Message::HandOverDone {
+                    client_id: client_id.to_owned(),
+                    generation: g,
+                },
+            );
+        }
         let state = if wait.pending.is_empty() {
             State::Owned { generation }
         } else {
@@ -492,6 +519,10 @@ impl Ownership {
     }
 
     fn handle_takeover(&mut self, now: Instant, client_id: &str, generation: u64, to: Owner) {
+        let taker_alive = match self.entries.get(client_id) {
+            Some(State::HandedOver { to: taker, .. }) => self.is_alive(taker),
+            _ => false,
+        };
         let held = match self.entries.get_mut(client_id) {
             None => {
                 // Nothing here (forgotten after a hand-over, or never had it):
@@ -513,13 +544,24 @@ impl Ownership {
             // which that claim's takeover reaches in turn (and what arrives
             // here later follows the same path). Re-aiming it here would leave
             // the first taker waiting for a done that never comes (seed 36).
-            Some(State::HandedOver { .. }) if !self.breaks.accept_stale => {
-                let done = Message::HandOverDone {
-                    client_id: client_id.to_owned(),
-                    generation,
-                };
-                self.send(to, done);
-                return;
+            // Unless that taker is dead: then the requester gets what comes.
+            Some(State::HandedOver {
+                generation: g,
+                newer,
+                ..
+            }) if !self.breaks.accept_stale => {
+                if generation > *g && newer.as_ref().is_none_or(|(_, n)| *n < generation) {
+                    *newer = Some((to.clone(), generation));
+                }
+                if generation <= *g || taker_alive {
+                    let done = Message::HandOverDone {
+                        client_id: client_id.to_owned(),
+                        generation,
+                    };
+                    self.send(to, done);
+                    return;
+                }
+                *g
             }
             Some(s) => s.generation().unwrap_or(0),
         };
@@ -569,6 +611,7 @@ impl Ownership {
                 generation,
                 wait,
                 until: now + self.linger,
+                newer: None,
             },
         );
         if !self.breaks.keep_client {
@@ -681,18 +724,40 @@ impl Ownership {
                 self.complete(&client_id);
             }
         }
-        // A handed-over id whose new owner died forwards into the void:
-        // forget it, the reaper's adopter serves the session now.
-        let gone: Vec<String> = self
+        // A handed-over id whose new owner died: what arrives goes to the
+        // newest claim that asked since (seed 329), or nowhere, and the id
+        // is forgotten once nothing passes through any more.
+        let dead: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, s)| {
-                matches!(s, State::HandedOver { to, wait: None, .. } if !self.is_alive(to))
-            })
+            .filter(|(_, s)| matches!(s, State::HandedOver { to, .. } if !self.is_alive(to)))
             .map(|(c, _)| c.clone())
             .collect();
-        for c in gone {
-            self.entries.remove(&c);
+        for c in dead {
+            let alive_newer = match self.entries.get(&c) {
+                Some(State::HandedOver {
+                    newer: Some((n, _)),
+                    ..
+                }) => self.is_alive(n),
+                _ => false,
+            };
+            match self.entries.get_mut(&c) {
+                Some(State::HandedOver {
+                    to,
+                    generation,
+                    newer,
+                    ..
+                }) if alive_newer => {
+                    if let Some((n, g)) = newer.take() {
+                        *to = n;
+                        *generation = g;
+                    }
+                }
+                Some(State::HandedOver { wait: None, .. }) => {
+                    self.entries.remove(&c);
+                }
+                _ => {}
+            }
         }
     }
 

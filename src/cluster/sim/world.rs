@@ -658,11 +658,26 @@ impl World {
             // A link to a dead life is closed, and what it held is gone.
             let current: BTreeMap<&String, (u64, bool)> =
                 members.iter().map(|(o, a)| (&o.node, (o.boot, *a))).collect();
-            node.links.retain(|(peer, boot), _| {
-                current
+            let mut closed = Vec::new();
+            node.links.retain(|(peer, boot), link| {
+                let keep = current
                     .get(peer)
-                    .is_none_or(|(b, alive)| b == boot && *alive)
+                    .is_none_or(|(b, alive)| b == boot && *alive);
+                if !keep {
+                    for m in link.pending() {
+                        if let Message::HandOver { messages, .. } = m {
+                            closed.extend(messages.iter().map(|q| q.publish.id));
+                        }
+                    }
+                }
+                keep
             });
+            for id in closed {
+                if let Some(m) = self.msgs.get_mut(&id) {
+                    m.excused
+                        .get_or_insert_with(|| "handed over to a life that died".into());
+                }
+            }
         }
         node.own.handle_timeout(now);
         node.reaper.handle_timeout(now);
