@@ -28,10 +28,16 @@
 //! - a takeover whose generation is not above the one held is stale, and
 //!   refused (ignored: the newer claim's own takeover reaches its requester).
 //!
-//! What "dead" means comes from membership: a life is dead once the lease
-//! listing shows its node with another boot or its lease ended. A life the
-//! listing has never shown is presumed alive, so a stale view never makes a
-//! node skip a takeover.
+//! What "dead" means comes from membership: a life is dead once a lease
+//! listing showed it with its lease ended, or showed it and later another
+//! life of its node. A life no listing has shown yet is presumed alive: boot
+//! ids are not ordered, so a listing with another boot for its node may be
+//! older than it (seed 1904: a restarted node's first claim was taken for a
+//! dead life's, and two connections of one id overlapped). But a life
+//! waited on joined before the claim that named it, so two listings that
+//! show its node with another boot, both taken after this node heard of it,
+//! prove it dead (seed 259: a restarted node's claim named a life that died
+//! before the node's first listing).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -163,6 +169,11 @@ pub struct Ownership {
     /// Each node's current life in the last lease listing, and whether its
     /// lease runs.
     members: BTreeMap<String, (u64, bool)>,
+    /// Every life a listing showed, and whether it is alive.
+    lives: BTreeMap<(String, u64), bool>,
+    /// Lives waited on that no listing showed: how many listings since
+    /// showed their node with another boot.
+    doubted: BTreeMap<(String, u64), u8>,
     effects: VecDeque<Effect>,
     /// How long a CONNECT waits for a hand-over before it is refused.
     handover_timeout: Duration,
@@ -179,6 +190,8 @@ impl Ownership {
             me,
             entries: BTreeMap::new(),
             members: BTreeMap::new(),
+            lives: BTreeMap::new(),
+            doubted: BTreeMap::new(),
             effects: VecDeque::new(),
             handover_timeout,
             linger,
@@ -534,9 +547,20 @@ impl Ownership {
                 self.send(to, done);
                 return;
             }
+            // Only the newest takeover can win against this claim; an older
+            // one is outdated by it, and told so now (seed 901).
             Some(State::Claiming { takeover, .. }) => {
-                if takeover.as_ref().is_none_or(|(_, g)| *g < generation) {
-                    *takeover = Some((to, generation));
+                let older = match takeover {
+                    Some((_, g)) if *g >= generation => Some((to, generation)),
+                    _ => takeover.replace((to, generation)),
+                };
+                if let Some((requester, g)) = older {
+                    self.stale += 1;
+                    let done = Message::HandOverDone {
+                        client_id: client_id.to_owned(),
+                        generation: g,
+                    };
+                    self.send(requester, done);
                 }
                 return;
             }
@@ -685,6 +709,40 @@ impl Ownership {
             .iter()
             .map(|(o, alive)| (o.node.clone(), (o.boot, *alive)))
             .collect();
+        for ((node, boot), alive) in &mut self.lives {
+            if self
+                .members
+                .get(node)
+                .is_some_and(|(current, _)| current != boot)
+            {
+                *alive = false;
+            }
+        }
+        for (o, alive) in members {
+            self.lives.insert((o.node.clone(), o.boot), *alive);
+        }
+        let unseen: Vec<(String, u64)> = self
+            .entries
+            .values()
+            .flat_map(|s| match s {
+                State::Receiving { wait, .. }
+                | State::HandedOver {
+                    wait: Some(wait), ..
+                } => wait.pending.clone(),
+                _ => Vec::new(),
+            })
+            .map(|o| (o.node, o.boot))
+            .filter(|l| !self.lives.contains_key(l))
+            .collect();
+        for life in unseen {
+            let other = self.members.get(&life.0).is_none_or(|(b, _)| *b != life.1);
+            let n = self.doubted.entry(life.clone()).or_default();
+            *n += other as u8;
+            if *n >= 2 {
+                self.doubted.remove(&life);
+                self.lives.insert(life, false);
+            }
+        }
         let clients: Vec<String> = self.entries.keys().cloned().collect();
         for client_id in clients {
             let Some(mut wait) = (match self.entries.get(&client_id) {
@@ -804,10 +862,10 @@ impl Ownership {
         if life.node == self.me.node {
             return life.boot == self.me.boot;
         }
-        match self.members.get(&life.node) {
-            Some((boot, alive)) => *boot == life.boot && *alive,
-            None => true,
-        }
+        self.lives
+            .get(&(life.node.clone(), life.boot))
+            .copied()
+            .unwrap_or(true)
     }
 
     fn refuse(&mut self, client_id: &str, reason: u8) {
