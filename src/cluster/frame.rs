@@ -70,8 +70,13 @@ pub enum Frame {
     },
     /// Every message up to `acked` arrived; the sender may have `window`
     /// more than that in flight.
-    Credit { acked: u64, window: u32 },
-    Ping { nonce: u64 },
+    Credit {
+        acked: u64,
+        window: u32,
+    },
+    Ping {
+        nonce: u64,
+    },
 }
 
 /// A PUBLISH forwarded to a node with subscribers, routed there like a local
@@ -105,7 +110,9 @@ pub enum Message {
     Publish(Publish),
     /// The publish `id` of the receiver is in a session queue now: the
     /// receiver may acknowledge it to its publisher.
-    Accepted { id: u64 },
+    Accepted {
+        id: u64,
+    },
     /// The sender claimed `client_id` at `generation`, after the receiver:
     /// disconnect its client and hand the session over.
     Takeover {
@@ -122,7 +129,10 @@ pub enum Message {
         subscriptions: Bytes,
         messages: Vec<Queued>,
     },
-    HandOverDone { client_id: String, generation: u64 },
+    HandOverDone {
+        client_id: String,
+        generation: u64,
+    },
 }
 
 impl Hello {

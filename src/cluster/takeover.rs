@@ -57,16 +57,29 @@ pub const SESSION_TAKEN_OVER: u8 = 0x8E;
 pub enum Effect {
     /// Run CLAIM for the client's waiting CONNECT; answer with
     /// [`Ownership::handle_claim`].
-    Claim { client_id: String },
-    Send { to: Owner, message: Message },
+    Claim {
+        client_id: String,
+    },
+    Send {
+        to: Owner,
+        message: Message,
+    },
     /// Disconnect the client's connection here, if any, with 0x8E, take its
     /// session out of the broker and give it to [`Ownership::surrendered`].
-    Surrender { client_id: String },
+    Surrender {
+        client_id: String,
+    },
     /// The waiting CONNECT is accepted: the session is this node's, at
     /// `generation`, with everything a hand-over brought.
-    Accept { client_id: String, generation: u64 },
+    Accept {
+        client_id: String,
+        generation: u64,
+    },
     /// The waiting CONNECT is refused with this CONNACK reason.
-    Refuse { client_id: String, reason: u8 },
+    Refuse {
+        client_id: String,
+        reason: u8,
+    },
     /// Part of a handed-over session: merge it into the local session.
     Restore {
         client_id: String,
@@ -103,13 +116,14 @@ pub enum State {
     /// A CONNECT waits for its claim. `forward_to`: the session was handed
     /// over before, and what arrives still goes there until the claim is in.
     /// `takeover`: a newer claim's takeover that arrived first.
-    /// `adopted`: the reaper adopted the session for this node meanwhile, so
-    /// the claim, whose predecessor is then this node, asks everyone as the
-    /// adoption would have.
+    /// `owned`: this node owned the session when the CONNECT came. A claim
+    /// whose predecessor is this node without that got it from an adoption
+    /// (the reaper's, or the loader's) whose reply may not even be in yet,
+    /// so it asks everyone, as the adoption would have (seed 2015).
     Claiming {
         forward_to: Option<(Owner, u64)>,
         takeover: Option<(Owner, u64)>,
-        adopted: bool,
+        owned: bool,
     },
     /// Claimed; the session comes from the nodes the claim waits on.
     Receiving {
@@ -118,7 +132,9 @@ pub enum State {
         /// A CONNECT waits for the end of the hand-over.
         connect: bool,
     },
-    Owned { generation: u64 },
+    Owned {
+        generation: u64,
+    },
     /// Taken over by `to` at `generation`: what arrives goes there.
     HandedOver {
         to: Owner,
@@ -140,9 +156,7 @@ impl State {
         match self {
             State::Claiming { .. } => None,
             State::Receiving { wait, .. } => Some(wait.generation),
-            State::Owned { generation } | State::HandedOver { generation, .. } => {
-                Some(*generation)
-            }
+            State::Owned { generation } | State::HandedOver { generation, .. } => Some(*generation),
         }
     }
 }
@@ -208,6 +222,7 @@ impl Ownership {
     /// once (a claim or hand-over of the id is unfinished here); otherwise it
     /// waits for [`Effect::Accept`] or [`Effect::Refuse`].
     pub fn connect(&mut self, client_id: &str) -> Result<(), u8> {
+        let owned = matches!(self.entries.get(client_id), Some(State::Owned { .. }));
         let forward_to = match self.entries.get(client_id) {
             None | Some(State::Owned { .. }) => None,
             Some(State::HandedOver {
@@ -227,7 +242,7 @@ impl Ownership {
             State::Claiming {
                 forward_to,
                 takeover: None,
-                adopted: false,
+                owned,
             },
         );
         self.effects.push_back(Effect::Claim {
@@ -246,12 +261,12 @@ impl Ownership {
         previous: Option<Owner>,
     ) {
         let Some(State::Claiming {
-            takeover, adopted, ..
+            takeover, owned, ..
         }) = self.entries.get(client_id)
         else {
             return;
         };
-        let (takeover, adopted) = (takeover.clone(), *adopted);
+        let (takeover, owned) = (takeover.clone(), *owned);
         // A takeover that arrived while claiming, and that this claim
         // outdates: its requester waits on this node, which hands it nothing.
         if let Some((requester, older)) = takeover.as_ref().filter(|(_, g)| *g < generation) {
@@ -264,7 +279,7 @@ impl Ownership {
                 },
             );
         }
-        let everyone = adopted && previous.as_ref() == Some(&self.me);
+        let everyone = !owned && previous.as_ref() == Some(&self.me);
         let wait = self.ask(client_id, generation, previous, everyone);
         match takeover {
             Some((to, newer)) if newer > generation => {
@@ -358,10 +373,9 @@ impl Ownership {
     /// unfinished).
     pub fn adopted(&mut self, now: Instant, client_id: &str, generation: u64, dead: Owner) {
         match self.entries.get_mut(client_id) {
-            Some(State::Claiming { adopted, .. }) => {
-                *adopted = true;
-                return;
-            }
+            // The claim's reply names this node as its predecessor, and the
+            // claim asks everyone then.
+            Some(State::Claiming { .. }) => return,
             // This node claimed the session after the adoption already.
             Some(s) if s.generation().is_some_and(|g| g >= generation) => return,
             // An older claim of this node lost to the dead life's: its
@@ -773,9 +787,7 @@ impl Ownership {
             let empty = wait.pending.is_empty();
             match self.entries.get_mut(&client_id) {
                 Some(State::Receiving { wait: w, .. })
-                | Some(State::HandedOver {
-                    wait: Some(w), ..
-                }) => *w = wait,
+                | Some(State::HandedOver { wait: Some(w), .. }) => *w = wait,
                 _ => {}
             }
             if empty {
@@ -824,9 +836,9 @@ impl Ownership {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut refused = Vec::new();
         self.entries.retain(|client_id, s| match s {
-            State::Receiving {
-                since, connect, ..
-            } if *connect && now >= *since + self.handover_timeout => {
+            State::Receiving { since, connect, .. }
+                if *connect && now >= *since + self.handover_timeout =>
+            {
                 *connect = false;
                 refused.push(client_id.clone());
                 true

@@ -44,15 +44,17 @@ fn message() -> impl Strategy<Value = Message> {
             proptest::collection::vec(any::<u8>(), 0..10),
             proptest::collection::vec((any::<bool>(), publish()), 0..4),
         )
-            .prop_map(|(client_id, generation, subs, messages)| Message::HandOver {
-                client_id,
-                generation,
-                subscriptions: subs.into(),
-                messages: messages
-                    .into_iter()
-                    .map(|(inflight, publish)| Queued { inflight, publish })
-                    .collect(),
-            }),
+            .prop_map(
+                |(client_id, generation, subs, messages)| Message::HandOver {
+                    client_id,
+                    generation,
+                    subscriptions: subs.into(),
+                    messages: messages
+                        .into_iter()
+                        .map(|(inflight, publish)| Queued { inflight, publish })
+                        .collect(),
+                }
+            ),
         ("\\PC{0,10}", any::<u64>()).prop_map(|(client_id, generation)| {
             Message::HandOverDone {
                 client_id,
@@ -135,9 +137,20 @@ proptest! {
 #[test]
 fn an_unknown_version_is_refused_by_name() {
     let mut buf = BytesMut::new();
-    Hello { version: 9, node: "b".into(), boot: 1 }.encode(&mut buf);
+    Hello {
+        version: 9,
+        node: "b".into(),
+        boot: 1,
+    }
+    .encode(&mut buf);
     let err = Hello::decode(&mut buf).unwrap_err();
-    assert_eq!(err, FrameError::Version { theirs: 9, ours: VERSION });
+    assert_eq!(
+        err,
+        FrameError::Version {
+            theirs: 9,
+            ours: VERSION
+        }
+    );
     assert_eq!(
         err.to_string(),
         "peer speaks cluster protocol version 9, this node speaks 1: run one version across the cluster"
@@ -157,7 +170,10 @@ fn a_frame_too_long_is_refused_from_its_length() {
     let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1][..]);
     assert_eq!(
         decode(&mut buf, MAX_FRAME),
-        Err(FrameError::TooLong { len: u32::MAX as usize, max: MAX_FRAME })
+        Err(FrameError::TooLong {
+            len: u32::MAX as usize,
+            max: MAX_FRAME
+        })
     );
 }
 
@@ -165,6 +181,13 @@ fn a_frame_too_long_is_refused_from_its_length() {
 #[test]
 fn credit_bytes() {
     let mut buf = BytesMut::new();
-    Frame::Credit { acked: 5, window: 64 }.encode(&mut buf);
-    assert_eq!(&buf[..], &[0, 0, 0, 13, 2, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 64]);
+    Frame::Credit {
+        acked: 5,
+        window: 64,
+    }
+    .encode(&mut buf);
+    assert_eq!(
+        &buf[..],
+        &[0, 0, 0, 13, 2, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 64]
+    );
 }

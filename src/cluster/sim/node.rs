@@ -136,10 +136,8 @@ impl Node {
                         });
                     }
                 }
-                self.waiting.insert(
-                    client_id.to_owned(),
-                    Waiting { conn, clean, will },
-                );
+                self.waiting
+                    .insert(client_id.to_owned(), Waiting { conn, clean, will });
             }
         }
         self.pump(now);

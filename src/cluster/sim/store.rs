@@ -90,7 +90,10 @@ impl Store {
         }
         s.generation += 1;
         s.owner = Some(adopter.clone());
-        let will = s.will.take().map(|w| Bytes::copy_from_slice(&w.to_be_bytes()));
+        let will = s
+            .will
+            .take()
+            .map(|w| Bytes::copy_from_slice(&w.to_be_bytes()));
         let (generation, persistent) = (s.generation, s.persistent);
         if let Some(set) = self.node_sessions.get_mut(&dead.node) {
             set.remove(client_id);
@@ -154,7 +157,10 @@ impl Store {
         if join {
             self.routes.remove(&life.node);
         }
-        let entry = self.leases.entry(life.node.clone()).or_insert((life.boot, 0));
+        let entry = self
+            .leases
+            .entry(life.node.clone())
+            .or_insert((life.boot, 0));
         if entry.0 == life.boot || join {
             *entry = (life.boot, now_ms + LEASE_MS);
         }

@@ -248,11 +248,7 @@ impl World {
             boot: self.next_boot,
         };
         self.next_boot += 1;
-        let mut own = Ownership::new(
-            life.clone(),
-            Duration::from_secs(1),
-            Duration::from_secs(3),
-        );
+        let mut own = Ownership::new(life.clone(), Duration::from_secs(1), Duration::from_secs(3));
         own.set_breaks(self.cfg.breaks);
         let mut node = Node::new(life.clone(), own);
         self.store.lease(&life, self.now_ms(), true);
@@ -327,11 +323,19 @@ impl World {
                 node.link(&from).handle_frame(now, frame);
                 let to = node.life.clone();
                 let mut got = Vec::new();
-                while let Some(m) = self.nodes[i].as_mut().ok_or("dead")?.link(&from).poll_message() {
+                while let Some(m) = self.nodes[i]
+                    .as_mut()
+                    .ok_or("dead")?
+                    .link(&from)
+                    .poll_message()
+                {
                     if !matches!(m, Message::Publish(_) | Message::Accepted { .. }) {
                         got.push(format!("{m:?}"));
                     }
-                    self.nodes[i].as_mut().ok_or("dead")?.handle_message(now, &from, m);
+                    self.nodes[i]
+                        .as_mut()
+                        .ok_or("dead")?
+                        .handle_message(now, &from, m);
                 }
                 for m in got {
                     self.note(format!(
@@ -595,7 +599,10 @@ impl World {
         let after = self.holders();
         for (id, m) in &mut self.msgs {
             if before.contains(id) && !after.contains(id) && m.excused.is_none() {
-                m.excused = Some(format!("only {}#{} held it", node.life.node, node.life.boot));
+                m.excused = Some(format!(
+                    "only {}#{} held it",
+                    node.life.node, node.life.boot
+                ));
             }
         }
         Ok(())
@@ -656,8 +663,10 @@ impl World {
                 }
             }
             // A link to a dead life is closed, and what it held is gone.
-            let current: BTreeMap<&String, (u64, bool)> =
-                members.iter().map(|(o, a)| (&o.node, (o.boot, *a))).collect();
+            let current: BTreeMap<&String, (u64, bool)> = members
+                .iter()
+                .map(|(o, a)| (&o.node, (o.boot, *a)))
+                .collect();
             let mut closed = Vec::new();
             node.links.retain(|(peer, boot), link| {
                 let keep = current
@@ -715,7 +724,11 @@ impl World {
         let mut buf = BytesMut::new();
         f.encode(&mut buf);
         let bytes = buf.freeze();
-        let copies = if self.chaos && self.rng.chance(0.02) { 2 } else { 1 };
+        let copies = if self.chaos && self.rng.chance(0.02) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let d = self.delay();
             self.schedule(
@@ -858,7 +871,9 @@ impl World {
         self.stats.wills += 1;
         self.note(format!("will of conn {will} published"));
         if n > 1 {
-            return Err(format!("the will of connection {will} was published {n} times"));
+            return Err(format!(
+                "the will of connection {will} was published {n} times"
+            ));
         }
         Ok(())
     }
@@ -933,7 +948,10 @@ impl World {
         for (c, s) in &self.store.sessions {
             let last = self.store_gens.insert(c.clone(), s.generation).unwrap_or(0);
             if s.generation < last {
-                return Err(format!("{c}'s generation went from {last} to {}", s.generation));
+                return Err(format!(
+                    "{c}'s generation went from {last} to {}",
+                    s.generation
+                ));
             }
         }
         for n in self.nodes.iter().flatten() {
@@ -1014,12 +1032,19 @@ impl World {
             .values()
             .any(|m| m.acked && m.tracked && !m.delivered && m.excused.is_none());
         let reaping = self.nodes.iter().flatten().any(|n| !n.reaper.is_idle());
-        let all_dead_seen = self.nodes.iter().flatten().all(|n| {
-            self.store
-                .members(self.now_ms())
-                .iter()
-                .all(|(l, alive)| *alive || n.reaping.contains(&(l.node.clone(), l.boot)))
-        });
+        // A killed life's lease has run out, so the others have seen it die.
+        let leases_over = self
+            .store
+            .members(self.now_ms())
+            .iter()
+            .all(|(l, alive)| !alive || self.alive(l).is_some());
+        let all_dead_seen = leases_over
+            && self.nodes.iter().flatten().all(|n| {
+                self.store
+                    .members(self.now_ms())
+                    .iter()
+                    .all(|(l, alive)| *alive || n.reaping.contains(&(l.node.clone(), l.boot)))
+            });
         let busy = self.nodes.iter().flatten().any(|n| {
             !n.waiting.is_empty()
                 || n.links.values().any(|l| !l.is_idle())
