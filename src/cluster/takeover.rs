@@ -64,8 +64,11 @@ pub enum Effect {
         to: Owner,
         message: Message,
     },
-    /// Disconnect the client's connection here, if any, with 0x8E, take its
-    /// session out of the broker and give it to [`Ownership::surrendered`].
+    /// Close the client's connection here, if any, with this DISCONNECT
+    /// reason (0x8E, session taken over).
+    Disconnect { client_id: String, reason: u8 },
+    /// Take the session out of the broker (after [`Effect::Disconnect`]) and
+    /// give it to [`Ownership::surrendered`].
     Surrender {
         client_id: String,
     },
@@ -653,12 +656,14 @@ impl Ownership {
             },
         );
         if !self.breaks.keep_client {
-            self.effects.push_back(Effect::Surrender {
+            self.effects.push_back(Effect::Disconnect {
                 client_id: client_id.to_owned(),
+                reason: SESSION_TAKEN_OVER,
             });
-        } else {
-            self.surrendered(client_id, Bytes::new(), Vec::new());
         }
+        self.effects.push_back(Effect::Surrender {
+            client_id: client_id.to_owned(),
+        });
     }
 
     /// `from` said it handed over all it had for this node's claim at

@@ -31,6 +31,7 @@ fn run(seed: u64, breaks: Breaks) -> Result<world::Stats, String> {
     World::new(seed, breaks).run()
 }
 
+
 fn seeds() -> u64 {
     std::env::var("SHARDMQ_SIM_SEEDS")
         .ok()
@@ -89,14 +90,19 @@ fn replay() {
     }
 }
 
-/// Each deliberate break makes some seed fail (TESTING.md, "Deliberate
-/// breaks (issue 14, simulation)"); the first failure is printed.
-fn caught(breaks: Breaks) -> String {
+/// Each deliberate break makes some seed fail with the message expected
+/// (TESTING.md, "Deliberate breaks (issue 14, simulation)"); the first
+/// failure is printed.
+fn caught(mut world: impl FnMut(u64) -> World, breaks: Breaks, expect: &str) {
     for seed in 0..seeds() {
-        if let Err(e) = run(seed, breaks) {
+        if let Err(e) = world(seed).run() {
             let first = e.lines().next().unwrap_or("").to_owned();
+            assert!(
+                first.contains(expect),
+                "{breaks:?}: seed {seed} failed otherwise: {first}"
+            );
             eprintln!("{breaks:?}: seed {seed}: {first}");
-            return first;
+            return;
         }
     }
     panic!("no seed of {} caught {breaks:?}", seeds());
@@ -104,32 +110,46 @@ fn caught(breaks: Breaks) -> String {
 
 #[test]
 fn break_keep_client_is_caught() {
-    caught(Breaks {
+    let breaks = Breaks {
         keep_client: true,
         ..Breaks::default()
-    });
+    };
+    caught(|s| World::new(s, breaks), breaks, "is connected twice");
 }
 
 #[test]
 fn break_no_forwarding_is_caught() {
-    caught(Breaks {
+    let breaks = Breaks {
         no_forwarding: true,
         ..Breaks::default()
-    });
+    };
+    caught(
+        |s| World::new(s, breaks),
+        breaks,
+        "into a session it handed over",
+    );
+    // And by the loss check alone.
+    caught(
+        |s| World::without_node_checks(s, breaks),
+        breaks,
+        "acknowledged messages lost",
+    );
 }
 
 #[test]
 fn break_accept_stale_is_caught() {
-    caught(Breaks {
+    let breaks = Breaks {
         accept_stale: true,
         ..Breaks::default()
-    });
+    };
+    caught(|s| World::new(s, breaks), breaks, "went from generation");
 }
 
 #[test]
 fn break_skip_takeover_is_caught() {
-    caught(Breaks {
+    let breaks = Breaks {
         skip_takeover: true,
         ..Breaks::default()
-    });
+    };
+    caught(|s| World::new(s, breaks), breaks, "is connected twice");
 }

@@ -75,6 +75,8 @@ pub enum Out {
     },
     /// For the failure trace.
     Note(String),
+    /// An invariant broken inside the node.
+    Violation(String),
 }
 
 pub struct Node {
@@ -90,9 +92,15 @@ pub struct Node {
     pub routes: BTreeMap<String, Owner>,
     /// Lives this node has seen in a lease listing, by node id.
     pub known: BTreeMap<String, u64>,
+    /// The last generation this node held each session at (the sim's
+    /// bookkeeping of what a message accepted here went into).
+    pub held: BTreeMap<String, u64>,
     /// Lives whose reaping this node started.
     pub reaping: BTreeSet<(String, u64)>,
     pub out: Vec<Out>,
+    /// Report a node taking messages into a session it handed over (off to
+    /// show that the loss check catches it as well).
+    pub checks: bool,
 }
 
 impl Node {
@@ -107,7 +115,9 @@ impl Node {
             routes: BTreeMap::new(),
             known: BTreeMap::new(),
             reaping: BTreeSet::new(),
+            held: BTreeMap::new(),
             out: Vec::new(),
+            checks: true,
         }
     }
 
@@ -166,7 +176,15 @@ impl Node {
     /// A publish for `client_id`, from a link or from a local publisher.
     pub fn publish(&mut self, now: Instant, client_id: &str, publish: Publish) {
         let (origin, id) = (publish.origin.clone(), publish.id);
+        let handed = self.checks
+            && matches!(self.own.state(client_id), Some(State::HandedOver { .. }));
         if self.own.deliver(client_id, publish) == Route::Local {
+            if handed {
+                self.out.push(Out::Violation(format!(
+                    "{}#{} took message {id} for {client_id} into a session it handed over",
+                    self.life.node, self.life.boot
+                )));
+            }
             let s = self.sessions.entry(client_id.to_owned()).or_default();
             if !s.queue.contains(&id) {
                 s.queue.push(id);
@@ -216,7 +234,7 @@ impl Node {
         match self.own.state(client_id) {
             Some(State::Receiving { wait, .. }) => wait.generation,
             Some(State::Owned { generation }) => *generation,
-            _ => self.sessions.get(client_id).map_or(0, |s| s.generation),
+            _ => self.held.get(client_id).copied().unwrap_or(0),
         }
     }
 
@@ -233,6 +251,21 @@ impl Node {
 
     /// Runs the state machines' effects until there are none.
     pub fn pump(&mut self, now: Instant) {
+        self.pump_effects(now);
+        for c in self.sessions.keys() {
+            match self.own.state(c) {
+                Some(State::Owned { generation }) => {
+                    self.held.insert(c.clone(), *generation);
+                }
+                Some(State::Receiving { wait, .. }) => {
+                    self.held.insert(c.clone(), wait.generation);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn pump_effects(&mut self, now: Instant) {
         while let Some(e) = self.own.poll_effect() {
             self.apply(e);
         }
@@ -271,9 +304,11 @@ impl Node {
             Effect::Send { to, message } => {
                 self.link(&to).send(message);
             }
-            Effect::Surrender { client_id } => {
-                let s = self.sessions.remove(&client_id).unwrap_or_default();
-                if let Some(conn) = s.conn {
+            Effect::Disconnect { client_id, .. } => {
+                let Some(s) = self.sessions.get_mut(&client_id) else {
+                    return;
+                };
+                if let Some(conn) = s.conn.take() {
                     self.out.push(Out::Closed { conn });
                     if s.clean {
                         self.out.push(Out::Route {
@@ -282,12 +317,22 @@ impl Node {
                         });
                     }
                 }
+            }
+            Effect::Surrender { client_id } => {
+                let queue = match self.sessions.get_mut(&client_id) {
+                    // Still connected: only a broken node keeps its client.
+                    Some(s) if s.conn.is_some() => std::mem::take(&mut s.queue),
+                    _ => self
+                        .sessions
+                        .remove(&client_id)
+                        .map(|s| s.queue)
+                        .unwrap_or_default(),
+                };
                 self.out.push(Out::Note(format!(
-                    "surrender {client_id} with {:?}: {:?}",
-                    s.queue,
+                    "surrender {client_id} with {queue:?}: {:?}",
                     self.own.state(&client_id)
                 )));
-                let messages = s.queue.iter().map(|id| queued(*id, &client_id)).collect();
+                let messages = queue.iter().map(|id| queued(*id, &client_id)).collect();
                 self.own.surrendered(&client_id, Bytes::new(), messages);
             }
             Effect::Accept {
