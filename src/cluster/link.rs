@@ -160,3 +160,6 @@ impl Link {
         self.unacked.is_empty() && self.waiting.is_empty() && !self.credit_due
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -212,3 +212,6 @@ impl Reaper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

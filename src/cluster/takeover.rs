@@ -66,7 +66,10 @@ pub enum Effect {
     },
     /// Close the client's connection here, if any, with this DISCONNECT
     /// reason (0x8E, session taken over).
-    Disconnect { client_id: String, reason: u8 },
+    Disconnect {
+        client_id: String,
+        reason: u8,
+    },
     /// Take the session out of the broker (after [`Effect::Disconnect`]) and
     /// give it to [`Ownership::surrendered`].
     Surrender {
@@ -896,3 +899,6 @@ impl Ownership {
         self.effects.push_back(Effect::Send { to, message });
     }
 }
+
+#[cfg(test)]
+mod tests;

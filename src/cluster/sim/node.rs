@@ -176,8 +176,8 @@ impl Node {
     /// A publish for `client_id`, from a link or from a local publisher.
     pub fn publish(&mut self, now: Instant, client_id: &str, publish: Publish) {
         let (origin, id) = (publish.origin.clone(), publish.id);
-        let handed = self.checks
-            && matches!(self.own.state(client_id), Some(State::HandedOver { .. }));
+        let handed =
+            self.checks && matches!(self.own.state(client_id), Some(State::HandedOver { .. }));
         if self.own.deliver(client_id, publish) == Route::Local {
             if handed {
                 self.out.push(Out::Violation(format!(

@@ -110,6 +110,9 @@ pub struct Stats {
     pub excused: u64,
     pub kills: u64,
     pub wills: u64,
+    /// Wills a CLAIM took out of the store for a node that died before it
+    /// could publish them (see the report: CLAIM deletes the will).
+    pub wills_lost: u64,
     pub stale_refused: u64,
 }
 
@@ -210,6 +213,11 @@ impl World {
         }
         self.final_checks().map_err(|e| self.failure(e))?;
         self.stats.steps = self.step;
+        self.stats.excused = self
+            .msgs
+            .values()
+            .filter(|m| m.acked && m.tracked && m.excused.is_some())
+            .count() as u64;
         self.stats.stale_refused = self
             .nodes
             .iter()
@@ -397,7 +405,7 @@ impl World {
             } => {
                 let Some(i) = self.alive(&life) else {
                     if claimed.orphan_will.is_some() {
-                        self.stats.wills += 0;
+                        self.stats.wills_lost += 1;
                         self.note(format!("will of {client_id} died with its claimer"));
                     }
                     return Ok(());
