@@ -45,6 +45,7 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (259, "a life that died before this node's first listing was presumed alive forever: two listings prove it dead"),
     (2015, "a claim whose reply named this node, from an adoption whose reply was not in yet, asked no one: two connections"),
     (2634, "the quiet phase ended before killed leases ran out (simulation bug)"),
+    (2292, "with the wills' end check: a late adoption reply rewrote a newer session's generation in the node (simulation bug)"),
 ];
 
 fn run(seed: u64, breaks: Breaks) -> Result<world::Stats, String> {

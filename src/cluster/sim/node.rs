@@ -57,9 +57,16 @@ pub enum Out {
         will: bool,
         clean: bool,
     },
-    /// A connection was closed by the node (0x8E) or refused.
+    /// A connection was closed by the node (0x8E).
     Closed {
         conn: u64,
+    },
+    /// A connection was replaced by a new CONNECT here: the broker publishes
+    /// its will (its session's generation still holds it in the store).
+    Replaced {
+        client_id: String,
+        conn: u64,
+        generation: u64,
     },
     Refused {
         conn: u64,
@@ -135,7 +142,11 @@ impl Node {
                 // (the broker's own local takeover).
                 if let Some(s) = self.sessions.get_mut(client_id) {
                     if let Some(old) = s.conn.take() {
-                        self.out.push(Out::Closed { conn: old });
+                        self.out.push(Out::Replaced {
+                            client_id: client_id.to_owned(),
+                            conn: old,
+                            generation: s.generation,
+                        });
                     }
                     // A clean session ends with its connection.
                     if s.clean {
@@ -278,7 +289,11 @@ impl Node {
                     persistent,
                 } => {
                     self.own.adopted(now, &client_id, generation, dead);
-                    if persistent {
+                    let took =
+                        self.own.state(&client_id).and_then(State::generation) == Some(generation);
+                    if !took {
+                        // This node holds a newer claim: the adoption is moot.
+                    } else if persistent {
                         let s = self.sessions.entry(client_id).or_default();
                         s.generation = generation;
                     } else {

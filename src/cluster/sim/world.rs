@@ -138,6 +138,10 @@ pub struct World {
     store_gens: BTreeMap<String, u64>,
     /// Each life's generation per client id, last seen.
     node_gens: BTreeMap<(String, u64, String), u64>,
+    /// Connections whose will reached the store.
+    stored_wills: BTreeSet<u64>,
+    /// Wills a CLAIM handed to a node that died before publishing them.
+    lost_wills: BTreeSet<u64>,
     /// The first invariant a node broke, reported by the next check.
     violations: Option<String>,
     /// Every claim's generation per client id, and whether it was clean.
@@ -182,6 +186,8 @@ impl World {
             node_gens: BTreeMap::new(),
             claims: BTreeMap::new(),
             violations: None,
+            stored_wills: BTreeSet::new(),
+            lost_wills: BTreeSet::new(),
             chaos: true,
             trace: VecDeque::new(),
             stats: Stats::default(),
@@ -404,7 +410,8 @@ impl World {
                 claimed,
             } => {
                 let Some(i) = self.alive(&life) else {
-                    if claimed.orphan_will.is_some() {
+                    if let Some(w) = claimed.orphan_will {
+                        self.lost_wills.insert(w);
                         self.stats.wills_lost += 1;
                         self.note(format!("will of {client_id} died with its claimer"));
                     }
@@ -458,6 +465,10 @@ impl World {
             }
             Event::ReapReply { life, reply } => {
                 let Some(i) = self.alive(&life) else {
+                    if let ReapReply::Adopted(Adoption::Adopted { will: Some(w), .. }) = &reply {
+                        self.lost_wills.insert(will_id(w));
+                        self.stats.wills_lost += 1;
+                    }
                     return Ok(());
                 };
                 let node = self.nodes[i].as_mut().ok_or("dead")?;
@@ -554,7 +565,10 @@ impl World {
         let client_id = self.conns.get(&conn).cloned().unwrap_or_default();
         let node = self.nodes[i].as_mut().ok_or("dead")?;
         if let Some((generation, _)) = node.disconnect(&client_id, conn) {
-            self.note(format!("disconnect {client_id} conn {conn}"));
+            self.note(format!(
+                "disconnect {client_id} conn {conn} gen {generation}: store {:?}",
+                self.store.sessions.get(&client_id)
+            ));
             if let Some(w) = self.store.take_will(&client_id, generation) {
                 self.publish_will(w)?;
             }
@@ -841,8 +855,28 @@ impl World {
                         "connected {client_id} conn {conn} at {}#{} gen {generation} clean={clean}",
                         life.node, life.boot
                     ));
-                    self.store
-                        .online(&client_id, generation, will.then_some(conn));
+                    if self
+                        .store
+                        .online(&client_id, generation, will.then_some(conn))
+                        && will
+                    {
+                        self.stored_wills.insert(conn);
+                    }
+                }
+                Out::Replaced {
+                    client_id,
+                    conn,
+                    generation,
+                } => {
+                    self.note(format!(
+                        "replaced conn {conn} at {}#{}",
+                        life.node, life.boot
+                    ));
+                    if let Some(w) = self.store.take_will(&client_id, generation) {
+                        if let Err(e) = self.publish_will(w) {
+                            self.violations.get_or_insert(e);
+                        }
+                    }
                 }
                 Out::Closed { conn } => {
                     self.note(format!("closed conn {conn} at {}#{}", life.node, life.boot));
@@ -859,11 +893,7 @@ impl World {
                     self.violations.get_or_insert(s);
                 }
                 Out::PublishWill { will } => {
-                    let w = will
-                        .get(..8)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_be_bytes)
-                        .unwrap_or(0);
+                    let w = will_id(&will);
                     if let Err(e) = self.publish_will(w) {
                         self.violations.get_or_insert(e);
                     }
@@ -1129,6 +1159,17 @@ impl World {
                 }
             }
         }
+        // Each will that reached the store went out once, or waits with its
+        // connection still up, or died with the node a CLAIM handed it to.
+        let connected: BTreeSet<u64> = self.connected().iter().map(|(c, _)| *c).collect();
+        for w in &self.stored_wills {
+            let published = self.wills.get(w).copied().unwrap_or(0);
+            let waiting =
+                connected.contains(w) && self.store.sessions.values().any(|s| s.will == Some(*w));
+            if published == 0 && !waiting && !self.lost_wills.contains(w) {
+                return Err(format!("the will of connection {w} was never published"));
+            }
+        }
         // Dead lives leave no route behind.
         for (node, (_, end)) in &self.store.leases {
             if *end <= self.now_ms() && self.store.routes.get(node).is_some_and(|r| !r.is_empty()) {
@@ -1137,4 +1178,12 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// The sim's will: the id of its connection, as the store holds it.
+fn will_id(will: &[u8]) -> u64 {
+    will.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
 }
