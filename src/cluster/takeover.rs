@@ -28,172 +28,32 @@
 //! - a takeover whose generation is not above the one held is stale, and
 //!   refused (ignored: the newer claim's own takeover reaches its requester).
 //!
-//! What "dead" means comes from membership: a life is dead once a lease
-//! listing showed it with its lease ended, or showed it and later another
-//! life of its node. A life no listing has shown yet is presumed alive: boot
-//! ids are not ordered, so a listing with another boot for its node may be
-//! older than it (seed 1904: a restarted node's first claim was taken for a
-//! dead life's, and two connections of one id overlapped). But a life
-//! waited on joined before the claim that named it, so two listings that
-//! show its node with another boot, both taken after this node heard of it,
-//! prove it dead (seed 259: a restarted node's claim named a life that died
-//! before the node's first listing).
+//! What "dead" means comes from membership, in [`lives`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+mod lives;
+mod state;
+
 use super::frame::{Message, Publish, Queued};
 use crate::store::Owner;
+use lives::Lives;
+pub use state::{Breaks, Effect, Route, State, Wait};
 
 /// CONNACK "server busy": a CONNECT of an id whose hand-over is unfinished.
 pub const SERVER_BUSY: u8 = 0x89;
 /// DISCONNECT "session taken over".
 pub const SESSION_TAKEN_OVER: u8 = 0x8E;
 
-/// What the node must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Run CLAIM for the client's waiting CONNECT; answer with
-    /// [`Ownership::handle_claim`].
-    Claim {
-        client_id: String,
-    },
-    Send {
-        to: Owner,
-        message: Message,
-    },
-    /// Close the client's connection here, if any, with this DISCONNECT
-    /// reason (0x8E, session taken over).
-    Disconnect {
-        client_id: String,
-        reason: u8,
-    },
-    /// Take the session out of the broker (after [`Effect::Disconnect`]) and
-    /// give it to [`Ownership::surrendered`].
-    Surrender {
-        client_id: String,
-    },
-    /// The waiting CONNECT is accepted: the session is this node's, at
-    /// `generation`, with everything a hand-over brought.
-    Accept {
-        client_id: String,
-        generation: u64,
-    },
-    /// The waiting CONNECT is refused with this CONNACK reason.
-    Refuse {
-        client_id: String,
-        reason: u8,
-    },
-    /// Part of a handed-over session: merge it into the local session.
-    Restore {
-        client_id: String,
-        subscriptions: Bytes,
-        messages: Vec<Queued>,
-    },
-}
-
-/// Where a publish for a client id goes on this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// Into the local session: this node owns it, or is about to.
-    Local,
-    /// Not here: [`Ownership::deliver`] forwarded it to the new owner.
-    Forwarded,
-    /// This node knows nothing of the id.
-    Unknown,
-}
-
-/// What a claim of this node waits for: every node it asked that has not
-/// said done yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wait {
-    /// This node's claim.
-    pub generation: u64,
-    /// Asked, not done, not dead.
-    pub pending: Vec<Owner>,
-    /// Every node ever asked for this claim: each is asked once.
-    pub asked: Vec<Owner>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// A CONNECT waits for its claim. `forward_to`: the session was handed
-    /// over before, and what arrives still goes there until the claim is in.
-    /// `takeover`: a newer claim's takeover that arrived first.
-    /// `owned`: this node owned the session when the CONNECT came. A claim
-    /// whose predecessor is this node without that got it from an adoption
-    /// (the reaper's, or the loader's) whose reply may not even be in yet,
-    /// so it asks everyone, as the adoption would have (seed 2015).
-    Claiming {
-        forward_to: Option<(Owner, u64)>,
-        takeover: Option<(Owner, u64)>,
-        owned: bool,
-    },
-    /// Claimed; the session comes from the nodes the claim waits on.
-    Receiving {
-        wait: Wait,
-        since: Instant,
-        /// A CONNECT waits for the end of the hand-over.
-        connect: bool,
-    },
-    Owned {
-        generation: u64,
-    },
-    /// Taken over by `to` at `generation`: what arrives goes there.
-    HandedOver {
-        to: Owner,
-        generation: u64,
-        /// This node's own claim, if it was still receiving: pass on what
-        /// arrives for it, and say done to `to` when it is complete.
-        wait: Option<Wait>,
-        /// When to forget the id, once `wait` is complete.
-        until: Instant,
-        /// The newest claim that asked since: where what arrives goes if
-        /// `to` dies.
-        newer: Option<(Owner, u64)>,
-    },
-}
-
-impl State {
-    /// The generation this node holds or passes on to, for the checks.
-    pub fn generation(&self) -> Option<u64> {
-        match self {
-            State::Claiming { .. } => None,
-            State::Receiving { wait, .. } => Some(wait.generation),
-            State::Owned { generation } | State::HandedOver { generation, .. } => Some(*generation),
-        }
-    }
-}
-
-/// Deliberate breaks, for the simulation to prove it catches them (TESTING.md,
-/// "Deliberate breaks (issue 14, simulation)"). All off in the real server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Breaks {
-    /// The old owner keeps its client connected after a takeover.
-    pub keep_client: bool,
-    /// What reaches the old owner after it handed over is taken locally and
-    /// dropped with the session (EMQX's bug before PR 6393).
-    pub no_forwarding: bool,
-    /// A takeover is obeyed whatever its generation.
-    pub accept_stale: bool,
-    /// A claim whose predecessor is alive is treated as if it were dead.
-    pub skip_takeover: bool,
-}
-
 #[derive(Debug)]
 pub struct Ownership {
     me: Owner,
     entries: BTreeMap<String, State>,
-    /// Each node's current life in the last lease listing, and whether its
-    /// lease runs.
-    members: BTreeMap<String, (u64, bool)>,
-    /// Every life a listing showed, and whether it is alive.
-    lives: BTreeMap<(String, u64), bool>,
-    /// Lives waited on that no listing showed: how many listings since
-    /// showed their node with another boot.
-    doubted: BTreeMap<(String, u64), u8>,
+    /// Which lives of other nodes are alive, from the lease listings.
+    lives: Lives,
     effects: VecDeque<Effect>,
     /// How long a CONNECT waits for a hand-over before it is refused.
     handover_timeout: Duration,
@@ -207,11 +67,9 @@ pub struct Ownership {
 impl Ownership {
     pub fn new(me: Owner, handover_timeout: Duration, linger: Duration) -> Ownership {
         Ownership {
+            lives: Lives::new(me.clone()),
             me,
             entries: BTreeMap::new(),
-            members: BTreeMap::new(),
-            lives: BTreeMap::new(),
-            doubted: BTreeMap::new(),
             effects: VecDeque::new(),
             handover_timeout,
             linger,
@@ -359,13 +217,8 @@ impl Ownership {
     /// Adds every live node not asked yet to `wait`; returns them.
     fn ask_everyone(&self, wait: &mut Wait) -> Vec<Owner> {
         let new: Vec<Owner> = self
-            .members
-            .iter()
-            .filter(|(node, (_, alive))| *alive && **node != self.me.node)
-            .map(|(node, (boot, _))| Owner {
-                node: node.clone(),
-                boot: *boot,
-            })
+            .lives
+            .others()
             .filter(|o| !wait.asked.contains(o))
             .collect();
         wait.asked.extend(new.iter().cloned());
@@ -727,44 +580,15 @@ impl Ownership {
     /// runs. A claim waiting on a life now dead asks everyone it has not
     /// asked yet, and completes when no one is left to wait for.
     pub fn handle_members(&mut self, members: &[(Owner, bool)]) {
-        self.members = members
-            .iter()
-            .map(|(o, alive)| (o.node.clone(), (o.boot, *alive)))
-            .collect();
-        for ((node, boot), alive) in &mut self.lives {
-            if self
-                .members
-                .get(node)
-                .is_some_and(|(current, _)| current != boot)
-            {
-                *alive = false;
-            }
-        }
-        for (o, alive) in members {
-            self.lives.insert((o.node.clone(), o.boot), *alive);
-        }
-        let unseen: Vec<(String, u64)> = self
-            .entries
-            .values()
-            .flat_map(|s| match s {
-                State::Receiving { wait, .. }
-                | State::HandedOver {
-                    wait: Some(wait), ..
-                } => wait.pending.clone(),
-                _ => Vec::new(),
-            })
-            .map(|o| (o.node, o.boot))
-            .filter(|l| !self.lives.contains_key(l))
-            .collect();
-        for life in unseen {
-            let other = self.members.get(&life.0).is_none_or(|(b, _)| *b != life.1);
-            let n = self.doubted.entry(life.clone()).or_default();
-            *n += other as u8;
-            if *n >= 2 {
-                self.doubted.remove(&life);
-                self.lives.insert(life, false);
-            }
-        }
+        let waited = self.entries.values().flat_map(|s| match s {
+            State::Receiving { wait, .. }
+            | State::HandedOver {
+                wait: Some(wait), ..
+            } => wait.pending.clone(),
+            _ => Vec::new(),
+        });
+        self.lives
+            .apply(members, waited.collect::<Vec<_>>().into_iter());
         let clients: Vec<String> = self.entries.keys().cloned().collect();
         for client_id in clients {
             let Some(mut wait) = (match self.entries.get(&client_id) {
@@ -879,13 +703,7 @@ impl Ownership {
     }
 
     fn is_alive(&self, life: &Owner) -> bool {
-        if life.node == self.me.node {
-            return life.boot == self.me.boot;
-        }
-        self.lives
-            .get(&(life.node.clone(), life.boot))
-            .copied()
-            .unwrap_or(true)
+        self.lives.is_alive(life)
     }
 
     fn refuse(&mut self, client_id: &str, reason: u8) {
