@@ -663,6 +663,25 @@ impl Ownership {
         }
     }
 
+    /// When [`Ownership::handle_timeout`] has something to do: the first
+    /// waiting CONNECT to refuse, or handed-over id to forget.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter_map(|s| match s {
+                State::Receiving {
+                    since,
+                    connect: true,
+                    ..
+                } => Some(*since + self.handover_timeout),
+                State::HandedOver {
+                    wait: None, until, ..
+                } => Some(*until),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Refuses CONNECTs whose hand-over takes too long, and forgets handed-over
     /// ids after their linger.
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -7,7 +7,8 @@
 //! at the end of a quiet phase, that every acknowledged message arrived.
 //!
 //! - `SHARDMQ_SIM_SEED=<n>` replays one seed (and prints its trace);
-//! - `SHARDMQ_SIM_SEEDS=<n>` runs that many seeds instead of [`SEEDS`].
+//! - `SHARDMQ_SIM_SEEDS=<n>` runs that many seeds instead of [`SEEDS`],
+//!   from `SHARDMQ_SIM_FIRST` (default 0).
 //!
 //! A failing seed, once fixed, goes into [`REGRESSIONS`] with what it found.
 
@@ -79,8 +80,13 @@ fn regressions() {
 fn seeded_runs() {
     let started = Instant::now();
     let n = seeds();
+    // A long soak run starts past the seeds CI runs.
+    let first: u64 = std::env::var("SHARDMQ_SIM_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut total = world::Stats::default();
-    for seed in 0..n {
+    for seed in first..first + n {
         match run(seed, Breaks::default()) {
             Ok(s) => {
                 total.steps += s.steps;

@@ -144,6 +144,7 @@ fn the_old_owner_disconnects_hands_over_and_forwards() {
     }];
     assert_eq!(effects(&mut n), [send(&b, handed(forwarded))]);
     // Until the id is forgotten.
+    assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(3)));
     n.handle_timeout(now + Duration::from_secs(4));
     assert_eq!(n.deliver("c", publish(3)), Route::Unknown);
 }
@@ -201,6 +202,7 @@ fn a_hand_over_that_takes_too_long_refuses_the_connect() {
     n.connect("c").unwrap();
     n.handle_claim(now, "c", 2, Some(a));
     effects(&mut n);
+    assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(1)));
     n.handle_timeout(now + Duration::from_millis(999));
     assert_eq!(effects(&mut n), []);
     n.handle_timeout(now + Duration::from_secs(1));
