@@ -45,6 +45,8 @@ pub use state::{Breaks, Effect, Route, State, Wait};
 
 /// CONNACK "server busy": a CONNECT of an id whose hand-over is unfinished.
 pub const SERVER_BUSY: u8 = 0x89;
+/// CONNACK "server unavailable": no lease listing yet.
+pub const SERVER_UNAVAILABLE: u8 = 0x88;
 /// DISCONNECT "session taken over".
 pub const SESSION_TAKEN_OVER: u8 = 0x8E;
 
@@ -86,7 +88,12 @@ impl Ownership {
     /// once (a claim or hand-over of the id is unfinished here); otherwise it
     /// waits for [`Effect::Accept`] or [`Effect::Refuse`].
     pub fn connect(&mut self, client_id: &str) -> Result<(), u8> {
-        let owned = matches!(self.entries.get(client_id), Some(State::Owned { .. }));
+        // Without a lease listing this node cannot tell whom a takeover must
+        // ask (seed 1346: a node just started asked no one and served a
+        // second connection). Its join's listing comes first.
+        if !self.lives.listed() {
+            return Err(SERVER_UNAVAILABLE);
+        }
         let forward_to = match self.entries.get(client_id) {
             None | Some(State::Owned { .. }) => None,
             Some(State::HandedOver {
@@ -106,7 +113,6 @@ impl Ownership {
             State::Claiming {
                 forward_to,
                 takeover: None,
-                owned,
             },
         );
         self.effects.push_back(Effect::Claim {
@@ -116,21 +122,26 @@ impl Ownership {
     }
 
     /// The CLAIM of this node's waiting CONNECT returned `generation`, after
-    /// `previous` (`None`: no one owned the session).
+    /// `previous` (`None`: no one owned the session), whose own takeover had
+    /// finished (`settled`, [`Effect::Settle`]) or not.
+    ///
+    /// An unsettled predecessor may still wait on a node that holds the
+    /// session and its client, which it may never reach (it died, or its
+    /// reply is late), so the claim asks every live node then (seed 2015: an
+    /// adoption whose reply was not in yet; seed 7240: a claim between an
+    /// adoption and this one).
     pub fn handle_claim(
         &mut self,
         now: Instant,
         client_id: &str,
         generation: u64,
         previous: Option<Owner>,
+        settled: bool,
     ) {
-        let Some(State::Claiming {
-            takeover, owned, ..
-        }) = self.entries.get(client_id)
-        else {
+        let Some(State::Claiming { takeover, .. }) = self.entries.get(client_id) else {
             return;
         };
-        let (takeover, owned) = (takeover.clone(), *owned);
+        let takeover = takeover.clone();
         // A takeover that arrived while claiming, and that this claim
         // outdates: its requester waits on this node, which hands it nothing.
         if let Some((requester, older)) = takeover.as_ref().filter(|(_, g)| *g < generation) {
@@ -143,7 +154,7 @@ impl Ownership {
                 },
             );
         }
-        let everyone = !owned && previous.as_ref() == Some(&self.me);
+        let everyone = previous.is_some() && !settled;
         let wait = self.ask(client_id, generation, previous, everyone);
         match takeover {
             Some((to, newer)) if newer > generation => {
@@ -151,8 +162,7 @@ impl Ownership {
                 self.hand_over(now, client_id, to, newer, Some(wait));
             }
             _ if wait.pending.is_empty() => {
-                self.entries
-                    .insert(client_id.to_owned(), State::Owned { generation });
+                self.own(client_id, generation);
                 self.effects.push_back(Effect::Accept {
                     client_id: client_id.to_owned(),
                     generation,
@@ -189,6 +199,13 @@ impl Ownership {
             return wait;
         }
         match previous.filter(|p| *p != self.me) {
+            // The predecessor too, even if this node's listing does not show
+            // it yet (seed 2334: it joined after that listing).
+            Some(p) if everyone && self.is_alive(&p) => {
+                wait.asked.push(p.clone());
+                wait.pending.push(p);
+                self.ask_everyone(&mut wait);
+            }
             _ if everyone => {
                 self.ask_everyone(&mut wait);
             }
@@ -232,8 +249,8 @@ impl Ownership {
     /// unfinished).
     pub fn adopted(&mut self, now: Instant, client_id: &str, generation: u64, dead: Owner) {
         match self.entries.get_mut(client_id) {
-            // The claim's reply names this node as its predecessor, and the
-            // claim asks everyone then.
+            // The adoption is unsettled, so the claim's reply, which names
+            // this node (or a later claim) as its predecessor, asks everyone.
             Some(State::Claiming { .. }) => return,
             // This node claimed the session after the adoption already.
             Some(s) if s.generation().is_some_and(|g| g >= generation) => return,
@@ -264,16 +281,26 @@ impl Ownership {
                 },
             );
         }
-        let state = if wait.pending.is_empty() {
-            State::Owned { generation }
+        if wait.pending.is_empty() {
+            self.own(client_id, generation);
         } else {
-            State::Receiving {
+            let state = State::Receiving {
                 wait,
                 since: now,
                 connect: false,
-            }
-        };
-        self.entries.insert(client_id.to_owned(), state);
+            };
+            self.entries.insert(client_id.to_owned(), state);
+        }
+    }
+
+    /// The session is this node's at `generation`, with all there was.
+    fn own(&mut self, client_id: &str, generation: u64) {
+        self.entries
+            .insert(client_id.to_owned(), State::Owned { generation });
+        self.effects.push_back(Effect::Settle {
+            client_id: client_id.to_owned(),
+            generation,
+        });
     }
 
     /// The broker took the session out after [`Effect::Surrender`]: send it on.
@@ -547,8 +574,7 @@ impl Ownership {
         match self.entries.get_mut(client_id) {
             Some(State::Receiving { wait, connect, .. }) => {
                 let (generation, connect) = (wait.generation, *connect);
-                self.entries
-                    .insert(client_id.to_owned(), State::Owned { generation });
+                self.own(client_id, generation);
                 if connect {
                     self.effects.push_back(Effect::Accept {
                         client_id: client_id.to_owned(),

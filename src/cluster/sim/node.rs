@@ -80,6 +80,11 @@ pub enum Out {
     PublishWill {
         will: Bytes,
     },
+    /// Record in the store that a takeover finished.
+    Settle {
+        client_id: String,
+        generation: u64,
+    },
     /// For the failure trace.
     Note(String),
     /// An invariant broken inside the node.
@@ -316,6 +321,13 @@ impl Node {
                 let clean = self.waiting.get(&client_id).is_some_and(|w| w.clean);
                 self.out.push(Out::Claim { client_id, clean });
             }
+            Effect::Settle {
+                client_id,
+                generation,
+            } => self.out.push(Out::Settle {
+                client_id,
+                generation,
+            }),
             Effect::Send { to, message } => {
                 self.link(&to).send(message);
             }

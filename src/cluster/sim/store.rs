@@ -27,6 +27,8 @@ pub struct Session {
     pub persistent: bool,
     /// The will of the owner's connection: the sim's connection id.
     pub will: Option<u64>,
+    /// The owner's takeover finished (WRITE `settled` at its generation).
+    pub settled: bool,
 }
 
 /// What a CLAIM returns, as far as the sim needs it.
@@ -34,6 +36,8 @@ pub struct Session {
 pub struct Claimed {
     pub generation: u64,
     pub previous: Option<Owner>,
+    /// Whether the previous owner's takeover had finished.
+    pub settled: bool,
     pub orphan_will: Option<u64>,
 }
 
@@ -63,6 +67,7 @@ impl Store {
             s.will = None;
         }
         s.persistent = !clean;
+        let settled = std::mem::replace(&mut s.settled, false);
         let generation = s.generation;
         if let Some(p) = &previous {
             if let Some(set) = self.node_sessions.get_mut(&p.node) {
@@ -76,6 +81,7 @@ impl Store {
         Claimed {
             generation,
             previous,
+            settled,
             orphan_will,
         }
     }
@@ -90,6 +96,7 @@ impl Store {
         }
         s.generation += 1;
         s.owner = Some(adopter.clone());
+        s.settled = false;
         let will = s
             .will
             .take()
@@ -117,6 +124,15 @@ impl Store {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// WRITE `settled`: the owner's takeover at `generation` finished.
+    pub fn settle(&mut self, client_id: &str, generation: u64) {
+        if let Some(s) = self.sessions.get_mut(client_id) {
+            if s.generation == generation {
+                s.settled = true;
+            }
         }
     }
 

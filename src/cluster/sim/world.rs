@@ -282,9 +282,11 @@ impl World {
         self.next_boot += 1;
         let mut own = Ownership::new(life.clone(), Duration::from_secs(1), Duration::from_secs(3));
         own.set_breaks(self.cfg.breaks);
+        self.store.lease(&life, self.now_ms(), true);
+        // The join's reply lists the members: the node knows them first.
+        own.handle_members(&self.store.members(self.now_ms()));
         let mut node = Node::new(life.clone(), own);
         node.checks = self.cfg.node_checks;
-        self.store.lease(&life, self.now_ms(), true);
         // The loader adopts what the node's past life left.
         if let Some(past) = self.lives[i].replace(life.clone()) {
             node.reaping.insert((past.node.clone(), past.boot));
@@ -423,8 +425,13 @@ impl World {
                     self.publish_will(w)?;
                 }
                 let node = self.nodes[i].as_mut().ok_or("dead")?;
-                node.own
-                    .handle_claim(now, &client_id, claimed.generation, claimed.previous);
+                node.own.handle_claim(
+                    now,
+                    &client_id,
+                    claimed.generation,
+                    claimed.previous,
+                    claimed.settled,
+                );
                 node.pump(now);
                 self.drain(i);
             }
@@ -891,6 +898,10 @@ impl World {
                 }
                 Out::Route { client_id, added } => self.store.route(&life, &client_id, added),
                 Out::Note(s) => self.note(format!("{}#{} {s}", life.node, life.boot)),
+                Out::Settle {
+                    client_id,
+                    generation,
+                } => self.store.settle(&client_id, generation),
                 Out::Violation(s) => {
                     self.violations.get_or_insert(s);
                 }

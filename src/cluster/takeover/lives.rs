@@ -38,6 +38,11 @@ impl Lives {
         }
     }
 
+    /// Whether any listing came yet: until then, "every live node" is unknown.
+    pub fn listed(&self) -> bool {
+        !self.seen.is_empty()
+    }
+
     /// A listing; `waited`: the lives claims of this node wait on.
     pub fn apply(&mut self, members: &[(Owner, bool)], waited: impl Iterator<Item = Owner>) {
         self.current = members

@@ -32,6 +32,13 @@ pub enum Effect {
     Surrender {
         client_id: String,
     },
+    /// This node's claim at `generation` has all there was: record it in
+    /// the store (a fenced WRITE `settled`), so that a later claim knows its
+    /// predecessor's takeover finished.
+    Settle {
+        client_id: String,
+        generation: u64,
+    },
     /// The waiting CONNECT is accepted: the session is this node's, at
     /// `generation`, with everything a hand-over brought.
     Accept {
@@ -79,14 +86,9 @@ pub enum State {
     /// A CONNECT waits for its claim. `forward_to`: the session was handed
     /// over before, and what arrives still goes there until the claim is in.
     /// `takeover`: a newer claim's takeover that arrived first.
-    /// `owned`: this node owned the session when the CONNECT came. A claim
-    /// whose predecessor is this node without that got it from an adoption
-    /// (the reaper's, or the loader's) whose reply may not even be in yet,
-    /// so it asks everyone, as the adoption would have (seed 2015).
     Claiming {
         forward_to: Option<(Owner, u64)>,
         takeover: Option<(Owner, u64)>,
-        owned: bool,
     },
     /// Claimed; the session comes from the nodes the claim waits on.
     Receiving {

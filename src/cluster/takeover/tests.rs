@@ -15,7 +15,10 @@ fn life(node: &str, boot: u64) -> Owner {
 }
 
 fn node(me: Owner) -> Ownership {
-    Ownership::new(me, Duration::from_secs(1), Duration::from_secs(3))
+    let mut o = Ownership::new(me.clone(), Duration::from_secs(1), Duration::from_secs(3));
+    // Its join's listing: itself.
+    o.handle_members(&[(me, true)]);
+    o
 }
 
 fn effects(o: &mut Ownership) -> Vec<Effect> {
@@ -69,7 +72,7 @@ fn a_claim_after_a_live_owner_waits_for_its_hand_over() {
             client_id: "c".into()
         }]
     );
-    n.handle_claim(now, "c", 2, Some(a.clone()));
+    n.handle_claim(now, "c", 2, Some(a.clone()), true);
     assert_eq!(effects(&mut n), [send(&a, takeover(2, &b))]);
     // A second CONNECT during the hand-over: server busy, not a second owner.
     assert_eq!(n.connect("c"), Err(SERVER_BUSY));
@@ -91,6 +94,10 @@ fn a_claim_after_a_live_owner_waits_for_its_hand_over() {
                 subscriptions: Bytes::from_static(b"subs"),
                 messages: vec![],
             },
+            Effect::Settle {
+                client_id: "c".into(),
+                generation: 2
+            },
             Effect::Accept {
                 client_id: "c".into(),
                 generation: 2
@@ -106,7 +113,7 @@ fn the_old_owner_disconnects_hands_over_and_forwards() {
     let (a, b) = (life("a", 1), life("b", 2));
     let mut n = node(a.clone());
     n.connect("c").unwrap();
-    n.handle_claim(now, "c", 1, None);
+    n.handle_claim(now, "c", 1, None, true);
     effects(&mut n);
     n.handle_message(now, &b, takeover(2, &b));
     assert_eq!(
@@ -155,7 +162,7 @@ fn a_stale_takeover_is_refused_with_done() {
     let (a, b) = (life("a", 1), life("b", 2));
     let mut n = node(a.clone());
     n.connect("c").unwrap();
-    n.handle_claim(now, "c", 5, None);
+    n.handle_claim(now, "c", 5, None, true);
     effects(&mut n);
     n.handle_message(now, &b, takeover(3, &b));
     assert_eq!(effects(&mut n), [send(&b, done(3))]);
@@ -176,7 +183,7 @@ fn a_dead_predecessor_makes_the_claim_ask_every_live_node() {
     ]);
     n.connect("c").unwrap();
     effects(&mut n);
-    n.handle_claim(now, "c", 4, Some(a));
+    n.handle_claim(now, "c", 4, Some(a), true);
     assert_eq!(
         effects(&mut n),
         [send(&c, takeover(4, &b)), send(&d, takeover(4, &b))]
@@ -187,10 +194,50 @@ fn a_dead_predecessor_makes_the_claim_ask_every_live_node() {
     n.handle_members(&[(b.clone(), true), (c.clone(), true), (d.clone(), false)]);
     assert_eq!(
         effects(&mut n),
-        [Effect::Accept {
-            client_id: "c".into(),
-            generation: 4
-        }]
+        [
+            Effect::Settle {
+                client_id: "c".into(),
+                generation: 4
+            },
+            Effect::Accept {
+                client_id: "c".into(),
+                generation: 4
+            }
+        ]
+    );
+}
+
+#[test]
+fn an_unsettled_predecessor_makes_the_claim_ask_every_live_node() {
+    // The predecessor may still wait on a node that holds the client.
+    let now = Instant::now();
+    let (a, b, c) = (life("a", 1), life("b", 2), life("c", 3));
+    let mut n = node(b.clone());
+    n.handle_members(&[(a.clone(), true), (b.clone(), true), (c.clone(), true)]);
+    n.connect("c").unwrap();
+    effects(&mut n);
+    n.handle_claim(now, "c", 6, Some(a.clone()), false);
+    assert_eq!(
+        effects(&mut n),
+        [send(&a, takeover(6, &b)), send(&c, takeover(6, &b))]
+    );
+    // Settled and this node's own: no one to ask.
+    let mut n = node(b.clone());
+    n.connect("c").unwrap();
+    effects(&mut n);
+    n.handle_claim(now, "c", 7, Some(b.clone()), true);
+    assert_eq!(
+        effects(&mut n),
+        [
+            Effect::Settle {
+                client_id: "c".into(),
+                generation: 7
+            },
+            Effect::Accept {
+                client_id: "c".into(),
+                generation: 7
+            }
+        ]
     );
 }
 
@@ -200,7 +247,7 @@ fn a_hand_over_that_takes_too_long_refuses_the_connect() {
     let (a, b) = (life("a", 1), life("b", 2));
     let mut n = node(b.clone());
     n.connect("c").unwrap();
-    n.handle_claim(now, "c", 2, Some(a));
+    n.handle_claim(now, "c", 2, Some(a), true);
     effects(&mut n);
     assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(1)));
     n.handle_timeout(now + Duration::from_millis(999));
