@@ -147,7 +147,22 @@ impl Link {
     /// What this side still holds for the peer: sent and unacknowledged, or
     /// waiting for the window.
     pub fn pending(&self) -> impl Iterator<Item = &Message> {
-        self.unacked.iter().map(|(_, m)| m).chain(&self.waiting)
+        self.pending_after(0)
+    }
+
+    /// What this side holds that the peer has not received, the peer having
+    /// received up to `received` (an acknowledgement may be on its way).
+    pub fn pending_after(&self, received: u64) -> impl Iterator<Item = &Message> {
+        self.unacked
+            .iter()
+            .filter(move |(s, _)| *s > received)
+            .map(|(_, m)| m)
+            .chain(&self.waiting)
+    }
+
+    /// The last message received in order from the peer.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// Messages refused because the buffer was full.

@@ -33,10 +33,16 @@ impl World {
                     node: peer.clone(),
                     boot: *boot,
                 };
-                if self.alive(&to).is_none() {
+                let Some(j) = self.alive(&to) else {
                     continue;
-                }
-                for m in link.pending() {
+                };
+                // What the peer received already is held there, or was
+                // passed on: the copy kept for a resend does not count.
+                let received = self.nodes[j]
+                    .as_ref()
+                    .and_then(|p| p.links.get(&(n.life.node.clone(), n.life.boot)))
+                    .map_or(0, |l| l.received());
+                for m in link.pending_after(received) {
                     if let Message::HandOver { messages, .. } = m {
                         held.extend(messages.iter().map(|q| q.publish.id));
                     }
