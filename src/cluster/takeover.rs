@@ -63,6 +63,9 @@ pub struct Ownership {
     linger: Duration,
     /// Takeovers refused for a stale generation.
     stale: u64,
+    /// Clean sessions that ended here lately: their last generation, and
+    /// when to forget it.
+    ended: BTreeMap<String, (u64, Instant)>,
     breaks: Breaks,
 }
 
@@ -76,6 +79,7 @@ impl Ownership {
             handover_timeout,
             linger,
             stale: 0,
+            ended: BTreeMap::new(),
             breaks: Breaks::default(),
         }
     }
@@ -254,6 +258,13 @@ impl Ownership {
             Some(State::Claiming { .. }) => return,
             // This node claimed the session after the adoption already.
             Some(s) if s.generation().is_some_and(|g| g >= generation) => return,
+            None if self
+                .ended
+                .get(client_id)
+                .is_some_and(|(g, _)| *g >= generation) =>
+            {
+                return
+            }
             // An older claim of this node lost to the dead life's: its
             // CONNECT is refused, the adoption takes over (seed 82).
             Some(State::Receiving { connect: true, .. }) => {
@@ -366,8 +377,12 @@ impl Ownership {
 
     /// The local client disconnected; a clean session ended with it
     /// (`ended`) is forgotten here, a persistent one stays owned.
-    pub fn disconnected(&mut self, client_id: &str, ended: bool) {
-        if ended && matches!(self.entries.get(client_id), Some(State::Owned { .. })) {
+    pub fn disconnected(&mut self, now: Instant, client_id: &str, ended: bool) {
+        if let (true, Some(State::Owned { generation })) = (ended, self.entries.get(client_id)) {
+            // Remembered a while, so that a late adoption's reply older than
+            // it does not make the id this node's again (seed 3705).
+            self.ended
+                .insert(client_id.to_owned(), (*generation, now + self.linger));
             self.entries.remove(client_id);
         }
     }
@@ -728,6 +743,7 @@ impl Ownership {
         for c in refused {
             self.refuse(&c, SERVER_BUSY);
         }
+        self.ended.retain(|_, (_, until)| now < *until);
     }
 
     pub fn poll_effect(&mut self) -> Option<Effect> {

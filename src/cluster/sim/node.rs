@@ -171,7 +171,7 @@ impl Node {
 
     /// The client's connection closed; returns the session's generation if
     /// it was connected here.
-    pub fn disconnect(&mut self, client_id: &str, conn: u64) -> Option<(u64, bool)> {
+    pub fn disconnect(&mut self, now: Instant, client_id: &str, conn: u64) -> Option<(u64, bool)> {
         let s = self.sessions.get_mut(client_id)?;
         if s.conn != Some(conn) {
             return None;
@@ -185,7 +185,7 @@ impl Node {
                 added: false,
             });
         }
-        self.own.disconnected(client_id, clean);
+        self.own.disconnected(now, client_id, clean);
         Some((generation, clean))
     }
 
@@ -302,7 +302,7 @@ impl Node {
                         let s = self.sessions.entry(client_id).or_default();
                         s.generation = generation;
                     } else {
-                        self.own.disconnected(&client_id, true);
+                        self.own.disconnected(now, &client_id, true);
                     }
                 }
                 ReapEffect::PublishWill { will, .. } => self.out.push(Out::PublishWill { will }),

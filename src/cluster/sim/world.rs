@@ -572,8 +572,9 @@ impl World {
             return Ok(());
         };
         let client_id = self.conns.get(&conn).cloned().unwrap_or_default();
+        let now = self.now();
         let node = self.nodes[i].as_mut().ok_or("dead")?;
-        if let Some((generation, _)) = node.disconnect(&client_id, conn) {
+        if let Some((generation, _)) = node.disconnect(now, &client_id, conn) {
             self.note(format!(
                 "disconnect {client_id} conn {conn} gen {generation}: store {:?}",
                 self.store.sessions.get(&client_id)
