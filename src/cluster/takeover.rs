@@ -14,9 +14,10 @@
 //!   predecessor's death; only then does the client get its CONNACK, so two
 //!   connections of one id never overlap;
 //! - a claim (or an adoption by the reaper) whose predecessor is dead, or
-//!   dies while it waits, asks every live node it has not asked yet, and
-//!   waits for each: the dead life may itself have claimed the session from
-//!   a live node and died before taking it over, which would leave that node
+//!   dies while it waits, or had not finished its own takeover (not
+//!   `settled` in the store), asks every live node it has not asked yet, and
+//!   waits for each: the predecessor may have claimed the session from a
+//!   live node and died before taking it over, which would leave that node
 //!   holding the client and its messages (seed 0 of the simulation found
 //!   it). A node passing a session on does the same for its own claim when
 //!   its predecessor dies;
@@ -26,17 +27,20 @@
 //!   it was itself still receiving, it passes on what arrives and says done
 //!   only once its own predecessor did;
 //! - a takeover whose generation is not above the one held is stale, and
-//!   refused (ignored: the newer claim's own takeover reaches its requester).
+//!   refused with [`Message::HandOverDone`] and nothing handed over: the
+//!   requester's claim is outdated too, and must not wait on this node;
+//! - a node takes no CONNECT before its first lease listing.
 //!
-//! What "dead" means comes from membership, in [`lives`].
+//! What "dead" means comes from membership, in [`lives`]. The module's
+//! types, and the deliberate breaks, are in [`state`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-mod lives;
-mod state;
+pub mod lives;
+pub mod state;
 
 use super::frame::{Message, Publish, Queued};
 use crate::store::Owner;

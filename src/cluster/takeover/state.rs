@@ -13,7 +13,7 @@ use crate::store::Owner;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Run CLAIM for the client's waiting CONNECT; answer with
-    /// [`Ownership::handle_claim`].
+    /// [`super::Ownership::handle_claim`].
     Claim {
         client_id: String,
     },
@@ -28,7 +28,7 @@ pub enum Effect {
         reason: u8,
     },
     /// Take the session out of the broker (after [`Effect::Disconnect`]) and
-    /// give it to [`Ownership::surrendered`].
+    /// give it to [`super::Ownership::surrendered`].
     Surrender {
         client_id: String,
     },
@@ -63,7 +63,7 @@ pub enum Effect {
 pub enum Route {
     /// Into the local session: this node owns it, or is about to.
     Local,
-    /// Not here: [`Ownership::deliver`] forwarded it to the new owner.
+    /// Not here: [`super::Ownership::deliver`] forwarded it to the new owner.
     Forwarded,
     /// This node knows nothing of the id.
     Unknown,
