@@ -424,6 +424,17 @@ impl Ownership {
                         messages,
                     });
                 }
+                // Claiming again with the session here: it is still this
+                // node's until the claim says otherwise (seed 96243).
+                Some(State::Claiming {
+                    forward_to: None, ..
+                }) => {
+                    self.effects.push_back(Effect::Restore {
+                        client_id,
+                        subscriptions,
+                        messages,
+                    });
+                }
                 Some(State::HandedOver { to, generation, .. })
                 | Some(State::Claiming {
                     forward_to: Some((to, generation)),

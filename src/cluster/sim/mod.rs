@@ -52,6 +52,7 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (2334, "an unsettled predecessor that joined after this node's listing was not asked: it is, whatever the listing"),
     (3192, "the resend copy of a hand-over the peer had received counted as held, so a kill did not excuse what died with the peer (simulation bug)"),
     (3705, "a late adoption reply after a clean session ended here made the node the owner at an older generation: ended ids are remembered a while"),
+    (96243, "a hand-over forwarded around a chain came back to its owner while it claimed again, and was dropped: a Claiming node holding the session restores it"),
 ];
 
 fn run(seed: u64, breaks: Breaks) -> Result<world::Stats, String> {
