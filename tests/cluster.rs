@@ -62,14 +62,15 @@ fn nodes_learn_of_joins_and_deaths_within_a_lease() {
         let seen = within(3 * LEASE, || {
             gauge(node, "shardmq_cluster_peers") == 1.0
                 && gauge(node, "shardmq_cluster_lease") == 1.0
+                && node.health().0 == 200
         });
         assert!(
             seen.is_some(),
-            "node {name}: peers {}, lease {}",
+            "node {name}: peers {}, lease {}, /health {:?}",
             gauge(node, "shardmq_cluster_peers"),
-            gauge(node, "shardmq_cluster_lease")
+            gauge(node, "shardmq_cluster_lease"),
+            node.health()
         );
-        assert_eq!(node.health().0, 200, "node {name} /health");
     }
     // Each node's life is registered with its address.
     let nodes = redis.cli(&["HGETALL", "t-cluster:{cluster}:nodes"]);

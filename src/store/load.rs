@@ -35,6 +35,8 @@ pub async fn run(shard: Rc<Shard>, store: RedisStore, started: Instant) {
         if !store.client().wait_up(RETRY).await {
             continue;
         }
+        // Up: said at once, not at the next report a second later.
+        report(&shard, &store);
         match load(&shard, &store, first, &mut wills).await {
             Ok(sessions) => {
                 info!(shard = shard.id, sessions, took = ?started.elapsed(), "store loaded");
