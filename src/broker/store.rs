@@ -91,14 +91,15 @@ impl Broker {
     /// A session a past life of this node owned, found at start-up: restored
     /// offline unless a client already connected to it. Returns the will the
     /// dead connection left, for [`Broker::publish_orphan_will`] once every
-    /// shard has loaded its sessions: published now, it would miss the
-    /// subscribers not loaded yet.
+    /// shard has loaded its sessions (published now, it would miss the
+    /// subscribers not loaded yet), with the generation to delete it from the
+    /// store under once published.
     pub fn adopted(
         &mut self,
         client_id: &ByteString,
         mut claim: Claim,
         now: Instant,
-    ) -> Option<Message> {
+    ) -> Option<(Message, Option<u64>)> {
         let generation = claim.generation;
         let will = claim.orphan_will.take().map(|(_, will)| will);
         // The client came back without a claim (a session that ends with
@@ -109,25 +110,33 @@ impl Broker {
             .as_ref()
             .is_some_and(|u| u.contains(client_id))
         {
+            // The removal takes the will out of the store with the session.
             self.store_removed(client_id, Some(generation));
-            return will;
+            return will.map(|w| (w, None));
         }
         self.take_claim(client_id, claim, now);
-        let Some(entry) = self.sessions.get_mut(client_id) else {
-            return will;
-        };
-        // Restored offline (the adoption kept the keys' TTL running).
-        if entry.conn.is_none() {
-            entry.generation = Some(generation);
+        if let Some(entry) = self.sessions.get_mut(client_id) {
+            // Restored offline (the adoption kept the keys' TTL running).
+            if entry.conn.is_none() {
+                entry.generation = Some(generation);
+            }
         }
-        will
+        will.map(|w| (w, Some(generation)))
     }
 
     /// Publishes the will of a connection that died with a past life of this
-    /// node. Its delay is not waited for: the delay ran while the node was
-    /// down.
-    pub fn publish_orphan_will(&mut self, will: Message, now: Instant) {
+    /// node, then deletes it from the store under `generation` (refused, and
+    /// so kept, if a newer claim took the session meanwhile). Its delay is
+    /// not waited for: the delay ran while the node was down.
+    pub fn publish_orphan_will(
+        &mut self,
+        client_id: &ByteString,
+        will: Message,
+        generation: Option<u64>,
+        now: Instant,
+    ) {
         self.publish_message(will, now);
+        self.store_will_gone(client_id, generation);
     }
 
     fn take_claim(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {

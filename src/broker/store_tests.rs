@@ -249,10 +249,18 @@ fn a_will_left_by_a_dead_owner_goes_out_once() {
     .unwrap();
     let mut c = claim(5, None);
     c.orphan_will = Some((0, message));
-    let will = b.adopted(&id("dead"), c, now).expect("the orphan will");
+    let (will, generation) = b.adopted(&id("dead"), c, now).expect("the orphan will");
     assert_eq!(received(&mut b, 1).len(), 0, "held until loading ends");
-    b.publish_orphan_will(will, now);
+    assert_eq!(generation, Some(5));
+    b.take_store_ops();
+    b.publish_orphan_will(&id("dead"), will, generation, now);
     assert_eq!(received(&mut b, 1).len(), 1);
+    // Published, it leaves the store: the next claim does not find it.
+    let ops = b.take_store_ops();
+    assert!(
+        matches!(&ops[..], [StoreOp::WillGone { generation: 5, .. }]),
+        "{ops:?}"
+    );
 }
 
 #[test]

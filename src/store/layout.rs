@@ -114,8 +114,10 @@ impl Keys {
 /// Returns `{generation, previous owner, expiry seconds, ms left before it
 /// expires (-1 none, -2 no key), orphan will, {filter, options, ...},
 /// {queue field, value, ...}}`. A
-/// will is an orphan when another owner (a dead past life) left it: the
-/// script removes it, so it is published once.
+/// will is an orphan when another owner (a dead past life) left it. The
+/// script leaves it in place: the claimer deletes it (`willgone`, or its
+/// `online` write) once it has published it, so a claimer that dies first
+/// leaves it to the next claim instead of losing it.
 pub const CLAIM: &str = r#"
 local s, subs, q = KEYS[1], KEYS[2], KEYS[3]
 local owner, clean, must, messages = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
@@ -134,7 +136,6 @@ local gen = redis.call('HINCRBY', s, 'gen', 1)
 local orphan = false
 if prev and prev ~= owner and will then
   orphan = will
-  redis.call('HDEL', s, 'will')
 end
 if must == '' then
   redis.call('HSET', s, 'owner', owner)

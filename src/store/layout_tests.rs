@@ -35,13 +35,18 @@ impl Scripts {
 
     /// Claims `id` for a CONNECT; returns the reply.
     async fn claim(&self, id: &str, clean: bool) -> Vec<Value> {
+        self.claim_as(id, "n1#1", clean).await
+    }
+
+    /// Claims `id` for a CONNECT by `owner`.
+    async fn claim_as(&self, id: &str, owner: &str, clean: bool) -> Vec<Value> {
         let call = self
             .claim
             .call()
             .key(self.keys.session(id))
             .key(self.keys.subscriptions(id))
             .key(self.keys.queue(id))
-            .arg("n1#1")
+            .arg(owner)
             .arg(if clean { "1" } else { "0" })
             .arg("")
             .arg("1");
@@ -156,5 +161,32 @@ fn the_queue_is_fenced_trimmed_expired_and_returned_by_the_claim() {
         s.write("c", &["queue", &g3, "1", "again"]).await.unwrap();
         s.write("c", &["remove", &g3]).await.unwrap();
         assert_eq!(int(&s.run(cmd("EXISTS").arg(&q)).await), 0);
+    });
+}
+
+#[test]
+fn an_orphan_will_stays_until_its_claimer_says_it_went_out() {
+    let server = RedisServer::start();
+    test_executor(move || async move {
+        let s = Scripts::start(&server).await;
+        let g = int(&s.claim_as("w", "a#1", false).await[0]).to_string();
+        s.write("w", &["online", &g, "60", "the will"])
+            .await
+            .unwrap();
+        // a#1 died; b#2 claims: the will is an orphan, handed over and kept.
+        let reply = s.claim_as("w", "b#2", false).await;
+        assert_eq!(reply[4], Value::BulkString(b"the will".to_vec()));
+        // b#2 died before publishing it: c#3 gets it again.
+        let reply = s.claim_as("w", "c#3", false).await;
+        assert_eq!(
+            reply[4],
+            Value::BulkString(b"the will".to_vec()),
+            "lost with b#2"
+        );
+        // c#3 published it and says so: nobody gets it again.
+        let g = int(&reply[0]).to_string();
+        s.write("w", &["willgone", &g]).await.unwrap();
+        let reply = s.claim_as("w", "d#4", false).await;
+        assert_eq!(reply[4], Value::Nil, "published twice");
     });
 }

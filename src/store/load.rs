@@ -21,6 +21,10 @@ use crate::message::Message;
 /// How long a retry of loading waits after Redis failed it.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// A will a past life's connection left: its client, the will, and the
+/// generation to delete it from the store under once published.
+type OrphanWill = (bytestring::ByteString, Message, Option<u64>);
+
 /// Runs until shutdown: loads, publishes the orphan wills, then watches.
 pub async fn run(shard: Rc<Shard>, store: RedisStore, started: Instant) {
     let metrics = shard.metrics.clone();
@@ -67,8 +71,8 @@ pub async fn run(shard: Rc<Shard>, store: RedisStore, started: Instant) {
         );
         let now = Instant::now();
         let mut broker = shard.broker.borrow_mut();
-        for will in wills {
-            broker.publish_orphan_will(will, now);
+        for (client_id, will, generation) in wills {
+            broker.publish_orphan_will(&client_id, will, generation, now);
         }
         drop(broker);
         shard.wake();
@@ -97,7 +101,7 @@ async fn load(
     shard: &Rc<Shard>,
     store: &RedisStore,
     first: bool,
-    wills: &mut Vec<Message>,
+    wills: &mut Vec<OrphanWill>,
 ) -> Result<usize, StoreError> {
     if first {
         store.reset_routes();
@@ -117,7 +121,7 @@ async fn load(
                 .broker
                 .borrow_mut()
                 .adopted(&client_id, claim, Instant::now());
-            wills.extend(will);
+            wills.extend(will.map(|(will, generation)| (client_id.clone(), will, generation)));
         })
         .await;
     shard.wake();
