@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
-use shardmq::protocol::{encode, Ack, Disconnect, Packet, Publish, PublishProperties, QoS};
+use shardmq::protocol::{encode, Disconnect, Packet, Publish, PublishProperties, QoS};
 use shardmq::topic::{TopicFilter, TopicName};
 
 use crate::cli::Rate;
 use crate::client::{bound_writes, Conn, ConnError, SocketOpts};
 use crate::payload::Header;
+use crate::reader::answer;
 use crate::reader::ACK_GRACE;
 use crate::runner::{Local, Shared, Spec};
 use crate::schedule::{Clock, RealClock, Schedule, Step};
@@ -258,36 +259,14 @@ async fn leg(
 
 /// What one packet from the broker changes, and the answer it needs.
 fn answered(st: &mut State, packet: Packet) -> Result<Option<Packet>, ConnError> {
-    Ok(match packet {
-        Packet::Publish(publish) => {
-            st.receiver.on_publish(&publish, st.clock.now_ns());
-            match (publish.qos, publish.packet_id) {
-                (QoS::ExactlyOnce, Some(id)) => Some(Packet::PubRec(Ack::new(id))),
-                (_, Some(id)) => Some(Packet::PubAck(Ack::new(id))),
-                (_, None) => None,
-            }
-        }
-        Packet::PubRel(rel) => Some(Packet::PubComp(Ack::new(rel.packet_id))),
-        Packet::PubRec(ack) if ack.reason_code.is_error() => {
-            return Err(ConnError::Refused("PUBREC", ack.reason_code));
-        }
-        Packet::PubRec(ack) => Some(Packet::PubRel(Ack::new(ack.packet_id))),
-        Packet::PubAck(ack) | Packet::PubComp(ack) => {
-            if ack.reason_code.is_error() {
-                st.stats.error(format!(
-                    "PUBACK 0x{:02x} {:?}",
-                    ack.reason_code as u8, ack.reason_code
-                ));
-            }
-            // Acks come back in order on one connection.
-            if st.inflight.pop_front() == Some(true) {
-                st.stats.acked += 1;
-            }
-            None
-        }
-        Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
-        _ => None,
-    })
+    let answered = answer(&packet, &mut st.stats)?;
+    if let Some(publish) = answered.published {
+        st.receiver.on_publish(publish, st.clock.now_ns());
+    }
+    if answered.acked && st.inflight.pop_front() == Some(true) {
+        st.stats.acked += 1;
+    }
+    Ok(answered.reply)
 }
 
 /// Comes back to the persistent session after the storm, timing connect to CONNACK.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::sync::Semaphore;
-use shardmq::protocol::{encode, Ack, Disconnect, Packet, QoS};
+use shardmq::protocol::{encode, Ack, Disconnect, Packet, Publish, QoS};
 
 use crate::client::{bound_writes, Conn, ConnError};
 use crate::runner::{Shared, Spec};
@@ -87,40 +87,17 @@ pub async fn run(
     let result: Result<(), ConnError> = async {
         loop {
             while let Some(packet) = conn.try_decode()? {
-                let answer = match packet {
-                    Packet::Publish(publish) => {
-                        if let Some(receiver) = &mut receiver {
-                            receiver.on_publish(&publish, clock.now_ns());
-                        }
-                        match (publish.qos, publish.packet_id) {
-                            (QoS::ExactlyOnce, Some(id)) => Some(Packet::PubRec(Ack::new(id))),
-                            (_, Some(id)) => Some(Packet::PubAck(Ack::new(id))),
-                            (_, None) => None,
-                        }
+                let answered = answer(&packet, &mut stats)?;
+                if let (Some(publish), Some(receiver)) = (answered.published, &mut receiver) {
+                    receiver.on_publish(publish, clock.now_ns());
+                }
+                if let (true, Some(acks)) = (answered.acked, &acks) {
+                    if acks.inflight.measured.borrow_mut().pop_front() == Some(true) {
+                        stats.acked += 1;
                     }
-                    Packet::PubRel(rel) => Some(Packet::PubComp(Ack::new(rel.packet_id))),
-                    Packet::PubRec(ack) if ack.reason_code.is_error() => {
-                        return Err(ConnError::Refused("PUBREC", ack.reason_code));
-                    }
-                    Packet::PubRec(ack) => Some(Packet::PubRel(Ack::new(ack.packet_id))),
-                    Packet::PubAck(ack) | Packet::PubComp(ack) => {
-                        if ack.reason_code.is_error() {
-                            stats.error(format!(
-                                "PUBACK 0x{:02x} {:?}",
-                                ack.reason_code as u8, ack.reason_code
-                            ));
-                        }
-                        if let Some(acks) = &acks {
-                            if acks.inflight.measured.borrow_mut().pop_front() == Some(true) {
-                                stats.acked += 1;
-                            }
-                            acks.window.signal(1);
-                        }
-                        None
-                    }
-                    Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
-                    _ => None,
-                };
+                    acks.window.signal(1);
+                }
+                let answer = answered.reply;
                 if let Some(answer) = answer {
                     encode(&answer, conn.version, &mut out)
                         .map_err(|e| ConnError::Protocol(e.to_string()))?;
@@ -195,4 +172,53 @@ pub async fn run(
         let _ = conn.stream.close().await;
     }
     stats
+}
+
+/// What one packet from the broker means to a client, and the answer it needs.
+pub(crate) struct Answered<'a> {
+    /// The PUBACK, PUBREC, PUBREL or PUBCOMP to send back, if any.
+    pub reply: Option<Packet>,
+    /// A PUBLISH that arrived.
+    pub published: Option<&'a Publish>,
+    /// One of the client's QoS 1/2 publishes completed (PUBACK or PUBCOMP;
+    /// acks come back in order on one connection).
+    pub acked: bool,
+}
+
+/// Answers `packet` from the broker: acknowledges a PUBLISH by its QoS, goes
+/// on with QoS 2 flows, counts an acknowledgement with an error reason, and
+/// fails on a refused PUBREC or a DISCONNECT.
+pub(crate) fn answer<'a>(packet: &'a Packet, stats: &mut Stats) -> Result<Answered<'a>, ConnError> {
+    let mut answered = Answered {
+        reply: None,
+        published: None,
+        acked: false,
+    };
+    match packet {
+        Packet::Publish(publish) => {
+            answered.published = Some(publish);
+            answered.reply = match (publish.qos, publish.packet_id) {
+                (QoS::ExactlyOnce, Some(id)) => Some(Packet::PubRec(Ack::new(id))),
+                (_, Some(id)) => Some(Packet::PubAck(Ack::new(id))),
+                (_, None) => None,
+            };
+        }
+        Packet::PubRel(rel) => answered.reply = Some(Packet::PubComp(Ack::new(rel.packet_id))),
+        Packet::PubRec(ack) if ack.reason_code.is_error() => {
+            return Err(ConnError::Refused("PUBREC", ack.reason_code));
+        }
+        Packet::PubRec(ack) => answered.reply = Some(Packet::PubRel(Ack::new(ack.packet_id))),
+        Packet::PubAck(ack) | Packet::PubComp(ack) => {
+            if ack.reason_code.is_error() {
+                stats.error(format!(
+                    "PUBACK 0x{:02x} {:?}",
+                    ack.reason_code as u8, ack.reason_code
+                ));
+            }
+            answered.acked = true;
+        }
+        Packet::Disconnect(d) => return Err(ConnError::Disconnected(d.reason_code)),
+        _ => {}
+    }
+    Ok(answered)
 }
