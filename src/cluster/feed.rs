@@ -25,6 +25,7 @@ use crate::connection::Shard;
 use crate::message::Message;
 use crate::store::layout::Keys;
 use crate::store::record;
+use crate::store::redis::values::{scan, text};
 use crate::store::redis::RedisClient;
 use crate::store::redis_store::RedisStore;
 use crate::topic::{TopicFilter, TopicName};
@@ -238,12 +239,12 @@ async fn read_node(client: &RedisClient, keys: &Keys, node: &str) -> Result<Rout
     let prefix = keys.routes(node, 0);
     let prefix = prefix.trim_end_matches('0');
     let mut routes = Vec::new();
-    let mut cursor = "0".to_owned();
+    let mut cursor = 0u64;
     loop {
         let reply = client
             .cmd(
                 redis::cmd("SCAN")
-                    .arg(&cursor)
+                    .arg(cursor)
                     .arg("MATCH")
                     .arg(keys.routes_pattern(node))
                     .arg("COUNT")
@@ -251,13 +252,13 @@ async fn read_node(client: &RedisClient, keys: &Keys, node: &str) -> Result<Rout
             )
             .await
             .map_err(|e| e.to_string())?;
-        let (next, found) = scan_reply(&reply).ok_or_else(|| bad(&reply))?;
+        let (next, found) = scan(&reply).ok_or_else(|| bad(&reply))?;
         for key in found {
             let Some(shard) = key.strip_prefix(prefix).and_then(|s| s.parse().ok()) else {
                 continue;
             };
             let reply = client
-                .cmd(redis::cmd("SMEMBERS").arg(&key))
+                .cmd(redis::cmd("SMEMBERS").arg(&*key))
                 .await
                 .map_err(|e| e.to_string())?;
             let Value::Array(members) = &reply else {
@@ -271,7 +272,7 @@ async fn read_node(client: &RedisClient, keys: &Keys, node: &str) -> Result<Rout
                     .map(|f| (shard, f)),
             );
         }
-        if next == "0" {
+        if next == 0 {
             return Ok(RouteUpdate::Replace {
                 node: node.into(),
                 routes,
@@ -362,24 +363,6 @@ fn parse_entry(fields: &[Value]) -> Option<(String, Entry)> {
         }),
     };
     Some((node, entry))
-}
-
-fn scan_reply(reply: &Value) -> Option<(String, Vec<String>)> {
-    let Value::Array(parts) = reply else {
-        return None;
-    };
-    let [cursor, Value::Array(keys)] = &parts[..] else {
-        return None;
-    };
-    Some((text(cursor)?, keys.iter().filter_map(text).collect()))
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 fn bad(reply: &Value) -> String {

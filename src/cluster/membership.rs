@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
+use crate::store::redis::values::text;
+
 /// Registers (`join` = `1`) or renews (`0`) a node's lease.
 ///
 /// KEYS: leases, nodes ([`crate::store::layout::Keys::leases`] and
@@ -124,14 +126,6 @@ impl Members {
             }
             _ => Err(bad()),
         }
-    }
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
     }
 }
 

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::layout::{self, Keys};
 use super::record;
+use super::redis::values::{self, bulk};
 use super::redis::{RedisClient, RedisConfig, RedisError, RedisUrl, Script, ScriptCall, Status};
 use super::{Claim, Owner, StoreOp, StoredSession};
 use crate::config::StoreConfig;
@@ -628,13 +629,6 @@ fn parse_queue(
     deliveries.into_values().collect()
 }
 
-fn bulk(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(b) => Some(b),
-        _ => None,
-    }
-}
-
 /// Loading at start-up: the sessions a past life of this node owned, and the
 /// retained messages.
 impl RedisStore {
@@ -658,7 +652,7 @@ impl RedisStore {
         while let Some(scanned) = next_scan.take() {
             let reply = scanned.await?;
             let (next, ids) =
-                parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
+                values::scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
             let mine: Vec<ByteString> = ids
                 .into_iter()
                 .filter(|id| shards::shard_for(id.as_bytes(), nr_shards) == self.inner.shard)
@@ -714,7 +708,7 @@ impl RedisStore {
                 )
                 .await?;
             let (next, topics) =
-                parse_scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
+                values::scan(&reply).ok_or_else(|| StoreError::Reply("SSCAN", reply.clone()))?;
             let gets: Vec<_> = topics
                 .iter()
                 .map(|t| {
@@ -767,23 +761,6 @@ impl RedisStore {
         })
         .detach();
     }
-}
-
-/// `[cursor, [member, ...]]`.
-fn parse_scan(reply: &Value) -> Option<(u64, Vec<ByteString>)> {
-    let Value::Array(parts) = reply else {
-        return None;
-    };
-    let [cursor, Value::Array(members)] = &parts[..] else {
-        return None;
-    };
-    let cursor = std::str::from_utf8(bulk(cursor)?).ok()?.parse().ok()?;
-    let members = members
-        .iter()
-        .filter_map(|m| String::from_utf8(bulk(m)?.to_vec()).ok())
-        .map(ByteString::from)
-        .collect();
-    Some((cursor, members))
 }
 
 #[cfg(test)]

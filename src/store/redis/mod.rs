@@ -36,6 +36,7 @@
 //! - `reply`: the futures callers await;
 //! - `resp`: replies out of the bytes read, however they were cut;
 //! - `script`: [`Script`]s called by hash, with their code for `NOSCRIPT`;
+//! - `values`: reading reply values (bulk strings, text, `SCAN` replies);
 //! - `backoff`, `error`, `url`;
 //! - `test_server` (tests only): a real `redis-server` on a free port.
 
@@ -48,6 +49,7 @@ mod reply;
 mod resp;
 mod script;
 mod url;
+pub mod values;
 
 #[cfg(test)]
 pub(crate) mod test_server;
