@@ -172,6 +172,11 @@ pub fn start(
     for listener in &config.listeners {
         builder = builder.listener(shards::ListenerConfig::new(listener.bind.to_string()));
     }
+    // The links from other nodes come to every shard, after the MQTT
+    // listeners.
+    if registration.is_some() {
+        builder = builder.listener(shards::ListenerConfig::new(config.cluster.bind.clone()));
+    }
     let settings = settings(config);
     // Files and keys are read once here, so a bad one stops the start with its
     // name; each shard then takes its own authenticator (its own caches).
@@ -239,7 +244,12 @@ pub fn start(
                 shutdown.clone(),
                 metrics.clone(),
             )
-            .with_store(store.clone()),
+            .with_store(store.clone())
+            .with_links(
+                registration
+                    .as_ref()
+                    .map(|me| cluster::net::Links::new(me.owner.clone())),
+            ),
         );
         if let Some(store) = &store {
             let weak = Rc::downgrade(&shard);
@@ -293,6 +303,7 @@ pub fn start(
         }
         if let (Some(store), Some(me), 0) = (&store, &registration, ctx.id()) {
             let resync = Rc::new(cluster::feed::Resync::default());
+            let links_shard = shard.clone();
             tasks.push(glommio::spawn_local(cluster::feed::run(
                 shard.clone(),
                 store.clone(),
@@ -307,9 +318,12 @@ pub fn start(
                 me.clone(),
                 metrics.clone(),
                 shutdown.clone(),
-                move |change| match change {
-                    Change::Joined(m) => resync.node(&m.node, true),
-                    Change::Died { node, .. } => resync.node(node, false),
+                move |change| {
+                    match change {
+                        Change::Joined(m) => resync.node(&m.node, true),
+                        Change::Died { node, .. } => resync.node(node, false),
+                    }
+                    cluster::net::membership_changed(&links_shard, change, true);
                 },
             )));
         }
@@ -331,6 +345,14 @@ pub fn start(
             accepts.push(listener.spawn_accept_loop(&shutdown, move |stream| {
                 glommio::spawn_local(serve(shard.clone(), stream, None)).detach();
             }));
+        }
+        if registration.is_some() {
+            if let Some(listener) = ctx.take_listener(listeners) {
+                let shard = shard.clone();
+                accepts.push(listener.spawn_accept_loop(&shutdown, move |stream| {
+                    glommio::spawn_local(cluster::net::accept(shard.clone(), stream)).detach();
+                }));
+            }
         }
         shutdown.recv().await;
         metrics.set_health(Health::Stopping);
@@ -411,6 +433,9 @@ async fn receive(shard: Rc<Shard>, mut inbox: Inbox<ShardMsg>, shutdown: Shutdow
                     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
                     let handoff = Some((BytesMut::from(&buffered[..]), connect));
                     glommio::spawn_local(serve(shard.clone(), stream, handoff)).detach();
+                }
+                ShardMsg::Cluster(change) => {
+                    cluster::net::membership_changed(&shard, &change, false)
                 }
             }
         }

@@ -260,3 +260,144 @@ async fn retained_on(node: &BrokerProcess, id: &str) -> Option<Vec<u8>> {
         _ => None,
     }
 }
+
+/// Starts `names` as nodes on one Redis and waits until every node has a
+/// lease, sees the others, and has its links up: each of its 2 shards dials
+/// each peer, and takes a link from each shard of each peer.
+fn start_cluster(redis: &RedisServer, prefix: &str, names: &[&str]) -> Vec<BrokerProcess> {
+    let nodes: Vec<BrokerProcess> = names
+        .iter()
+        .map(|n| BrokerProcess::start(&format!("{prefix}-{n}"), &node_config(redis, n)))
+        .collect();
+    let peers = (names.len() - 1) as f64;
+    for (name, node) in names.iter().zip(&nodes) {
+        let up = within(5 * LEASE, || {
+            node.health().0 == 200
+                && gauge(node, "shardmq_cluster_peers") == peers
+                && gauge(node, "shardmq_cluster_links_up") == 4.0 * peers
+        });
+        assert!(
+            up.is_some(),
+            "node {name}: /health {:?}, peers {}, links up {}",
+            node.health(),
+            gauge(node, "shardmq_cluster_peers"),
+            gauge(node, "shardmq_cluster_links_up"),
+        );
+    }
+    nodes
+}
+
+/// Reads PUBLISH payloads until `quiet` passes with none.
+async fn drain(c: &mut Raw, quiet: Duration) -> Vec<(String, Vec<u8>)> {
+    let mut got = Vec::new();
+    while let Recv::Packet(p) = c.recv_within(quiet).await {
+        if let Packet::Publish(p) = p {
+            got.push((p.topic.to_string(), p.payload.to_vec()));
+        }
+    }
+    got
+}
+
+/// Routing, issue 14: three nodes, a publish on any node reaches the
+/// subscribers on every node: literal, `+`, `#`, and a share group with
+/// members on all three (and both shards of one) gets each message once in
+/// the whole cluster. The QoS 1 publishers get their PUBACKs, which wait for
+/// every node the message went to.
+#[tokio::test]
+async fn a_publish_on_any_node_reaches_subscribers_on_every_node() {
+    let redis = RedisServer::start();
+    let nodes = start_cluster(&redis, "routing", &["a", "b", "c"]);
+    let mut subs = Vec::new();
+    let mut members = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let id = id_on_shard(&format!("sub{i}"), i % 2);
+        let mut s = Raw::connect(node.addr, Version::V5, &id, true).await;
+        s.sub("lit/x", QoS::AtMostOnce).await;
+        s.sub("plus/+", QoS::AtMostOnce).await;
+        s.sub("hash/#", QoS::AtMostOnce).await;
+        subs.push(s);
+        let id = id_on_shard(&format!("member{i}"), (i + 1) % 2);
+        let mut m = Raw::connect(node.addr, Version::V3_1_1, &id, true).await;
+        m.sub("$share/g/sh/#", QoS::AtMostOnce).await;
+        members.push(m);
+    }
+    // A second member on a's other shard.
+    let id = id_on_shard("member-a2", 0);
+    let mut m = Raw::connect(nodes[0].addr, Version::V5, &id, true).await;
+    m.sub("$share/g/sh/#", QoS::AtMostOnce).await;
+    members.push(m);
+    // Every shard of every node knows the other two nodes' 4 filters each.
+    for node in &nodes {
+        let known = within(5 * LEASE, || routes_known(node) == [8.0, 8.0]);
+        assert!(known.is_some(), "routes known: {:?}", routes_known(node));
+    }
+
+    const SHARED: usize = 30;
+    for (i, node) in nodes.iter().enumerate() {
+        let mut p = Raw::connect(node.addr, Version::V5, &id_on_shard("pub", i % 2), true).await;
+        let mut id = 1;
+        let mut send = |topic: String| {
+            id += 1;
+            publish(&topic, QoS::AtLeastOnce, id, format!("from-{i}").as_bytes())
+        };
+        let mut topics = vec![
+            "lit/x".to_owned(),
+            format!("plus/{i}"),
+            format!("hash/{i}/deep"),
+        ];
+        topics.extend((0..SHARED).map(|n| format!("sh/{i}/{n}")));
+        let count = topics.len();
+        for t in topics {
+            p.publish(send(t)).await;
+        }
+        for _ in 0..count {
+            match p.recv().await {
+                Packet::PubAck(a) => assert!(!a.reason_code.is_error(), "{a:?}"),
+                other => panic!("publisher on node {i}: {other:?}"),
+            }
+        }
+    }
+
+    for (i, s) in subs.iter_mut().enumerate() {
+        let mut got = drain(s, Duration::from_millis(500)).await;
+        got.sort();
+        let mut want: Vec<(String, Vec<u8>)> = (0..3)
+            .flat_map(|p| {
+                let from = format!("from-{p}").into_bytes();
+                [
+                    ("lit/x".to_owned(), from.clone()),
+                    (format!("plus/{p}"), from.clone()),
+                    (format!("hash/{p}/deep"), from),
+                ]
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "subscriber on node {i}");
+    }
+    let mut shared = Vec::new();
+    let mut per_member = Vec::new();
+    for m in &mut members {
+        let got = drain(m, Duration::from_millis(300)).await;
+        per_member.push(got.len());
+        shared.extend(got);
+    }
+    shared.sort();
+    let mut want: Vec<(String, Vec<u8>)> = (0..3)
+        .flat_map(|p| {
+            (0..SHARED).map(move |n| (format!("sh/{p}/{n}"), format!("from-{p}").into_bytes()))
+        })
+        .collect();
+    want.sort();
+    assert_eq!(shared.len(), want.len(), "per member: {per_member:?}");
+    assert_eq!(shared, want, "the share group got each message once");
+    // Every node served the group.
+    for (i, n) in per_member.iter().take(3).enumerate() {
+        assert!(
+            *n > 0 || (i == 0 && per_member[3] > 0),
+            "per member: {per_member:?}"
+        );
+    }
+    for node in &nodes {
+        assert!(gauge(node, "shardmq_cluster_messages_in_total") > 0.0);
+    }
+}

@@ -18,32 +18,69 @@
 //!
 //! Batches are released oldest first, so a client's acknowledgements keep
 //! the order of its publishes [MQTT-4.6.0-2].
+//!
+//! In a cluster the same batches wait for other nodes too, whatever the
+//! durability: a message routed to another node is the broker's only once
+//! that node has it. The batch sends a [`NodeMessage::Barrier`] behind its
+//! messages to each node they went to; that node holds the barrier in its
+//! own batch (so, with `durability = "messages"`, until its own writes are
+//! stored) and answers [`NodeMessage::Stored`]. A node that dies, or does
+//! not answer within [`NODE_ANSWER`], counts as a failed write.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
 use super::{Broker, ConnId, Forward};
+use crate::cluster::frame::Message as NodeMessage;
 use crate::protocol::{Packet, ReasonCode};
 use crate::topic::ShardMask;
 
-/// One acknowledgement held back.
+/// How long a batch waits for another node's answer before it counts as
+/// failed: its publishers publish again.
+pub const NODE_ANSWER: Duration = Duration::from_secs(5);
+
+/// One acknowledgement held back. Nearly all are `Client`s: boxing their
+/// packet would cost an allocation each to save room in the rare `Node`.
 #[derive(Debug)]
-struct Held {
-    conn: ConnId,
-    client_id: ByteString,
-    ack: Packet,
+#[allow(clippy::large_enum_variant)]
+enum Held {
+    /// A PUBACK or PUBREC for a client of this shard.
+    Client {
+        conn: ConnId,
+        client_id: ByteString,
+        ack: Packet,
+    },
+    /// The answer to another node's barrier.
+    Node {
+        node: ByteString,
+        shard: u16,
+        ticket: u64,
+    },
 }
 
 #[derive(Debug)]
 struct Batch {
     ticket: u64,
     acks: Vec<Held>,
-    /// Answers still to come: one per shard the messages went to, and this
-    /// shard's own writes.
+    /// Answers still to come: one per shard and node the messages went to,
+    /// and this shard's own writes.
     left: usize,
+    /// The nodes whose answer is still to come.
+    nodes: Vec<ByteString>,
+    /// When the first of its acknowledgements was held.
+    since: Instant,
     /// Whether every answer so far said stored.
     stored: bool,
+}
+
+impl HeldAcks {
+    /// Whether any acknowledgement is held: a later one must wait behind it
+    /// (acknowledgements keep the order of the publishes).
+    pub(super) fn holding(&self) -> bool {
+        !self.open.is_empty() || !self.sealed.is_empty()
+    }
 }
 
 /// Acknowledgements waiting for their messages to be stored, and the
@@ -54,6 +91,10 @@ pub(super) struct HeldAcks {
     open: Vec<Held>,
     /// The other shards the open batch's messages went to.
     open_shards: ShardMask,
+    /// The other nodes they went to.
+    open_nodes: Vec<ByteString>,
+    /// When the first of `open` was held.
+    open_since: Option<Instant>,
     sealed: VecDeque<Batch>,
     next_ticket: u64,
     /// `(shard, ticket)`: barriers to answer once this shard's writes queued
@@ -63,21 +104,55 @@ pub(super) struct HeldAcks {
 
 impl Broker {
     /// Holds `ack`, the PUBACK or PUBREC of a publish from `conn`, until its
-    /// message is stored. `shards`: the other shards the publish was
-    /// forwarded to.
+    /// message is stored. `shards`: the other shards whose writes it waits
+    /// for; `nodes`: the other nodes it was routed to.
     pub(super) fn hold_ack(
         &mut self,
         conn: ConnId,
         client_id: &ByteString,
         ack: Packet,
         shards: ShardMask,
+        nodes: Vec<ByteString>,
+        now: Instant,
     ) {
-        self.acks.open.push(Held {
-            conn,
-            client_id: client_id.clone(),
-            ack,
-        });
+        self.hold(
+            Held::Client {
+                conn,
+                client_id: client_id.clone(),
+                ack,
+            },
+            now,
+        );
         self.acks.open_shards |= shards;
+        for node in nodes {
+            if !self.acks.open_nodes.contains(&node) {
+                self.acks.open_nodes.push(node);
+            }
+        }
+    }
+
+    /// Another node's barrier, behind the messages it routed here: answered
+    /// once they are queued (and stored) like a local publisher's.
+    pub(super) fn node_barrier(&mut self, node: ByteString, shard: u16, ticket: u64, now: Instant) {
+        self.hold(
+            Held::Node {
+                node,
+                shard,
+                ticket,
+            },
+            now,
+        );
+    }
+
+    /// The open batch waits for the writes of these shards too: a message
+    /// routed there since it opened.
+    pub(super) fn acks_wait_for(&mut self, shards: ShardMask) {
+        self.acks.open_shards |= shards;
+    }
+
+    fn hold(&mut self, held: Held, now: Instant) {
+        self.acks.open_since.get_or_insert(now);
+        self.acks.open.push(held);
     }
 
     /// Closes the batch of acknowledgements held since the last call: queues
@@ -93,16 +168,27 @@ impl Broker {
         acks.next_ticket += 1;
         let ticket = acks.next_ticket;
         let shards = std::mem::take(&mut acks.open_shards).without(self.shard);
-        let mut left = 1;
+        let nodes = std::mem::take(&mut acks.open_nodes);
+        let since = acks.open_since.take().unwrap_or_else(Instant::now);
+        let mut left = 1 + nodes.len();
         for shard in shards.iter() {
             self.forwards.push((shard, Forward::Barrier(ticket)));
             left += 1;
+        }
+        for node in &nodes {
+            let barrier = NodeMessage::Barrier {
+                shard: self.shard as u16,
+                ticket,
+            };
+            self.to_nodes.push((node.clone(), barrier));
         }
         let acks = &mut self.acks;
         acks.sealed.push_back(Batch {
             ticket,
             acks: std::mem::take(&mut acks.open),
             left,
+            nodes,
+            since,
             stored: true,
         });
         Some(ticket)
@@ -123,25 +209,81 @@ impl Broker {
             batch.left = batch.left.saturating_sub(1);
             batch.stored &= stored;
         }
+        self.release_acks();
+    }
+
+    /// `node`'s answer to this shard's barrier `ticket`. An answer that comes
+    /// after the batch gave up on the node is ignored.
+    pub fn node_stored(&mut self, node: &str, ticket: u64, stored: bool) {
+        let Some(batch) = self.acks.sealed.iter_mut().find(|b| b.ticket == ticket) else {
+            return;
+        };
+        let Some(i) = batch.nodes.iter().position(|n| n == node) else {
+            return;
+        };
+        batch.nodes.swap_remove(i);
+        batch.left = batch.left.saturating_sub(1);
+        batch.stored &= stored;
+        self.release_acks();
+    }
+
+    /// Gives up waiting for answers from `node` (it died: what it had not
+    /// answered for may be lost), and from any node that has not answered
+    /// a batch held since `NODE_ANSWER` before `now`.
+    pub fn nodes_lost(&mut self, node: Option<&str>, now: Instant) {
+        for batch in &mut self.acks.sealed {
+            let late = now.saturating_duration_since(batch.since) >= NODE_ANSWER;
+            let before = batch.nodes.len();
+            batch.nodes.retain(|n| !late && Some(&**n) != node);
+            let lost = before - batch.nodes.len();
+            if lost > 0 {
+                batch.left = batch.left.saturating_sub(lost);
+                batch.stored = false;
+            }
+        }
+        self.release_acks();
+    }
+
+    fn release_acks(&mut self) {
         while self.acks.sealed.front().is_some_and(|b| b.left == 0) {
             let Some(batch) = self.acks.sealed.pop_front() else {
                 break;
             };
             for held in batch.acks {
+                let (conn, client_id, ack) = match held {
+                    Held::Client {
+                        conn,
+                        client_id,
+                        ack,
+                    } => (conn, client_id, ack),
+                    Held::Node {
+                        node,
+                        shard,
+                        ticket,
+                    } => {
+                        let stored = NodeMessage::Stored {
+                            shard,
+                            ticket,
+                            stored: batch.stored,
+                        };
+                        self.to_nodes.push((node, stored));
+                        continue;
+                    }
+                };
                 // The client may have gone, or come back on a new
                 // connection, meanwhile: it publishes again then.
                 let attached = self
                     .sessions
-                    .get(&held.client_id)
-                    .is_some_and(|e| e.conn == Some(held.conn));
+                    .get(&client_id)
+                    .is_some_and(|e| e.conn == Some(conn));
                 if !attached {
                     continue;
                 }
                 if batch.stored {
-                    self.output(held.conn).packets.push(held.ack);
+                    self.output(conn).packets.push(ack);
                 } else {
                     self.stats.publishes_unstored += 1;
-                    self.outputs.close(held.conn, ReasonCode::UnspecifiedError);
+                    self.outputs.close(conn, ReasonCode::UnspecifiedError);
                 }
             }
         }

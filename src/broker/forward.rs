@@ -43,6 +43,9 @@ pub enum Forward {
     /// The answer to the sender's [`Forward::Barrier`] with this ticket:
     /// whether every write before it was stored.
     Stored(u64, bool),
+    /// Another node's answer to this shard's barrier, which it sent to the
+    /// shard that passes it on: `(node, ticket, stored)`.
+    NodeStored(ByteString, u64, bool),
     /// What other nodes subscribe to changed (from shard 0, which tails the
     /// cluster's route feed).
     Routes(Vec<RouteUpdate>),
@@ -81,6 +84,7 @@ impl Broker {
             Forward::Loaded => self.peers_loading = self.peers_loading.saturating_sub(1),
             Forward::Barrier(ticket) => self.barrier(from, ticket),
             Forward::Stored(ticket, stored) => self.stored(ticket, stored),
+            Forward::NodeStored(node, ticket, stored) => self.node_stored(&node, ticket, stored),
             Forward::Routes(updates) => {
                 for update in updates {
                     self.node_routes.apply(update);

@@ -14,6 +14,7 @@ mod acks;
 mod client;
 mod flow;
 mod forward;
+mod nodes;
 mod output;
 mod publish;
 mod share;
@@ -85,6 +86,9 @@ pub struct Stats {
     /// (`durability = "messages"`): not acknowledged, the publisher
     /// disconnected.
     pub publishes_unstored: u64,
+    /// Messages routed to other nodes (one per node), and from them.
+    pub routed_to_nodes: u64,
+    pub routed_from_nodes: u64,
     /// Subscriptions removed because a reloaded ACL denies them.
     pub subscriptions_revoked: u64,
     /// Refused CONNECTs, indexed by [`Failure`](crate::auth::Failure) as usize.
@@ -187,6 +191,10 @@ pub struct Broker {
     routing_from: Option<usize>,
     /// In a cluster: which other nodes subscribe to what.
     node_routes: crate::cluster::routes::NodeRoutes,
+    /// Messages for other nodes: `(node, message)`, drained by the links.
+    pub to_nodes: Vec<(ByteString, crate::cluster::frame::Message)>,
+    /// Next pick in each share group's round-robin over nodes ([`nodes`]).
+    node_group_cursors: HashMap<ByteString, u64>,
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
@@ -232,6 +240,8 @@ impl Broker {
             acks: acks::HeldAcks::default(),
             routing_from: None,
             node_routes: Default::default(),
+            to_nodes: Vec::new(),
+            node_group_cursors: HashMap::default(),
             claim: None,
             unclaimed: None,
             self_loaded: true,
@@ -765,6 +775,9 @@ impl Broker {
     /// held up by recipients that stalled. Call about once a second.
     pub fn tick(&mut self, now: Instant) {
         self.flow.release_stalled(now, self.settings.stall);
+        if self.acks.holding() {
+            self.nodes_lost(None, now);
+        }
         if let Some(timeout) = self.settings.send_timeout {
             for conn in self.flow.stalled_for(now, timeout) {
                 self.outputs.close(conn, ReasonCode::QuotaExceeded);
@@ -844,6 +857,8 @@ mod acks_tests;
 mod flow_tests;
 #[cfg(test)]
 mod mutant_tests;
+#[cfg(test)]
+mod nodes_tests;
 #[cfg(test)]
 mod seam_tests;
 #[cfg(test)]

@@ -226,11 +226,14 @@ impl Broker {
             _ => (allow, None),
         };
         // Without stored messages, the acknowledgement goes first, as the
-        // message is the broker's already.
-        if let Some(ack) = held.take_if(|_| !self.store_messages) {
+        // message is the broker's already, unless it may go to other nodes
+        // (then it is the broker's once they have it, [`super::acks`]), or
+        // acknowledgements held before it must go first.
+        let hold = self.store_messages || self.routes_to_nodes() || self.acks.holding();
+        if let Some(ack) = held.take_if(|_| !hold) {
             self.output(client.conn).packets.push(ack);
         }
-        let mut shards = ShardMask::default();
+        let mut routed = (ShardMask::default(), Vec::new());
         if route {
             self.events.emit(EventKind::Publish, || Event::Publish {
                 who: &client.identity,
@@ -242,10 +245,20 @@ impl Broker {
                 pattern: decision.pattern.as_deref(),
             });
             let message = Message::from_publish(&publish, &client.client_id, now);
-            shards = self.route_message(message, Some(client.conn), now);
+            routed = self.route_message(message, Some(client.conn), now);
         }
         if let Some(ack) = held {
-            self.hold_ack(client.conn, &client.client_id, ack, shards);
+            let (shards, nodes) = routed;
+            if self.store_messages || !nodes.is_empty() || self.acks.holding() {
+                let shards = if self.store_messages {
+                    shards
+                } else {
+                    ShardMask::default()
+                };
+                self.hold_ack(client.conn, &client.client_id, ack, shards, nodes, now);
+            } else {
+                self.output(client.conn).packets.push(ack);
+            }
         }
         Ok(())
     }
@@ -256,23 +269,39 @@ impl Broker {
         self.route_message(message, None, now);
     }
 
-    /// Routes a message from this shard: retained store, local subscribers, and
+    /// Routes a message from this shard: retained store, local subscribers,
     /// once to each other shard with subscribers, telling each which share
-    /// groups it serves for this message. `origin`, the publishing connection,
+    /// groups it serves for this message, and once to each other node with
+    /// subscribers ([`super::nodes`]). `origin`, the publishing connection,
     /// spends a credit per other shard ([`super::flow`]). Returns the other
-    /// shards it went to.
+    /// shards and nodes it went to.
     fn route_message(
         &mut self,
         message: Message,
         origin: Option<ConnId>,
         now: Instant,
-    ) -> ShardMask {
+    ) -> (ShardMask, Vec<ByteString>) {
         if message.retain {
             self.retained.set(&message);
             self.store_retained(&message, now);
             self.broadcast(Forward::Retain(message.clone()));
         }
         let mut groups = self.router.assign_groups(&message.topic);
+        let nodes = self.route_to_nodes(&message, &mut groups, now);
+        let shards = self.route_to_shards(&message, groups, origin, now);
+        (shards, nodes)
+    }
+
+    /// Routes `message` to this shard's subscribers and once to each other
+    /// shard with subscribers, and to the members of the share groups in
+    /// `groups` on the shards named there. Returns the other shards.
+    pub(super) fn route_to_shards(
+        &mut self,
+        message: &Message,
+        mut groups: Vec<(usize, ByteString)>,
+        origin: Option<ConnId>,
+        now: Instant,
+    ) -> ShardMask {
         let mut shards = self.index.shards_for(&message.topic);
         for (shard, _) in &groups {
             shards |= ShardMask::single(*shard);
@@ -294,7 +323,7 @@ impl Broker {
         }
         groups.retain(|(s, _)| *s == self.shard);
         let local: Vec<ByteString> = groups.into_iter().map(|(_, g)| g).collect();
-        self.route_local(&message, &local, now);
+        self.route_local(message, &local, now);
         others
     }
 

@@ -133,6 +133,31 @@ pub enum Message {
         client_id: String,
         generation: u64,
     },
+    /// A PUBLISH routed to the receiver because it has subscribers: deliver
+    /// it to them, and to its members of the share groups in `groups` (the
+    /// sender picked the receiver to serve those).
+    Route {
+        groups: Vec<String>,
+        /// The publisher's client id, for no-local subscriptions.
+        publisher: String,
+        /// The message as an MQTT 5 PUBLISH ([`crate::store::record::encode_message`]).
+        message: Bytes,
+    },
+    /// Answer with [`Message::Stored`] once every [`Message::Route`] sent
+    /// before this is queued for its sessions here (and, with `durability =
+    /// "messages"`, stored): the sender holds its publishers' PUBACKs until
+    /// then. `shard` is the sender's shard that waits.
+    Barrier {
+        shard: u16,
+        ticket: u64,
+    },
+    /// The answer to a [`Message::Barrier`]: whether everything before it
+    /// was taken (`false`: the sender's publishers publish again).
+    Stored {
+        shard: u16,
+        ticket: u64,
+        stored: bool,
+    },
 }
 
 impl Hello {
@@ -312,6 +337,34 @@ impl Message {
                 put_str(out, client_id);
                 out.put_u64(*generation);
             }
+            Message::Route {
+                groups,
+                publisher,
+                message,
+            } => {
+                out.put_u8(6);
+                out.put_u16(groups.len().min(u16::MAX as usize) as u16);
+                for g in groups.iter().take(u16::MAX as usize) {
+                    put_str(out, g);
+                }
+                put_str(out, publisher);
+                put_bytes(out, message);
+            }
+            Message::Barrier { shard, ticket } => {
+                out.put_u8(7);
+                out.put_u16(*shard);
+                out.put_u64(*ticket);
+            }
+            Message::Stored {
+                shard,
+                ticket,
+                stored,
+            } => {
+                out.put_u8(8);
+                out.put_u16(*shard);
+                out.put_u64(*ticket);
+                out.put_u8(*stored as u8);
+            }
         }
     }
 
@@ -347,6 +400,28 @@ impl Message {
             5 => Message::HandOverDone {
                 client_id: r.str("client id")?,
                 generation: r.u64("generation")?,
+            },
+            6 => {
+                let count = r.u16("group count")?;
+                // Each group takes at least its two length bytes.
+                let mut groups = Vec::with_capacity((count as usize).min(r.0.len() / 2));
+                for _ in 0..count {
+                    groups.push(r.str("share group")?);
+                }
+                Message::Route {
+                    groups,
+                    publisher: r.str("publisher")?,
+                    message: r.bytes("message")?,
+                }
+            }
+            7 => Message::Barrier {
+                shard: r.u16("shard")?,
+                ticket: r.u64("ticket")?,
+            },
+            8 => Message::Stored {
+                shard: r.u16("shard")?,
+                ticket: r.u64("ticket")?,
+                stored: r.u8("stored flag")? != 0,
             },
             k => return Err(FrameError::MessageKind(k)),
         })

@@ -139,6 +139,23 @@ impl Link {
         self.resend_at
     }
 
+    /// Starts numbering again for a new connection to the same life of the
+    /// peer, whose receiving side starts again too: what was sent and not
+    /// acknowledged goes first, renumbered from 1. A message the peer took
+    /// but had not acknowledged yet arrives twice then (at least once, as
+    /// over any reconnecting link).
+    pub fn restart(&mut self) {
+        let unacked = std::mem::take(&mut self.unacked);
+        for (_, m) in unacked.into_iter().rev() {
+            self.waiting.push_front(m);
+        }
+        self.next_seq = 1;
+        self.received = 0;
+        self.window = WINDOW;
+        self.resend_at = None;
+        self.credit_due = false;
+    }
+
     /// The next message received in order.
     pub fn poll_message(&mut self) -> Option<Message> {
         self.inbox.pop_front()

@@ -13,6 +13,8 @@
 //!   publishes, acceptances, takeovers and hand-overs) and credits.
 //! - [`link`]: one link's numbering, acknowledgement, resending and credit
 //!   window, so what the network drops or reorders arrives once and in order.
+//! - [`net`]: the links' sockets: each shard dials each live peer and serves
+//!   what peers dial to `[cluster] bind`.
 //! - [`takeover`]: who owns each client id on this node, and the takeover
 //!   between nodes that keeps one connection per id and moves a session's
 //!   messages, and whatever reaches the old owner meanwhile, to the new one.
@@ -33,14 +35,17 @@
 //! of hoped for on real machines. ARCHITECTURE.md ("The cluster's state
 //! machines") says what each guarantees.
 //!
-//! Wired into the server so far: the lease, the route index and the feed.
-//! Not yet: the links' sockets, forwarding, takeover and reaping.
+//! Wired into the server so far: the lease, the route index and the feed,
+//! the links and routing publishes across nodes (`broker/nodes.rs`), with
+//! acknowledgements that wait for the nodes a message went to. Not yet:
+//! takeover and reaping.
 
 pub mod feed;
 pub mod frame;
 pub mod lease;
 pub mod link;
 pub mod membership;
+pub mod net;
 pub mod reaper;
 pub mod routes;
 pub mod takeover;

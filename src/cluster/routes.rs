@@ -33,6 +33,14 @@ pub enum RouteUpdate {
     Gone { node: ByteString },
 }
 
+/// What [`NodeRoutes::targets`] found for a topic.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub nodes: Vec<ByteString>,
+    /// `(share filter, nodes with a member)`.
+    pub groups: Vec<(ByteString, Vec<ByteString>)>,
+}
+
 /// Other nodes' routes, matched by topic.
 #[derive(Debug, Default)]
 pub struct NodeRoutes {
@@ -96,21 +104,34 @@ impl NodeRoutes {
     /// The nodes with a subscription that `topic` matches, each once, in no
     /// particular order. A share group counts every node with a member.
     pub fn nodes_for(&self, topic: &TopicName) -> Vec<ByteString> {
-        let mut nodes: Vec<ByteString> = Vec::new();
-        let mut add = |node: &ByteString| {
-            if !nodes.contains(node) {
-                nodes.push(node.clone());
-            }
-        };
-        self.trie.for_each_match(topic, |m| match m {
-            Match::Direct { key, .. } => add(key),
-            Match::Shared { members, .. } => {
-                for (node, _) in members {
-                    add(node);
+        let mut targets = self.targets(topic);
+        for (_, members) in targets.groups {
+            for node in members {
+                if !targets.nodes.contains(&node) {
+                    targets.nodes.push(node);
                 }
             }
+        }
+        targets.nodes
+    }
+
+    /// Where `topic` goes: the nodes with a plain subscription to it, each
+    /// once, and each matching share group with the nodes that have members
+    /// in it (one of which, or this node, serves the group).
+    pub fn targets(&self, topic: &TopicName) -> Targets {
+        let mut targets = Targets::default();
+        self.trie.for_each_match(topic, |m| match m {
+            Match::Direct { key, .. } => {
+                if !targets.nodes.contains(key) {
+                    targets.nodes.push(key.clone());
+                }
+            }
+            Match::Shared { filter, members } => targets.groups.push((
+                filter.as_bytestring().clone(),
+                members.iter().map(|(node, _)| node.clone()).collect(),
+            )),
         });
-        nodes
+        targets
     }
 
     /// Filters known of other nodes, a filter counting once per node.

@@ -457,7 +457,11 @@ impl Ownership {
                 client_id,
                 generation,
             } => self.done(&client_id, from, generation),
-            Message::Publish(_) | Message::Accepted { .. } => {}
+            Message::Publish(_)
+            | Message::Accepted { .. }
+            | Message::Route { .. }
+            | Message::Barrier { .. }
+            | Message::Stored { .. } => {}
         }
     }
 

@@ -11,3 +11,4 @@ mod socket;
 
 pub use notify::{Notify, WakeQueue};
 pub use serve::{serve, Shard, ShardMsg};
+pub use socket::{read_scratch, ReadScratch, Socket};

@@ -61,6 +61,9 @@ pub enum ShardMsg {
         buffered: Bytes,
         connect: Box<Connect>,
     },
+    /// Another node's life joined or died (from shard 0's lease): dial it,
+    /// or drop its link.
+    Cluster(crate::cluster::membership::Change),
 }
 
 /// Everything of one shard that its connection tasks share.
@@ -98,6 +101,8 @@ pub struct Shard {
     loading: Cell<bool>,
     /// When holding them stops, whether loading is over or not.
     hold_until: Instant,
+    /// In a cluster: this shard's links to the other nodes.
+    links: Option<crate::cluster::net::Links>,
 }
 
 /// What a connection's reader and writer share.
@@ -159,7 +164,18 @@ impl Shard {
             store: None,
             loading: Cell::new(false),
             hold_until: Instant::now(),
+            links: None,
         }
+    }
+
+    /// Runs as a node of a cluster, with links to the other nodes.
+    pub fn with_links(mut self, links: Option<crate::cluster::net::Links>) -> Shard {
+        self.links = links;
+        self
+    }
+
+    pub fn links(&self) -> Option<&crate::cluster::net::Links> {
+        self.links.as_ref()
     }
 
     /// Runs with `store`: the broker's changes go there, and persistent
@@ -220,6 +236,21 @@ impl Shard {
             barriers.extend(ticket.map(|t| (self.id, t)));
             (broker.take_store_ops(), barriers)
         });
+        // A barrier that cannot go to its node fails its batch at once.
+        let mut unsent = Vec::new();
+        for (node, message) in broker.to_nodes.drain(..) {
+            let barrier = match message {
+                crate::cluster::frame::Message::Barrier { ticket, .. } => Some(ticket),
+                _ => None,
+            };
+            let sent = self
+                .links
+                .as_ref()
+                .is_some_and(|l| l.send(&node, message, &self.metrics.cluster));
+            if let (false, Some(ticket)) = (sent, barrier) {
+                unsent.push((node, ticket));
+            }
+        }
         if !broker.forwards.is_empty() {
             let mut out = self.mesh_out.borrow_mut();
             out.extend(
@@ -236,6 +267,14 @@ impl Shard {
             if !ops.is_empty() || !barriers.is_empty() {
                 store.write(ops, barriers);
             }
+        }
+        if !unsent.is_empty() {
+            let mut broker = self.broker.borrow_mut();
+            for (node, ticket) in unsent {
+                broker.node_stored(&node, ticket, false);
+            }
+            drop(broker);
+            self.wake();
         }
     }
 

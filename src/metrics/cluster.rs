@@ -17,6 +17,15 @@ pub struct ClusterHealth {
     pub peers: AtomicU64,
     pub joins: AtomicU64,
     pub deaths: AtomicU64,
+    /// Link connections open, both directions, all shards.
+    pub links_up: AtomicU64,
+    /// Messages and bytes sent to other nodes (resends included), and
+    /// messages received from them in order.
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub messages_in: AtomicU64,
+    /// Messages refused because a peer's link buffer was full.
+    pub link_drops: AtomicU64,
     has_lease: AtomicBool,
 }
 

@@ -279,7 +279,7 @@ fn render_store(out: &mut Text, metrics: &Metrics) {
 /// The node's lease and what it saw of the others.
 fn render_cluster(out: &mut Text, metrics: &Metrics) {
     let c = &metrics.cluster;
-    let families: [(&str, &str, &str, u64); 4] = [
+    let families: [(&str, &str, &str, u64); 9] = [
         (
             "shardmq_cluster_lease",
             "gauge",
@@ -303,6 +303,36 @@ fn render_cluster(out: &mut Text, metrics: &Metrics) {
             "counter",
             "Lives of other nodes seen dying: lease lapsed, or replaced by a new life.",
             c.deaths.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_links_up",
+            "gauge",
+            "Connections to and from other nodes that have finished their handshake (one per shard and peer each way).",
+            c.links_up.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_messages_out_total",
+            "counter",
+            "Messages sent to other nodes (forwarded publishes, barriers, answers; resends included).",
+            c.messages_out.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_bytes_out_total",
+            "counter",
+            "Bytes written to links to other nodes.",
+            c.bytes_out.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_messages_in_total",
+            "counter",
+            "Messages received from other nodes, each once.",
+            c.messages_in.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_link_drops_total",
+            "counter",
+            "Messages for another node dropped because its link buffer was full (the node unreachable for long).",
+            c.link_drops.load(Relaxed),
         ),
     ];
     for (name, kind, help, value) in families {

@@ -61,6 +61,24 @@ fn message() -> impl Strategy<Value = Message> {
                 generation,
             }
         }),
+        (
+            proptest::collection::vec("\\PC{0,10}", 0..3),
+            "\\PC{0,10}",
+            proptest::collection::vec(any::<u8>(), 0..20),
+        )
+            .prop_map(|(groups, publisher, message)| Message::Route {
+                groups,
+                publisher,
+                message: message.into(),
+            }),
+        (any::<u16>(), any::<u64>()).prop_map(|(shard, ticket)| Message::Barrier { shard, ticket }),
+        (any::<u16>(), any::<u64>(), any::<bool>()).prop_map(|(shard, ticket, stored)| {
+            Message::Stored {
+                shard,
+                ticket,
+                stored,
+            }
+        }),
     ]
 }
 

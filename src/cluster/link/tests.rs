@@ -74,3 +74,24 @@ fn past_its_bound_the_buffer_drops_and_counts() {
     assert!(!a.send(m(3)));
     assert_eq!(a.dropped(), 1);
 }
+
+#[test]
+fn a_new_connection_resends_what_the_last_one_left_unacknowledged_first() {
+    let now = Instant::now();
+    let mut a = Link::new(100);
+    a.send(m(1));
+    a.send(m(2));
+    a.poll_transmit(now).unwrap();
+    a.send(m(3));
+    // The connection is lost with 1 and 2 unacknowledged and 3 unsent; the
+    // peer's side of the next connection starts from nothing.
+    a.restart();
+    let mut b = Link::new(100);
+    let f = a.poll_transmit(now).unwrap();
+    assert!(matches!(f, Frame::Batch { first_seq: 1, .. }));
+    b.handle_frame(now, f);
+    let got: Vec<Message> = std::iter::from_fn(|| b.poll_message()).collect();
+    assert_eq!(got, [m(1), m(2), m(3)]);
+    a.handle_frame(now, b.poll_transmit(now).unwrap());
+    assert!(a.is_idle());
+}

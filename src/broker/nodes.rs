@@ -1,0 +1,136 @@
+//! Messages between this node and the other nodes of a cluster: routing a
+//! publish to the nodes whose subscribers it matches, by the node-level
+//! index ([`crate::cluster::routes`]), and taking what they route here.
+//!
+//! A publish goes once to each node with a matching subscription, like it
+//! goes once to each shard. A share group may have members on several
+//! nodes and must get each message once in the whole cluster, so the shard
+//! the message is published on picks one node for each group (round-robin
+//! over the nodes with members, this one included) and tells that node, in
+//! [`NodeMessage::Route`], which groups it serves; the node picked then
+//! picks one of its shards, and the shard one member, as for a local
+//! publish. Unlike between shards, the pick does not prefer nodes whose
+//! members are online: other nodes' online counts are not in the index (an
+//! offline member's session queues the message, as MQTT allows).
+//!
+//! Acknowledgements wait for the nodes a message went to ([`super::acks`]).
+
+use std::time::Instant;
+
+use bytestring::ByteString;
+
+use super::{Broker, Forward};
+use crate::cluster::frame::Message as NodeMessage;
+use crate::message::Message;
+use crate::store::record;
+
+impl Broker {
+    /// Routes `message` to the other nodes it has subscribers on. `groups`:
+    /// the share groups this node serves with this message, `(shard, filter)`
+    /// as [`crate::router::Router::assign_groups`] gave them; a group another
+    /// node is picked for leaves it. Returns the nodes the message went to.
+    pub(super) fn route_to_nodes(
+        &mut self,
+        message: &Message,
+        groups: &mut Vec<(usize, ByteString)>,
+        now: Instant,
+    ) -> Vec<ByteString> {
+        if self.node_routes.is_empty() {
+            return Vec::new();
+        }
+        let targets = self.node_routes.targets(&message.topic);
+        let mut sends: Vec<(ByteString, Vec<String>)> =
+            targets.nodes.into_iter().map(|n| (n, Vec::new())).collect();
+        for (filter, members) in targets.groups {
+            let here = groups.iter().position(|(_, g)| *g == filter);
+            let cursor = self.node_group_cursors.entry(filter.clone()).or_default();
+            let candidates = (members.len() + usize::from(here.is_some())) as u64;
+            let pick = (*cursor % candidates) as usize;
+            *cursor = cursor.wrapping_add(1);
+            let Some(node) = members.get(pick) else {
+                continue; // this node serves it
+            };
+            if let Some(i) = here {
+                groups.remove(i);
+            }
+            match sends.iter_mut().find(|(n, _)| n == node) {
+                Some((_, served)) => served.push(filter.to_string()),
+                None => sends.push((node.clone(), vec![filter.to_string()])),
+            }
+        }
+        if sends.is_empty() {
+            return Vec::new();
+        }
+        let encoded = record::encode_message(message, now);
+        let mut nodes = Vec::with_capacity(sends.len());
+        for (node, served) in sends {
+            let route = NodeMessage::Route {
+                groups: served,
+                publisher: message.publisher.to_string(),
+                message: encoded.clone(),
+            };
+            self.to_nodes.push((node.clone(), route));
+            nodes.push(node);
+        }
+        self.stats.routed_to_nodes += nodes.len() as u64;
+        nodes
+    }
+
+    /// A message from another node: `from`.
+    pub fn on_node_message(&mut self, from: &ByteString, message: NodeMessage, now: Instant) {
+        match message {
+            NodeMessage::Route {
+                groups,
+                publisher,
+                message,
+            } => self.route_from_node(&groups, &publisher, &message, now),
+            NodeMessage::Barrier { shard, ticket } => {
+                self.node_barrier(from.clone(), shard, ticket, now)
+            }
+            NodeMessage::Stored {
+                shard,
+                ticket,
+                stored,
+            } => match usize::from(shard) {
+                s if s == self.shard => self.node_stored(from, ticket, stored),
+                s if s < self.nr_shards => self
+                    .forwards
+                    .push((s, Forward::NodeStored(from.clone(), ticket, stored))),
+                _ => {}
+            },
+            // Takeovers and hand-overs are the cluster layer's.
+            _ => {}
+        }
+    }
+
+    /// Routes a message another node routed here: to this shard's
+    /// subscribers and to the other shards with subscribers, and to this
+    /// node's members of the share groups in `served`, never back to other
+    /// nodes. Retained messages reach this node's replica through the store's
+    /// feed, not from here.
+    fn route_from_node(&mut self, served: &[String], publisher: &str, bytes: &[u8], now: Instant) {
+        self.stats.routed_from_nodes += 1;
+        let publisher = ByteString::from(publisher);
+        let message = match record::decode_message(bytes, &publisher, now) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "a message from another node cannot be read: dropped");
+                return;
+            }
+        };
+        let mut groups = self.router.assign_groups(&message.topic);
+        groups.retain(|(_, g)| served.iter().any(|s| s == &**g));
+        let shards = self.route_to_shards(&message, groups, None, now);
+        // With stored messages, a barrier behind these waits for the shards'
+        // writes too.
+        if self.store_messages {
+            self.acks_wait_for(shards);
+        }
+    }
+
+    /// Which other nodes' subscribers this node routes to: the index the
+    /// feed keeps.
+    pub(super) fn routes_to_nodes(&self) -> bool {
+        !self.node_routes.is_empty()
+    }
+}

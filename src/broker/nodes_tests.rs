@@ -1,0 +1,198 @@
+//! Routing between nodes without sockets: two or three brokers stand for
+//! nodes of one shard each, and the test carries their `to_nodes` messages.
+
+use std::time::Instant;
+
+use super::tests::{connect, online, pid, publish, settings, subscribe};
+use super::*;
+use crate::cluster::frame::Message as NodeMessage;
+use crate::cluster::routes::RouteUpdate;
+use crate::protocol::{Ack, Version};
+
+/// A node of one shard, with a store (every cluster node has one).
+fn node() -> Broker {
+    Broker::new(0, 1, settings()).with_store()
+}
+
+/// Tells `b` that `node` subscribes to `filter`, as the feed would.
+fn learn(b: &mut Broker, node: &str, filter: &str) {
+    b.route_updates(vec![RouteUpdate::Change {
+        node: node.into(),
+        shard: 0,
+        filter: crate::topic::TopicFilter::new(filter.to_owned()).unwrap(),
+        added: true,
+    }]);
+}
+
+/// Carries every message `from` (named `name`) has for `to` (named `to_name`).
+fn carry(from: &mut Broker, name: &str, to: &mut Broker, to_name: &str, now: Instant) -> usize {
+    let name = ByteString::from(name);
+    let (mine, rest): (Vec<_>, Vec<_>) = from.to_nodes.drain(..).partition(|(n, _)| n == to_name);
+    from.to_nodes = rest;
+    let n = mine.len();
+    for (_, m) in mine {
+        to.on_node_message(&name, m, now);
+    }
+    n
+}
+
+fn publishes(b: &mut Broker, conn: ConnId) -> Vec<Vec<u8>> {
+    b.take_output(conn)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.payload.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_puback_waits_until_the_node_the_message_went_to_has_it() {
+    let now = Instant::now();
+    let (mut a, mut b) = (node(), node());
+    let mut sub = online(&mut b, 1, connect(Version::V5, "s", true));
+    b.handle(&mut sub, subscribe("t/+", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(1);
+    learn(&mut a, "b", "t/+");
+    let mut publ = online(&mut a, 1, connect(Version::V3_1_1, "p", true));
+    a.handle(&mut publ, publish("t/1", QoS::AtLeastOnce, 9, b"m"), now)
+        .unwrap();
+    assert!(a.take_output(1).packets.is_empty(), "no PUBACK yet");
+    // The batch's barrier goes behind the message; a's own store answers.
+    let ticket = a.seal_acks().expect("held");
+    a.stored(ticket, true);
+    assert!(a.take_output(1).packets.is_empty(), "b has not answered");
+    assert_eq!(carry(&mut a, "a", &mut b, "b", now), 2, "route, barrier");
+    assert_eq!(publishes(&mut b, 1), [b"m".to_vec()]);
+    // b answers once its own batch is through its store.
+    let theirs = b.seal_acks().expect("the barrier is held like an ack");
+    assert!(b.to_nodes.is_empty());
+    b.stored(theirs, true);
+    assert!(matches!(
+        &b.to_nodes[..],
+        [(n, NodeMessage::Stored { shard: 0, stored: true, .. })] if n == "a"
+    ));
+    carry(&mut b, "b", &mut a, "a", now);
+    assert_eq!(a.take_output(1).packets, [Packet::PubAck(Ack::new(pid(9)))]);
+}
+
+#[test]
+fn a_node_that_dies_before_answering_costs_the_publisher_its_connection_not_a_message() {
+    let now = Instant::now();
+    let mut a = node();
+    learn(&mut a, "b", "t");
+    let mut publ = online(&mut a, 1, connect(Version::V5, "p", true));
+    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    let ticket = a.seal_acks().expect("held");
+    a.stored(ticket, true);
+    a.nodes_lost(Some("c"), now);
+    assert_eq!(a.take_output(1).close, None, "c had nothing of it");
+    a.nodes_lost(Some("b"), now);
+    let out = a.take_output(1);
+    assert!(out.packets.is_empty(), "{out:?}");
+    assert_eq!(out.close, Some(ReasonCode::UnspecifiedError));
+    // A late answer from b changes nothing.
+    a.on_node_message(
+        &"b".into(),
+        NodeMessage::Stored {
+            shard: 0,
+            ticket,
+            stored: true,
+        },
+        now,
+    );
+    assert!(a.take_output(1).packets.is_empty());
+}
+
+#[test]
+fn a_node_that_does_not_answer_in_time_fails_the_batch() {
+    let now = Instant::now();
+    let mut a = node();
+    learn(&mut a, "b", "t");
+    let mut publ = online(&mut a, 1, connect(Version::V5, "p", true));
+    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    let ticket = a.seal_acks().expect("held");
+    a.stored(ticket, true);
+    a.tick(now + acks::NODE_ANSWER / 2);
+    assert_eq!(a.take_output(1).close, None);
+    a.tick(now + acks::NODE_ANSWER);
+    assert_eq!(a.take_output(1).close, Some(ReasonCode::UnspecifiedError));
+}
+
+#[test]
+fn qos0_and_unmatched_publishes_are_acknowledged_at_once() {
+    let now = Instant::now();
+    let mut a = node();
+    learn(&mut a, "b", "elsewhere");
+    let mut publ = online(&mut a, 1, connect(Version::V3_1_1, "p", true));
+    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    assert_eq!(a.take_output(1).packets, [Packet::PubAck(Ack::new(pid(1)))]);
+    assert!(a.to_nodes.is_empty());
+}
+
+#[test]
+fn a_share_group_across_nodes_gets_each_message_once() {
+    let now = Instant::now();
+    let (mut a, mut b) = (node(), node());
+    let mut ma = online(&mut a, 1, connect(Version::V5, "ma", true));
+    a.handle(&mut ma, subscribe("$share/g/t/#", QoS::AtMostOnce), now)
+        .unwrap();
+    let mut mb = online(&mut b, 1, connect(Version::V5, "mb", true));
+    b.handle(&mut mb, subscribe("$share/g/t/#", QoS::AtMostOnce), now)
+        .unwrap();
+    a.take_output(1);
+    b.take_output(1);
+    learn(&mut a, "b", "$share/g/t/#");
+    learn(&mut b, "a", "$share/g/t/#");
+    let mut publ = online(&mut a, 2, connect(Version::V5, "p", true));
+    for i in 0..10u8 {
+        let payload: &'static [u8] = Box::leak(Box::new([i]));
+        a.handle(&mut publ, publish("t/x", QoS::AtMostOnce, 0, payload), now)
+            .unwrap();
+    }
+    carry(&mut a, "a", &mut b, "b", now);
+    let (on_a, on_b) = (publishes(&mut a, 1), publishes(&mut b, 1));
+    assert_eq!(on_a.len() + on_b.len(), 10, "a {on_a:?}, b {on_b:?}");
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "both nodes serve it");
+    let mut all: Vec<u8> = on_a.into_iter().chain(on_b).flatten().collect();
+    all.sort();
+    assert_eq!(all, (0..10).collect::<Vec<u8>>());
+    // b routes what a sent it to its own members only, never back.
+    assert!(b.to_nodes.is_empty());
+}
+
+#[test]
+fn an_ack_behind_one_held_for_a_node_waits_its_turn() {
+    let now = Instant::now();
+    let mut a = node();
+    learn(&mut a, "b", "far");
+    let mut publ = online(&mut a, 1, connect(Version::V3_1_1, "p", true));
+    a.handle(&mut publ, publish("far", QoS::AtLeastOnce, 1, b"1"), now)
+        .unwrap();
+    a.handle(&mut publ, publish("near", QoS::AtLeastOnce, 2, b"2"), now)
+        .unwrap();
+    assert!(a.take_output(1).packets.is_empty(), "2 waits behind 1");
+    let ticket = a.seal_acks().expect("held");
+    a.stored(ticket, true);
+    a.on_node_message(
+        &"b".into(),
+        NodeMessage::Stored {
+            shard: 0,
+            ticket,
+            stored: true,
+        },
+        now,
+    );
+    assert_eq!(
+        a.take_output(1).packets,
+        [
+            Packet::PubAck(Ack::new(pid(1))),
+            Packet::PubAck(Ack::new(pid(2)))
+        ]
+    );
+}
