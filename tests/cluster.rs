@@ -401,3 +401,56 @@ async fn a_publish_on_any_node_reaches_subscribers_on_every_node() {
         assert!(gauge(node, "shardmq_cluster_messages_in_total") > 0.0);
     }
 }
+
+/// One owner, issue 14: 200 CONNECTs of one client id at once, spread over
+/// three nodes (both MQTT versions, clean and persistent): exactly one
+/// connection remains, on the node Redis names as the owner.
+#[tokio::test]
+async fn concurrent_connects_of_one_id_on_three_nodes_leave_one_connection() {
+    let redis = RedisServer::start();
+    let nodes = start_cluster(&redis, "owner", &["a", "b", "c"]);
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200usize {
+        let addr = addrs[i % 3];
+        tasks.spawn(async move {
+            let version = if i % 2 == 0 {
+                Version::V5
+            } else {
+                Version::V3_1_1
+            };
+            let mut c = connect(version, "the-one", i % 4 < 2, 60);
+            if version == Version::V5 && i % 4 == 0 {
+                c.properties.session_expiry_interval = Some(600);
+            }
+            let (mut raw, ack) = Raw::connect_with(addr, c).await;
+            if ack.reason_code.is_error() {
+                return None;
+            }
+            // Connected: still so once the others have settled?
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match raw.recv_within(left).await {
+                    Recv::Timeout => return Some((i, raw)),
+                    Recv::Closed => return None,
+                    Recv::Packet(_) => {}
+                }
+            }
+        });
+    }
+    let mut alive = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Some(c) = r.expect("client task") {
+            alive.push(c);
+        }
+    }
+    let which: Vec<usize> = alive.iter().map(|(i, _)| *i).collect();
+    assert_eq!(which.len(), 1, "connections left: {which:?}");
+    let owner = redis.cli(&["HGET", "t-cluster:s:{the-one}", "owner"]);
+    let node = ["a", "b", "c"][which[0] % 3];
+    assert!(
+        owner.trim().starts_with(&format!("{node}#")),
+        "Redis names {owner:?}, the connection left is on {node}"
+    );
+}

@@ -46,6 +46,9 @@ pub enum Forward {
     /// Another node's answer to this shard's barrier, which it sent to the
     /// shard that passes it on: `(node, ticket, stored)`.
     NodeStored(ByteString, u64, bool),
+    /// A takeover message of another node for a client id of the receiving
+    /// shard: `(node, message)`.
+    FromNode(ByteString, crate::cluster::frame::Message),
     /// What other nodes subscribe to changed (from shard 0, which tails the
     /// cluster's route feed).
     Routes(Vec<RouteUpdate>),
@@ -85,6 +88,7 @@ impl Broker {
             Forward::Barrier(ticket) => self.barrier(from, ticket),
             Forward::Stored(ticket, stored) => self.stored(ticket, stored),
             Forward::NodeStored(node, ticket, stored) => self.node_stored(&node, ticket, stored),
+            Forward::FromNode(node, message) => self.on_node_message(&node, message, now),
             Forward::Routes(updates) => {
                 for update in updates {
                     self.node_routes.apply(update);

@@ -16,6 +16,7 @@ mod flow;
 mod forward;
 mod nodes;
 mod output;
+mod owners;
 mod publish;
 mod share;
 mod store;
@@ -32,6 +33,7 @@ pub use flow::FORWARD_WINDOW;
 pub use forward::Forward;
 pub use output::Output;
 use output::Outputs;
+pub use owners::AfterClaim;
 pub use publish::Closed;
 
 use crate::acl::{AllowAll, Authorizer};
@@ -195,6 +197,8 @@ pub struct Broker {
     pub to_nodes: Vec<(ByteString, crate::cluster::frame::Message)>,
     /// Next pick in each share group's round-robin over nodes ([`nodes`]).
     node_group_cursors: HashMap<ByteString, u64>,
+    /// In a cluster: takeovers between nodes of this shard's client ids.
+    owners: owners::Owners,
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
@@ -242,6 +246,7 @@ impl Broker {
             node_routes: Default::default(),
             to_nodes: Vec::new(),
             node_group_cursors: HashMap::default(),
+            owners: Default::default(),
             claim: None,
             unclaimed: None,
             self_loaded: true,
@@ -778,6 +783,7 @@ impl Broker {
         if self.acks.holding() {
             self.nodes_lost(None, now);
         }
+        self.expire_taken(now);
         if let Some(timeout) = self.settings.send_timeout {
             for conn in self.flow.stalled_for(now, timeout) {
                 self.outputs.close(conn, ReasonCode::QuotaExceeded);

@@ -98,8 +98,13 @@ impl Broker {
                     .push((s, Forward::NodeStored(from.clone(), ticket, stored))),
                 _ => {}
             },
-            // Takeovers and hand-overs are the cluster layer's.
-            _ => {}
+            m @ (NodeMessage::Takeover { .. } | NodeMessage::HandOverDone { .. }) => {
+                self.ownership_message(from, m, now)
+            }
+            // Hand-overs of session state are not sent by this server yet.
+            NodeMessage::Publish(_)
+            | NodeMessage::Accepted { .. }
+            | NodeMessage::HandOver { .. } => {}
         }
     }
 
@@ -126,6 +131,13 @@ impl Broker {
         if self.store_messages {
             self.acks_wait_for(shards);
         }
+    }
+
+    /// `node` died: the batches waiting for its answers fail, the CONNECTs
+    /// waiting for its hand-overs go on.
+    pub fn node_died(&mut self, node: &str, now: Instant) {
+        self.nodes_lost(Some(node), now);
+        self.owners_node_died(node);
     }
 
     /// Which other nodes' subscribers this node routes to: the index the

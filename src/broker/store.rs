@@ -80,8 +80,20 @@ impl Broker {
             .get(client_id)
             .and_then(|e| e.generation)
             .is_some_and(|g| g > claim.generation);
-        if newer {
+        if newer || self.is_taken(client_id, Some(claim.generation)) {
             return false;
+        }
+        // A session another node took over, still lingering here: the claim
+        // brings what the store has, which is newer.
+        let lingering = self
+            .sessions
+            .get(client_id)
+            .is_some_and(|e| e.conn.is_none() && self.is_taken(client_id, e.generation));
+        if lingering {
+            if let Some(entry) = self.sessions.get_mut(client_id) {
+                entry.generation = None;
+            }
+            self.end_session(client_id, now);
         }
         self.claim = Some((client_id.clone(), claim.generation));
         self.take_claim(client_id, claim, now);

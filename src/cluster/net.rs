@@ -166,6 +166,19 @@ impl Links {
         }
     }
 
+    /// This node's life.
+    pub fn me(&self) -> &Owner {
+        &self.me
+    }
+
+    /// Whether `life` is the life of its node this shard knows as alive.
+    pub fn is_alive(&self, life: &Owner) -> bool {
+        self.peers
+            .borrow()
+            .get(life.node.as_str())
+            .is_some_and(|p| p.boot == life.boot)
+    }
+
     /// Whether a life of `node` other than `boot` is the one this shard
     /// knows as alive: a connection from a dead life is refused.
     fn is_stale(&self, node: &str, boot: u64) -> bool {
@@ -444,10 +457,7 @@ pub fn membership_changed(shard: &Rc<Shard>, change: &Change, from_lease: bool) 
     let Some(links) = shard.links() else { return };
     if let Some(node) = links.apply(shard, change) {
         // Whatever the dead life had not answered for may be lost.
-        shard
-            .broker
-            .borrow_mut()
-            .nodes_lost(Some(&node), Instant::now());
+        shard.broker.borrow_mut().node_died(&node, Instant::now());
     }
     if from_lease {
         let mut out = shard.mesh_out.borrow_mut();

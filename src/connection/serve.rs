@@ -29,7 +29,7 @@ use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
 use super::socket::{read_scratch, ReadScratch, Socket, LINGER};
 use super::{Notify, WakeQueue};
-use crate::broker::{Broker, Client, Closed, ConnId, Forward};
+use crate::broker::{AfterClaim, Broker, Client, Closed, ConnId, Forward};
 use crate::events::OfflineReason;
 use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
@@ -48,6 +48,10 @@ const MESH_BACKLOG: usize = 1024;
 /// offline session not loaded yet, and a subscription the retained messages.
 /// CONNACK, PINGREQ and the rest do not wait.
 const LOAD_HOLD: Duration = Duration::from_secs(30);
+
+/// How long a CONNECT waits for the node that held its session to close
+/// its connection there.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What one shard sends another.
 #[derive(Debug)]
@@ -82,6 +86,8 @@ pub struct Shard {
     pub mesh_drained: WakeQueue,
     /// Wakes readers out of forwarding credit when credits come back.
     credit: WakeQueue,
+    /// Wakes CONNECTs waiting for another node's hand-over when one ends.
+    handovers: WakeQueue,
     /// Counts live connection tasks, so shutdown can wait for them.
     pub tracker: shards::TaskTracker,
     pub max_packet_size: usize,
@@ -155,6 +161,7 @@ impl Shard {
             flush: Notify::default(),
             mesh_drained: WakeQueue::default(),
             credit: WakeQueue::default(),
+            handovers: WakeQueue::default(),
             tracker: shards::TaskTracker::new(),
             max_packet_size,
             connect_timeout,
@@ -226,6 +233,9 @@ impl Shard {
         }
         if broker.take_credited() {
             self.credit.wake_all();
+        }
+        if broker.take_handovers_ended() {
+            self.handovers.wake_all();
         }
         broker.flush_credits();
         // The acknowledgements held since the last wake wait for this write
@@ -473,18 +483,20 @@ async fn accept(
 
     // A persistent session is claimed in the store first: a new generation
     // fences whoever had it, and a session this node does not hold (it
-    // restarted) comes back with its subscriptions.
-    let claim = match (&shard.store, persistent(&connect)) {
+    // restarted) comes back with its subscriptions. In a cluster every
+    // client id is claimed, for one owner across the nodes.
+    let cluster = shard.links().is_some() && !connect.client_id.is_empty();
+    let claim = match (&shard.store, persistent(&connect) || cluster) {
         (Some(store), true) => {
-            match store
-                .claim(&connect.client_id, connect.clean_start, Instant::now())
-                .await
-            {
+            if !shard.broker.borrow_mut().begin_claim(&connect.client_id) {
+                refuse(&shard, &socket, ReasonCode::ServerBusy, connect.version).await;
+                return Ok(None);
+            }
+            let claim = claim(&shard, store, &connect).await;
+            shard.broker.borrow_mut().end_claim(&connect.client_id);
+            match claim {
                 Ok(claim) => Some(claim),
-                Err(e) => {
-                    warn!(shard = shard.id, client = %connect.client_id, error = %e,
-                        "CONNECT refused: its persistent session needs the store, which failed");
-                    let reason = ReasonCode::ServerUnavailable;
+                Err(reason) => {
                     refuse(&shard, &socket, reason, connect.version).await;
                     return Ok(None);
                 }
@@ -522,6 +534,65 @@ async fn accept(
         Err(reason) => {
             refuse(&shard, &socket, reason, connect.version).await;
             Ok(None)
+        }
+    }
+}
+
+/// Claims `connect`'s client id in the store and, in a cluster, waits for
+/// the node that held it to let go ([`crate::broker::AfterClaim`]).
+async fn claim(
+    shard: &Shard,
+    store: &RedisStore,
+    connect: &Connect,
+) -> Result<crate::store::Claim, ReasonCode> {
+    let client_id = &connect.client_id;
+    let claim = match store
+        .claim(client_id, connect.clean_start, Instant::now())
+        .await
+    {
+        Ok(claim) => claim,
+        Err(e) => {
+            warn!(shard = shard.id, client = %client_id, error = %e,
+                "CONNECT refused: its session needs the store, which failed");
+            return Err(ReasonCode::ServerUnavailable);
+        }
+    };
+    let Some(links) = shard.links() else {
+        return Ok(claim);
+    };
+    let next = shard.broker.borrow_mut().after_claim(
+        client_id,
+        claim.generation,
+        claim.previous.as_deref(),
+        links.me(),
+        |life| links.is_alive(life),
+    );
+    shard.wake();
+    match next {
+        AfterClaim::Accept => Ok(claim),
+        AfterClaim::Refuse(reason) => Err(reason),
+        AfterClaim::Wait => {
+            let answered = futures_lite::future::or(
+                async {
+                    shard
+                        .handovers
+                        .wait_until(|| !shard.broker.borrow().awaits_handover(client_id))
+                        .await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(HANDOVER_TIMEOUT).await;
+                    false
+                },
+            )
+            .await;
+            if answered {
+                Ok(claim)
+            } else {
+                warn!(shard = shard.id, client = %client_id, previous = ?claim.previous,
+                    "CONNECT refused: the node that held the session did not let go in time");
+                Err(ReasonCode::ServerUnavailable)
+            }
         }
     }
 }

@@ -107,6 +107,12 @@ impl Keys {
 /// stored (`durability = "messages"`: otherwise the queue is not touched,
 /// which saves Redis about a sixth of a restart's loading).
 ///
+/// The generation only grows, even across the session key's deletion (a
+/// clean session's end, an expiry): it is at least Redis's clock in
+/// microseconds. Nodes remember generations that took a client id from them
+/// (`broker/owners.rs`); a counter starting again at 1 would look older than
+/// those and be refused.
+///
 /// A claim for a CONNECT takes the keys' TTL off (the session is online). An
 /// adoption leaves the session offline: its TTL runs on, or starts with the
 /// full expiry if the session was online when its node died.
@@ -133,6 +139,12 @@ if must ~= '' then
 end
 local ttl = redis.call('PTTL', s)
 local gen = redis.call('HINCRBY', s, 'gen', 1)
+local t = redis.call('TIME')
+local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if gen < floor then
+  gen = floor
+  redis.call('HSET', s, 'gen', string.format('%d', gen))
+end
 local orphan = false
 if prev and prev ~= owner and will then
   orphan = will

@@ -68,6 +68,15 @@ impl Owner {
         format!("{}#{:x}", self.node, self.boot)
     }
 
+    /// Reads `node#boot` back; `None` if it is not one.
+    pub fn from_field(field: &str) -> Option<Owner> {
+        let (node, boot) = field.rsplit_once('#')?;
+        Some(Owner {
+            node: node.to_owned(),
+            boot: u64::from_str_radix(boot, 16).ok()?,
+        })
+    }
+
     /// The prefix every incarnation of this node's owner field has.
     pub fn node_prefix(&self) -> String {
         format!("{}#", self.node)

@@ -1,0 +1,255 @@
+//! One owner per client id across a cluster, on the shard its id maps to.
+//!
+//! Redis settles ownership: every CONNECT in a cluster claims the id (clean
+//! sessions too), each claim raises the session's generation and names the
+//! owner before it. A claim whose predecessor is a live life of another node
+//! tells it ([`NodeMessage::Takeover`]) and waits for its answer
+//! ([`NodeMessage::HandOverDone`]), or its death, before the CONNACK, so
+//! two connections of one id never overlap; a second CONNECT of the id on
+//! this shard meanwhile gets "server busy". The node taken over:
+//! - closes its client's connection with 0x8E, and answers;
+//! - remembers the takeover's generation a while, so that a claim of its
+//!   own that Redis ordered before it, and that answers late, is refused
+//!   (concurrent CONNECTs on several nodes leave exactly one connection);
+//! - keeps a persistent session taken over for [`LINGER`] under its old
+//!   generation before dropping it: publishes other nodes still route to it
+//!   (their route index learns of the new owner through the feed) fail their
+//!   fenced store writes with `durability = "messages"`, so their publishers
+//!   get no PUBACK and publish again, to the new owner. Dropped at once, the
+//!   session would take them and lose them (the loss EMQX fixed in PR 6393).
+//!   With `durability = "sessions"` nothing is fenced: what reaches the old
+//!   owner in that window is lost with the session there.
+//!
+//! The state machine in [`crate::cluster::takeover`] (run by the seeded
+//! simulation) also moves a session's in-memory messages over the link;
+//! the server does not yet: with `durability = "messages"` they are in Redis
+//! already, which the claim reads.
+
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use super::{Broker, Forward};
+use crate::cluster::frame::Message as NodeMessage;
+use crate::hash::{HashMap, HashSet};
+use crate::protocol::ReasonCode;
+use crate::store::Owner;
+
+/// How long a persistent session taken over by another node stays here,
+/// fenced, before it is dropped.
+pub const LINGER: Duration = Duration::from_secs(5);
+/// How long a takeover's generation is remembered.
+const REMEMBER: Duration = Duration::from_secs(60);
+
+/// What a CONNECT does once its claim is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterClaim {
+    Accept,
+    /// A newer claim took the id already: refuse with this reason.
+    Refuse(ReasonCode),
+    /// Wait for `node`'s answer to the takeover sent to it.
+    Wait,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Owners {
+    /// Client ids whose CONNECT is claiming or waiting here.
+    busy: HashSet<ByteString>,
+    /// The newest generation other nodes took each id at, and until when
+    /// it is remembered.
+    taken: HashMap<ByteString, (u64, Instant)>,
+    /// CONNECTs waiting for a takeover's answer: id -> (generation, node).
+    waiting: HashMap<ByteString, (u64, ByteString)>,
+    /// Persistent sessions taken over, dropped at the instant given.
+    lingering: Vec<(ByteString, u64, Instant)>,
+    /// A wait ended since [`Broker::take_handovers_ended`].
+    ended: bool,
+}
+
+impl Broker {
+    /// A CONNECT of `client_id` starts claiming; `false` (answer "server
+    /// busy") while another one of it claims or waits here.
+    pub fn begin_claim(&mut self, client_id: &ByteString) -> bool {
+        self.owners.busy.insert(client_id.clone())
+    }
+
+    /// The CONNECT that [`Broker::begin_claim`] let through is done waiting.
+    pub fn end_claim(&mut self, client_id: &ByteString) {
+        self.owners.busy.remove(client_id);
+        self.owners.waiting.remove(client_id);
+    }
+
+    /// The claim of a CONNECT came back at `generation`, after `previous`
+    /// (`node#boot`, as stored). `me`: this node's life; `alive`: whether a
+    /// life of another node is alive.
+    pub fn after_claim(
+        &mut self,
+        client_id: &ByteString,
+        generation: u64,
+        previous: Option<&str>,
+        me: &Owner,
+        alive: impl Fn(&Owner) -> bool,
+    ) -> AfterClaim {
+        let newer = self.taken_at(client_id) > generation;
+        let previous = previous
+            .and_then(Owner::from_field)
+            // Not this node's (its connection, if any, is taken over here),
+            // nor a dead life's, whose connections died with it.
+            .filter(|p| p.node != me.node && alive(p));
+        if let Some(previous) = previous {
+            // Told even when a newer claim makes this one lose: the chain of
+            // claims must reach every connection (a connection the
+            // predecessor accepts later would otherwise hear of no claim).
+            let node = ByteString::from(previous.node.as_str());
+            let takeover = NodeMessage::Takeover {
+                client_id: client_id.to_string(),
+                generation,
+                new_owner: me.clone(),
+            };
+            self.to_nodes.push((node.clone(), takeover));
+            if !newer {
+                self.owners
+                    .waiting
+                    .insert(client_id.clone(), (generation, node));
+                return AfterClaim::Wait;
+            }
+        }
+        match newer {
+            true => AfterClaim::Refuse(ReasonCode::ServerBusy),
+            false => AfterClaim::Accept,
+        }
+    }
+
+    /// Whether the CONNECT of `client_id` still waits for a takeover's
+    /// answer.
+    pub fn awaits_handover(&self, client_id: &ByteString) -> bool {
+        self.owners.waiting.contains_key(client_id)
+    }
+
+    /// Whether a wait ended since the last call: the waiting CONNECTs look.
+    pub fn take_handovers_ended(&mut self) -> bool {
+        std::mem::take(&mut self.owners.ended)
+    }
+
+    /// The newest generation another node took `client_id` at, if any.
+    fn taken_at(&self, client_id: &ByteString) -> u64 {
+        self.owners.taken.get(client_id).map_or(0, |(g, _)| *g)
+    }
+
+    /// Whether a newer claim elsewhere took the session that `generation`
+    /// held here.
+    pub(super) fn is_taken(&self, client_id: &ByteString, generation: Option<u64>) -> bool {
+        self.taken_at(client_id) > generation.unwrap_or(0)
+    }
+
+    /// A takeover or hand-over message for a client id: handled on the shard
+    /// the id maps to.
+    pub(super) fn ownership_message(
+        &mut self,
+        from: &ByteString,
+        message: NodeMessage,
+        now: Instant,
+    ) {
+        let client_id = match &message {
+            NodeMessage::Takeover { client_id, .. }
+            | NodeMessage::HandOverDone { client_id, .. } => client_id.as_str(),
+            _ => return,
+        };
+        let shard = shards::shard_for(client_id.as_bytes(), self.nr_shards);
+        if shard != self.shard {
+            self.forwards
+                .push((shard, Forward::FromNode(from.clone(), message)));
+            return;
+        }
+        match message {
+            NodeMessage::Takeover {
+                client_id,
+                generation,
+                ..
+            } => self.taken_by_node(from, client_id.into(), generation, now),
+            NodeMessage::HandOverDone {
+                client_id,
+                generation,
+            } => {
+                let client_id = ByteString::from(client_id);
+                let ours = self.owners.waiting.get(&client_id);
+                if ours.is_some_and(|(g, n)| *g == generation && n == from) {
+                    self.owners.waiting.remove(&client_id);
+                    self.owners.ended = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `from` claimed `client_id` at `generation`: a connection here with an
+    /// older claim is closed (0x8E), and `from` is told once it is.
+    fn taken_by_node(
+        &mut self,
+        from: &ByteString,
+        client_id: ByteString,
+        generation: u64,
+        now: Instant,
+    ) {
+        let held = self
+            .sessions
+            .get(&client_id)
+            .map(|e| (e.generation, e.conn));
+        if self.taken_at(&client_id) < generation {
+            self.owners
+                .taken
+                .insert(client_id.clone(), (generation, now + REMEMBER));
+        }
+        if let Some((held, conn)) = held {
+            if held.unwrap_or(0) < generation {
+                if let Some(conn) = conn {
+                    self.outputs.close(conn, ReasonCode::SessionTakenOver);
+                }
+                if let Some(held) = held {
+                    self.owners
+                        .lingering
+                        .push((client_id.clone(), held, now + LINGER));
+                }
+            }
+        }
+        let done = NodeMessage::HandOverDone {
+            client_id: client_id.to_string(),
+            generation,
+        };
+        self.to_nodes.push((from.clone(), done));
+    }
+
+    /// `node` died: CONNECTs waiting for its answer go on (its connections
+    /// died with it).
+    pub(super) fn owners_node_died(&mut self, node: &str) {
+        let before = self.owners.waiting.len();
+        self.owners.waiting.retain(|_, (_, n)| n != node);
+        if self.owners.waiting.len() != before {
+            self.owners.ended = true;
+        }
+    }
+
+    /// Drops the sessions taken over whose linger is over, and forgets old
+    /// takeovers. Call about once a second.
+    pub(super) fn expire_taken(&mut self, now: Instant) {
+        self.owners.taken.retain(|_, (_, until)| *until > now);
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.owners.lingering)
+            .into_iter()
+            .partition(|(_, _, at)| *at <= now);
+        self.owners.lingering = keep;
+        for (client_id, generation, _) in due {
+            // Unless the client came back here since, under a newer claim.
+            let stale = self
+                .sessions
+                .get(&client_id)
+                .is_some_and(|e| e.generation == Some(generation) && e.conn.is_none());
+            if stale {
+                if let Some(entry) = self.sessions.get_mut(&client_id) {
+                    // The store is the new owner's: nothing is written for it.
+                    entry.generation = None;
+                }
+                self.end_session(&client_id, now);
+            }
+        }
+    }
+}
