@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 use common::broker_process::{free_port, BrokerProcess};
 use common::redis::RedisServer;
 use common::*;
-use shardmq::protocol::{Packet, QoS, Version};
+use shardmq::protocol::{Packet, QoS, ReasonCode, Version};
 
 /// Short, so deaths show quickly: renewed every 333 ms.
 const LEASE: Duration = Duration::from_secs(1);
 
 fn node_config(redis: &RedisServer, node: &str) -> String {
+    node_config_with(redis, node, "")
+}
+
+/// [`node_config`] with more `[store]` keys.
+fn node_config_with(redis: &RedisServer, node: &str, store: &str) -> String {
     format!(
-        "[store]\nkind = \"redis\"\nredis = \"{}\"\nkey-prefix = \"t-cluster:\"\ntimeout = \"300ms\"\n\n\
+        "[store]\nkind = \"redis\"\nredis = \"{}\"\nkey-prefix = \"t-cluster:\"\ntimeout = \"300ms\"\n{store}\n\
          [cluster]\nnode-id = \"{node}\"\nbind = \"127.0.0.1:{}\"\nlease = \"{}ms\"\n",
         redis.url(),
         free_port(),
@@ -265,9 +270,19 @@ async fn retained_on(node: &BrokerProcess, id: &str) -> Option<Vec<u8>> {
 /// lease, sees the others, and has its links up: each of its 2 shards dials
 /// each peer, and takes a link from each shard of each peer.
 fn start_cluster(redis: &RedisServer, prefix: &str, names: &[&str]) -> Vec<BrokerProcess> {
+    start_cluster_with(redis, prefix, names, "")
+}
+
+/// [`start_cluster`] with more `[store]` keys.
+fn start_cluster_with(
+    redis: &RedisServer,
+    prefix: &str,
+    names: &[&str],
+    store: &str,
+) -> Vec<BrokerProcess> {
     let nodes: Vec<BrokerProcess> = names
         .iter()
-        .map(|n| BrokerProcess::start(&format!("{prefix}-{n}"), &node_config(redis, n)))
+        .map(|n| BrokerProcess::start(&format!("{prefix}-{n}"), &node_config_with(redis, n, store)))
         .collect();
     let peers = (names.len() - 1) as f64;
     for (name, node) in names.iter().zip(&nodes) {
@@ -452,5 +467,163 @@ async fn concurrent_connects_of_one_id_on_three_nodes_leave_one_connection() {
     assert!(
         owner.trim().starts_with(&format!("{node}#")),
         "Redis names {owner:?}, the connection left is on {node}"
+    );
+}
+
+/// A QoS 1 publisher that sends `count` numbered messages to `topic` one at
+/// a time, and publishes again (after reconnecting if it must) each one
+/// that gets no PUBACK. Returns the numbers acknowledged, in order.
+async fn numbered_publisher(
+    addr: std::net::SocketAddr,
+    id: &str,
+    topic: &str,
+    count: u32,
+) -> Vec<u32> {
+    let mut acked = Vec::new();
+    let mut c = Raw::connect(addr, Version::V5, id, true).await;
+    let mut pid = 0u16;
+    for n in 0..count {
+        for attempt in 0.. {
+            assert!(attempt < 20, "message {n} never acknowledged");
+            pid = pid % 60_000 + 1;
+            c.publish(publish(topic, QoS::AtLeastOnce, pid, &n.to_be_bytes()))
+                .await;
+            match c.recv_within(Duration::from_secs(3)).await {
+                Recv::Packet(Packet::PubAck(a)) if !a.reason_code.is_error() => {
+                    acked.push(n);
+                    break;
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    c = Raw::connect(addr, Version::V5, id, true).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    acked
+}
+
+/// Reads numbered messages into `got`, `(number, dup)` in arrival order,
+/// acknowledging each, until `quiet` passes with none or `got` holds
+/// `until`.
+async fn numbered_subscriber(
+    c: &mut Raw,
+    quiet: Duration,
+    got: &mut Vec<(u32, bool)>,
+    until: usize,
+) {
+    while got.len() < until {
+        match c.recv_within(quiet).await {
+            Recv::Packet(Packet::Publish(p)) => {
+                let n = u32::from_be_bytes(p.payload[..4].try_into().expect("4 bytes"));
+                got.push((n, p.dup));
+                if let Some(id) = p.packet_id {
+                    c.puback(id).await;
+                }
+            }
+            Recv::Packet(_) => {}
+            Recv::Closed | Recv::Timeout => return,
+        }
+    }
+}
+
+/// Takeover, issue 14, with `durability = "messages"`: a persistent QoS 1
+/// subscriber moves from node a to node b while a publisher on node c keeps
+/// sending. a closes the old connection with 0x8E; no acknowledged message
+/// is lost, and the first arrival of each keeps the publisher's order.
+/// Duplicates are counted, not refused: for about `owners::LINGER` the old
+/// owner forwards what still reaches it while nodes that know the new owner
+/// route there too, and those second copies have no DUP (issue 14 asks for
+/// DUP on every duplicate: not met yet).
+#[tokio::test]
+async fn a_persistent_subscriber_moves_between_nodes_without_losing_a_message() {
+    let redis = RedisServer::start();
+    let nodes = start_cluster_with(
+        &redis,
+        "takeover",
+        &["a", "b", "c"],
+        "durability = \"messages\"\n",
+    );
+    let session = |clean| {
+        let mut c = connect(Version::V5, "mover", clean, 60);
+        c.properties.session_expiry_interval = Some(600);
+        c
+    };
+    let (mut old, ack) = Raw::connect_with(nodes[0].addr, session(true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    old.sub("move/#", QoS::AtLeastOnce).await;
+    for node in &nodes[1..] {
+        let known = within(5 * LEASE, || routes_known(node) == [1.0, 1.0]);
+        assert!(known.is_some(), "routes known: {:?}", routes_known(node));
+    }
+    let publisher = tokio::spawn(numbered_publisher(nodes[2].addr, "numbers", "move/x", 1000));
+    let mut got = Vec::new();
+    numbered_subscriber(&mut old, Duration::from_secs(3), &mut got, 100).await;
+    let before = got.len();
+    assert_eq!(before, 100, "on a before the move");
+
+    let moved = Instant::now();
+    let (mut new, ack) = Raw::connect_with(nodes[1].addr, session(false)).await;
+    let took = moved.elapsed();
+    assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK on b");
+    assert!(ack.session_present, "b found the session");
+    eprintln!("takeover from a to b: CONNACK after {took:?}, {before} messages before");
+    // The old connection was told, after whatever a still had for it.
+    let mut last = Vec::new();
+    loop {
+        match old.recv_within(Duration::from_secs(5)).await {
+            Recv::Packet(Packet::Publish(p)) => {
+                // Not acknowledged: the new connection gets it again.
+                let n = u32::from_be_bytes(p.payload[..4].try_into().expect("4 bytes"));
+                got.push((n, p.dup));
+            }
+            Recv::Packet(p) => last.push(p),
+            Recv::Closed | Recv::Timeout => break,
+        }
+    }
+    assert!(
+        matches!(last.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::SessionTakenOver),
+        "the old connection ended with {last:?}"
+    );
+    let acked = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            numbered_subscriber(&mut new, Duration::from_millis(200), &mut got, usize::MAX).await;
+            if publisher.is_finished() {
+                return publisher.await.expect("publisher");
+            }
+        }
+    })
+    .await
+    .expect("the publisher finishes");
+    numbered_subscriber(&mut new, Duration::from_millis(1000), &mut got, usize::MAX).await;
+
+    let received: std::collections::BTreeSet<u32> = got.iter().map(|(n, _)| *n).collect();
+    let lost: Vec<u32> = acked
+        .iter()
+        .filter(|n| !received.contains(n))
+        .copied()
+        .collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut firsts = Vec::new();
+    let mut dups_without_flag: Vec<u32> = Vec::new();
+    for (n, dup) in &got {
+        if seen.insert(*n) {
+            firsts.push(*n);
+        } else if !dup {
+            dups_without_flag.push(*n);
+        }
+    }
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "first arrivals out of order: {firsts:?}"
+    );
+    eprintln!(
+        "{} acknowledged, {} received, {} duplicates, {} of them without DUP",
+        acked.len(),
+        received.len(),
+        got.len() - received.len(),
+        dups_without_flag.len()
     );
 }

@@ -76,6 +76,19 @@ struct Batch {
 }
 
 impl HeldAcks {
+    /// Whether the open batch waits for other nodes.
+    pub(super) fn waits_for_nodes(&self) -> bool {
+        !self.open_nodes.is_empty()
+    }
+
+    /// The open batch waits for `node` too: a message went there since it
+    /// opened.
+    pub(super) fn wait_for_node(&mut self, node: &ByteString) {
+        if !self.open_nodes.contains(node) {
+            self.open_nodes.push(node.clone());
+        }
+    }
+
     /// Whether any acknowledgement is held: a later one must wait behind it
     /// (acknowledgements keep the order of the publishes).
     pub(super) fn holding(&self) -> bool {
@@ -86,7 +99,7 @@ impl HeldAcks {
 /// Acknowledgements waiting for their messages to be stored, and the
 /// barriers other shards asked this one to answer.
 #[derive(Debug, Default)]
-pub(super) struct HeldAcks {
+pub struct HeldAcks {
     /// Held since the last seal, in the order their publishes came.
     open: Vec<Held>,
     /// The other shards the open batch's messages went to.
@@ -124,10 +137,8 @@ impl Broker {
             now,
         );
         self.acks.open_shards |= shards;
-        for node in nodes {
-            if !self.acks.open_nodes.contains(&node) {
-                self.acks.open_nodes.push(node);
-            }
+        for node in &nodes {
+            self.acks.wait_for_node(node);
         }
     }
 

@@ -88,6 +88,9 @@ pub struct Stats {
     /// (`durability = "messages"`): not acknowledged, the publisher
     /// disconnected.
     pub publishes_unstored: u64,
+    /// Deliveries another node forwarded for a session it lost to this
+    /// one that found no session (it moved on again, or its CONNECT failed).
+    pub forwards_lost: u64,
     /// Messages routed to other nodes (one per node), and from them.
     pub routed_to_nodes: u64,
     pub routed_from_nodes: u64,

@@ -98,9 +98,9 @@ impl Broker {
                     .push((s, Forward::NodeStored(from.clone(), ticket, stored))),
                 _ => {}
             },
-            m @ (NodeMessage::Takeover { .. } | NodeMessage::HandOverDone { .. }) => {
-                self.ownership_message(from, m, now)
-            }
+            m @ (NodeMessage::Takeover { .. }
+            | NodeMessage::HandOverDone { .. }
+            | NodeMessage::Deliver { .. }) => self.ownership_message(from, m, now),
             // Hand-overs of session state are not sent by this server yet.
             NodeMessage::Publish(_)
             | NodeMessage::Accepted { .. }

@@ -11,19 +11,25 @@
 //! - remembers the takeover's generation a while, so that a claim of its
 //!   own that Redis ordered before it, and that answers late, is refused
 //!   (concurrent CONNECTs on several nodes leave exactly one connection);
-//! - keeps a persistent session taken over for [`LINGER`] under its old
-//!   generation before dropping it: publishes other nodes still route to it
-//!   (their route index learns of the new owner through the feed) fail their
-//!   fenced store writes with `durability = "messages"`, so their publishers
-//!   get no PUBACK and publish again, to the new owner. Dropped at once, the
-//!   session would take them and lose them (the loss EMQX fixed in PR 6393).
-//!   With `durability = "sessions"` nothing is fenced: what reaches the old
-//!   owner in that window is lost with the session there.
+//! - keeps a persistent session taken over for [`LINGER`] and forwards what
+//!   still reaches it to the new owner ([`NodeMessage::Deliver`]): other
+//!   nodes route to it until their route index learns of the new owner
+//!   through the feed. Dropped at once, the session would take those
+//!   messages and lose them (the loss EMQX fixed in PR 6393). The new owner
+//!   keeps what arrives before its CONNECT is through, and delivers it
+//!   after. Nodes that have learned of the new owner route to both
+//!   meanwhile: the new owner gets those messages twice, the second time
+//!   without DUP (nothing tells it the two are one message yet).
+//!   A publisher's PUBACK waits for the new owner too when the
+//!   message is forwarded from the shard it was published on or routed to
+//!   from another node (not when it came from another shard of this node:
+//!   that barrier waits for the store only).
 //!
-//! The state machine in [`crate::cluster::takeover`] (run by the seeded
-//! simulation) also moves a session's in-memory messages over the link;
-//! the server does not yet: with `durability = "messages"` they are in Redis
-//! already, which the claim reads.
+//! What the session held when it was taken over: with `durability =
+//! "messages"` it is in Redis, which the claim reads. With `durability =
+//! "sessions"` the queued messages stay behind and are lost; the state
+//! machine in [`crate::cluster::takeover`] (run by the seeded simulation)
+//! hands them over too, and is not wired into the server yet.
 
 use std::time::{Duration, Instant};
 
@@ -37,9 +43,14 @@ use crate::store::Owner;
 
 /// How long a persistent session taken over by another node stays here,
 /// fenced, before it is dropped.
-pub const LINGER: Duration = Duration::from_secs(5);
+/// Long enough for every node's route index to learn of the new owner (the
+/// feed is polled every 50 ms), short because the nodes that know route to
+/// both meanwhile, and the new owner gets those messages twice.
+pub const LINGER: Duration = Duration::from_secs(2);
 /// How long a takeover's generation is remembered.
 const REMEMBER: Duration = Duration::from_secs(60);
+/// The most deliveries kept for one client id whose CONNECT is not through.
+const MAX_EARLY: usize = 10_000;
 
 /// What a CONNECT does once its claim is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +73,13 @@ pub(super) struct Owners {
     waiting: HashMap<ByteString, (u64, ByteString)>,
     /// Persistent sessions taken over, dropped at the instant given.
     lingering: Vec<(ByteString, u64, Instant)>,
+    /// Where what reaches a lingering session goes: the node that took it,
+    /// and its claim's generation.
+    pub(super) moved: HashMap<ByteString, (ByteString, u64)>,
+    /// Deliveries forwarded here by the node this shard took a session
+    /// from, before the CONNECT that claimed it was through: by client id,
+    /// the claim's generation and the encoded deliveries.
+    early: HashMap<ByteString, (u64, Vec<bytes::Bytes>)>,
     /// A wait ended since [`Broker::take_handovers_ended`].
     ended: bool,
 }
@@ -152,7 +170,8 @@ impl Broker {
     ) {
         let client_id = match &message {
             NodeMessage::Takeover { client_id, .. }
-            | NodeMessage::HandOverDone { client_id, .. } => client_id.as_str(),
+            | NodeMessage::HandOverDone { client_id, .. }
+            | NodeMessage::Deliver { client_id, .. } => client_id.as_str(),
             _ => return,
         };
         let shard = shards::shard_for(client_id.as_bytes(), self.nr_shards);
@@ -178,6 +197,11 @@ impl Broker {
                     self.owners.ended = true;
                 }
             }
+            NodeMessage::Deliver {
+                client_id,
+                generation,
+                delivery,
+            } => self.moved_here(client_id.into(), generation, delivery, now),
             _ => {}
         }
     }
@@ -209,6 +233,9 @@ impl Broker {
                     self.owners
                         .lingering
                         .push((client_id.clone(), held, now + LINGER));
+                    self.owners
+                        .moved
+                        .insert(client_id.clone(), (from.clone(), generation));
                 }
             }
         }
@@ -217,6 +244,66 @@ impl Broker {
             generation,
         };
         self.to_nodes.push((from.clone(), done));
+    }
+
+    /// A delivery the node this shard took `client_id` from forwarded: into
+    /// the session if the claim at `generation` is through, else kept until
+    /// it is ([`Broker::deliver_early`]).
+    fn moved_here(
+        &mut self,
+        client_id: ByteString,
+        generation: u64,
+        delivery: bytes::Bytes,
+        now: Instant,
+    ) {
+        let held = self.sessions.get(&client_id).and_then(|e| e.generation);
+        match held {
+            Some(g) if g == generation => self.deliver_forwarded(&client_id, &delivery, now),
+            Some(g) if g > generation => self.stats.forwards_lost += 1,
+            _ => {
+                let early = self
+                    .owners
+                    .early
+                    .entry(client_id)
+                    .or_insert_with(|| (generation, Vec::new()));
+                if early.0 == generation && early.1.len() < MAX_EARLY {
+                    early.1.push(delivery);
+                } else {
+                    self.stats.forwards_lost += 1;
+                }
+            }
+        }
+    }
+
+    /// Delivers what was forwarded for `client_id` before its CONNECT was
+    /// through. Call once it is.
+    pub fn deliver_early(&mut self, client_id: &ByteString, now: Instant) {
+        let Some((generation, deliveries)) = self.owners.early.remove(client_id) else {
+            return;
+        };
+        let held = self.sessions.get(client_id).and_then(|e| e.generation);
+        if held != Some(generation) {
+            self.stats.forwards_lost += deliveries.len() as u64;
+            return;
+        }
+        for d in deliveries {
+            self.deliver_forwarded(client_id, &d, now);
+        }
+    }
+
+    fn deliver_forwarded(&mut self, client_id: &ByteString, bytes: &[u8], now: Instant) {
+        let mut delivery = match crate::store::record::decode_delivery(bytes, 0, now) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(client = %client_id, error = %e, "a delivery forwarded by another node cannot be read: dropped");
+                self.stats.forwards_lost += 1;
+                return;
+            }
+        };
+        delivery.stored = None;
+        self.with_recipients(now, |_, sessions| {
+            crate::router::Recipients::deliver(sessions, client_id, delivery)
+        });
     }
 
     /// `node` died: CONNECTs waiting for its answer go on (its connections
@@ -233,6 +320,9 @@ impl Broker {
     /// takeovers. Call about once a second.
     pub(super) fn expire_taken(&mut self, now: Instant) {
         self.owners.taken.retain(|_, (_, until)| *until > now);
+        // Forwarded for a CONNECT that never got through.
+        let waiting = &self.owners.busy;
+        self.owners.early.retain(|id, _| waiting.contains(id));
         let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.owners.lingering)
             .into_iter()
             .partition(|(_, _, at)| *at <= now);
@@ -243,6 +333,7 @@ impl Broker {
                 .sessions
                 .get(&client_id)
                 .is_some_and(|e| e.generation == Some(generation) && e.conn.is_none());
+            self.owners.moved.remove(&client_id);
             if stale {
                 if let Some(entry) = self.sessions.get_mut(&client_id) {
                     // The store is the new owner's: nothing is written for it.

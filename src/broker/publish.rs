@@ -229,7 +229,10 @@ impl Broker {
         // message is the broker's already, unless it may go to other nodes
         // (then it is the broker's once they have it, [`super::acks`]), or
         // acknowledgements held before it must go first.
-        let hold = self.store_messages || self.routes_to_nodes() || self.acks.holding();
+        let hold = self.store_messages
+            || self.routes_to_nodes()
+            || self.acks.holding()
+            || !self.owners.moved.is_empty();
         if let Some(ack) = held.take_if(|_| !hold) {
             self.output(client.conn).packets.push(ack);
         }
@@ -249,7 +252,12 @@ impl Broker {
         }
         if let Some(ack) = held {
             let (shards, nodes) = routed;
-            if self.store_messages || !nodes.is_empty() || self.acks.holding() {
+            // (`waits_for_nodes`: it went to a session another node took.)
+            if self.store_messages
+                || !nodes.is_empty()
+                || self.acks.holding()
+                || self.acks.waits_for_nodes()
+            {
                 let shards = if self.store_messages {
                     shards
                 } else {
@@ -353,6 +361,9 @@ impl Broker {
             events,
             flow,
             store_ops,
+            owners,
+            to_nodes,
+            acks,
             ..
         } = self;
         f(
@@ -369,6 +380,9 @@ impl Broker {
                 store_messages,
                 store_ops,
                 origin,
+                moved: &owners.moved,
+                to_nodes,
+                acks,
             },
         )
     }
@@ -395,6 +409,11 @@ pub(super) struct Sessions<'a> {
     store_ops: &'a mut Vec<StoreOp>,
     /// The shard the message being routed was published on.
     origin: usize,
+    /// Sessions another node took over, still here a while: what reaches
+    /// them goes to that node ([`super::owners`]).
+    moved: &'a HashMap<ByteString, (ByteString, u64)>,
+    to_nodes: &'a mut Vec<(ByteString, crate::cluster::frame::Message)>,
+    acks: &'a mut super::acks::HeldAcks,
 }
 
 impl Recipients for Sessions<'_> {
@@ -403,6 +422,18 @@ impl Recipients for Sessions<'_> {
     }
 
     fn deliver(&mut self, client: &ByteString, mut delivery: Delivery) {
+        if !self.moved.is_empty() {
+            if let Some((node, generation)) = self.moved.get(client) {
+                let forward = crate::cluster::frame::Message::Deliver {
+                    client_id: client.to_string(),
+                    generation: *generation,
+                    delivery: record::encode_delivery(&delivery, self.now),
+                };
+                self.to_nodes.push((node.clone(), forward));
+                self.acks.wait_for_node(node);
+                return;
+            }
+        }
         let Some(entry) = self.sessions.get_mut(client) else {
             return;
         };

@@ -93,6 +93,7 @@ impl Broker {
             if let Some(entry) = self.sessions.get_mut(client_id) {
                 entry.generation = None;
             }
+            self.owners.moved.remove(client_id);
             self.end_session(client_id, now);
         }
         self.claim = Some((client_id.clone(), claim.generation));

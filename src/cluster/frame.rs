@@ -158,6 +158,15 @@ pub enum Message {
         ticket: u64,
         stored: bool,
     },
+    /// A message for `client_id`'s session, which the receiver claimed at
+    /// `generation` from the sender: routed to the sender after the claim
+    /// (other nodes' route indexes learn of the new owner a little later).
+    Deliver {
+        client_id: String,
+        generation: u64,
+        /// As stored ([`crate::store::record::encode_delivery`]).
+        delivery: Bytes,
+    },
 }
 
 impl Hello {
@@ -365,6 +374,16 @@ impl Message {
                 out.put_u64(*ticket);
                 out.put_u8(*stored as u8);
             }
+            Message::Deliver {
+                client_id,
+                generation,
+                delivery,
+            } => {
+                out.put_u8(9);
+                put_str(out, client_id);
+                out.put_u64(*generation);
+                put_bytes(out, delivery);
+            }
         }
     }
 
@@ -422,6 +441,11 @@ impl Message {
                 shard: r.u16("shard")?,
                 ticket: r.u64("ticket")?,
                 stored: r.u8("stored flag")? != 0,
+            },
+            9 => Message::Deliver {
+                client_id: r.str("client id")?,
+                generation: r.u64("generation")?,
+                delivery: r.bytes("delivery")?,
             },
             k => return Err(FrameError::MessageKind(k)),
         })

@@ -461,7 +461,8 @@ impl Ownership {
             | Message::Accepted { .. }
             | Message::Route { .. }
             | Message::Barrier { .. }
-            | Message::Stored { .. } => {}
+            | Message::Stored { .. }
+            | Message::Deliver { .. } => {}
         }
     }
 

@@ -519,7 +519,9 @@ async fn accept(
         let mut broker = shard.broker.borrow_mut();
         let won = claim.is_none_or(|claim| broker.claimed(&connect.client_id, claim, now));
         match won {
-            true => broker.connect_from(conn, &connect, socket.peer_addr(), now),
+            true => broker
+                .connect_from(conn, &connect, socket.peer_addr(), now)
+                .inspect(|_| broker.deliver_early(&connect.client_id, now)),
             false => Err(ReasonCode::ServerBusy),
         }
     };

@@ -72,6 +72,16 @@ fn message() -> impl Strategy<Value = Message> {
                 message: message.into(),
             }),
         (any::<u16>(), any::<u64>()).prop_map(|(shard, ticket)| Message::Barrier { shard, ticket }),
+        (
+            "\\PC{0,10}",
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..20)
+        )
+            .prop_map(|(client_id, generation, delivery)| Message::Deliver {
+                client_id,
+                generation,
+                delivery: delivery.into(),
+            }),
         (any::<u16>(), any::<u64>(), any::<bool>()).prop_map(|(shard, ticket, stored)| {
             Message::Stored {
                 shard,
