@@ -437,6 +437,7 @@ async fn receive(shard: Rc<Shard>, mut inbox: Inbox<ShardMsg>, shutdown: Shutdow
                 ShardMsg::Cluster(change) => {
                     cluster::net::membership_changed(&shard, &change, false)
                 }
+                ShardMsg::Reaped(dead) => cluster::reap::shard_done(&shard, dead),
             }
         }
         shard.wake();

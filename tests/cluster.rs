@@ -484,7 +484,7 @@ async fn numbered_publisher(
     let mut pid = 0u16;
     for n in 0..count {
         for attempt in 0.. {
-            assert!(attempt < 20, "message {n} never acknowledged");
+            assert!(attempt < 100, "message {n} never acknowledged");
             pid = pid % 60_000 + 1;
             c.publish(publish(topic, QoS::AtLeastOnce, pid, &n.to_be_bytes()))
                 .await;
@@ -625,5 +625,172 @@ async fn a_persistent_subscriber_moves_between_nodes_without_losing_a_message() 
         received.len(),
         got.len() - received.len(),
         dups_without_flag.len()
+    );
+}
+
+/// Crash, issue 14, with `durability = "messages"`: node a, holding 12
+/// persistent QoS 1 subscribers with wills, is killed with SIGKILL while a
+/// publisher on c sends to them. The survivors reap a within a lease (its
+/// sessions adopted, its routes gone), each will is published once, and
+/// every subscriber, reconnecting to b or c, gets every message the
+/// publisher had acknowledged.
+#[tokio::test]
+async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
+    const SUBS: usize = 12;
+    let redis = RedisServer::start();
+    let mut nodes = start_cluster_with(
+        &redis,
+        "crash",
+        &["a", "b", "c"],
+        "durability = \"messages\"\n",
+    );
+    let session = |i: usize, clean: bool| {
+        let mut c = connect(Version::V5, &format!("crashing-{i}"), clean, 60);
+        c.properties.session_expiry_interval = Some(600);
+        c.will = Some(shardmq::protocol::LastWill {
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: topic(&format!("will/{i}")),
+            payload: bytes::Bytes::from(format!("gone-{i}")),
+            properties: Default::default(),
+        });
+        c
+    };
+    let mut wills = Raw::connect(nodes[1].addr, Version::V5, "will-watcher", true).await;
+    wills.sub("will/#", QoS::AtLeastOnce).await;
+    let mut subs = Vec::new();
+    for i in 0..SUBS {
+        let (mut c, ack) = Raw::connect_with(nodes[0].addr, session(i, true)).await;
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+        c.sub(&format!("crash/{i}"), QoS::AtLeastOnce).await;
+        subs.push(c);
+    }
+    for node in &nodes[1..] {
+        // a's filters, and b's `will/#` on c.
+        let known = within(5 * LEASE, || {
+            let known = routes_known(node);
+            known.len() == 2 && known.iter().all(|&n| n >= SUBS as f64)
+        });
+        assert!(known.is_some(), "routes known: {:?}", routes_known(node));
+    }
+    // Numbered messages, round-robin over the subscribers' topics.
+    const COUNT: u32 = 600;
+    let publisher = {
+        let addr = nodes[2].addr;
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut c = Raw::connect(addr, Version::V5, "crash-publisher", true).await;
+            let mut pid = 0u16;
+            for n in 0..COUNT {
+                let t = format!("crash/{}", n as usize % SUBS);
+                for attempt in 0.. {
+                    assert!(attempt < 200, "message {n} never acknowledged");
+                    pid = pid % 60_000 + 1;
+                    c.publish(publish(&t, QoS::AtLeastOnce, pid, &n.to_be_bytes()))
+                        .await;
+                    match c.recv_within(Duration::from_secs(3)).await {
+                        Recv::Packet(Packet::PubAck(a)) if !a.reason_code.is_error() => {
+                            acked.push(n);
+                            break;
+                        }
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            c = Raw::connect(addr, Version::V5, "crash-publisher", true).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            acked
+        })
+    };
+    // The subscribers read (and acknowledge) for a while, then a dies.
+    let mut got: Vec<Vec<(u32, bool)>> = vec![Vec::new(); SUBS];
+    let until = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < until {
+        for (i, c) in subs.iter_mut().enumerate() {
+            numbered_subscriber(c, Duration::from_millis(5), &mut got[i], usize::MAX).await;
+        }
+    }
+    let before: usize = got.iter().map(Vec::len).sum();
+    assert!(before > 0, "nothing arrived before the kill");
+    nodes[0].kill();
+    let killed = Instant::now();
+    drop(subs);
+    let reaped = within(5 * LEASE, || {
+        nodes[1..]
+            .iter()
+            .all(|n| gauge(n, "shardmq_cluster_reaps_total") >= 1.0)
+    });
+    let Some(reaped) = reaped else {
+        panic!("a was not reaped within {:?}", 5 * LEASE)
+    };
+    eprintln!(
+        "survivors reaped a {reaped:?} after the kill (lease {LEASE:?}), {before} messages before"
+    );
+    // a's lease ends at most a lease after the kill; the survivors renew
+    // three times per lease, then adopt and drop the routes at once; plus
+    // the metrics' own sampling.
+    assert!(
+        reaped <= LEASE + LEASE / 3 + Duration::from_millis(700),
+        "reaped {reaped:?} after the kill"
+    );
+    let adopted: f64 = nodes[1..]
+        .iter()
+        .map(|n| gauge(n, "shardmq_cluster_adopted_total"))
+        .sum();
+    assert_eq!(adopted, SUBS as f64, "sessions adopted");
+
+    let acked = tokio::time::timeout(Duration::from_secs(90), publisher)
+        .await
+        .expect("the publisher finishes")
+        .expect("publisher");
+    // Each subscriber comes back, on b or c, to its session.
+    for i in 0..SUBS {
+        let addr = nodes[1 + i % 2].addr;
+        let (mut c, ack) = Raw::connect_with(addr, session(i, false)).await;
+        assert_eq!(ack.reason_code, ReasonCode::Success, "subscriber {i} back");
+        assert!(ack.session_present, "subscriber {i}'s session");
+        numbered_subscriber(&mut c, Duration::from_millis(700), &mut got[i], usize::MAX).await;
+        // A normal DISCONNECT: no will for this connection.
+        c.disconnect().await;
+    }
+    let mut lost = Vec::new();
+    for n in &acked {
+        let i = *n as usize % SUBS;
+        if !got[i].iter().any(|(m, _)| m == n) {
+            lost.push(*n);
+        }
+    }
+    if !lost.is_empty() {
+        for n in &lost {
+            let i = *n as usize % SUBS;
+            eprintln!(
+                "lost {n} for crashing-{i}: got {:?}; session {}; queue {}",
+                got[i],
+                redis.cli(&["HGETALL", &format!("t-cluster:s:{{crashing-{i}}}")]),
+                redis.cli(&["HGETALL", &format!("t-cluster:s:{{crashing-{i}}}:q")])
+            );
+        }
+    }
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    // Every will once.
+    let mut published = Vec::new();
+    while let Recv::Packet(p) = wills.recv_within(Duration::from_millis(500)).await {
+        if let Packet::Publish(p) = p {
+            published.push(p.topic.to_string());
+            if let Some(id) = p.packet_id {
+                wills.puback(id).await;
+            }
+        }
+    }
+    published.sort();
+    let mut want: Vec<String> = (0..SUBS).map(|i| format!("will/{i}")).collect();
+    want.sort();
+    assert_eq!(published, want, "each will once");
+    eprintln!(
+        "{} acknowledged, all received; killed {:?} ago",
+        acked.len(),
+        killed.elapsed()
     );
 }

@@ -47,14 +47,24 @@ pub struct Resync {
 }
 
 impl Resync {
-    /// `node` joined (`true`: read its routes) or died (`false`: drop them).
+    /// `node` joined (`true`: read its routes) or died (`false`). A dead
+    /// node's routes stay until its reaping is through (a `gone` entry on
+    /// the feed, [`super::reap`]).
     pub fn node(&self, node: &str, alive: bool) {
         let node = ByteString::from(node);
         match alive {
-            true => self.alive.borrow_mut().insert(node.clone()),
-            false => self.alive.borrow_mut().remove(&node),
-        };
-        self.pending.borrow_mut().push((node, alive));
+            true => {
+                self.alive.borrow_mut().insert(node.clone());
+                self.pending.borrow_mut().push((node, alive));
+            }
+            false => {
+                self.alive.borrow_mut().remove(&node);
+            }
+        }
+    }
+
+    fn is_alive(&self, node: &str) -> bool {
+        self.alive.borrow().contains(node)
     }
 
     fn take(&self) -> Vec<(ByteString, bool)> {
@@ -87,7 +97,7 @@ pub async fn run(
             return;
         }
         let pending = resync.take();
-        match step(&store, &keys, &me, &mut last, &pending).await {
+        match step(&store, &keys, &me, &mut last, &pending, &resync).await {
             Ok((updates, retained)) if updates.is_empty() && retained.is_empty() => {}
             Ok((updates, retained)) => {
                 debug!(
@@ -129,6 +139,7 @@ async fn step(
     me: &str,
     last: &mut Option<String>,
     pending: &[(ByteString, bool)],
+    resync: &Resync,
 ) -> Result<(Vec<RouteUpdate>, Vec<Message>), String> {
     let client = store.client();
     let mut retained = Vec::new();
@@ -162,6 +173,9 @@ async fn step(
     let (next, entries) = read_feed(client, keys, &from, me).await?;
     for entry in entries {
         match entry {
+            // A newer life of the node holds the routes now (read whole
+            // when it joined): the dead one's went with its reset.
+            Entry::Route(RouteUpdate::Gone { node }) if resync.is_alive(&node) => {}
             Entry::Route(update) => updates.push(update),
             Entry::Retained(topic) => retained.push(read_retained(client, keys, topic).await?),
         }
@@ -329,6 +343,9 @@ async fn read_feed(
         };
         next = id;
         match parse_entry(fields) {
+            // This node's own `gone` counts: it drops the routes in feed
+            // order too.
+            Some((_, e @ Entry::Route(RouteUpdate::Gone { .. }))) => parsed.push(e),
             Some((node, _)) if node == me => {}
             Some((_, entry)) => parsed.push(entry),
             None => warn!(entry = ?entry, "a cluster feed entry does not parse: skipped"),
@@ -337,10 +354,12 @@ async fn read_feed(
     Ok((next, parsed))
 }
 
-/// `n node s shard f filter o +|-` (a route), or `n node r topic` (a
-/// retained message): the node that wrote it, and what.
+/// `n node s shard f filter o +|-` (a route), `n node r topic` (a retained
+/// message), or `n node g dead` (the dead node's routes go): the node that
+/// wrote it, and what.
 fn parse_entry(fields: &[Value]) -> Option<(String, Entry)> {
     let (mut node, mut shard, mut filter, mut added, mut retained) = (None, None, None, None, None);
+    let mut gone = None;
     for pair in fields.chunks(2) {
         let (key, value) = (text(&pair[0])?, text(pair.get(1)?)?);
         match key.as_str() {
@@ -349,13 +368,15 @@ fn parse_entry(fields: &[Value]) -> Option<(String, Entry)> {
             "f" => filter = TopicFilter::new(value).ok(),
             "o" => added = Some(value == "+"),
             "r" => retained = TopicName::new(value).ok(),
+            "g" => gone = Some(value),
             _ => {}
         }
     }
     let node = node?;
-    let entry = match retained {
-        Some(topic) => Entry::Retained(topic),
-        None => Entry::Route(RouteUpdate::Change {
+    let entry = match (retained, gone) {
+        (Some(topic), _) => Entry::Retained(topic),
+        (None, Some(dead)) => Entry::Route(RouteUpdate::Gone { node: dead.into() }),
+        (None, None) => Entry::Route(RouteUpdate::Change {
             node: node.clone().into(),
             shard: shard?,
             filter: filter?,
@@ -406,5 +427,13 @@ mod tests {
         assert_eq!(parse_entry(&bad_filter), None);
         let missing = ["n", "b", "f", "x", "o", "+"].map(bulk);
         assert_eq!(parse_entry(&missing), None);
+        let gone = ["n", "b", "g", "c"].map(bulk);
+        assert_eq!(
+            parse_entry(&gone),
+            Some((
+                "b".to_owned(),
+                Entry::Route(RouteUpdate::Gone { node: "c".into() })
+            ))
+        );
     }
 }

@@ -18,6 +18,8 @@
 //! - [`takeover`]: who owns each client id on this node, and the takeover
 //!   between nodes that keeps one connection per id and moves a session's
 //!   messages, and whatever reaches the old owner meanwhile, to the new one.
+//! - [`reap`]: reaping in the server: survivors adopt a dead life's
+//!   sessions and publish its wills, then drop its routes.
 //! - [`reaper`]: a dead life's leftovers: its routes go, its sessions are
 //!   adopted by exactly one survivor, its clients' wills go out once.
 //! - `sim` (tests only): the deterministic simulation that drives all of
@@ -37,8 +39,10 @@
 //!
 //! Wired into the server so far: the lease, the route index and the feed,
 //! the links and routing publishes across nodes (`broker/nodes.rs`), with
-//! acknowledgements that wait for the nodes a message went to. Not yet:
-//! takeover and reaping.
+//! acknowledgements that wait for the nodes a message went to; one owner per
+//! client id (`broker/owners.rs`), and reaping ([`reap`]). The sans-IO
+//! [`takeover`] and [`reaper`] machines are the simulation's; the server's
+//! simpler versions do not hand a session's in-memory messages over yet.
 
 pub mod feed;
 pub mod frame;
@@ -46,6 +50,7 @@ pub mod lease;
 pub mod link;
 pub mod membership;
 pub mod net;
+pub mod reap;
 pub mod reaper;
 pub mod routes;
 pub mod takeover;

@@ -94,6 +94,8 @@ struct Peer {
 pub struct Links {
     me: Owner,
     peers: RefCell<HashMap<ByteString, Rc<Peer>>>,
+    /// Shard 0: dead lives being reaped, and how many shards are through.
+    reaping: RefCell<HashMap<String, usize>>,
 }
 
 impl Links {
@@ -101,6 +103,7 @@ impl Links {
         Links {
             me,
             peers: RefCell::new(HashMap::default()),
+            reaping: RefCell::new(HashMap::default()),
         }
     }
 
@@ -164,6 +167,19 @@ impl Links {
                 Some(node)
             }
         }
+    }
+
+    /// Shard 0: one more shard is through reaping `dead`; `true` when that
+    /// makes all `nr_shards`.
+    pub fn reaped_one(&self, dead: &Owner, nr_shards: usize) -> bool {
+        let mut reaping = self.reaping.borrow_mut();
+        let done = reaping.entry(dead.to_field()).or_default();
+        *done += 1;
+        if *done < nr_shards {
+            return false;
+        }
+        reaping.remove(&dead.to_field());
+        true
     }
 
     /// This node's life.
@@ -458,6 +474,15 @@ pub fn membership_changed(shard: &Rc<Shard>, change: &Change, from_lease: bool) 
     if let Some(node) = links.apply(shard, change) {
         // Whatever the dead life had not answered for may be lost.
         shard.broker.borrow_mut().node_died(&node, Instant::now());
+    }
+    if let Change::Died { node, boot } = change {
+        if let Ok(boot) = u64::from_str_radix(boot, 16) {
+            let dead = Owner {
+                node: node.clone(),
+                boot,
+            };
+            super::reap::start(shard, dead);
+        }
     }
     if from_lease {
         let mut out = shard.mesh_out.borrow_mut();

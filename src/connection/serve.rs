@@ -68,6 +68,8 @@ pub enum ShardMsg {
     /// Another node's life joined or died (from shard 0's lease): dial it,
     /// or drop its link.
     Cluster(crate::cluster::membership::Change),
+    /// To shard 0: the sender has adopted what it could of this dead life.
+    Reaped(crate::store::Owner),
 }
 
 /// Everything of one shard that its connection tasks share.
@@ -183,6 +185,10 @@ impl Shard {
 
     pub fn links(&self) -> Option<&crate::cluster::net::Links> {
         self.links.as_ref()
+    }
+
+    pub fn store(&self) -> Option<&RedisStore> {
+        self.store.as_ref()
     }
 
     /// Runs with `store`: the broker's changes go there, and persistent

@@ -26,6 +26,9 @@ pub struct ClusterHealth {
     pub messages_in: AtomicU64,
     /// Messages refused because a peer's link buffer was full.
     pub link_drops: AtomicU64,
+    /// Dead lives reaped (their routes gone), and sessions adopted from them.
+    pub reaps: AtomicU64,
+    pub adopted: AtomicU64,
     has_lease: AtomicBool,
 }
 

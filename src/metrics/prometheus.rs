@@ -279,7 +279,7 @@ fn render_store(out: &mut Text, metrics: &Metrics) {
 /// The node's lease and what it saw of the others.
 fn render_cluster(out: &mut Text, metrics: &Metrics) {
     let c = &metrics.cluster;
-    let families: [(&str, &str, &str, u64); 9] = [
+    let families: [(&str, &str, &str, u64); 11] = [
         (
             "shardmq_cluster_lease",
             "gauge",
@@ -333,6 +333,18 @@ fn render_cluster(out: &mut Text, metrics: &Metrics) {
             "counter",
             "Messages for another node dropped because its link buffer was full (the node unreachable for long).",
             c.link_drops.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_reaps_total",
+            "counter",
+            "Dead lives of other nodes reaped here: their sessions adopted or left to others, then their routes removed.",
+            c.reaps.load(Relaxed),
+        ),
+        (
+            "shardmq_cluster_adopted_total",
+            "counter",
+            "Sessions of dead nodes adopted by this node.",
+            c.adopted.load(Relaxed),
         ),
     ];
     for (name, kind, help, value) in families {

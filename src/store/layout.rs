@@ -175,6 +175,35 @@ end
 return {gen, prev, expiry, ttl, orphan, list, queue}
 "#;
 
+/// The end of reaping a dead life: its route sets go, and an entry on the
+/// feed (`n` reaper, `g` dead node) tells every node to drop its routes,
+/// unless the node has registered a newer life meanwhile (whose route sets
+/// share the keys).
+///
+/// Adopters take a session out of the dead node's sessions set only once
+/// its routes are written, so while the set is not empty some adopter's
+/// routes may be missing from the feed, and the dead node's must stay.
+///
+/// KEYS: nodes, feed, the dead node's sessions set, then its route sets.
+/// ARGV: dead node, its boot id (hex), the reaping node, the feed's length
+/// bound, `1` to go on even if the set is not empty. Returns 1 if the
+/// routes went, 2 if sessions are left to adopt, 0 if a newer life holds
+/// them.
+pub const FORGET: &str = r#"
+local life = redis.call('HGET', KEYS[1], ARGV[1])
+if life and string.sub(life, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then
+  return 0
+end
+if ARGV[5] ~= '1' and redis.call('SCARD', KEYS[3]) > 0 then
+  return 2
+end
+for i = 4, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'n', ARGV[3], 'g', ARGV[1])
+return 1
+"#;
+
 /// Every fenced write to a session: one call carries all the operations a
 /// shard has for the session in one batch, in order.
 ///

@@ -629,6 +629,16 @@ fn parse_queue(
     deliveries.into_values().collect()
 }
 
+/// What [`RedisStore::forget_routes`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgot {
+    Gone,
+    /// Some of the dead life's sessions are not adopted yet.
+    NotYet,
+    /// The node has a newer life, which holds the route sets.
+    NewerLife,
+}
+
 /// Loading at start-up: the sessions a past life of this node owned, and the
 /// retained messages.
 impl RedisStore {
@@ -638,15 +648,71 @@ impl RedisStore {
     pub async fn load_sessions(
         &self,
         nr_shards: usize,
+        adopted: impl FnMut(ByteString, Claim),
+    ) -> Result<usize, StoreError> {
+        let me = &self.inner.owner;
+        self.adopt_sessions(&me.node, &me.node_prefix(), nr_shards, adopted)
+            .await
+    }
+
+    /// Reaping (`cluster::reap`): adopts the sessions of this shard that the
+    /// dead life `dead` owned, into this node's set, and returns their ids.
+    /// They stay in the dead node's set until [`RedisStore::reaped`].
+    pub async fn reap_sessions(
+        &self,
+        dead: &Owner,
+        nr_shards: usize,
+        mut adopted: impl FnMut(ByteString, Claim),
+    ) -> Result<Vec<ByteString>, StoreError> {
+        let mine = self.inner.keys.node_sessions(&self.inner.owner.node);
+        let mut ids = Vec::new();
+        self.adopt_sessions(&dead.node, &dead.to_field(), nr_shards, |id, claim| {
+            drop(
+                self.inner
+                    .client
+                    .cmd(redis::cmd("SADD").arg(&mine).arg(&*id)),
+            );
+            ids.push(id.clone());
+            adopted(id, claim)
+        })
+        .await?;
+        Ok(ids)
+    }
+
+    /// The sessions in `ids`, adopted from `dead`, have their routes written
+    /// (the caller flushed): they leave the dead node's set, whose emptying
+    /// lets its routes go ([`RedisStore::forget_routes`]).
+    pub async fn reaped(&self, dead: &Owner, ids: &[ByteString]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut srem = redis::cmd("SREM");
+        srem.arg(self.inner.keys.node_sessions(&dead.node));
+        for id in ids {
+            srem.arg(&**id);
+        }
+        self.inner.client.cmd(&srem).await?;
+        Ok(())
+    }
+
+    /// Calls `adopted` with each session of this shard in `node`'s set whose
+    /// owner field starts with `must`, claimed offline for this node, and
+    /// returns how many. Sessions gone or owned by another life leave the
+    /// set.
+    async fn adopt_sessions(
+        &self,
+        node: &str,
+        must: &str,
+        nr_shards: usize,
         mut adopted: impl FnMut(ByteString, Claim),
     ) -> Result<usize, StoreError> {
-        let set = self.inner.keys.node_sessions(&self.inner.owner.node);
+        let set = self.inner.keys.node_sessions(node);
         let scan = |cursor: u64| {
             let mut sscan = redis::cmd("SSCAN");
             sscan.arg(&set).arg(cursor).arg("COUNT").arg(LOAD_BATCH);
             self.inner.client.cmd(&sscan)
         };
-        let prefix = self.inner.owner.node_prefix();
+        let prefix = must;
         let mut next_scan = Some(scan(0));
         let mut count = 0;
         while let Some(scanned) = next_scan.take() {
@@ -661,7 +727,7 @@ impl RedisStore {
             // queued before the first is awaited: Redis is never idle.
             let replies: Vec<_> = mine
                 .iter()
-                .map(|id| self.inner.client.eval(&self.claim_call(id, false, &prefix)))
+                .map(|id| self.inner.client.eval(&self.claim_call(id, false, prefix)))
                 .collect();
             next_scan = (next != 0).then(|| scan(next));
             for (id, reply) in mine.into_iter().zip(replies) {
@@ -684,6 +750,34 @@ impl RedisStore {
             }
         }
         Ok(count)
+    }
+
+    /// The last step of reaping `dead`: once every survivor has adopted its
+    /// sessions (its sessions set is empty, or `force`), and unless its node
+    /// has a newer life, its route sets go and the feed tells every node to
+    /// drop its routes.
+    pub async fn forget_routes(&self, dead: &Owner, force: bool) -> Result<Forgot, StoreError> {
+        let keys = &self.inner.keys;
+        let script = Script::new("forget", layout::FORGET);
+        let mut call = script
+            .call()
+            .key(keys.nodes())
+            .key(keys.feed())
+            .key(keys.node_sessions(&dead.node));
+        for shard in 0..crate::topic::MAX_SHARDS {
+            call = call.key(keys.routes(&dead.node, shard));
+        }
+        let call = call
+            .arg(&dead.node)
+            .arg(format!("{:x}", dead.boot))
+            .arg(&self.inner.owner.node)
+            .arg(FEED_LEN)
+            .arg(if force { "1" } else { "0" });
+        match self.inner.client.eval(&call).await? {
+            Value::Int(1) => Ok(Forgot::Gone),
+            Value::Int(2) => Ok(Forgot::NotYet),
+            _ => Ok(Forgot::NewerLife),
+        }
     }
 
     /// Every retained message, for shard 0 to load and share.
