@@ -304,6 +304,7 @@ pub fn start(
         if let (Some(store), Some(me), 0) = (&store, &registration, ctx.id()) {
             let resync = Rc::new(cluster::feed::Resync::default());
             let links_shard = shard.clone();
+            let rejoin_shard = shard.clone();
             tasks.push(glommio::spawn_local(cluster::feed::run(
                 shard.clone(),
                 store.clone(),
@@ -324,6 +325,10 @@ pub fn start(
                         Change::Died { node, .. } => resync.node(node, false),
                     }
                     cluster::net::membership_changed(&links_shard, change, true);
+                },
+                move || {
+                    rejoin_shard.broker.borrow_mut().rewrite_routes_everywhere();
+                    rejoin_shard.wake();
                 },
             )));
         }

@@ -49,6 +49,9 @@ pub enum Forward {
     /// A takeover message of another node for a client id of the receiving
     /// shard: `(node, message)`.
     FromNode(ByteString, crate::cluster::frame::Message),
+    /// Write this shard's route set again (the node's lease is back after a
+    /// lapse: Redis may have lost it).
+    RewriteRoutes,
     /// What other nodes subscribe to changed (from shard 0, which tails the
     /// cluster's route feed).
     Routes(Vec<RouteUpdate>),
@@ -89,6 +92,7 @@ impl Broker {
             Forward::Stored(ticket, stored) => self.stored(ticket, stored),
             Forward::NodeStored(node, ticket, stored) => self.node_stored(&node, ticket, stored),
             Forward::FromNode(node, message) => self.on_node_message(&node, message, now),
+            Forward::RewriteRoutes => self.rewrite_routes(),
             Forward::Routes(updates) => {
                 for update in updates {
                     self.node_routes.apply(update);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use super::{Broker, Client, Entry, HashSet};
+use super::{Broker, Client, Entry, Forward, HashSet};
 use crate::message::Message;
 use crate::session::{Session, Stored, Subscription};
 use crate::store::{record, Claim, StoreOp, StoredSession};
@@ -205,6 +205,26 @@ impl Broker {
         if let Some(entry) = self.sessions.get_mut(client_id) {
             entry.generation = Some(generation);
             entry.session.restore_stored(stored.queued, now);
+        }
+    }
+
+    /// Writes every filter this shard's sessions subscribe to into its route
+    /// set and the feed again, here and on every other shard.
+    pub fn rewrite_routes_everywhere(&mut self) {
+        self.rewrite_routes();
+        self.broadcast(Forward::RewriteRoutes);
+    }
+
+    pub(super) fn rewrite_routes(&mut self) {
+        let mut filters: Vec<TopicFilter> = self
+            .sessions
+            .values()
+            .flat_map(|e| e.session.subscriptions().map(|(f, _)| f.clone()))
+            .collect();
+        filters.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        filters.dedup();
+        for filter in filters {
+            self.store_route(&filter, true);
         }
     }
 

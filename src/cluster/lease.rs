@@ -45,7 +45,8 @@ impl Registration {
 }
 
 /// Holds the lease until `shutdown`, telling `on_change` of every other
-/// node's life that joins or dies.
+/// node's life that joins or dies, and `on_rejoin` when the lease is back
+/// after it lapsed.
 pub async fn run(
     client: RedisClient,
     keys: Keys,
@@ -53,6 +54,7 @@ pub async fn run(
     metrics: std::sync::Arc<Metrics>,
     shutdown: shards::Shutdown,
     mut on_change: impl FnMut(&Change),
+    mut on_rejoin: impl FnMut(),
 ) {
     let health: &ClusterHealth = &metrics.cluster;
     let script = Script::new("lease", LEASE);
@@ -92,9 +94,20 @@ pub async fn run(
                 now,
                 previous,
                 members,
+                lost,
             }) => {
+                if lost {
+                    warn!(node = %me.owner.node, "Redis had lost this node's registration (it restarted empty?): writing the node's routes again");
+                    on_rejoin();
+                }
                 if join {
                     info!(node = %me.owner.node, addr = %me.addr, previous = ?previous, "joined the cluster");
+                    if renewed.is_some() {
+                        // Back after a lapse: Redis may have restarted
+                        // empty, and the others read this node's routes
+                        // again.
+                        on_rejoin();
+                    }
                 }
                 join = false;
                 renewed = Some(asked);

@@ -29,9 +29,11 @@ use crate::store::redis::values::text;
 ///
 /// Returns `{"superseded", "<boot>|<addr>"}` when a renewing life has been
 /// replaced by another, and writes nothing then. Otherwise `{"ok", now ms,
-/// previous life ("<boot>|<addr>" or false), {node, lease end, life, ...}}`
-/// for every node, this one included; a node whose lease end is at or
-/// before `now` is dead.
+/// previous life ("<boot>|<addr>" or false), {node, lease end, life, ...},
+/// lost}` for every node, this one included; a node whose lease end is at
+/// or before `now` is dead. `lost` is 1 when a renewal found no
+/// registration: Redis lost it (it restarted empty), and with it whatever
+/// else the node wrote.
 pub const LEASE: &str = r#"
 local leases, nodes = KEYS[1], KEYS[2]
 local node, boot, addr, lease, join = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
@@ -40,6 +42,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local life = boot .. '|' .. addr
 local current = redis.call('HGET', nodes, node)
 local previous = false
+local lost = 0
+if not current and join ~= '1' then
+  lost = 1
+end
 if current and current ~= life then
   if join ~= '1' then
     return {'superseded', current}
@@ -55,7 +61,7 @@ for i = 1, #all, 2 do
   list[#list + 1] = all[i + 1]
   list[#list + 1] = redis.call('HGET', nodes, all[i]) or ''
 end
-return {'ok', now, previous, list}
+return {'ok', now, previous, list, lost}
 "#;
 
 /// One node as the lease script saw it.
@@ -80,6 +86,8 @@ pub enum Members {
         /// `<boot>|<addr>`.
         previous: Option<String>,
         members: Vec<Member>,
+        /// A renewal found this node's registration gone: Redis lost it.
+        lost: bool,
     },
 }
 
@@ -98,8 +106,8 @@ impl Members {
             [tag, by] if text(tag).as_deref() == Some("superseded") => Ok(Members::Superseded {
                 by: text(by).ok_or_else(bad)?,
             }),
-            [tag, Value::Int(now), previous, Value::Array(list)]
-                if text(tag).as_deref() == Some("ok") && list.len() % 3 == 0 =>
+            [tag, Value::Int(now), previous, Value::Array(list), rest @ ..]
+                if text(tag).as_deref() == Some("ok") && list.len() % 3 == 0 && rest.len() <= 1 =>
             {
                 let members = list
                     .chunks(3)
@@ -122,6 +130,7 @@ impl Members {
                     now: u64::try_from(*now).map_err(|_| bad())?,
                     previous: text(previous),
                     members,
+                    lost: matches!(rest, [Value::Int(1)]),
                 })
             }
             _ => Err(bad()),

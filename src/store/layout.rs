@@ -184,20 +184,27 @@ return {gen, prev, expiry, ttl, orphan, list, queue}
 /// its routes are written, so while the set is not empty some adopter's
 /// routes may be missing from the feed, and the dead node's must stay.
 ///
-/// KEYS: nodes, feed, the dead node's sessions set, then its route sets.
-/// ARGV: dead node, its boot id (hex), the reaping node, the feed's length
-/// bound, `1` to go on even if the set is not empty. Returns 1 if the
-/// routes went, 2 if sessions are left to adopt, 0 if a newer life holds
-/// them.
+/// KEYS: nodes, feed, the dead node's sessions set, leases, then its route
+/// sets. ARGV: dead node, its boot id (hex), the reaping node, the feed's
+/// length bound, `1` to go on even if the set is not empty. Returns 1 if
+/// the routes went, 2 if sessions are left to adopt, 0 if a newer life holds
+/// them or the same life holds a lease again (it lapsed and came back: a
+/// Redis restart, a pause).
 pub const FORGET: &str = r#"
 local life = redis.call('HGET', KEYS[1], ARGV[1])
 if life and string.sub(life, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then
   return 0
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[1]) or '0')
+if lease > now then
+  return 0
+end
 if ARGV[5] ~= '1' and redis.call('SCARD', KEYS[3]) > 0 then
   return 2
 end
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   redis.call('DEL', KEYS[i])
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'n', ARGV[3], 'g', ARGV[1])

@@ -763,7 +763,8 @@ impl RedisStore {
             .call()
             .key(keys.nodes())
             .key(keys.feed())
-            .key(keys.node_sessions(&dead.node));
+            .key(keys.node_sessions(&dead.node))
+            .key(keys.leases());
         for shard in 0..crate::topic::MAX_SHARDS {
             call = call.key(keys.routes(&dead.node, shard));
         }

@@ -69,7 +69,8 @@ fn replies_parse_or_are_refused() {
                 boot: "b1".into(),
                 addr: "127.0.0.1:7000".into(),
                 lease_end: 1_300
-            }]
+            }],
+            lost: false,
         })
     );
     for bad in [
@@ -120,6 +121,7 @@ fn listed(m: Members) -> (u64, Option<String>, Vec<Member>) {
             now,
             previous,
             members,
+            ..
         } => (now, previous, members),
         other => panic!("not a listing: {other:?}"),
     }
