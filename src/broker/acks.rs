@@ -216,6 +216,13 @@ impl Broker {
     /// succeeded. Sends the acknowledgements of every batch that has all its
     /// answers, oldest first, stopping at the first that has not.
     pub fn stored(&mut self, ticket: u64, stored: bool) {
+        if !stored {
+            tracing::debug!(
+                shard = self.shard,
+                ticket,
+                "a write before this batch's barrier failed"
+            );
+        }
         if let Some(batch) = self.acks.sealed.iter_mut().find(|b| b.ticket == ticket) {
             batch.left = batch.left.saturating_sub(1);
             batch.stored &= stored;
@@ -233,6 +240,13 @@ impl Broker {
             return;
         };
         batch.nodes.swap_remove(i);
+        if !stored {
+            tracing::debug!(
+                ticket,
+                node,
+                "a node did not store what this shard routed to it"
+            );
+        }
         batch.left = batch.left.saturating_sub(1);
         batch.stored &= stored;
         self.release_acks();
@@ -248,6 +262,7 @@ impl Broker {
             batch.nodes.retain(|n| !late && Some(&**n) != node);
             let lost = before - batch.nodes.len();
             if lost > 0 {
+                tracing::debug!(ticket = batch.ticket, late, ?node, age = ?now.saturating_duration_since(batch.since), "gave up waiting for nodes");
                 batch.left = batch.left.saturating_sub(lost);
                 batch.stored = false;
             }

@@ -39,6 +39,8 @@ use crate::store::Owner;
 
 /// Messages a link holds for an unreachable peer before it drops new ones.
 const LINK_BOUND: usize = 100_000;
+/// Messages held for a node not listed as a peer yet.
+const EARLY_BOUND: usize = 10_000;
 /// How long one connect may take (not raced against anything: glommio 0.9's
 /// waker-count bug, DESIGN.md section 3).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -94,6 +96,11 @@ struct Peer {
 pub struct Links {
     me: Owner,
     peers: RefCell<HashMap<ByteString, Rc<Peer>>>,
+    /// Messages for nodes whose routes the feed brought before the lease
+    /// listing named them (a node's first listings come once per renewal):
+    /// handed to the link when the node joins, dropped if it dies first (the
+    /// broker stops waiting for it then, or after `NODE_ANSWER`).
+    early: RefCell<HashMap<ByteString, Vec<Message>>>,
     /// Shard 0: dead lives being reaped, and how many shards are through.
     reaping: RefCell<HashMap<String, usize>>,
 }
@@ -103,22 +110,31 @@ impl Links {
         Links {
             me,
             peers: RefCell::new(HashMap::default()),
+            early: RefCell::new(HashMap::default()),
             reaping: RefCell::new(HashMap::default()),
         }
     }
 
-    /// Queues `message` for `node`. `false` if it cannot go: the node is not
-    /// a live peer, or its link buffer is full (counted), or, for a
-    /// [`Message::Barrier`], something before it since the last barrier was
-    /// dropped.
+    /// Queues `message` for `node`. `false` if it cannot go: its link
+    /// buffer is full (counted), or, for a [`Message::Barrier`], something
+    /// before it since the last barrier was dropped. A node not listed as a
+    /// peer yet gets it when it is.
     pub fn send(&self, node: &ByteString, message: Message, health: &ClusterHealth) -> bool {
         let Some(peer) = self.peers.borrow().get(node).cloned() else {
-            return false;
+            let mut early = self.early.borrow_mut();
+            let queued = early.entry(node.clone()).or_default();
+            if queued.len() >= EARLY_BOUND {
+                health.link_drops.fetch_add(1, Relaxed);
+                return false;
+            }
+            queued.push(message);
+            return true;
         };
         let mut link = peer.out.link.borrow_mut();
         if matches!(message, Message::Barrier { .. }) {
             let dropped = link.dropped();
             if peer.dropped_at_barrier.replace(dropped) != dropped {
+                debug!(%node, dropped, "messages were dropped before this barrier");
                 return false;
             }
         }
@@ -149,6 +165,9 @@ impl Links {
                     conn: RefCell::new(None),
                     dropped_at_barrier: Cell::new(0),
                 });
+                for m in self.early.borrow_mut().remove(&node).unwrap_or_default() {
+                    peer.out.link.borrow_mut().send(m);
+                }
                 let old = self.peers.borrow_mut().insert(node.clone(), peer.clone());
                 glommio::spawn_local(dial(shard.clone(), node.clone(), peer)).detach();
                 old.map(|old| {
@@ -158,6 +177,7 @@ impl Links {
             }
             Change::Died { node, boot } => {
                 let node = ByteString::from(node.as_str());
+                self.early.borrow_mut().remove(&node);
                 let mut peers = self.peers.borrow_mut();
                 let same = peers
                     .get(&node)

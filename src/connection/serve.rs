@@ -264,6 +264,7 @@ impl Shard {
                 .as_ref()
                 .is_some_and(|l| l.send(&node, message, &self.metrics.cluster));
             if let (false, Some(ticket)) = (sent, barrier) {
+                debug!(shard = self.id, %node, ticket, "a barrier could not go to its node");
                 unsent.push((node, ticket));
             }
         }
