@@ -25,6 +25,11 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: String,
 
+    /// Where the subscribers connect instead of --broker: another node of a
+    /// cluster, to measure what crosses between nodes (p2p, fan-out, fan-in).
+    #[arg(long = "subscriber-broker", value_name = "HOST:PORT")]
+    pub subscriber_broker: Option<String>,
+
     /// What to run. p2p: N publishers each paired with its own subscriber on its own
     /// topic; fan-out: P publishers to S subscribers on one topic; fan-in: N
     /// publishers to one subscriber, or to the --subscribers members of a

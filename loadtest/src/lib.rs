@@ -253,6 +253,14 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
         .with_context(|| format!("--broker {}: cannot resolve; give HOST:PORT", args.broker))?
         .next()
         .with_context(|| format!("--broker {}: resolves to no address", args.broker))?;
+    let subscriber_broker = match &args.subscriber_broker {
+        None => broker,
+        Some(b) => b
+            .to_socket_addrs()
+            .with_context(|| format!("--subscriber-broker {b}: cannot resolve; give HOST:PORT"))?
+            .next()
+            .with_context(|| format!("--subscriber-broker {b}: resolves to no address"))?,
+    };
     let qos = match qos_level(args) {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
@@ -292,6 +300,7 @@ fn spec(args: &Args) -> anyhow::Result<Spec> {
     identity.validate(plan.roles.len())?;
     Ok(Spec {
         broker,
+        subscriber_broker,
         plan,
         qos,
         version: args.mqtt_version.codec(),

@@ -44,6 +44,8 @@ const HANDSHAKES: u64 = 256;
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub broker: SocketAddr,
+    /// Where subscribers connect (`--subscriber-broker`, else `broker`).
+    pub subscriber_broker: SocketAddr,
     pub plan: Plan,
     pub qos: QoS,
     pub version: Version,
@@ -324,7 +326,11 @@ async fn connection(
         let Ok(_permit) = local.handshakes.acquire_permit(1).await else {
             return Err(ConnError::Closed("connect"));
         };
-        let mut conn = Conn::connect(spec.broker, &hello, spec.version, opts).await?;
+        let broker = match role {
+            Role::Subscriber { .. } => spec.subscriber_broker,
+            _ => spec.broker,
+        };
+        let mut conn = Conn::connect(broker, &hello, spec.version, opts).await?;
         if let Role::Subscriber { filter, .. }
         | Role::Mixed { own: filter, .. }
         | Role::Fleet { own: filter, .. } = &role

@@ -182,6 +182,11 @@ impl Link {
         self.received
     }
 
+    /// Messages held: sent and unacknowledged, or waiting for the window.
+    pub fn backlog(&self) -> usize {
+        self.unacked.len() + self.waiting.len()
+    }
+
     /// Messages refused because the buffer was full.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use super::frame::{self, Frame, Hello, Message};
 use super::link::Link;
 use super::membership::Change;
-use crate::connection::{read_scratch, Notify, Shard, Socket};
+use crate::connection::{read_scratch, Notify, Shard, Socket, WakeQueue};
 use crate::hash::HashMap;
 use crate::metrics::ClusterHealth;
 use crate::store::Owner;
@@ -41,6 +41,11 @@ use crate::store::Owner;
 const LINK_BOUND: usize = 100_000;
 /// Messages held for a node not listed as a peer yet.
 const EARLY_BOUND: usize = 10_000;
+/// Messages waiting on one link past which the shard's readers stop reading
+/// their clients until it drains: publishers faster than a link are slowed
+/// down by TCP, like publishers faster than another shard (the mesh
+/// backlog), instead of filling the link's buffer and failing their PUBACKs.
+const LINK_BACKLOG: usize = 4096;
 /// How long one connect may take (not raced against anything: glommio 0.9's
 /// waker-count bug, DESIGN.md section 3).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -95,6 +100,8 @@ struct Peer {
 /// This shard's links to the other nodes.
 pub struct Links {
     me: Owner,
+    /// Readers paused on a link backlog ([`Links::until_drained`]).
+    drained: WakeQueue,
     peers: RefCell<HashMap<ByteString, Rc<Peer>>>,
     /// Messages for nodes whose routes the feed brought before the lease
     /// listing named them (a node's first listings come once per renewal):
@@ -109,6 +116,7 @@ impl Links {
     pub fn new(me: Owner) -> Links {
         Links {
             me,
+            drained: WakeQueue::default(),
             peers: RefCell::new(HashMap::default()),
             early: RefCell::new(HashMap::default()),
             reaping: RefCell::new(HashMap::default()),
@@ -147,6 +155,19 @@ impl Links {
         sent
     }
 
+    /// Waits while a link to a live peer holds [`LINK_BACKLOG`] messages or
+    /// more (a reader, before it reads its client).
+    pub async fn until_drained(&self) {
+        self.drained.wait_until(|| !self.backlogged()).await;
+    }
+
+    fn backlogged(&self) -> bool {
+        self.peers
+            .borrow()
+            .values()
+            .any(|p| p.out.link.borrow().backlog() >= LINK_BACKLOG)
+    }
+
     /// A peer's life joined or died (from the lease, on every shard). A new
     /// life is dialled; a dead one's link goes, and with it what it held.
     /// Returns the node whose answers the broker must stop waiting for.
@@ -171,7 +192,7 @@ impl Links {
                 let old = self.peers.borrow_mut().insert(node.clone(), peer.clone());
                 glommio::spawn_local(dial(shard.clone(), node.clone(), peer)).detach();
                 old.map(|old| {
-                    close_peer(&old);
+                    close_peer(&old, self);
                     node
                 })
             }
@@ -183,7 +204,8 @@ impl Links {
                     .get(&node)
                     .is_some_and(|p| u64::from_str_radix(boot, 16) == Ok(p.boot));
                 let peer = same.then(|| peers.remove(&node)).flatten()?;
-                close_peer(&peer);
+                drop(peers);
+                close_peer(&peer, self);
                 Some(node)
             }
         }
@@ -232,7 +254,8 @@ impl Links {
     }
 }
 
-fn close_peer(peer: &Peer) {
+fn close_peer(peer: &Peer, links: &Links) {
+    links.drained.wake_all();
     peer.out.close();
     if let Some(conn) = peer.conn.borrow_mut().take() {
         conn.close();
@@ -448,7 +471,12 @@ async fn read(
             };
             let now = Instant::now();
             match frame {
-                Frame::Credit { .. } => sending.link.borrow_mut().handle_frame(now, frame),
+                Frame::Credit { .. } => {
+                    sending.link.borrow_mut().handle_frame(now, frame);
+                    if let Some(links) = shard.links() {
+                        links.drained.wake_all();
+                    }
+                }
                 Frame::Batch { .. } => {
                     let mut link = receiving.link.borrow_mut();
                     link.handle_frame(now, frame);

@@ -860,6 +860,10 @@ async fn read_loop(
             .mesh_drained
             .wait_until(|| shard.mesh_out.borrow().len() < MESH_BACKLOG)
             .await;
+        // And from the links to other nodes.
+        if let Some(links) = shard.links() {
+            links.until_drained().await;
+        }
         if state.idle_timeout.is_some() {
             state.reading_since.set(Some(Instant::now()));
         }
