@@ -470,23 +470,24 @@ async fn concurrent_connects_of_one_id_on_three_nodes_leave_one_connection() {
     );
 }
 
-/// A QoS 1 publisher that sends `count` numbered messages to `topic` one at
-/// a time, and publishes again (after reconnecting if it must) each one
-/// that gets no PUBACK. Returns the numbers acknowledged, in order.
+/// A QoS 1 publisher that sends `count` numbered messages, message `n` to
+/// `topic(n)`, one at a time, and publishes again (after reconnecting if it
+/// must) each one that gets no PUBACK. Returns the numbers acknowledged, in
+/// order.
 async fn numbered_publisher(
     addr: std::net::SocketAddr,
     id: &str,
-    topic: &str,
     count: u32,
+    topic: impl Fn(u32) -> String,
 ) -> Vec<u32> {
     let mut acked = Vec::new();
     let mut c = Raw::connect(addr, Version::V5, id, true).await;
     let mut pid = 0u16;
     for n in 0..count {
         for attempt in 0.. {
-            assert!(attempt < 100, "message {n} never acknowledged");
+            assert!(attempt < 200, "message {n} never acknowledged");
             pid = pid % 60_000 + 1;
-            c.publish(publish(topic, QoS::AtLeastOnce, pid, &n.to_be_bytes()))
+            c.publish(publish(&topic(n), QoS::AtLeastOnce, pid, &n.to_be_bytes()))
                 .await;
             match c.recv_within(Duration::from_secs(3)).await {
                 Recv::Packet(Packet::PubAck(a)) if !a.reason_code.is_error() => {
@@ -557,7 +558,9 @@ async fn a_persistent_subscriber_moves_between_nodes_without_losing_a_message() 
         let known = within(5 * LEASE, || routes_known(node) == [1.0, 1.0]);
         assert!(known.is_some(), "routes known: {:?}", routes_known(node));
     }
-    let publisher = tokio::spawn(numbered_publisher(nodes[2].addr, "numbers", "move/x", 1000));
+    let publisher = tokio::spawn(numbered_publisher(nodes[2].addr, "numbers", 1000, |_| {
+        "move/x".into()
+    }));
     let mut got = Vec::new();
     numbered_subscriber(&mut old, Duration::from_secs(3), &mut got, 100).await;
     let before = got.len();
@@ -675,35 +678,12 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
     }
     // Numbered messages, round-robin over the subscribers' topics.
     const COUNT: u32 = 600;
-    let publisher = {
-        let addr = nodes[2].addr;
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut c = Raw::connect(addr, Version::V5, "crash-publisher", true).await;
-            let mut pid = 0u16;
-            for n in 0..COUNT {
-                let t = format!("crash/{}", n as usize % SUBS);
-                for attempt in 0.. {
-                    assert!(attempt < 200, "message {n} never acknowledged");
-                    pid = pid % 60_000 + 1;
-                    c.publish(publish(&t, QoS::AtLeastOnce, pid, &n.to_be_bytes()))
-                        .await;
-                    match c.recv_within(Duration::from_secs(3)).await {
-                        Recv::Packet(Packet::PubAck(a)) if !a.reason_code.is_error() => {
-                            acked.push(n);
-                            break;
-                        }
-                        _ => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            c = Raw::connect(addr, Version::V5, "crash-publisher", true).await;
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            acked
-        })
-    };
+    let publisher = tokio::spawn(numbered_publisher(
+        nodes[2].addr,
+        "crash-publisher",
+        COUNT,
+        |n| format!("crash/{}", n as usize % SUBS),
+    ));
     // The subscribers read (and acknowledge) for a while, then a dies.
     let mut got: Vec<Vec<(u32, bool)>> = vec![Vec::new(); SUBS];
     let until = Instant::now() + Duration::from_millis(400);
