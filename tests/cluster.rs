@@ -916,3 +916,39 @@ async fn a_restarted_node_serves_at_once_and_leaves_no_stale_route() {
     assert_eq!(got, ["stale/kept"]);
     probe.assert_silent().await;
 }
+
+/// Routing with real clients (rumqttc, MQTT 3.1.1 and 5): a QoS 1 stream
+/// published on node a reaches a 3.1.1 subscriber on b and a 5 subscriber on
+/// c, all of it and in order, and one published on c reaches b.
+#[tokio::test]
+async fn rumqttc_clients_on_three_nodes_exchange_messages() {
+    let redis = RedisServer::start();
+    let nodes = start_cluster(&redis, "rumqttc", &["a", "b", "c"]);
+    let mut on_b = V3::connect(v3_options(nodes[1].addr, "rq-b")).await;
+    on_b.subscribe("rq/+", rumqttc::QoS::AtLeastOnce).await;
+    let mut on_c = V5::connect(v5_options(nodes[2].addr, "rq-c")).await;
+    on_c.subscribe("rq/#", QoS5::AtLeastOnce).await;
+    let a = &nodes[0];
+    assert!(within(5 * LEASE, || routes_known(a) == [2.0, 2.0]).is_some());
+    let from_a = V3::connect(v3_options(a.addr, "rq-a")).await;
+    for i in 0..20 {
+        from_a
+            .publish(
+                "rq/x",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                format!("a{i}").as_bytes(),
+            )
+            .await;
+    }
+    for i in 0..20 {
+        let want = format!("a{i}").into_bytes();
+        assert_eq!(on_b.recv().await.payload.to_vec(), want, "3.1.1 on b");
+        assert_eq!(on_c.recv().await.payload.to_vec(), want, "5 on c");
+    }
+    let from_c = V5::connect(v5_options(nodes[2].addr, "rq-c-pub")).await;
+    from_c
+        .publish("rq/y", QoS5::AtLeastOnce, false, b"from c")
+        .await;
+    assert_eq!(on_b.recv().await.payload.to_vec(), b"from c".to_vec());
+}
