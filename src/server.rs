@@ -326,8 +326,8 @@ pub fn start(
                     }
                     cluster::net::membership_changed(&links_shard, change, true);
                 },
-                move || {
-                    rejoin_shard.broker.borrow_mut().rewrite_routes_everywhere();
+                move |lost| {
+                    rejoin_shard.broker.borrow_mut().rejoined_everywhere(lost);
                     rejoin_shard.wake();
                 },
             )));
@@ -519,6 +519,11 @@ async fn tick(shard: Rc<Shard>, acl: Option<AclFile>, shutdown: Shutdown) {
         let now = Instant::now();
         shard.broker.borrow_mut().tick(now);
         shard.close_stuck(now);
+        let owner_check = shard.broker.borrow_mut().take_owner_check();
+        if let Some((owners, lost)) = owner_check {
+            let check = cluster::reap::check_owners(shard.clone(), owners, lost);
+            glommio::spawn_local(check).detach();
+        }
         if let Some(acl) = &acl {
             let now = acl.generation();
             if now != generation {

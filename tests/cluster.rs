@@ -151,6 +151,8 @@ fn a_node_cut_off_from_redis_loses_its_lease_and_takes_it_back() {
 async fn every_node_learns_the_others_routes() {
     let redis = RedisServer::start();
     let mut a = BrokerProcess::start("routes-a", &node_config(&redis, "a"));
+    // A cluster node takes CONNECTs once it holds its lease (/health 200).
+    a.await_healthy();
     // Two clean subscribers on a's two shards, one filter in common.
     let mut s0 = Raw::connect(a.addr, Version::V3_1_1, &id_on_shard("s0", 0), true).await;
     s0.sub("x/+", QoS::AtLeastOnce).await;
@@ -870,10 +872,26 @@ async fn a_restarted_node_serves_at_once_and_leaves_no_stale_route() {
     assert!(within(5 * LEASE, || routes_known(&nodes[1]) == [2.0, 2.0]).is_some());
 
     nodes[0].restart();
-    let (mut probe, ack) =
-        Raw::connect_with(nodes[0].addr, connect(Version::V5, "probe", true, 60)).await;
+    // Until its lease is back (its first renewal), a CONNECT gets "server
+    // unavailable".
+    let mut probe = loop {
+        let (probe, ack) =
+            Raw::connect_with(nodes[0].addr, connect(Version::V5, "probe", true, 60)).await;
+        if ack.reason_code == ReasonCode::Success {
+            break probe;
+        }
+        assert_eq!(
+            ack.reason_code,
+            ReasonCode::ServerUnavailable,
+            "probe CONNACK"
+        );
+        assert!(
+            nodes[0].since_exec() < Duration::from_secs(1),
+            "no CONNACK in 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let served = nodes[0].since_exec();
-    assert_eq!(ack.reason_code, ReasonCode::Success, "probe CONNACK");
     eprintln!("exec to first CONNACK on the restarted node: {served:?}");
     assert!(
         served < Duration::from_secs(1),
@@ -951,4 +969,61 @@ async fn rumqttc_clients_on_three_nodes_exchange_messages() {
         .publish("rq/y", QoS5::AtLeastOnce, false, b"from c")
         .await;
     assert_eq!(on_b.recv().await.payload.to_vec(), b"from c".to_vec());
+}
+
+/// A node cut off, issue 14: node a is paused (SIGSTOP) for three leases, so
+/// the survivors count it dead, adopt its persistent session and publish
+/// that session's will. When a runs again it takes its lease back, and ends
+/// exactly that session: its client, still connected to a, gets DISCONNECT
+/// 0x8E, and the will is not published a second time.
+#[tokio::test]
+async fn a_node_back_after_a_lapse_drops_the_sessions_others_took() {
+    let redis = RedisServer::start();
+    let nodes = start_cluster(&redis, "lapse", &["a", "b", "c"]);
+    let mut wills = Raw::connect(nodes[1].addr, Version::V5, "lapse-wills", true).await;
+    wills.sub("will/#", QoS::AtLeastOnce).await;
+    let mut c = connect(Version::V5, "away", true, 60);
+    c.properties.session_expiry_interval = Some(600);
+    c.will = Some(shardmq::protocol::LastWill {
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: topic("will/away"),
+        payload: bytes::Bytes::from_static(b"away"),
+        properties: Default::default(),
+    });
+    let (mut away, ack) = Raw::connect_with(nodes[0].addr, c).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    // A clean client on a: its session is claimed too, adopted, and ended
+    // by the adopter (it had no expiry).
+    let mut clean = Raw::connect(nodes[0].addr, Version::V5, "lapse-clean", true).await;
+
+    nodes[0].pause(true);
+    let adopted = within(6 * LEASE, || {
+        nodes[1..]
+            .iter()
+            .map(|n| gauge(n, "shardmq_cluster_adopted_total"))
+            .sum::<f64>()
+            >= 2.0
+    });
+    nodes[0].pause(false);
+    assert!(adopted.is_some(), "a's sessions were not adopted");
+    match away.recv_within(Duration::from_secs(5)).await {
+        Recv::Packet(Packet::Disconnect(d)) => {
+            assert_eq!(d.reason_code, ReasonCode::SessionTakenOver)
+        }
+        other => panic!("the client on a got {other:?}"),
+    }
+    let mut published = Vec::new();
+    while let Recv::Packet(p) = wills.recv_within(Duration::from_millis(700)).await {
+        if let Packet::Publish(p) = p {
+            published.push(p.topic.to_string());
+        }
+    }
+    assert_eq!(published, ["will/away"], "the will once");
+    match clean.recv_within(Duration::from_secs(2)).await {
+        Recv::Packet(Packet::Disconnect(d)) => {
+            assert_eq!(d.reason_code, ReasonCode::SessionTakenOver)
+        }
+        other => panic!("the clean client on a got {other:?}"),
+    }
 }

@@ -49,9 +49,10 @@ pub enum Forward {
     /// A takeover message of another node for a client id of the receiving
     /// shard: `(node, message)`.
     FromNode(ByteString, crate::cluster::frame::Message),
-    /// Write this shard's route set again (the node's lease is back after a
-    /// lapse: Redis may have lost it).
-    RewriteRoutes,
+    /// The node's lease is back after a lapse (`true`: Redis had lost the
+    /// node's registration): write this shard's route set again, and find
+    /// the sessions other nodes took meanwhile.
+    Rejoined(bool),
     /// What other nodes subscribe to changed (from shard 0, which tails the
     /// cluster's route feed).
     Routes(Vec<RouteUpdate>),
@@ -92,7 +93,7 @@ impl Broker {
             Forward::Stored(ticket, stored) => self.stored(ticket, stored),
             Forward::NodeStored(node, ticket, stored) => self.node_stored(&node, ticket, stored),
             Forward::FromNode(node, message) => self.on_node_message(&node, message, now),
-            Forward::RewriteRoutes => self.rewrite_routes(),
+            Forward::Rejoined(lost) => self.rejoined(lost),
             Forward::Routes(updates) => {
                 for update in updates {
                     self.node_routes.apply(update);

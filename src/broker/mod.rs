@@ -88,6 +88,9 @@ pub struct Stats {
     /// (`durability = "messages"`): not acknowledged, the publisher
     /// disconnected.
     pub publishes_unstored: u64,
+    /// Sessions another node claimed while this one had no lease: ended
+    /// here when the lease came back.
+    pub taken_while_away: u64,
     /// Deliveries another node forwarded for a session it lost to this
     /// one that found no session (it moved on again, or its CONNECT failed).
     pub forwards_lost: u64,
@@ -184,6 +187,10 @@ pub struct Broker {
     /// their reader ends: their will goes out even with a will delay
     /// ([`Broker::disconnected_because`]). Nearly always empty.
     ended_by_takeover: Vec<ConnId>,
+    /// Connections closed because another node adopted their session while
+    /// this one had no lease, until their reader ends: that node published
+    /// their will ([`Broker::check_owner`]). Nearly always empty.
+    wills_published_elsewhere: Vec<ConnId>,
     /// Whether a store mirrors sessions, routes and retained messages.
     persist: bool,
     /// Changes for the store, drained by the shard's store task ([`store`]).
@@ -202,6 +209,9 @@ pub struct Broker {
     node_group_cursors: HashMap<ByteString, u64>,
     /// In a cluster: takeovers between nodes of this shard's client ids.
     owners: owners::Owners,
+    /// The lease came back after a lapse: check the sessions against the
+    /// store ([`Broker::take_owner_check`]).
+    owner_check: Option<bool>,
     /// The claim [`Broker::claimed`] returned for the CONNECT about to be
     /// accepted: `(client id, generation)`.
     claim: Option<(ByteString, u64)>,
@@ -241,6 +251,7 @@ impl Broker {
             flow: flow::Flow::default(),
             credited: false,
             ended_by_takeover: Vec::new(),
+            wills_published_elsewhere: Vec::new(),
             persist: false,
             store_ops: Vec::new(),
             store_messages: false,
@@ -250,6 +261,7 @@ impl Broker {
             to_nodes: Vec::new(),
             node_group_cursors: HashMap::default(),
             owners: Default::default(),
+            owner_check: None,
             claim: None,
             unclaimed: None,
             self_loaded: true,
@@ -759,6 +771,14 @@ impl Broker {
     /// then if the existing Network Connection has a Will Message it will be
     /// sent because the original Session is ended on the takeover."
     fn taken_over(&mut self, client: &Client, will: Option<Box<LastWill>>, now: Instant) {
+        if let Some(i) = self
+            .wills_published_elsewhere
+            .iter()
+            .position(|&c| c == client.conn)
+        {
+            self.wills_published_elsewhere.swap_remove(i);
+            return;
+        }
         let ended = match self
             .ended_by_takeover
             .iter()

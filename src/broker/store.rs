@@ -208,11 +208,68 @@ impl Broker {
         }
     }
 
-    /// Writes every filter this shard's sessions subscribe to into its route
-    /// set and the feed again, here and on every other shard.
-    pub fn rewrite_routes_everywhere(&mut self) {
+    /// The node's lease is back after a lapse (Redis restarted empty, or
+    /// the node was cut off or paused for a lease): here and on every other
+    /// shard, the route set is written again and the sessions are checked
+    /// against the store ([`Broker::take_owner_check`]).
+    pub fn rejoined_everywhere(&mut self, lost: bool) {
+        self.rejoined(lost);
+        self.broadcast(Forward::Rejoined(lost));
+    }
+
+    pub(super) fn rejoined(&mut self, lost: bool) {
         self.rewrite_routes();
-        self.broadcast(Forward::RewriteRoutes);
+        self.owner_check = Some(lost);
+    }
+
+    /// After a lapse of the lease, once: the sessions to check against the
+    /// store, `(client id, generation)`, and whether Redis had lost the
+    /// node's registration (then a session missing from the store was lost
+    /// with it, not taken).
+    pub fn take_owner_check(&mut self) -> Option<(Vec<(ByteString, u64)>, bool)> {
+        let lost = self.owner_check.take()?;
+        let owners = self
+            .sessions
+            .iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.generation?)))
+            .collect();
+        Some((owners, lost))
+    }
+
+    /// The store's generation of `client_id` is `current` (`None`: the
+    /// session is gone from it, which means taken, and ended, by the node
+    /// that adopted it, unless Redis `lost` everything): if a claim
+    /// elsewhere took the session while this node had no lease, its client
+    /// here is disconnected (MQTT 5: 0x8E) and the session ends here,
+    /// writing nothing (the store is the new owner's).
+    pub fn check_owner(
+        &mut self,
+        client_id: &ByteString,
+        held: u64,
+        current: Option<u64>,
+        lost: bool,
+    ) {
+        let Some(entry) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let taken = match current {
+            Some(current) => current > held,
+            None => !lost,
+        };
+        if entry.generation != Some(held) || !taken {
+            return;
+        }
+        entry.generation = None;
+        if let Some(conn) = entry.conn {
+            // Its will is not published when the connection ends: the node
+            // that adopted the session published it.
+            self.outputs
+                .close(conn, crate::protocol::ReasonCode::SessionTakenOver);
+            self.wills_published_elsewhere.push(conn);
+            self.count_online(client_id, -1);
+        }
+        self.end_session(client_id, Instant::now());
+        self.stats.taken_while_away += 1;
     }
 
     pub(super) fn rewrite_routes(&mut self) {

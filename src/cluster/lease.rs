@@ -46,7 +46,7 @@ impl Registration {
 
 /// Holds the lease until `shutdown`, telling `on_change` of every other
 /// node's life that joins or dies, and `on_rejoin` when the lease is back
-/// after it lapsed.
+/// after it lapsed (`true`: and Redis had lost the registration).
 pub async fn run(
     client: RedisClient,
     keys: Keys,
@@ -54,7 +54,7 @@ pub async fn run(
     metrics: std::sync::Arc<Metrics>,
     shutdown: shards::Shutdown,
     mut on_change: impl FnMut(&Change),
-    mut on_rejoin: impl FnMut(),
+    mut on_rejoin: impl FnMut(bool),
 ) {
     let health: &ClusterHealth = &metrics.cluster;
     let script = Script::new("lease", LEASE);
@@ -96,18 +96,18 @@ pub async fn run(
                 members,
                 lost,
             }) => {
-                if lost {
-                    warn!(node = %me.owner.node, "Redis had lost this node's registration (it restarted empty?): writing the node's routes again");
-                    on_rejoin();
-                }
                 if join {
                     info!(node = %me.owner.node, addr = %me.addr, previous = ?previous, "joined the cluster");
-                    if renewed.is_some() {
-                        // Back after a lapse: Redis may have restarted
-                        // empty, and the others read this node's routes
-                        // again.
-                        on_rejoin();
-                    }
+                }
+                // Back after a lapse (the renewals failed, or the node was
+                // paused, for a lease), or Redis lost the registration (it
+                // restarted empty): the others counted this life dead and
+                // may have adopted its sessions and dropped its routes.
+                let lapsed =
+                    renewed.is_some_and(|at| asked.saturating_duration_since(at) >= me.lease);
+                if renewed.is_some() && (lost || lapsed) {
+                    warn!(node = %me.owner.node, lost, lapsed, "the lease is back after a lapse: writing the routes again and dropping the sessions others took");
+                    on_rejoin(lost);
                 }
                 join = false;
                 renewed = Some(asked);

@@ -31,9 +31,9 @@ use crate::store::redis::values::text;
 /// replaced by another, and writes nothing then. Otherwise `{"ok", now ms,
 /// previous life ("<boot>|<addr>" or false), {node, lease end, life, ...},
 /// lost}` for every node, this one included; a node whose lease end is at
-/// or before `now` is dead. `lost` is 1 when a renewal found no
-/// registration: Redis lost it (it restarted empty), and with it whatever
-/// else the node wrote.
+/// or before `now` is dead. `lost` is 1 when there was no registration of
+/// the node: its first join, or Redis lost it (it restarted empty), and
+/// with it whatever else the node wrote.
 pub const LEASE: &str = r#"
 local leases, nodes = KEYS[1], KEYS[2]
 local node, boot, addr, lease, join = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
@@ -43,7 +43,7 @@ local life = boot .. '|' .. addr
 local current = redis.call('HGET', nodes, node)
 local previous = false
 local lost = 0
-if not current and join ~= '1' then
+if not current then
   lost = 1
 end
 if current and current ~= life then
@@ -86,7 +86,8 @@ pub enum Members {
         /// `<boot>|<addr>`.
         previous: Option<String>,
         members: Vec<Member>,
-        /// A renewal found this node's registration gone: Redis lost it.
+        /// There was no registration of this node: its first join, or Redis
+        /// lost it.
         lost: bool,
     },
 }

@@ -100,6 +100,38 @@ async fn run(shard: Rc<Shard>, dead: Owner) {
     }
 }
 
+/// After this node's lease lapsed and came back: the survivors may have
+/// adopted some of its sessions meanwhile. Each session whose generation in
+/// the store has moved past the one held here is ended here, its client
+/// disconnected with 0x8E ([`crate::broker::Broker::check_owner`]).
+pub async fn check_owners(
+    shard: Rc<Shard>,
+    owners: Vec<(bytestring::ByteString, u64)>,
+    lost: bool,
+) {
+    let Some(store) = shard.store().cloned() else {
+        return;
+    };
+    let ids: Vec<_> = owners.iter().map(|(id, _)| id.clone()).collect();
+    let current = loop {
+        match store.generations(&ids).await {
+            Ok(current) => break current,
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "checking the sessions after the lease came back failed; retrying");
+                if shard.shutdown.sleep(RETRY).await {
+                    return;
+                }
+            }
+        }
+    };
+    let mut broker = shard.broker.borrow_mut();
+    for ((id, held), now) in owners.iter().zip(current) {
+        broker.check_owner(id, *held, now, lost);
+    }
+    drop(broker);
+    shard.wake();
+}
+
 /// On shard 0: one shard is through with `dead`; once all are, its routes
 /// go.
 pub fn shard_done(shard: &Rc<Shard>, dead: Owner) {

@@ -555,6 +555,11 @@ async fn claim(
     connect: &Connect,
 ) -> Result<crate::store::Claim, ReasonCode> {
     let client_id = &connect.client_id;
+    // Without its lease the node is dead to the others, which may adopt
+    // what it would claim now; it keeps the clients it has.
+    if shard.links().is_some() && !shard.metrics.cluster.has_lease() {
+        return Err(ReasonCode::ServerUnavailable);
+    }
     let claim = match store
         .claim(client_id, connect.clean_start, Instant::now())
         .await

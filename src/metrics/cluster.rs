@@ -52,6 +52,11 @@ impl ClusterHealth {
         *self.no_lease.lock().unwrap_or_else(PoisonError::into_inner) = lost;
     }
 
+    /// Whether the node holds its lease (always, for a single node).
+    pub fn has_lease(&self) -> bool {
+        !self.enabled || self.has_lease.load(Relaxed)
+    }
+
     /// Why a cluster node holds no lease, if it does not.
     pub fn no_lease(&self) -> Option<String> {
         if !self.enabled || self.has_lease.load(Relaxed) {

@@ -679,6 +679,26 @@ impl RedisStore {
         Ok(ids)
     }
 
+    /// The generation the store holds for each of `ids` (`None`: no
+    /// session), pipelined.
+    pub async fn generations(&self, ids: &[ByteString]) -> Result<Vec<Option<u64>>, StoreError> {
+        let replies: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let key = self.inner.keys.session(id);
+                self.inner
+                    .client
+                    .cmd(redis::cmd("HGET").arg(key).arg("gen"))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for reply in replies {
+            let reply = reply.await?;
+            out.push(values::text(&reply).and_then(|g| g.parse().ok()));
+        }
+        Ok(out)
+    }
+
     /// The sessions in `ids`, adopted from `dead`, have their routes written
     /// (the caller flushed): they leave the dead node's set, whose emptying
     /// lets its routes go ([`RedisStore::forget_routes`]).

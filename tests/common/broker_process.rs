@@ -86,6 +86,18 @@ impl BrokerProcess {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT by PID: a node paused is, to the others,
+    /// a node cut off (its lease lapses, its sockets stay open).
+    pub fn pause(&self, stop: bool) {
+        if let Some(child) = &self.child {
+            let signal = if stop { "-STOP" } else { "-CONT" };
+            let sent = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill {signal}");
+        }
+    }
+
     /// SIGTERM by PID, and waits (bounded) for the process to exit.
     pub fn terminate(&mut self) {
         let Some(mut child) = self.child.take() else {
