@@ -3,14 +3,14 @@
 # b and c (MQTT 1883-1885, HTTP 8888-8890, links 18900-18902), each from
 # configs/examples/cluster-<node>.toml, with the release binary.
 #
-#     bash configs/examples/cluster.sh start    # builds, starts, waits for /health
-#     bash configs/examples/cluster.sh kill b   # kill -9 one node
-#     bash configs/examples/cluster.sh start b  # start it again
-#     bash configs/examples/cluster.sh stop     # everything, by PID
+#     bash configs/cluster.sh start    # builds, starts, waits for /health
+#     bash configs/cluster.sh kill b   # kill -9 one node
+#     bash configs/cluster.sh start b  # start it again
+#     bash configs/cluster.sh stop     # everything, by PID
 #
 # PIDs and logs go to $DIR (default /tmp/shardmq-cluster).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 DIR=${DIR:-/tmp/shardmq-cluster}
 mkdir -p "$DIR"
 BIN=target/release/shardmq
