@@ -36,6 +36,20 @@ fn carry(from: &mut Broker, name: &str, to: &mut Broker, to_name: &str, now: Ins
     n
 }
 
+/// Node a, whose publisher on connection 1 sent a QoS 1 message to `t`,
+/// which node b subscribes to: a's own store has answered the batch, b has
+/// not. Returns a and the batch's ticket.
+fn waiting_for_b(now: Instant) -> (Broker, u64) {
+    let mut a = node();
+    learn(&mut a, "b", "t");
+    let mut publ = online(&mut a, 1, connect(Version::V5, "p", true));
+    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    let ticket = a.seal_acks().expect("held");
+    a.stored(ticket, true);
+    (a, ticket)
+}
+
 fn publishes(b: &mut Broker, conn: ConnId) -> Vec<Vec<u8>> {
     b.take_output(conn)
         .packets
@@ -81,13 +95,7 @@ fn the_puback_waits_until_the_node_the_message_went_to_has_it() {
 #[test]
 fn a_node_that_dies_before_answering_costs_the_publisher_its_connection_not_a_message() {
     let now = Instant::now();
-    let mut a = node();
-    learn(&mut a, "b", "t");
-    let mut publ = online(&mut a, 1, connect(Version::V5, "p", true));
-    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
-        .unwrap();
-    let ticket = a.seal_acks().expect("held");
-    a.stored(ticket, true);
+    let (mut a, ticket) = waiting_for_b(now);
     a.nodes_lost(Some("c"), now);
     assert_eq!(a.take_output(1).close, None, "c had nothing of it");
     a.nodes_lost(Some("b"), now);
@@ -110,13 +118,7 @@ fn a_node_that_dies_before_answering_costs_the_publisher_its_connection_not_a_me
 #[test]
 fn a_node_that_does_not_answer_in_time_fails_the_batch() {
     let now = Instant::now();
-    let mut a = node();
-    learn(&mut a, "b", "t");
-    let mut publ = online(&mut a, 1, connect(Version::V5, "p", true));
-    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
-        .unwrap();
-    let ticket = a.seal_acks().expect("held");
-    a.stored(ticket, true);
+    let (mut a, _) = waiting_for_b(now);
     a.tick(now + acks::NODE_ANSWER / 2);
     assert_eq!(a.take_output(1).close, None);
     a.tick(now + acks::NODE_ANSWER);
