@@ -31,6 +31,19 @@ pub struct Message {
     /// When an MQTT 5 message expiry interval runs out; undelivered by then, the
     /// message is dropped [MQTT-3.3.2-5].
     pub expires_at: Option<Instant>,
+    /// Which message this is across a cluster, once it goes to another node
+    /// ([`MessageId`]); `None` for a message that stays on its node.
+    pub id: Option<MessageId>,
+}
+
+/// Names one message across a cluster, so that a session that moves between
+/// nodes does not get it twice while the old and the new owner both receive
+/// it ([`crate::broker`]'s owners): the shard that routed it to other nodes,
+/// by a number drawn at random when the shard starts, and the shard's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageId {
+    pub shard: u64,
+    pub seq: u64,
 }
 
 impl Message {
@@ -72,6 +85,7 @@ impl Message {
                 .properties
                 .message_expiry_interval
                 .map(|secs| now + Duration::from_secs(u64::from(secs))),
+            id: None,
         }
     }
 

@@ -70,6 +70,7 @@ mod tests {
             properties: None,
             publisher: ByteString::from("p"),
             expires_at: None,
+            id: None,
         }
     }
 

@@ -183,6 +183,7 @@ fn a_restored_session_resends_what_was_sent_with_dup_then_the_queue() {
             properties: None,
             publisher: ByteString::new(),
             expires_at: None,
+            id: None,
         },
         qos,
         retain: false,

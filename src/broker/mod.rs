@@ -94,6 +94,13 @@ pub struct Stats {
     /// Deliveries another node forwarded for a session it lost to this
     /// one that found no session (it moved on again, or its CONNECT failed).
     pub forwards_lost: u64,
+    /// Second copies of a message for a session that just moved here from
+    /// another node, which got it both from there and from its publisher's
+    /// node: dropped ([`owners`]).
+    pub moved_duplicates: u64,
+    /// Messages a session held here when another node took it over, handed
+    /// to that node (`durability = "sessions"`).
+    pub handed_over: u64,
     /// Messages routed to other nodes (one per node), and from them.
     pub routed_to_nodes: u64,
     pub routed_from_nodes: u64,
@@ -205,6 +212,8 @@ pub struct Broker {
     node_routes: crate::cluster::routes::NodeRoutes,
     /// Messages for other nodes: `(node, message)`, drained by the links.
     pub to_nodes: Vec<(ByteString, crate::cluster::frame::Message)>,
+    /// The id the next message routed to other nodes gets ([`nodes`]).
+    next_message_id: crate::message::MessageId,
     /// Next pick in each share group's round-robin over nodes ([`nodes`]).
     node_group_cursors: HashMap<ByteString, u64>,
     /// In a cluster: takeovers between nodes of this shard's client ids.
@@ -259,6 +268,10 @@ impl Broker {
             routing_from: None,
             node_routes: Default::default(),
             to_nodes: Vec::new(),
+            next_message_id: crate::message::MessageId {
+                shard: fastrand::u64(..),
+                seq: 0,
+            },
             node_group_cursors: HashMap::default(),
             owners: Default::default(),
             owner_check: None,
@@ -379,6 +392,7 @@ impl Broker {
             properties: None,
             publisher: ByteString::new(),
             expires_at: None,
+            id: None,
         };
         self.publish_message(message, now);
     }

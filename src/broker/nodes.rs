@@ -21,7 +21,7 @@ use bytestring::ByteString;
 
 use super::{Broker, Forward};
 use crate::cluster::frame::Message as NodeMessage;
-use crate::message::Message;
+use crate::message::{Message, MessageId};
 use crate::store::record;
 
 impl Broker {
@@ -31,7 +31,7 @@ impl Broker {
     /// node is picked for leaves it. Returns the nodes the message went to.
     pub(super) fn route_to_nodes(
         &mut self,
-        message: &Message,
+        message: &mut Message,
         groups: &mut Vec<(usize, ByteString)>,
         now: Instant,
     ) -> Vec<ByteString> {
@@ -61,6 +61,12 @@ impl Broker {
         if sends.is_empty() {
             return Vec::new();
         }
+        // Kept on the local copy too: a session that moves here from one of
+        // those nodes may get it from there as well.
+        let id = *message.id.get_or_insert_with(|| {
+            self.next_message_id.seq += 1;
+            self.next_message_id
+        });
         let encoded = record::encode_message(message, now);
         let mut nodes = Vec::with_capacity(sends.len());
         for (node, served) in sends {
@@ -68,6 +74,7 @@ impl Broker {
                 groups: served,
                 publisher: message.publisher.to_string(),
                 message: encoded.clone(),
+                id,
             };
             self.to_nodes.push((node.clone(), route));
             nodes.push(node);
@@ -83,7 +90,8 @@ impl Broker {
                 groups,
                 publisher,
                 message,
-            } => self.route_from_node(&groups, &publisher, &message, now),
+                id,
+            } => self.route_from_node(&groups, &publisher, &message, id, now),
             NodeMessage::Barrier { shard, ticket } => {
                 self.node_barrier(from.clone(), shard, ticket, now)
             }
@@ -113,16 +121,24 @@ impl Broker {
     /// node's members of the share groups in `served`, never back to other
     /// nodes. Retained messages reach this node's replica through the store's
     /// feed, not from here.
-    fn route_from_node(&mut self, served: &[String], publisher: &str, bytes: &[u8], now: Instant) {
+    fn route_from_node(
+        &mut self,
+        served: &[String],
+        publisher: &str,
+        bytes: &[u8],
+        id: MessageId,
+        now: Instant,
+    ) {
         self.stats.routed_from_nodes += 1;
         let publisher = ByteString::from(publisher);
-        let message = match record::decode_message(bytes, &publisher, now) {
+        let mut message = match record::decode_message(bytes, &publisher, now) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "a message from another node cannot be read: dropped");
                 return;
             }
         };
+        message.id = Some(id);
         let mut groups = self.router.assign_groups(&message.topic);
         groups.retain(|(_, g)| served.iter().any(|s| s == &**g));
         let shards = self.route_to_shards(&message, groups, None, now);

@@ -198,3 +198,143 @@ fn an_ack_behind_one_held_for_a_node_waits_its_turn() {
         ]
     );
 }
+
+/// A persistent session `s` subscribed to `t` at QoS 1 on connection
+/// `conn`, claimed at `generation` after `previous`.
+fn claimed_subscriber(b: &mut Broker, conn: ConnId, generation: u64, previous: Option<&str>) {
+    let now = Instant::now();
+    let claim = crate::store::Claim {
+        generation,
+        previous: previous.map(str::to_owned),
+        session: None,
+        orphan_will: None,
+    };
+    assert!(b.claimed(&ByteString::from("s"), claim, now));
+    let mut c = online(b, conn, connect(Version::V5, "s", false));
+    b.handle(&mut c, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    b.take_output(conn);
+}
+
+/// Session `s` moves from node a to node b while node c publishes to it:
+/// c's index names both a (which forwards to b what reaches it) and b.
+/// `forwarded_first`: whether a's forward reaches b before c's route.
+fn moved_while_routed_to_both(forwarded_first: bool) -> (Broker, Vec<Vec<u8>>) {
+    let now = Instant::now();
+    let (mut a, mut b, mut c) = (node(), node(), node());
+    claimed_subscriber(&mut a, 1, 5, None);
+    let me = crate::store::Owner {
+        node: "b".into(),
+        boot: 2,
+    };
+    let next = b.after_claim(&"s".into(), 6, Some("a#1"), &me, |_| true, now);
+    assert_eq!(next, AfterClaim::Wait);
+    assert_eq!(carry(&mut b, "b", &mut a, "a", now), 1, "the takeover");
+    assert_eq!(carry(&mut a, "a", &mut b, "b", now), 1, "its answer");
+    assert!(!b.awaits_handover(&"s".into()));
+    claimed_subscriber(&mut b, 2, 6, Some("a#1"));
+    learn(&mut c, "a", "t");
+    learn(&mut c, "b", "t");
+    let mut publ = online(&mut c, 3, connect(Version::V5, "p", true));
+    c.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    let routed_to_b = c
+        .to_nodes
+        .iter()
+        .filter(|(n, m)| n == "b" && matches!(m, NodeMessage::Route { .. }))
+        .count();
+    assert_eq!(routed_to_b, 1, "c routes to b too");
+    if forwarded_first {
+        carry(&mut c, "c", &mut a, "a", now);
+        assert!(carry(&mut a, "a", &mut b, "b", now) >= 1, "a forwards");
+        carry(&mut c, "c", &mut b, "b", now);
+    } else {
+        carry(&mut c, "c", &mut b, "b", now);
+        carry(&mut c, "c", &mut a, "a", now);
+        assert!(carry(&mut a, "a", &mut b, "b", now) >= 1, "a forwards");
+    }
+    let got = publishes(&mut b, 2);
+    (b, got)
+}
+
+/// Issue 14, takeover: a message routed to both owners of a session that
+/// moves reaches its client once, in either order of arrival.
+#[test]
+fn a_session_moved_here_gets_a_message_routed_to_both_owners_once() {
+    for forwarded_first in [true, false] {
+        let (b, got) = moved_while_routed_to_both(forwarded_first);
+        assert_eq!(
+            got,
+            vec![b"m".to_vec()],
+            "forwarded first: {forwarded_first}"
+        );
+        assert_eq!(b.stats.moved_duplicates, 1);
+    }
+}
+
+/// Issue 14, takeover with `durability = "sessions"`, where only the old
+/// owner's memory holds a session's messages: they move with it, before the
+/// CONNACK on the new owner, and what the client had been sent comes again
+/// with DUP.
+#[test]
+fn a_session_taken_over_brings_the_messages_it_held() {
+    let now = Instant::now();
+    let (mut a, mut b) = (node(), node());
+    claimed_subscriber(&mut a, 1, 5, None);
+    let mut publ = online(&mut a, 3, connect(Version::V5, "p", true));
+    for (n, m) in [b"m1", b"m2"].into_iter().enumerate() {
+        a.handle(
+            &mut publ,
+            publish("t", QoS::AtLeastOnce, n as u16 + 1, m),
+            now,
+        )
+        .unwrap();
+    }
+    assert_eq!(publishes(&mut a, 1).len(), 2, "sent on a, not acknowledged");
+    let me = crate::store::Owner {
+        node: "b".into(),
+        boot: 2,
+    };
+    let next = b.after_claim(&"s".into(), 6, Some("a#1"), &me, |_| true, now);
+    assert_eq!(next, AfterClaim::Wait);
+    carry(&mut b, "b", &mut a, "a", now);
+    assert_eq!(a.stats.handed_over, 2);
+    assert_eq!(
+        carry(&mut a, "a", &mut b, "b", now),
+        3,
+        "two messages, then the answer"
+    );
+    assert!(!b.awaits_handover(&"s".into()));
+    let options = crate::protocol::SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
+    let stored = crate::store::StoredSession {
+        expiry: std::time::Duration::from_secs(600),
+        expires_in: None,
+        subscriptions: vec![(
+            crate::topic::TopicFilter::new("t".to_owned()).unwrap(),
+            crate::session::Subscription { options, id: None },
+        )],
+        queued: Vec::new(),
+    };
+    let claim = crate::store::Claim {
+        generation: 6,
+        previous: Some("a#1".into()),
+        session: Some(stored),
+        orphan_will: None,
+    };
+    assert!(b.claimed(&"s".into(), claim, now));
+    b.connect(2, &connect(Version::V5, "s", false), now)
+        .expect("accepted");
+    let resent: Vec<_> = b
+        .take_output(2)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((p.payload.to_vec(), p.dup)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, vec![(b"m1".to_vec(), true), (b"m2".to_vec(), true)]);
+}

@@ -18,8 +18,10 @@
 //!   messages and lose them (the loss EMQX fixed in PR 6393). The new owner
 //!   keeps what arrives before its CONNECT is through, and delivers it
 //!   after. Nodes that have learned of the new owner route to both
-//!   meanwhile: the new owner gets those messages twice, the second time
-//!   without DUP (nothing tells it the two are one message yet).
+//!   meanwhile, so the new owner may get a message twice: every message
+//!   that goes to other nodes carries an id ([`MessageId`]), and for
+//!   [`ARRIVALS`] after a claim from another node the new owner keeps the
+//!   ids its session got, and drops a second copy ([`Arrivals`]).
 //!   A publisher's PUBACK waits for the new owner too when the
 //!   message is forwarded from the shard it was published on or routed to
 //!   from another node (not when it came from another shard of this node:
@@ -27,9 +29,13 @@
 //!
 //! What the session held when it was taken over: with `durability =
 //! "messages"` it is in Redis, which the claim reads. With `durability =
-//! "sessions"` the queued messages stay behind and are lost; the state
-//! machine in [`crate::cluster::takeover`] (run by the seeded simulation)
-//! hands them over too, and is not wired into the server yet.
+//! "sessions"` only the old owner's memory has the messages: it sends them,
+//! each with how far it got with the client, before its answer, on the
+//! link the forwards take after, and the new owner restores them into the
+//! session with the claim (sent ones go out again with DUP). The sans-IO
+//! machine in [`crate::cluster::takeover`], which the seeded simulation
+//! runs, does the same hand-over with its own messages; the server does not
+//! use it.
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +44,9 @@ use bytestring::ByteString;
 use super::{Broker, Forward};
 use crate::cluster::frame::Message as NodeMessage;
 use crate::hash::{HashMap, HashSet};
+use crate::message::MessageId;
 use crate::protocol::ReasonCode;
+use crate::session::{Delivery, StoredState};
 use crate::store::Owner;
 
 /// How long a persistent session taken over by another node stays here,
@@ -47,10 +55,57 @@ use crate::store::Owner;
 /// feed is polled every 50 ms), short because the nodes that know route to
 /// both meanwhile, and the new owner gets those messages twice.
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long the new owner of a session taken from another node drops
+/// second copies: the old owner's [`LINGER`], and as long again for what it
+/// forwarded at its end to cross the link.
+pub const ARRIVALS: Duration = Duration::from_secs(4);
+/// The most message ids kept for one session moved here; past it, a second
+/// copy may reach the client (as a duplicate without DUP, not a loss).
+const MAX_ARRIVALS: usize = 100_000;
 /// How long a takeover's generation is remembered.
 const REMEMBER: Duration = Duration::from_secs(60);
 /// The most deliveries kept for one client id whose CONNECT is not through.
 const MAX_EARLY: usize = 10_000;
+
+/// Which messages each session claimed from another node got in its first
+/// [`ARRIVALS`] here: a message routed to both the old and the new owner
+/// reaches it twice, once forwarded by the old one ([`NodeMessage::Deliver`])
+/// and once from its publisher's node, in either order.
+#[derive(Debug, Default)]
+pub(super) struct Arrivals(HashMap<ByteString, (Instant, HashSet<(MessageId, bool)>)>);
+
+impl Arrivals {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `delivery` is the first copy of its message for `client`.
+    /// A message may go to one session twice legitimately, through a share
+    /// group and a plain subscription: the two are told apart.
+    pub(super) fn first_arrival(&mut self, client: &ByteString, delivery: &Delivery) -> bool {
+        let (Some(id), Some((_, seen))) = (delivery.message.id, self.0.get_mut(client)) else {
+            return true;
+        };
+        let key = (id, delivery.share_group.is_some());
+        if seen.len() >= MAX_ARRIVALS {
+            return !seen.contains(&key);
+        }
+        seen.insert(key)
+    }
+
+    fn start(&mut self, client: &ByteString, now: Instant) {
+        self.0
+            .insert(client.clone(), (now + ARRIVALS, HashSet::default()));
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.0.retain(|_, (until, _)| *until > now);
+    }
+}
+
+/// A delivery another node forwarded ([`NodeMessage::Deliver`]): as stored,
+/// its message's id, and how far it got with the client there.
+type Forwarded = (bytes::Bytes, Option<MessageId>, StoredState);
 
 /// What a CONNECT does once its claim is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +134,9 @@ pub(super) struct Owners {
     /// Deliveries forwarded here by the node this shard took a session
     /// from, before the CONNECT that claimed it was through: by client id,
     /// the claim's generation and the encoded deliveries.
-    early: HashMap<ByteString, (u64, Vec<bytes::Bytes>)>,
+    early: HashMap<ByteString, (u64, Vec<Forwarded>)>,
+    /// Sessions this shard claimed from another node a moment ago.
+    pub(super) arrivals: Arrivals,
     /// A wait ended since [`Broker::take_handovers_ended`].
     ended: bool,
 }
@@ -107,6 +164,7 @@ impl Broker {
         previous: Option<&str>,
         me: &Owner,
         alive: impl Fn(&Owner) -> bool,
+        now: Instant,
     ) -> AfterClaim {
         let newer = self.taken_at(client_id) > generation;
         let previous = previous
@@ -129,6 +187,7 @@ impl Broker {
                 self.owners
                     .waiting
                     .insert(client_id.clone(), (generation, node));
+                self.owners.arrivals.start(client_id, now);
                 return AfterClaim::Wait;
             }
         }
@@ -201,7 +260,9 @@ impl Broker {
                 client_id,
                 generation,
                 delivery,
-            } => self.moved_here(client_id.into(), generation, delivery, now),
+                id,
+                state,
+            } => self.moved_here(client_id.into(), generation, (delivery, id, state), now),
             _ => {}
         }
     }
@@ -230,6 +291,7 @@ impl Broker {
                     self.outputs.close(conn, ReasonCode::SessionTakenOver);
                 }
                 if let Some(held) = held {
+                    self.hand_over_held(from, &client_id, generation, now);
                     self.owners
                         .lingering
                         .push((client_id.clone(), held, now + LINGER));
@@ -246,6 +308,36 @@ impl Broker {
         self.to_nodes.push((from.clone(), done));
     }
 
+    /// With `durability = "sessions"`, where only this node's memory holds
+    /// a session's messages: sends `to`, which claimed `client_id` at
+    /// `generation`, what the session held, before the answer that lets
+    /// its CONNECT through. (With stored messages the claim read them.)
+    fn hand_over_held(
+        &mut self,
+        to: &ByteString,
+        client_id: &ByteString,
+        generation: u64,
+        now: Instant,
+    ) {
+        if self.store_messages {
+            return;
+        }
+        let Some(entry) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        for (delivery, state) in entry.session.take_held() {
+            let deliver = NodeMessage::Deliver {
+                client_id: client_id.to_string(),
+                generation,
+                delivery: crate::store::record::encode_delivery(&delivery, now),
+                id: delivery.message.id,
+                state,
+            };
+            self.to_nodes.push((to.clone(), deliver));
+            self.stats.handed_over += 1;
+        }
+    }
+
     /// A delivery the node this shard took `client_id` from forwarded: into
     /// the session if the claim at `generation` is through, else kept until
     /// it is ([`Broker::deliver_early`]).
@@ -253,12 +345,12 @@ impl Broker {
         &mut self,
         client_id: ByteString,
         generation: u64,
-        delivery: bytes::Bytes,
+        delivery: Forwarded,
         now: Instant,
     ) {
         let held = self.sessions.get(&client_id).and_then(|e| e.generation);
         match held {
-            Some(g) if g == generation => self.deliver_forwarded(&client_id, &delivery, now),
+            Some(g) if g == generation => self.deliver_forwarded(&client_id, delivery, now),
             Some(g) if g > generation => self.stats.forwards_lost += 1,
             _ => {
                 let early = self
@@ -287,23 +379,69 @@ impl Broker {
             return;
         }
         for d in deliveries {
-            self.deliver_forwarded(client_id, &d, now);
+            self.deliver_forwarded(client_id, d, now);
         }
     }
 
-    fn deliver_forwarded(&mut self, client_id: &ByteString, bytes: &[u8], now: Instant) {
-        let mut delivery = match crate::store::record::decode_delivery(bytes, 0, now) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "a delivery forwarded by another node cannot be read: dropped");
-                self.stats.forwards_lost += 1;
-                return;
-            }
+    fn deliver_forwarded(&mut self, client_id: &ByteString, forwarded: Forwarded, now: Instant) {
+        let Some((delivery, _)) = self.decode_forwarded(client_id, forwarded, now) else {
+            return;
         };
-        delivery.stored = None;
         self.with_recipients(now, |_, sessions| {
             crate::router::Recipients::deliver(sessions, client_id, delivery)
         });
+    }
+
+    fn decode_forwarded(
+        &mut self,
+        client_id: &ByteString,
+        (bytes, id, state): Forwarded,
+        now: Instant,
+    ) -> Option<(Delivery, StoredState)> {
+        match crate::store::record::decode_delivery(&bytes, 0, now) {
+            Ok(mut delivery) => {
+                delivery.stored = None;
+                delivery.message.id = id;
+                Some((delivery, state))
+            }
+            Err(e) => {
+                tracing::warn!(client = %client_id, error = %e, "a delivery forwarded by another node cannot be read: dropped");
+                self.stats.forwards_lost += 1;
+                None
+            }
+        }
+    }
+
+    /// With `durability = "sessions"`: what the node this shard claimed
+    /// `client_id` from at `generation` handed over and forwarded so far, in
+    /// order, to restore into the session with how far each got (sent ones
+    /// go out again with DUP). With stored messages the claim read them from
+    /// the store, and what was forwarded is delivered after the CONNECT
+    /// ([`Broker::deliver_early`]).
+    pub(super) fn take_handed_over(
+        &mut self,
+        client_id: &ByteString,
+        generation: u64,
+        now: Instant,
+    ) -> Vec<(Delivery, StoredState)> {
+        if self.store_messages {
+            return Vec::new();
+        }
+        let Some((g, forwarded)) = self.owners.early.remove(client_id) else {
+            return Vec::new();
+        };
+        if g != generation {
+            self.stats.forwards_lost += forwarded.len() as u64;
+            return Vec::new();
+        }
+        let held: Vec<_> = forwarded
+            .into_iter()
+            .filter_map(|f| self.decode_forwarded(client_id, f, now))
+            .collect();
+        for (delivery, _) in &held {
+            self.owners.arrivals.first_arrival(client_id, delivery);
+        }
+        held
     }
 
     /// `node` died: CONNECTs waiting for its answer go on (its connections
@@ -320,6 +458,7 @@ impl Broker {
     /// takeovers. Call about once a second.
     pub(super) fn expire_taken(&mut self, now: Instant) {
         self.owners.taken.retain(|_, (_, until)| *until > now);
+        self.owners.arrivals.expire(now);
         // Forwarded for a CONNECT that never got through.
         let waiting = &self.owners.busy;
         self.owners.early.retain(|id, _| waiting.contains(id));

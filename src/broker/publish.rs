@@ -285,7 +285,7 @@ impl Broker {
     /// shards and nodes it went to.
     fn route_message(
         &mut self,
-        message: Message,
+        mut message: Message,
         origin: Option<ConnId>,
         now: Instant,
     ) -> (ShardMask, Vec<ByteString>) {
@@ -295,7 +295,7 @@ impl Broker {
             self.broadcast(Forward::Retain(message.clone()));
         }
         let mut groups = self.router.assign_groups(&message.topic);
-        let nodes = self.route_to_nodes(&message, &mut groups, now);
+        let nodes = self.route_to_nodes(&mut message, &mut groups, now);
         let shards = self.route_to_shards(&message, groups, origin, now);
         (shards, nodes)
     }
@@ -381,6 +381,7 @@ impl Broker {
                 store_ops,
                 origin,
                 moved: &owners.moved,
+                moved_here: &mut owners.arrivals,
                 to_nodes,
                 acks,
             },
@@ -412,6 +413,9 @@ pub(super) struct Sessions<'a> {
     /// Sessions another node took over, still here a while: what reaches
     /// them goes to that node ([`super::owners`]).
     moved: &'a HashMap<ByteString, (ByteString, u64)>,
+    /// Sessions another node lost to this one a moment ago: which messages
+    /// they got since ([`super::owners`]).
+    moved_here: &'a mut super::owners::Arrivals,
     to_nodes: &'a mut Vec<(ByteString, crate::cluster::frame::Message)>,
     acks: &'a mut super::acks::HeldAcks,
 }
@@ -428,11 +432,17 @@ impl Recipients for Sessions<'_> {
                     client_id: client.to_string(),
                     generation: *generation,
                     delivery: record::encode_delivery(&delivery, self.now),
+                    id: delivery.message.id,
+                    state: crate::session::StoredState::Queued,
                 };
                 self.to_nodes.push((node.clone(), forward));
                 self.acks.wait_for_node(node);
                 return;
             }
+        }
+        if !self.moved_here.is_empty() && !self.moved_here.first_arrival(client, &delivery) {
+            self.stats.moved_duplicates += 1;
+            return;
         }
         let Some(entry) = self.sessions.get_mut(client) else {
             return;

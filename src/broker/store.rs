@@ -96,6 +96,11 @@ impl Broker {
             self.owners.moved.remove(client_id);
             self.end_session(client_id, now);
         }
+        let mut claim = claim;
+        if let Some(session) = claim.session.as_mut() {
+            let handed_over = self.take_handed_over(client_id, claim.generation, now);
+            session.queued.extend(handed_over);
+        }
         self.claim = Some((client_id.clone(), claim.generation));
         self.take_claim(client_id, claim, now);
         true

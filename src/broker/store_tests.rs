@@ -240,6 +240,7 @@ fn a_will_left_by_a_dead_owner_goes_out_once() {
                 properties: None,
                 publisher: id("dead"),
                 expires_at: None,
+                id: None,
             },
             now,
         ),

@@ -214,6 +214,7 @@ async fn read_retained(
         properties: None,
         publisher: ByteString::new(),
         expires_at: None,
+        id: None,
     }))
 }
 

@@ -18,6 +18,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::message::MessageId;
+use crate::protocol::PacketId;
+use crate::session::StoredState;
 use crate::store::Owner;
 
 /// The first bytes of a [`Hello`].
@@ -25,7 +28,7 @@ pub const MAGIC: [u8; 4] = *b"SMQL";
 /// The protocol version this build speaks. A peer with another one is
 /// refused at the handshake with [`FrameError::Version`]: the cluster runs
 /// one version at a time, rolling upgrades are not promised yet.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The largest frame [`decode`] accepts by default.
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -48,6 +51,8 @@ pub enum FrameError {
     Utf8(&'static str),
     #[error("QoS {0} is not 0, 1 or 2")]
     Qos(u8),
+    #[error("delivery state {0} with packet id 0, or unknown")]
+    DeliveryState(u8),
     #[error("{0} bytes left over after the frame's fields")]
     Trailing(usize),
 }
@@ -142,6 +147,8 @@ pub enum Message {
         publisher: String,
         /// The message as an MQTT 5 PUBLISH ([`crate::store::record::encode_message`]).
         message: Bytes,
+        /// The same on every node it goes to ([`MessageId`]).
+        id: MessageId,
     },
     /// Answer with [`Message::Stored`] once every [`Message::Route`] sent
     /// before this is queued for its sessions here (and, with `durability =
@@ -166,6 +173,13 @@ pub enum Message {
         generation: u64,
         /// As stored ([`crate::store::record::encode_delivery`]).
         delivery: Bytes,
+        /// The message's id, if it went to other nodes: the receiver may
+        /// have it from its publisher's node too.
+        id: Option<MessageId>,
+        /// How far it got with the client: past `Queued` only for what the
+        /// session held when it was taken over (sent before
+        /// [`Message::HandOverDone`]).
+        state: StoredState,
     },
 }
 
@@ -350,6 +364,7 @@ impl Message {
                 groups,
                 publisher,
                 message,
+                id,
             } => {
                 out.put_u8(6);
                 out.put_u16(groups.len().min(u16::MAX as usize) as u16);
@@ -358,6 +373,7 @@ impl Message {
                 }
                 put_str(out, publisher);
                 put_bytes(out, message);
+                put_id(out, id);
             }
             Message::Barrier { shard, ticket } => {
                 out.put_u8(7);
@@ -378,11 +394,27 @@ impl Message {
                 client_id,
                 generation,
                 delivery,
+                id,
+                state,
             } => {
                 out.put_u8(9);
                 put_str(out, client_id);
                 out.put_u64(*generation);
                 put_bytes(out, delivery);
+                match id {
+                    Some(id) => {
+                        out.put_u8(1);
+                        put_id(out, id);
+                    }
+                    None => out.put_u8(0),
+                }
+                let (kind, packet_id) = match state {
+                    StoredState::Queued => (0, 0),
+                    StoredState::Sent(p) => (1, p.get()),
+                    StoredState::Released(p) => (2, p.get()),
+                };
+                out.put_u8(kind);
+                out.put_u16(packet_id);
             }
         }
     }
@@ -431,6 +463,7 @@ impl Message {
                     groups,
                     publisher: r.str("publisher")?,
                     message: r.bytes("message")?,
+                    id: r.id()?,
                 }
             }
             7 => Message::Barrier {
@@ -446,6 +479,11 @@ impl Message {
                 client_id: r.str("client id")?,
                 generation: r.u64("generation")?,
                 delivery: r.bytes("delivery")?,
+                id: match r.u8("id flag")? {
+                    0 => None,
+                    _ => Some(r.id()?),
+                },
+                state: r.state()?,
             },
             k => return Err(FrameError::MessageKind(k)),
         })
@@ -502,6 +540,11 @@ fn put_owner(out: &mut BytesMut, o: &Owner) {
     out.put_u64(o.boot);
 }
 
+fn put_id(out: &mut BytesMut, id: &MessageId) {
+    out.put_u64(id.shard);
+    out.put_u64(id.seq);
+}
+
 /// Bounds-checked reads over a frame's body.
 struct Reader<'a>(&'a [u8]);
 
@@ -547,6 +590,24 @@ impl Reader<'_> {
     fn bytes(&mut self, what: &'static str) -> Result<Bytes, FrameError> {
         let n = self.u32(what)? as usize;
         Ok(Bytes::copy_from_slice(self.take(n, what)?))
+    }
+
+    fn id(&mut self) -> Result<MessageId, FrameError> {
+        Ok(MessageId {
+            shard: self.u64("message id")?,
+            seq: self.u64("message id")?,
+        })
+    }
+
+    fn state(&mut self) -> Result<StoredState, FrameError> {
+        let kind = self.u8("delivery state")?;
+        let packet_id = PacketId::new(self.u16("packet id")?);
+        Ok(match (kind, packet_id) {
+            (0, _) => StoredState::Queued,
+            (1, Some(p)) => StoredState::Sent(p),
+            (2, Some(p)) => StoredState::Released(p),
+            _ => return Err(FrameError::DeliveryState(kind)),
+        })
     }
 
     fn owner(&mut self) -> Result<Owner, FrameError> {

@@ -580,6 +580,7 @@ async fn claim(
         claim.previous.as_deref(),
         links.me(),
         |life| links.is_alive(life),
+        Instant::now(),
     );
     shard.wake();
     match next {

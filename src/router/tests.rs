@@ -15,6 +15,7 @@ fn msg(topic: &str, qos: QoS, retain: bool) -> Message {
         properties: None,
         publisher: ByteString::from("publisher"),
         expires_at: None,
+        id: None,
     }
 }
 

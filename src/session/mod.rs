@@ -221,6 +221,30 @@ impl Session {
         }
     }
 
+    /// The session moves to another node, and the store does not hold its
+    /// messages (`durability = "sessions"`): takes out what it holds, in
+    /// order and with how far each got, for [`Session::restore_stored`]
+    /// there.
+    pub fn take_held(&mut self) -> Vec<(Delivery, StoredState)> {
+        let mut held: Vec<(Delivery, StoredState)> = self
+            .inflight
+            .drain_unless(|_| false)
+            .into_iter()
+            .map(|e| {
+                let state = match e.state {
+                    OutState::AwaitingPubComp => StoredState::Released(e.packet_id),
+                    OutState::AwaitingPubAck | OutState::AwaitingPubRec => {
+                        StoredState::Sent(e.packet_id)
+                    }
+                };
+                (e.delivery, state)
+            })
+            .collect();
+        let queued = self.queue.drain_unless(|_| false);
+        held.extend(queued.into_iter().map(|d| (d, StoredState::Queued)));
+        held
+    }
+
     pub fn is_online(&self) -> bool {
         self.online
     }

@@ -15,6 +15,7 @@ fn message(n: u8, qos: QoS) -> Message {
         properties: None,
         publisher: ByteString::from("pub"),
         expires_at: None,
+        id: None,
     }
 }
 

@@ -296,6 +296,7 @@ mod tests {
             })),
             publisher: "p".into(),
             expires_at: None,
+            id: None,
         }
     }
 

@@ -65,22 +65,36 @@ fn message() -> impl Strategy<Value = Message> {
             proptest::collection::vec("\\PC{0,10}", 0..3),
             "\\PC{0,10}",
             proptest::collection::vec(any::<u8>(), 0..20),
+            any::<(u64, u64)>(),
         )
-            .prop_map(|(groups, publisher, message)| Message::Route {
-                groups,
-                publisher,
-                message: message.into(),
-            }),
+            .prop_map(
+                |(groups, publisher, message, (shard, seq))| Message::Route {
+                    groups,
+                    publisher,
+                    message: message.into(),
+                    id: MessageId { shard, seq },
+                }
+            ),
         (any::<u16>(), any::<u64>()).prop_map(|(shard, ticket)| Message::Barrier { shard, ticket }),
         (
             "\\PC{0,10}",
             any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..20)
+            proptest::collection::vec(any::<u8>(), 0..20),
+            proptest::option::of(any::<(u64, u64)>()),
+            (0u8..3, 1u16..),
         )
-            .prop_map(|(client_id, generation, delivery)| Message::Deliver {
-                client_id,
-                generation,
-                delivery: delivery.into(),
+            .prop_map(|(client_id, generation, delivery, id, (kind, packet_id))| {
+                Message::Deliver {
+                    client_id,
+                    generation,
+                    delivery: delivery.into(),
+                    id: id.map(|(shard, seq)| MessageId { shard, seq }),
+                    state: match (kind, PacketId::new(packet_id).expect("not 0")) {
+                        (0, _) => StoredState::Queued,
+                        (1, p) => StoredState::Sent(p),
+                        (_, p) => StoredState::Released(p),
+                    },
+                }
             }),
         (any::<u16>(), any::<u64>(), any::<bool>()).prop_map(|(shard, ticket, stored)| {
             Message::Stored {
@@ -181,7 +195,7 @@ fn an_unknown_version_is_refused_by_name() {
     );
     assert_eq!(
         err.to_string(),
-        "peer speaks cluster protocol version 9, this node speaks 1: run one version across the cluster"
+        "peer speaks cluster protocol version 9, this node speaks 2: run one version across the cluster"
     );
 }
 
