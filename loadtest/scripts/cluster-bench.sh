@@ -6,6 +6,8 @@
 # second (node a's shardmq_cluster_messages_out_total over the window).
 #
 # Usage: loadtest/scripts/cluster-bench.sh [pairs] [duration]
+# Environment: QOS (default "0 1"), CORES (default 0; "all": the default config,
+# a shard per core), RATE (default max; msgs/s in all), DURABILITY (default sessions).
 # Needs: redis-server, target/release/{shardmq,loadtest} (cargo build --release --workspace).
 set -euo pipefail
 PAIRS=${1:-100}
@@ -63,10 +65,10 @@ for qos in ${QOS:-0 1}; do
   for where in same cross; do
     sub=${mqtt[a]}; [ $where = cross ] && sub=${mqtt[b]}
     before=$(out_total)
-    echo "== p2p, $PAIRS pairs, QoS $qos, rate max, subscriber on the $where node"
+    echo "== p2p, $PAIRS pairs, QoS $qos, rate ${RATE:-max}, subscriber on the $where node"
     taskset -c 1 target/release/loadtest --broker "127.0.0.1:${mqtt[a]}" \
       --subscriber-broker "127.0.0.1:$sub" --scenario p2p --clients "$PAIRS" \
-      --qos "$qos" --rate max --duration "$DURATION" --warmup 2s --cores 1 \
+      --qos "$qos" --rate "${RATE:-max}" --duration "$DURATION" --warmup 2s --cores 1 \
       --client-id "bench-$qos-$where-{i}" | grep -E "msgs/s|latency|lost|sent|received" || true
     after=$(out_total)
     secs=$(( ${DURATION%s} + 2 ))

@@ -63,6 +63,22 @@ impl AckSide {
     }
 }
 
+/// How long a subscriber waits after the last message it heard, once the
+/// window has ended: [`QUIET`], or three of one publisher's intervals at slow
+/// rates (at 5 msgs/s a p2p subscriber hears a message every 200 ms, and
+/// left before the last one arrived: 8 of 50,000 counted missing).
+fn quiet_ns(spec: &Spec) -> u64 {
+    let interval_s = match spec.rate {
+        crate::cli::Rate::PerSec(r) if r > 0.0 => spec.plan.publishers.max(1) as f64 / r,
+        _ => 0.0,
+    };
+    let quiet = QUIET
+        .as_secs_f64()
+        .max(3.0 * interval_s)
+        .min(spec.drain.as_secs_f64());
+    (quiet * 1e9) as u64
+}
+
 /// Reads until the connection's work is done; returns its figures. `acks`: the
 /// connection publishes; `receiver`: it subscribed.
 pub async fn run(
@@ -119,9 +135,7 @@ pub async fn run(
             let sent_all = acks.as_ref().is_none_or(|a| !awaiting_acks || a.settled());
             let received_all = match receiver {
                 None => true,
-                Some(_) => {
-                    now >= drain_ns || (now >= end_ns && now >= heard_ns + QUIET.as_nanos() as u64)
-                }
+                Some(_) => now >= drain_ns || (now >= end_ns && now >= heard_ns + quiet_ns(&spec)),
             };
             if sent_all && received_all {
                 return Ok(());
