@@ -11,8 +11,16 @@
 //!   recipient drains or stalls. A connection with no credit left is not read.
 //!   So at most `FORWARD_WINDOW` publishes per publisher are on their way to, or
 //!   waiting behind, a congested recipient on another shard, whatever the offered
-//!   rate; the mesh never holds more than that per publisher. The same credits
-//!   can cross a node-to-node link: a credit names only the origin connection.
+//!   rate; the mesh never holds more than that per publisher.
+//! - **Across nodes.** The same credits cross the node-to-node links: every
+//!   publish a connection sends to another node takes a credit, and that node
+//!   gives it back ([`crate::cluster::frame::Message::Credit`]). The shard
+//!   that takes the message from the link stands in for the publisher there:
+//!   a *relay*, a connection id of its own with its own window, spends the
+//!   credits of the node's other shards (and holds one for a congested
+//!   recipient of its own), and the publisher's credit goes back at once
+//!   while the relay has room, else once it has room again. So a congested
+//!   recipient on any shard of another node slows the publisher the same way.
 //! - **Stalls.** A recipient that neither finished a write nor acknowledged
 //!   anything for `stall` holds nobody up any more: its publishers go on, and
 //!   its messages overflow by `queue-overflow`, counted.
@@ -47,15 +55,49 @@ struct Congested {
     held: Vec<(usize, ConnId, u32)>,
 }
 
+/// Relays' connection ids have this bit set; local connections never do.
+const RELAY: ConnId = 1 << 63;
+
+/// Where a publisher on another node is: the node, its shard there, and
+/// the connection.
+pub(super) type Remote = (ByteString, u16, ConnId);
+
+/// A publisher on another node, as the shard that takes its messages off
+/// the link sees it ([`Flow::relay`]).
+#[derive(Debug)]
+struct Relay {
+    publisher: Remote,
+    /// Its credits kept back while the relay is out of credit.
+    held: u32,
+}
+
 /// The shard's flow-control state.
 #[derive(Debug, Default)]
 pub(super) struct Flow {
     /// Recipients found congested that have not drained since.
     congested: HashMap<ConnId, Congested>,
-    /// Publishes forwarded for each local connection and not yet credited back.
+    /// Publishes forwarded for each local connection (or relay) and not yet
+    /// credited back.
     unconfirmed: HashMap<ConnId, u32>,
     /// Credits to give back, per shard: `(connection there, publishes)`.
     credits: Vec<Vec<(ConnId, u32)>>,
+    /// Publishers on other nodes whose messages this shard took off a link
+    /// and routed, while any of their credits are out: by relay id, and the
+    /// relay id of each.
+    relays: HashMap<ConnId, Relay>,
+    relay_ids: HashMap<Remote, ConnId>,
+    next_relay: ConnId,
+    /// Credits to give back to publishers on other nodes.
+    node_credits: Vec<NodeCredits>,
+}
+
+/// Credits for the connections of one shard of another node.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct NodeCredits {
+    pub node: ByteString,
+    pub shard: u16,
+    /// `(connection, publishes)`.
+    pub credits: Vec<(ConnId, u32)>,
 }
 
 impl Flow {
@@ -74,6 +116,86 @@ impl Flow {
                 self.unconfirmed.remove(&conn);
             }
         }
+        if conn & RELAY != 0 && !self.out_of_credit(conn) {
+            self.relay_has_room(conn);
+        }
+    }
+
+    /// The relay standing in here for `publisher`, a connection on another
+    /// node: route its message with this as the origin, then call
+    /// [`Flow::relayed`].
+    pub(super) fn relay(&mut self, publisher: Remote) -> ConnId {
+        if let Some(&id) = self.relay_ids.get(&publisher) {
+            return id;
+        }
+        self.next_relay += 1;
+        let id = RELAY | self.next_relay;
+        self.relay_ids.insert(publisher.clone(), id);
+        self.relays.insert(id, Relay { publisher, held: 0 });
+        id
+    }
+
+    /// `relay` routed one message of its publisher: its credit goes back now
+    /// if the relay has room, else when it has.
+    pub(super) fn relayed(&mut self, relay: ConnId) {
+        if self.out_of_credit(relay) {
+            if let Some(r) = self.relays.get_mut(&relay) {
+                r.held += 1;
+            }
+            return;
+        }
+        if let Some(r) = self.relays.get(&relay) {
+            give_node(&mut self.node_credits, &r.publisher, 1);
+        }
+        self.forget_idle_relay(relay);
+    }
+
+    fn relay_has_room(&mut self, relay: ConnId) {
+        if let Some(r) = self.relays.get_mut(&relay) {
+            let held = std::mem::take(&mut r.held);
+            if held > 0 {
+                give_node(&mut self.node_credits, &r.publisher, held);
+            }
+        }
+        self.forget_idle_relay(relay);
+    }
+
+    /// A relay with nothing out and nothing held is forgotten: most
+    /// publishers across nodes have nothing out between two messages.
+    fn forget_idle_relay(&mut self, relay: ConnId) {
+        let idle = !self.unconfirmed.contains_key(&relay)
+            && self.relays.get(&relay).is_some_and(|r| r.held == 0);
+        if idle {
+            if let Some(r) = self.relays.remove(&relay) {
+                self.relay_ids.remove(&r.publisher);
+            }
+        }
+    }
+
+    /// `node` died: its publishers' relays go (what they held with them),
+    /// and every local connection's window opens, since the credits that
+    /// node owed are never coming (credits that come late from other
+    /// nodes only go down to zero).
+    pub(super) fn node_died(&mut self, node: &str) {
+        let gone: Vec<ConnId> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.publisher.0 == node)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            if let Some(r) = self.relays.remove(&id) {
+                self.relay_ids.remove(&r.publisher);
+            }
+            self.unconfirmed.remove(&id);
+        }
+        self.node_credits.retain(|c| c.node != node);
+        self.unconfirmed.retain(|&conn, _| conn & RELAY != 0);
+    }
+
+    /// Credits for publishers on other nodes, emptied.
+    pub(super) fn take_node_credits(&mut self) -> Vec<NodeCredits> {
+        std::mem::take(&mut self.node_credits)
     }
 
     /// Whether `conn` has used its whole window and must not be read.
@@ -190,6 +312,25 @@ fn release(credits: &mut Vec<Vec<(ConnId, u32)>>, held: Vec<(usize, ConnId, u32)
     }
 }
 
+fn give_node(to: &mut Vec<NodeCredits>, (node, shard, conn): &Remote, n: u32) {
+    let i = match to.iter().position(|c| c.node == *node && c.shard == *shard) {
+        Some(i) => i,
+        None => {
+            to.push(NodeCredits {
+                node: node.clone(),
+                shard: *shard,
+                credits: Vec::new(),
+            });
+            to.len() - 1
+        }
+    };
+    let credits = &mut to[i].credits;
+    match credits.iter_mut().find(|(c, _)| c == conn) {
+        Some((_, count)) => *count += n,
+        None => credits.push((*conn, n)),
+    }
+}
+
 fn give(credits: &mut Vec<Vec<(ConnId, u32)>>, shard: usize, conn: ConnId, n: u32) {
     if credits.len() <= shard {
         credits.resize_with(shard + 1, Vec::new);
@@ -296,5 +437,46 @@ mod tests {
         flow.closed(3);
         assert!(!flow.out_of_credit(3));
         assert_eq!(sent(&mut flow), [(0, vec![(9, 1)])]);
+    }
+
+    #[test]
+    fn a_relay_passes_credits_on_while_it_has_room_and_holds_them_after() {
+        let mut flow = Flow::default();
+        let publisher: Remote = ("a".into(), 1, 9);
+        let credits = |n| NodeCredits {
+            node: "a".into(),
+            shard: 1,
+            credits: vec![(9, n)],
+        };
+        let relay = flow.relay(publisher.clone());
+        assert_ne!(relay & RELAY, 0);
+        flow.relayed(relay);
+        assert_eq!(flow.take_node_credits(), [credits(1)]);
+        assert!(flow.relays.is_empty(), "idle, forgotten");
+
+        let relay = flow.relay(publisher.clone());
+        assert_eq!(flow.relay(publisher.clone()), relay, "one per publisher");
+        flow.forwarded(relay, FORWARD_WINDOW);
+        flow.relayed(relay);
+        flow.relayed(relay);
+        assert!(flow.take_node_credits().is_empty(), "held: no room");
+        flow.credited(relay, 1);
+        assert_eq!(flow.take_node_credits(), [credits(2)]);
+        flow.credited(relay, FORWARD_WINDOW);
+        assert!(flow.relays.is_empty() && flow.relay_ids.is_empty());
+    }
+
+    #[test]
+    fn a_dead_node_opens_every_window_and_takes_its_relays() {
+        let mut flow = Flow::default();
+        flow.forwarded(7, FORWARD_WINDOW);
+        let relay = flow.relay(("b".into(), 0, 3));
+        flow.forwarded(relay, FORWARD_WINDOW);
+        flow.relayed(relay);
+        flow.node_died("b");
+        assert!(!flow.out_of_credit(7));
+        assert!(flow.relays.is_empty() && flow.unconfirmed.is_empty());
+        flow.credited(relay, 1);
+        assert!(flow.take_node_credits().is_empty(), "nothing for the dead");
     }
 }

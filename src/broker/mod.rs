@@ -449,11 +449,26 @@ impl Broker {
         self.flow.is_stalled(conn, now, self.settings.stall)
     }
 
-    /// Moves the credits owed to other shards into `forwards`. Call before
-    /// draining `forwards`.
+    /// Moves the credits owed to other shards into `forwards`, and those
+    /// owed to other nodes into `to_nodes`. Call before draining them.
     pub fn flush_credits(&mut self) {
-        for (shard, credits) in self.flow.take_credits() {
-            self.forwards.push((shard, Forward::Credit(credits)));
+        let credits: Vec<_> = self.flow.take_credits().collect();
+        for (shard, credits) in credits {
+            if shard == self.shard {
+                // A relay's, for a congested recipient here ([`flow`]).
+                for (conn, n) in credits {
+                    self.flow.credited(conn, n);
+                }
+            } else {
+                self.forwards.push((shard, Forward::Credit(credits)));
+            }
+        }
+        for c in self.flow.take_node_credits() {
+            let credit = crate::cluster::frame::Message::Credit {
+                shard: c.shard,
+                credits: c.credits,
+            };
+            self.to_nodes.push((c.node, credit));
         }
     }
 

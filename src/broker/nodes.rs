@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 
-use super::{Broker, Forward};
+use super::{Broker, ConnId, Forward};
 use crate::cluster::frame::Message as NodeMessage;
 use crate::message::{Message, MessageId};
 use crate::store::record;
@@ -33,6 +33,7 @@ impl Broker {
         &mut self,
         message: &mut Message,
         groups: &mut Vec<(usize, ByteString)>,
+        origin: Option<ConnId>,
         now: Instant,
     ) -> Vec<ByteString> {
         if self.node_routes.is_empty() {
@@ -75,9 +76,13 @@ impl Broker {
                 publisher: message.publisher.to_string(),
                 message: encoded.clone(),
                 id,
+                credit_to: origin.map(|conn| (self.shard as u16, conn)),
             };
             self.to_nodes.push((node.clone(), route));
             nodes.push(node);
+        }
+        if let Some(origin) = origin {
+            self.flow.forwarded(origin, nodes.len() as u32);
         }
         self.stats.routed_to_nodes += nodes.len() as u64;
         nodes
@@ -91,7 +96,22 @@ impl Broker {
                 publisher,
                 message,
                 id,
-            } => self.route_from_node(&groups, &publisher, &message, id, now),
+                credit_to,
+            } => {
+                let relay =
+                    credit_to.map(|(shard, conn)| self.flow.relay((from.clone(), shard, conn)));
+                self.route_from_node(&groups, &publisher, &message, id, relay, now);
+            }
+            NodeMessage::Credit { shard, credits } => match usize::from(shard) {
+                s if s == self.shard => {
+                    for (conn, n) in credits {
+                        self.flow.credited(conn, n);
+                    }
+                    self.credited = true;
+                }
+                s if s < self.nr_shards => self.forwards.push((s, Forward::Credit(credits))),
+                _ => {}
+            },
             NodeMessage::Barrier { shard, ticket } => {
                 self.node_barrier(from.clone(), shard, ticket, now)
             }
@@ -120,13 +140,15 @@ impl Broker {
     /// subscribers and to the other shards with subscribers, and to this
     /// node's members of the share groups in `served`, never back to other
     /// nodes. Retained messages reach this node's replica through the store's
-    /// feed, not from here.
+    /// feed, not from here. `relay`: the publisher's stand-in here, if a
+    /// client published it ([`super::flow`]).
     fn route_from_node(
         &mut self,
         served: &[String],
         publisher: &str,
         bytes: &[u8],
         id: MessageId,
+        relay: Option<ConnId>,
         now: Instant,
     ) {
         self.stats.routed_from_nodes += 1;
@@ -141,7 +163,19 @@ impl Broker {
         message.id = Some(id);
         let mut groups = self.router.assign_groups(&message.topic);
         groups.retain(|(_, g)| served.iter().any(|s| s == &**g));
-        let shards = self.route_to_shards(&message, groups, None, now);
+        let shards = self.route_to_shards(&message, groups, relay, now);
+        // A congested recipient here holds the relay's credit, as one on
+        // another shard does; taken either way, or the next local publisher
+        // would wait for it.
+        let congested = self.outputs.take_congested().map(|(conn, _)| conn);
+        if let Some(relay) = relay {
+            if congested.is_some() {
+                self.flow.forwarded(relay, 1);
+                self.flow
+                    .routed(self.shard, relay, congested, now, self.settings.stall);
+            }
+            self.flow.relayed(relay);
+        }
         // With stored messages, a barrier behind these waits for the shards'
         // writes too.
         if self.store_messages {
@@ -153,6 +187,8 @@ impl Broker {
     /// waiting for its hand-overs go on.
     pub fn node_died(&mut self, node: &str, now: Instant) {
         self.nodes_lost(Some(node), now);
+        self.flow.node_died(node);
+        self.credited = true;
         self.owners_node_died(node);
     }
 

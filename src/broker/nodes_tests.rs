@@ -338,3 +338,87 @@ fn a_session_taken_over_brings_the_messages_it_held() {
         .collect();
     assert_eq!(resent, vec![(b"m1".to_vec(), true), (b"m2".to_vec(), true)]);
 }
+
+/// Node b of two shards, whose shard 0 takes node a's messages off the link:
+/// what each shard has for the other, credits included.
+fn exchange_within(b: &mut [Broker; 2], now: Instant) {
+    for from in 0..2 {
+        b[from].flush_credits();
+        let forwards = std::mem::take(&mut b[from].forwards);
+        for (to, f) in forwards {
+            b[to].on_forward(from, f, now);
+        }
+    }
+}
+
+/// Issue 14, flow control across nodes: a publisher on node a feeding a
+/// subscriber on node b that does not read is held after a bounded number
+/// of publishes, and goes on once the subscriber has read and acknowledged
+/// them, nothing lost. `on`: the shard of b the subscriber is on (0 takes
+/// the link, so the relay holds the credit itself; 1 holds it for 0).
+fn held_across_nodes(on: usize) {
+    let now = Instant::now();
+    let mut a = node();
+    let mut b = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    let mut sub = online(&mut b[on], 1, connect(Version::V5, "sub", true));
+    b[on]
+        .handle(&mut sub, subscribe("t", QoS::AtLeastOnce), now)
+        .unwrap();
+    b[on].take_output(1);
+    exchange_within(&mut b, now);
+    learn(&mut a, "b", "t");
+    let mut publ = online(&mut a, 7, connect(Version::V5, "pub", true));
+    let mut sent = 0u16;
+    let step = |a: &mut Broker, b: &mut [Broker; 2]| {
+        carry(a, "a", &mut b[0], "b", now);
+        exchange_within(b, now);
+        exchange_within(b, now);
+        carry(&mut b[0], "b", a, "a", now);
+    };
+    while !a.out_of_credit(7) {
+        sent += 1;
+        assert!(sent <= 1000, "never held");
+        a.handle(&mut publ, publish("t", QoS::AtLeastOnce, sent, b"m"), now)
+            .unwrap();
+        a.take_output(7);
+        step(&mut a, &mut b);
+    }
+    // The subscriber's own backlog, b's relay window, a's window.
+    assert!(
+        u32::from(sent) <= 2 * FORWARD_WINDOW + 10,
+        "held after {sent} publishes"
+    );
+    let mut acked = 0;
+    for _ in 0..40 {
+        for id in publishes_ids(&mut b[on], 1) {
+            b[on]
+                .handle(&mut sub, Packet::PubAck(Ack::new(pid(id))), now)
+                .unwrap();
+            acked += 1;
+        }
+        step(&mut a, &mut b);
+    }
+    assert_eq!(acked, sent, "nothing lost");
+    assert!(!a.out_of_credit(7), "every credit came back");
+}
+
+fn publishes_ids(b: &mut Broker, conn: ConnId) -> Vec<u16> {
+    b.take_output(conn)
+        .packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => p.packet_id.map(|id| id.get()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_congested_subscriber_on_another_node_holds_its_publisher_until_it_drains() {
+    held_across_nodes(1);
+}
+
+#[test]
+fn a_congested_subscriber_on_the_shard_that_takes_the_link_holds_its_publisher_too() {
+    held_across_nodes(0);
+}

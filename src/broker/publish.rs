@@ -295,7 +295,7 @@ impl Broker {
             self.broadcast(Forward::Retain(message.clone()));
         }
         let mut groups = self.router.assign_groups(&message.topic);
-        let nodes = self.route_to_nodes(&mut message, &mut groups, now);
+        let nodes = self.route_to_nodes(&mut message, &mut groups, origin, now);
         let shards = self.route_to_shards(&message, groups, origin, now);
         (shards, nodes)
     }

@@ -149,6 +149,16 @@ pub enum Message {
         message: Bytes,
         /// The same on every node it goes to ([`MessageId`]).
         id: MessageId,
+        /// The publishing connection and its shard on the sender, if a
+        /// client published it: it gets a [`Message::Credit`] back once the
+        /// message's recipients here have room ([`crate::broker`]'s flow).
+        credit_to: Option<(u16, u64)>,
+    },
+    /// Credits for connections on the receiver's shard `shard`:
+    /// `(connection, publishes)` routed here whose recipients had room.
+    Credit {
+        shard: u16,
+        credits: Vec<(u64, u32)>,
     },
     /// Answer with [`Message::Stored`] once every [`Message::Route`] sent
     /// before this is queued for its sessions here (and, with `durability =
@@ -365,6 +375,7 @@ impl Message {
                 publisher,
                 message,
                 id,
+                credit_to,
             } => {
                 out.put_u8(6);
                 out.put_u16(groups.len().min(u16::MAX as usize) as u16);
@@ -374,6 +385,23 @@ impl Message {
                 put_str(out, publisher);
                 put_bytes(out, message);
                 put_id(out, id);
+                match credit_to {
+                    Some((shard, conn)) => {
+                        out.put_u8(1);
+                        out.put_u16(*shard);
+                        out.put_u64(*conn);
+                    }
+                    None => out.put_u8(0),
+                }
+            }
+            Message::Credit { shard, credits } => {
+                out.put_u8(10);
+                out.put_u16(*shard);
+                out.put_u32(credits.len() as u32);
+                for (conn, n) in credits {
+                    out.put_u64(*conn);
+                    out.put_u32(*n);
+                }
             }
             Message::Barrier { shard, ticket } => {
                 out.put_u8(7);
@@ -464,7 +492,21 @@ impl Message {
                     publisher: r.str("publisher")?,
                     message: r.bytes("message")?,
                     id: r.id()?,
+                    credit_to: match r.u8("credit flag")? {
+                        0 => None,
+                        _ => Some((r.u16("shard")?, r.u64("connection")?)),
+                    },
                 }
+            }
+            10 => {
+                let shard = r.u16("shard")?;
+                let count = r.u32("credit count")?;
+                // Each credit takes 12 bytes.
+                let mut credits = Vec::with_capacity((count as usize).min(r.0.len() / 12));
+                for _ in 0..count {
+                    credits.push((r.u64("connection")?, r.u32("credits")?));
+                }
+                Message::Credit { shard, credits }
             }
             7 => Message::Barrier {
                 shard: r.u16("shard")?,

@@ -462,7 +462,8 @@ impl Ownership {
             | Message::Route { .. }
             | Message::Barrier { .. }
             | Message::Stored { .. }
-            | Message::Deliver { .. } => {}
+            | Message::Deliver { .. }
+            | Message::Credit { .. } => {}
         }
     }
 

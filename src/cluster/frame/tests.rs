@@ -66,15 +66,22 @@ fn message() -> impl Strategy<Value = Message> {
             "\\PC{0,10}",
             proptest::collection::vec(any::<u8>(), 0..20),
             any::<(u64, u64)>(),
+            proptest::option::of(any::<(u16, u64)>()),
         )
-            .prop_map(
-                |(groups, publisher, message, (shard, seq))| Message::Route {
+            .prop_map(|(groups, publisher, message, (shard, seq), credit_to)| {
+                Message::Route {
                     groups,
                     publisher,
                     message: message.into(),
                     id: MessageId { shard, seq },
+                    credit_to,
                 }
-            ),
+            }),
+        (
+            any::<u16>(),
+            proptest::collection::vec(any::<(u64, u32)>(), 0..4)
+        )
+            .prop_map(|(shard, credits)| Message::Credit { shard, credits }),
         (any::<u16>(), any::<u64>()).prop_map(|(shard, ticket)| Message::Barrier { shard, ticket }),
         (
             "\\PC{0,10}",
