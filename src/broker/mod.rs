@@ -29,7 +29,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 pub use client::{Client, ConnId};
-pub use flow::FORWARD_WINDOW;
+pub use flow::{FORWARD_WINDOW, NODE_WINDOW};
 pub use forward::Forward;
 pub use output::Output;
 use output::Outputs;
@@ -832,6 +832,7 @@ impl Broker {
     /// held up by recipients that stalled. Call about once a second.
     pub fn tick(&mut self, now: Instant) {
         self.flow.release_stalled(now, self.settings.stall);
+        self.flow.forget_idle_relays();
         if self.acks.holding() {
             self.nodes_lost(None, now);
         }

@@ -82,7 +82,7 @@ impl Broker {
             nodes.push(node);
         }
         if let Some(origin) = origin {
-            self.flow.forwarded(origin, nodes.len() as u32);
+            self.flow.sent_to_nodes(origin, nodes.len() as u32);
         }
         self.stats.routed_to_nodes += nodes.len() as u64;
         nodes
@@ -105,11 +105,15 @@ impl Broker {
             NodeMessage::Credit { shard, credits } => match usize::from(shard) {
                 s if s == self.shard => {
                     for (conn, n) in credits {
-                        self.flow.credited(conn, n);
+                        self.flow.credited_by_node(conn, n);
                     }
                     self.credited = true;
                 }
-                s if s < self.nr_shards => self.forwards.push((s, Forward::Credit(credits))),
+                s if s < self.nr_shards => {
+                    let credit = NodeMessage::Credit { shard, credits };
+                    self.forwards
+                        .push((s, Forward::FromNode(from.clone(), credit)));
+                }
                 _ => {}
             },
             NodeMessage::Barrier { shard, ticket } => {
