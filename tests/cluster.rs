@@ -531,6 +531,75 @@ async fn numbered_subscriber(
     }
 }
 
+/// Flow control across nodes, issue 14: a QoS 1 subscriber on node b that
+/// reads slowly (an acknowledgement every 20 ms, receive maximum 5) slows a
+/// publisher on node a that sends 3,000 messages at once: b's queue for it
+/// stays within half its bound plus the credit windows (without them it
+/// took nearly all 3,000),
+/// and once the subscriber reads at full speed it gets every message, in
+/// order, none dropped.
+#[tokio::test]
+async fn a_slow_subscriber_on_another_node_slows_its_publisher() {
+    const COUNT: u32 = 3000;
+    let redis = RedisServer::start();
+    let nodes = start_cluster_with(&redis, "flow", &["a", "b"], "");
+    let mut c = connect(Version::V5, "slow", true, 60);
+    c.properties.receive_maximum = Some(5);
+    let (mut sub, ack) = Raw::connect_with(nodes[1].addr, c).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    sub.sub("flow/t", QoS::AtLeastOnce).await;
+    let known = within(5 * LEASE, || routes_known(&nodes[0]) == [1.0, 1.0]);
+    assert!(
+        known.is_some(),
+        "routes known: {:?}",
+        routes_known(&nodes[0])
+    );
+
+    let mut publ = Raw::connect(nodes[0].addr, Version::V5, "fast", true).await;
+    for n in 0..COUNT {
+        let id = (n % 60_000 + 1) as u16;
+        publ.publish(publish("flow/t", QoS::AtLeastOnce, id, &n.to_be_bytes()))
+            .await;
+    }
+    let mut got = Vec::new();
+    let mut queued_most = 0.0f64;
+    let slow_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < slow_until {
+        if let Recv::Packet(Packet::Publish(p)) = sub.recv_within(Duration::from_secs(1)).await {
+            got.push(u32::from_be_bytes(
+                p.payload[..4].try_into().expect("4 bytes"),
+            ));
+            sub.puback(p.packet_id.expect("QoS 1")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if got.len() % 10 == 0 {
+            queued_most = queued_most.max(nodes[1].metric_sum("shardmq_queued_messages"));
+        }
+    }
+    let slow = got.len();
+    // The subscriber counts as congested from half its `max-online-messages`
+    // (1,000) queued; then a's window toward other nodes and b's relay
+    // window are all that may come.
+    let bound = f64::from(500 + shardmq::broker::NODE_WINDOW + shardmq::broker::FORWARD_WINDOW);
+    assert!(
+        queued_most <= bound,
+        "b queued up to {queued_most} messages for a subscriber that took {slow}"
+    );
+    let mut more = Vec::new();
+    numbered_subscriber(&mut sub, Duration::from_secs(5), &mut more, COUNT as usize).await;
+    got.extend(more.iter().map(|(n, _)| *n));
+    eprintln!(
+        "b queued at most {queued_most}; {slow} read slowly, {} in all",
+        got.len()
+    );
+    assert_eq!(
+        got,
+        (0..COUNT).collect::<Vec<_>>(),
+        "every message, in order"
+    );
+    assert_eq!(nodes[1].metric_sum("shardmq_messages_dropped_total"), 0.0);
+}
+
 /// Takeover, issue 14, with `durability = "messages"`: a persistent QoS 1
 /// subscriber moves from node a to node b while a publisher on node c keeps
 /// sending. a closes the old connection with 0x8E; no acknowledged message
