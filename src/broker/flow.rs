@@ -21,6 +21,13 @@
 //!   recipient of its own), and the publisher's credit goes back at once
 //!   while the relay has room, else once it has room again. So a congested
 //!   recipient on any shard of another node slows the publisher the same way.
+//! - **Lazy credits.** A credit goes back at once only when its publisher
+//!   is low on credit (half its window out when it sent the message, told
+//!   with the message: [`Sender`]), when the recipient it was held for
+//!   drains or stalls, or with other traffic for the publisher's shard;
+//!   otherwise it waits, at most until the shard's tick. At trickle rates
+//!   a credit per message cost the publisher's shard a wake-up per
+//!   message; now one per half window.
 //! - **Stalls.** A recipient that neither finished a write nor acknowledged
 //!   anything for `stall` holds nobody up any more: its publishers go on, and
 //!   its messages overflow by `queue-overflow`, counted.
@@ -47,6 +54,22 @@ pub const FORWARD_WINDOW: u32 = 64;
 /// under load, and 64 per publisher held a saturated run across two nodes to
 /// 224k msgs/s where the same run without credits carried 386k.
 pub const NODE_WINDOW: u32 = 256;
+
+/// The connection that published a message forwarded to another shard, and
+/// whether it was low on credit then (its credit should come back at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender {
+    pub conn: ConnId,
+    pub low_on_credit: bool,
+}
+
+/// Credits owed to the connections of one shard.
+#[derive(Debug, Default)]
+struct Owed {
+    credits: Vec<(ConnId, u32)>,
+    /// Whether one of them is for a publisher low on credit, or was held.
+    due: bool,
+}
 
 /// A recipient found congested, and the credits held for it.
 #[derive(Debug)]
@@ -88,8 +111,8 @@ pub(super) struct Flow {
     /// Publishes sent to other nodes for each local connection and not yet
     /// credited back.
     unconfirmed_by_nodes: HashMap<ConnId, u32>,
-    /// Credits to give back, per shard: `(connection there, publishes)`.
-    credits: Vec<Vec<(ConnId, u32)>>,
+    /// Credits to give back, per shard.
+    credits: Vec<Owed>,
     /// Publishers on other nodes whose messages this shard took off a link
     /// and routed, while any of their credits are out: by relay id, and the
     /// relay id of each.
@@ -225,6 +248,14 @@ impl Flow {
         std::mem::take(&mut self.node_credits)
     }
 
+    /// Whether `conn`, about to forward `more` publishes to other shards,
+    /// will have half its window or more out: their credits should come
+    /// back at once.
+    pub(super) fn low_on_credit(&self, conn: ConnId, more: u32) -> bool {
+        let out = self.unconfirmed.get(&conn).copied().unwrap_or(0);
+        out + more >= FORWARD_WINDOW / 2
+    }
+
     /// Whether `conn` has used its whole window and must not be read.
     pub(super) fn out_of_credit(&self, conn: ConnId) -> bool {
         // Asked after every packet: most shards have nothing unconfirmed.
@@ -240,21 +271,22 @@ impl Flow {
     pub(super) fn routed(
         &mut self,
         from: usize,
-        origin: ConnId,
+        origin: Sender,
         congested: Option<ConnId>,
         now: Instant,
         stall: Duration,
     ) {
+        let conn = origin.conn;
         if let Some(c) = congested.and_then(|c| self.congested.get_mut(&c)) {
             if !is_stalled(c, now, stall) {
                 match c.held.last_mut() {
-                    Some((s, o, n)) if *s == from && *o == origin => *n += 1,
-                    _ => c.held.push((from, origin, 1)),
+                    Some((s, o, n)) if *s == from && *o == conn => *n += 1,
+                    _ => c.held.push((from, conn, 1)),
                 }
                 return;
             }
         }
-        give(&mut self.credits, from, origin, 1);
+        give(&mut self.credits, from, conn, 1, origin.low_on_credit);
     }
 
     /// Routing found `conn`, the connection of `client`, congested.
@@ -317,15 +349,20 @@ impl Flow {
             .collect()
     }
 
-    /// Credits to send, per shard, emptied.
+    /// Credits to send, per shard, emptied: those due, and those for the
+    /// shards `also` names (traffic goes there anyway, or it is time).
     pub(super) fn take_credits(
         &mut self,
-    ) -> impl Iterator<Item = (usize, Vec<(ConnId, u32)>)> + '_ {
-        self.credits
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, c)| !c.is_empty())
-            .map(|(shard, c)| (shard, std::mem::take(c)))
+        also: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, Vec<(ConnId, u32)>)> {
+        let mut taken = Vec::new();
+        for (shard, owed) in self.credits.iter_mut().enumerate() {
+            if !owed.credits.is_empty() && (owed.due || also(shard)) {
+                owed.due = false;
+                taken.push((shard, std::mem::take(&mut owed.credits)));
+            }
+        }
+        taken
     }
 }
 
@@ -333,9 +370,10 @@ fn is_stalled(c: &Congested, now: Instant, stall: Duration) -> bool {
     now.saturating_duration_since(c.progress_at) >= stall
 }
 
-fn release(credits: &mut Vec<Vec<(ConnId, u32)>>, held: Vec<(usize, ConnId, u32)>) {
+/// Held credits go back at once: their publishers may be waiting for them.
+fn release(credits: &mut Vec<Owed>, held: Vec<(usize, ConnId, u32)>) {
     for (shard, conn, n) in held {
-        give(credits, shard, conn, n);
+        give(credits, shard, conn, n, true);
     }
 }
 
@@ -358,13 +396,15 @@ fn give_node(to: &mut Vec<NodeCredits>, (node, shard, conn): &Remote, n: u32) {
     }
 }
 
-fn give(credits: &mut Vec<Vec<(ConnId, u32)>>, shard: usize, conn: ConnId, n: u32) {
+fn give(credits: &mut Vec<Owed>, shard: usize, conn: ConnId, n: u32, due: bool) {
     if credits.len() <= shard {
-        credits.resize_with(shard + 1, Vec::new);
+        credits.resize_with(shard + 1, Owed::default);
     }
-    match credits[shard].last_mut() {
+    let owed = &mut credits[shard];
+    owed.due |= due;
+    match owed.credits.last_mut() {
         Some((c, count)) if *c == conn => *count += n,
-        _ => credits[shard].push((conn, n)),
+        _ => owed.credits.push((conn, n)),
     }
 }
 
@@ -375,7 +415,33 @@ mod tests {
     const STALL: Duration = Duration::from_secs(1);
 
     fn sent(flow: &mut Flow) -> Vec<(usize, Vec<(ConnId, u32)>)> {
-        flow.take_credits().collect()
+        flow.take_credits(|_| false)
+    }
+
+    /// A publisher low on credit: its credits go back at once.
+    fn low(conn: ConnId) -> Sender {
+        Sender {
+            conn,
+            low_on_credit: true,
+        }
+    }
+
+    #[test]
+    fn a_credit_waits_until_its_publisher_is_low_or_traffic_goes_anyway() {
+        let now = Instant::now();
+        let mut flow = Flow::default();
+        let plenty = |conn| Sender {
+            conn,
+            low_on_credit: false,
+        };
+        flow.routed(1, plenty(5), None, now, STALL);
+        flow.routed(2, plenty(6), None, now, STALL);
+        assert!(sent(&mut flow).is_empty(), "nobody is short of credit");
+        assert_eq!(flow.take_credits(|s| s == 2), [(2, vec![(6, 1)])]);
+        flow.routed(1, low(7), None, now, STALL);
+        assert_eq!(sent(&mut flow), [(1, vec![(5, 1), (7, 1)])], "all due to 1");
+        assert!(!flow.low_on_credit(5, FORWARD_WINDOW / 2 - 1));
+        assert!(flow.low_on_credit(5, FORWARD_WINDOW / 2));
     }
 
     #[test]
@@ -401,10 +467,10 @@ mod tests {
         let now = Instant::now();
         let mut flow = Flow::default();
         for _ in 0..3 {
-            flow.routed(1, 5, None, now, STALL);
+            flow.routed(1, low(5), None, now, STALL);
         }
-        flow.routed(1, 6, None, now, STALL);
-        flow.routed(2, 5, None, now, STALL);
+        flow.routed(1, low(6), None, now, STALL);
+        flow.routed(2, low(5), None, now, STALL);
         assert_eq!(
             sent(&mut flow),
             [(1, vec![(5, 3), (6, 1)]), (2, vec![(5, 1)])]
@@ -417,9 +483,9 @@ mod tests {
         let now = Instant::now();
         let mut flow = Flow::default();
         flow.note_congested(3, &"sub".into(), now);
-        flow.routed(1, 5, Some(3), now, STALL);
-        flow.routed(1, 5, Some(3), now, STALL);
-        flow.routed(1, 6, None, now, STALL);
+        flow.routed(1, low(5), Some(3), now, STALL);
+        flow.routed(1, low(5), Some(3), now, STALL);
+        flow.routed(1, low(6), None, now, STALL);
         assert_eq!(
             sent(&mut flow),
             [(1, vec![(6, 1)])],
@@ -436,7 +502,7 @@ mod tests {
         let t0 = Instant::now();
         let mut flow = Flow::default();
         flow.note_congested(3, &"sub".into(), t0);
-        flow.routed(1, 5, Some(3), t0, STALL);
+        flow.routed(1, low(5), Some(3), t0, STALL);
         flow.release_stalled(t0 + STALL / 2, STALL);
         assert!(sent(&mut flow).is_empty(), "not stalled yet");
         assert!(!flow.is_stalled(3, t0 + STALL / 2, STALL));
@@ -445,12 +511,12 @@ mod tests {
         assert!(flow.is_stalled(3, later, STALL));
         flow.release_stalled(later, STALL);
         assert_eq!(sent(&mut flow), [(1, vec![(5, 1)])]);
-        flow.routed(1, 5, Some(3), later, STALL);
+        flow.routed(1, low(5), Some(3), later, STALL);
         assert_eq!(sent(&mut flow), [(1, vec![(5, 1)])], "credited at once");
 
         flow.progress(3, later);
         assert!(!flow.is_stalled(3, later, STALL), "progress ends the stall");
-        flow.routed(1, 5, Some(3), later, STALL);
+        flow.routed(1, low(5), Some(3), later, STALL);
         assert!(sent(&mut flow).is_empty(), "held again");
     }
 
@@ -460,7 +526,7 @@ mod tests {
         let mut flow = Flow::default();
         flow.forwarded(3, FORWARD_WINDOW);
         flow.note_congested(3, &"sub".into(), now);
-        flow.routed(0, 9, Some(3), now, STALL);
+        flow.routed(0, low(9), Some(3), now, STALL);
         flow.closed(3);
         assert!(!flow.out_of_credit(3));
         assert_eq!(sent(&mut flow), [(0, vec![(9, 1)])]);

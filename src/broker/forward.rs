@@ -17,7 +17,7 @@ pub enum Forward {
     /// the share groups listed (the sending shard picked you for those). The
     /// connection that published it, if a client did, gets a credit back once
     /// its recipients here have room ([`super::flow`]).
-    Publish(Message, Vec<ByteString>, Option<ConnId>),
+    Publish(Message, Vec<ByteString>, Option<super::flow::Sender>),
     /// Credits for your connections: `(connection, publishes)` routed here
     /// whose recipients had room, or drained since.
     Credit(Vec<(ConnId, u32)>),
@@ -62,15 +62,15 @@ impl Broker {
     /// Applies a message from shard `from`.
     pub fn on_forward(&mut self, from: usize, forward: Forward, now: Instant) {
         match forward {
-            Forward::Publish(message, groups, origin) => {
+            Forward::Publish(message, groups, sender) => {
                 self.routing_from = Some(from);
                 self.route_local(&message, &groups, now);
                 self.routing_from = None;
                 // The recipient routing found congested, if any, holds the credit.
                 let congested = self.outputs.take_congested().map(|(conn, _)| conn);
-                if let Some(origin) = origin {
+                if let Some(sender) = sender {
                     self.flow
-                        .routed(from, origin, congested, now, self.settings.stall);
+                        .routed(from, sender, congested, now, self.settings.stall);
                 }
             }
             Forward::Credit(credits) => {

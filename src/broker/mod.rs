@@ -452,7 +452,16 @@ impl Broker {
     /// Moves the credits owed to other shards into `forwards`, and those
     /// owed to other nodes into `to_nodes`. Call before draining them.
     pub fn flush_credits(&mut self) {
-        let credits: Vec<_> = self.flow.take_credits().collect();
+        self.flush_credits_to(false);
+    }
+
+    /// [`Broker::flush_credits`]; `all`: not only those due, or for shards
+    /// other traffic goes to anyway ([`flow`]).
+    fn flush_credits_to(&mut self, all: bool) {
+        let forwards = &self.forwards;
+        let credits = self
+            .flow
+            .take_credits(|shard| all || forwards.iter().any(|(to, _)| *to == shard));
         for (shard, credits) in credits {
             if shard == self.shard {
                 // A relay's, for a congested recipient here ([`flow`]).
@@ -833,6 +842,8 @@ impl Broker {
     pub fn tick(&mut self, now: Instant) {
         self.flow.release_stalled(now, self.settings.stall);
         self.flow.forget_idle_relays();
+        // Credits not due yet go back at the latest now.
+        self.flush_credits_to(true);
         if self.acks.holding() {
             self.nodes_lost(None, now);
         }

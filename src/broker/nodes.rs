@@ -175,8 +175,12 @@ impl Broker {
         if let Some(relay) = relay {
             if congested.is_some() {
                 self.flow.forwarded(relay, 1);
+                let sender = super::flow::Sender {
+                    conn: relay,
+                    low_on_credit: true,
+                };
                 self.flow
-                    .routed(self.shard, relay, congested, now, self.settings.stall);
+                    .routed(self.shard, sender, congested, now, self.settings.stall);
             }
             self.flow.relayed(relay);
         }

@@ -316,6 +316,10 @@ impl Broker {
         }
         let mut forwarded = 0;
         let others = shards.without(self.shard);
+        let sender = origin.map(|conn| super::flow::Sender {
+            conn,
+            low_on_credit: self.flow.low_on_credit(conn, others.iter().count() as u32),
+        });
         for shard in others.iter() {
             let mine = groups
                 .iter()
@@ -323,7 +327,7 @@ impl Broker {
                 .map(|(_, g)| g.clone())
                 .collect();
             self.forwards
-                .push((shard, Forward::Publish(message.clone(), mine, origin)));
+                .push((shard, Forward::Publish(message.clone(), mine, sender)));
             forwarded += 1;
         }
         if let Some(origin) = origin {
