@@ -9,7 +9,7 @@ use super::*;
 use crate::protocol::{Ack, QoS, Version};
 
 /// Delivers what each shard queued for the other, credits included.
-fn exchange(shards: &mut [Broker; 2], now: Instant) {
+pub(super) fn exchange(shards: &mut [Broker; 2], now: Instant) {
     for from in 0..2 {
         shards[from].flush_credits();
         let forwards = std::mem::take(&mut shards[from].forwards);
@@ -43,7 +43,7 @@ fn send(shards: &mut [Broker; 2], publ: &mut Client, n: u16, now: Instant) {
 }
 
 /// Packet ids of the PUBLISHes the writer of `conn` takes now.
-fn taken(b: &mut Broker, conn: ConnId, now: Instant) -> Vec<u16> {
+pub(super) fn taken(b: &mut Broker, conn: ConnId, now: Instant) -> Vec<u16> {
     b.take_output_at(conn, now)
         .packets
         .into_iter()

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::flow_tests::{exchange, taken};
 use super::tests::{connect, online, pid, publish, settings, subscribe};
 use super::*;
 use crate::cluster::frame::Message as NodeMessage;
@@ -339,18 +340,6 @@ fn a_session_taken_over_brings_the_messages_it_held() {
     assert_eq!(resent, vec![(b"m1".to_vec(), true), (b"m2".to_vec(), true)]);
 }
 
-/// Node b of two shards, whose shard 0 takes node a's messages off the link:
-/// what each shard has for the other, credits included.
-fn exchange_within(b: &mut [Broker; 2], now: Instant) {
-    for from in 0..2 {
-        b[from].flush_credits();
-        let forwards = std::mem::take(&mut b[from].forwards);
-        for (to, f) in forwards {
-            b[to].on_forward(from, f, now);
-        }
-    }
-}
-
 /// Issue 14, flow control across nodes: a publisher on node a feeding a
 /// subscriber on node b that does not read is held after a bounded number
 /// of publishes, and goes on once the subscriber has read and acknowledged
@@ -365,14 +354,14 @@ fn held_across_nodes(on: usize) {
         .handle(&mut sub, subscribe("t", QoS::AtLeastOnce), now)
         .unwrap();
     b[on].take_output(1);
-    exchange_within(&mut b, now);
+    exchange(&mut b, now);
     learn(&mut a, "b", "t");
     let mut publ = online(&mut a, 7, connect(Version::V5, "pub", true));
     let mut sent = 0u16;
     let step = |a: &mut Broker, b: &mut [Broker; 2]| {
         carry(a, "a", &mut b[0], "b", now);
-        exchange_within(b, now);
-        exchange_within(b, now);
+        exchange(b, now);
+        exchange(b, now);
         carry(&mut b[0], "b", a, "a", now);
     };
     while !a.out_of_credit(7) {
@@ -390,7 +379,7 @@ fn held_across_nodes(on: usize) {
     );
     let mut acked = 0;
     for _ in 0..40 {
-        for id in publishes_ids(&mut b[on], 1) {
+        for id in taken(&mut b[on], 1, now) {
             b[on]
                 .handle(&mut sub, Packet::PubAck(Ack::new(pid(id))), now)
                 .unwrap();
@@ -400,17 +389,6 @@ fn held_across_nodes(on: usize) {
     }
     assert_eq!(acked, sent, "nothing lost");
     assert!(!a.out_of_credit(7), "every credit came back");
-}
-
-fn publishes_ids(b: &mut Broker, conn: ConnId) -> Vec<u16> {
-    b.take_output(conn)
-        .packets
-        .into_iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => p.packet_id.map(|id| id.get()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
