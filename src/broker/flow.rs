@@ -18,13 +18,15 @@
 //!   that takes the message from the link stands in for the publisher there:
 //!   a *relay*, a connection id of its own with its own window, spends the
 //!   credits of the node's other shards (and holds one for a congested
-//!   recipient of its own), and the publisher's credit goes back at once
-//!   while the relay has room, else once it has room again. So a congested
-//!   recipient on any shard of another node slows the publisher the same way.
+//!   recipient of its own), and the publisher's credit is owed while the
+//!   relay has room, else once it has room again (and goes back lazily, as
+//!   between shards). So a congested recipient on any shard of another node
+//!   slows the publisher the same way.
 //! - **Lazy credits.** A credit goes back at once only when its publisher
 //!   is low on credit (half its window out when it sent the message, told
 //!   with the message: [`Sender`]), when the recipient it was held for
-//!   drains or stalls, or with other traffic for the publisher's shard;
+//!   drains or stalls, or with other traffic for the publisher's shard (or
+//!   node);
 //!   otherwise it waits, at most until the shard's tick. At trickle rates
 //!   a credit per message cost the publisher's shard a wake-up per
 //!   message; now one per half window.
@@ -130,6 +132,8 @@ pub(super) struct NodeCredits {
     pub shard: u16,
     /// `(connection, publishes)`.
     pub credits: Vec<(ConnId, u32)>,
+    /// Whether one is for a publisher low on credit, or was held.
+    pub due: bool,
 }
 
 impl Flow {
@@ -184,9 +188,10 @@ impl Flow {
         id
     }
 
-    /// `relay` routed one message of its publisher: its credit goes back now
-    /// if the relay has room, else when it has.
-    pub(super) fn relayed(&mut self, relay: ConnId) {
+    /// `relay` routed one message of its publisher: its credit is owed now
+    /// if the relay has room, else when it has; due at once if the
+    /// publisher was `low_on_credit`.
+    pub(super) fn relayed(&mut self, relay: ConnId, low_on_credit: bool) {
         if self.out_of_credit(relay) {
             if let Some(r) = self.relays.get_mut(&relay) {
                 r.held += 1;
@@ -194,7 +199,7 @@ impl Flow {
             return;
         }
         if let Some(r) = self.relays.get(&relay) {
-            give_node(&mut self.node_credits, &r.publisher, 1);
+            give_node(&mut self.node_credits, &r.publisher, 1, low_on_credit);
         }
     }
 
@@ -202,7 +207,7 @@ impl Flow {
         if let Some(r) = self.relays.get_mut(&relay) {
             let held = std::mem::take(&mut r.held);
             if held > 0 {
-                give_node(&mut self.node_credits, &r.publisher, held);
+                give_node(&mut self.node_credits, &r.publisher, held, true);
             }
         }
     }
@@ -243,9 +248,14 @@ impl Flow {
         self.unconfirmed_by_nodes.clear();
     }
 
-    /// Credits for publishers on other nodes, emptied.
-    pub(super) fn take_node_credits(&mut self) -> Vec<NodeCredits> {
-        std::mem::take(&mut self.node_credits)
+    /// Credits for publishers on other nodes, emptied: those due, and those
+    /// for the nodes `also` names.
+    pub(super) fn take_node_credits(&mut self, also: impl Fn(&str) -> bool) -> Vec<NodeCredits> {
+        let (taken, kept) = std::mem::take(&mut self.node_credits)
+            .into_iter()
+            .partition(|c| c.due || also(&c.node));
+        self.node_credits = kept;
+        taken
     }
 
     /// Whether `conn`, about to forward `more` publishes to other shards,
@@ -254,6 +264,13 @@ impl Flow {
     pub(super) fn low_on_credit(&self, conn: ConnId, more: u32) -> bool {
         let out = self.unconfirmed.get(&conn).copied().unwrap_or(0);
         out + more >= FORWARD_WINDOW / 2
+    }
+
+    /// [`Flow::low_on_credit`] toward other nodes: `conn` is about to send
+    /// `more` publishes to other nodes.
+    pub(super) fn low_on_node_credit(&self, conn: ConnId, more: u32) -> bool {
+        let out = self.unconfirmed_by_nodes.get(&conn).copied().unwrap_or(0);
+        out + more >= NODE_WINDOW / 2
     }
 
     /// Whether `conn` has used its whole window and must not be read.
@@ -377,7 +394,7 @@ fn release(credits: &mut Vec<Owed>, held: Vec<(usize, ConnId, u32)>) {
     }
 }
 
-fn give_node(to: &mut Vec<NodeCredits>, (node, shard, conn): &Remote, n: u32) {
+fn give_node(to: &mut Vec<NodeCredits>, (node, shard, conn): &Remote, n: u32, due: bool) {
     let i = match to.iter().position(|c| c.node == *node && c.shard == *shard) {
         Some(i) => i,
         None => {
@@ -385,10 +402,12 @@ fn give_node(to: &mut Vec<NodeCredits>, (node, shard, conn): &Remote, n: u32) {
                 node: node.clone(),
                 shard: *shard,
                 credits: Vec::new(),
+                due: false,
             });
             to.len() - 1
         }
     };
+    to[i].due |= due;
     let credits = &mut to[i].credits;
     match credits.iter_mut().find(|(c, _)| c == conn) {
         Some((_, count)) => *count += n,
@@ -540,22 +559,28 @@ mod tests {
             node: "a".into(),
             shard: 1,
             credits: vec![(9, n)],
+            due: true,
         };
+        let due = |flow: &mut Flow| flow.take_node_credits(|_| false);
         let relay = flow.relay(publisher.clone());
         assert_ne!(relay & RELAY, 0);
-        flow.relayed(relay);
-        assert_eq!(flow.take_node_credits(), [credits(1)]);
+        flow.relayed(relay, true);
+        assert_eq!(due(&mut flow), [credits(1)]);
+        flow.relayed(relay, false);
+        assert!(due(&mut flow).is_empty(), "owed, not due: credit to spare");
+        let with_traffic = flow.take_node_credits(|node| node == "a");
+        assert_eq!(with_traffic[0].credits, [(9, 1)], "goes with other traffic");
         flow.forget_idle_relays();
         assert!(flow.relays.is_empty(), "idle, forgotten");
 
         let relay = flow.relay(publisher.clone());
         assert_eq!(flow.relay(publisher.clone()), relay, "one per publisher");
         flow.forwarded(relay, FORWARD_WINDOW);
-        flow.relayed(relay);
-        flow.relayed(relay);
-        assert!(flow.take_node_credits().is_empty(), "held: no room");
+        flow.relayed(relay, false);
+        flow.relayed(relay, false);
+        assert!(flow.take_node_credits(|_| true).is_empty(), "held: no room");
         flow.credited(relay, 1);
-        assert_eq!(flow.take_node_credits(), [credits(2)]);
+        assert_eq!(due(&mut flow), [credits(2)], "held ones are due");
         flow.forget_idle_relays();
         assert_eq!(flow.relays.len(), 1, "busy, kept");
         flow.credited(relay, FORWARD_WINDOW);
@@ -571,12 +596,15 @@ mod tests {
         flow.forwarded(8, FORWARD_WINDOW);
         let relay = flow.relay(("b".into(), 0, 3));
         flow.forwarded(relay, FORWARD_WINDOW);
-        flow.relayed(relay);
+        flow.relayed(relay, true);
         flow.node_died("b");
         assert!(!flow.out_of_credit(7));
         assert!(flow.out_of_credit(8), "what other shards owe is still owed");
         assert!(flow.relays.is_empty() && !flow.unconfirmed.contains_key(&relay));
         flow.credited(relay, 1);
-        assert!(flow.take_node_credits().is_empty(), "nothing for the dead");
+        assert!(
+            flow.take_node_credits(|_| true).is_empty(),
+            "nothing for the dead"
+        );
     }
 }

@@ -472,7 +472,11 @@ impl Broker {
                 self.forwards.push((shard, Forward::Credit(credits)));
             }
         }
-        for c in self.flow.take_node_credits() {
+        let to_nodes = &self.to_nodes;
+        let credits = self
+            .flow
+            .take_node_credits(|node| all || to_nodes.iter().any(|(to, _)| to == node));
+        for c in credits {
             let credit = crate::cluster::frame::Message::Credit {
                 shard: c.shard,
                 credits: c.credits,

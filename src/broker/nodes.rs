@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 
 use super::{Broker, ConnId, Forward};
-use crate::cluster::frame::Message as NodeMessage;
+use crate::cluster::frame::{CreditTo, Message as NodeMessage};
 use crate::message::{Message, MessageId};
 use crate::store::record;
 
@@ -70,13 +70,18 @@ impl Broker {
         });
         let encoded = record::encode_message(message, now);
         let mut nodes = Vec::with_capacity(sends.len());
+        let credit_to = origin.map(|conn| CreditTo {
+            shard: self.shard as u16,
+            conn,
+            low_on_credit: self.flow.low_on_node_credit(conn, sends.len() as u32),
+        });
         for (node, served) in sends {
             let route = NodeMessage::Route {
                 groups: served,
                 publisher: message.publisher.to_string(),
                 message: encoded.clone(),
                 id,
-                credit_to: origin.map(|conn| (self.shard as u16, conn)),
+                credit_to,
             };
             self.to_nodes.push((node.clone(), route));
             nodes.push(node);
@@ -98,8 +103,10 @@ impl Broker {
                 id,
                 credit_to,
             } => {
-                let relay =
-                    credit_to.map(|(shard, conn)| self.flow.relay((from.clone(), shard, conn)));
+                let relay = credit_to.map(|c| {
+                    let relay = self.flow.relay((from.clone(), c.shard, c.conn));
+                    (relay, c.low_on_credit)
+                });
                 self.route_from_node(&groups, &publisher, &message, id, relay, now);
             }
             NodeMessage::Credit { shard, credits } => match usize::from(shard) {
@@ -152,7 +159,7 @@ impl Broker {
         publisher: &str,
         bytes: &[u8],
         id: MessageId,
-        relay: Option<ConnId>,
+        relay: Option<(ConnId, bool)>,
         now: Instant,
     ) {
         self.stats.routed_from_nodes += 1;
@@ -167,12 +174,12 @@ impl Broker {
         message.id = Some(id);
         let mut groups = self.router.assign_groups(&message.topic);
         groups.retain(|(_, g)| served.iter().any(|s| s == &**g));
-        let shards = self.route_to_shards(&message, groups, relay, now);
+        let shards = self.route_to_shards(&message, groups, relay.map(|(r, _)| r), now);
         // A congested recipient here holds the relay's credit, as one on
         // another shard does; taken either way, or the next local publisher
         // would wait for it.
         let congested = self.outputs.take_congested().map(|(conn, _)| conn);
-        if let Some(relay) = relay {
+        if let Some((relay, low_on_credit)) = relay {
             if congested.is_some() {
                 self.flow.forwarded(relay, 1);
                 let sender = super::flow::Sender {
@@ -182,7 +189,7 @@ impl Broker {
                 self.flow
                     .routed(self.shard, sender, congested, now, self.settings.stall);
             }
-            self.flow.relayed(relay);
+            self.flow.relayed(relay, low_on_credit);
         }
         // With stored messages, a barrier behind these waits for the shards'
         // writes too.

@@ -109,6 +109,16 @@ pub struct Queued {
     pub publish: Publish,
 }
 
+/// Where the credit for a [`Message::Route`] goes: a connection on the
+/// sender's shard `shard`, and whether it was low on credit (then the
+/// credit goes back at once, else with other traffic or within a second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditTo {
+    pub shard: u16,
+    pub conn: u64,
+    pub low_on_credit: bool,
+}
+
 /// What one node says to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -149,10 +159,10 @@ pub enum Message {
         message: Bytes,
         /// The same on every node it goes to ([`MessageId`]).
         id: MessageId,
-        /// The publishing connection and its shard on the sender, if a
-        /// client published it: it gets a [`Message::Credit`] back once the
-        /// message's recipients here have room ([`crate::broker`]'s flow).
-        credit_to: Option<(u16, u64)>,
+        /// The publishing connection on the sender, if a client published
+        /// it: it gets a [`Message::Credit`] back once the message's
+        /// recipients here have room ([`crate::broker`]'s flow).
+        credit_to: Option<CreditTo>,
     },
     /// Credits for connections on the receiver's shard `shard`:
     /// `(connection, publishes)` routed here whose recipients had room.
@@ -386,10 +396,10 @@ impl Message {
                 put_bytes(out, message);
                 put_id(out, id);
                 match credit_to {
-                    Some((shard, conn)) => {
-                        out.put_u8(1);
-                        out.put_u16(*shard);
-                        out.put_u64(*conn);
+                    Some(c) => {
+                        out.put_u8(1 + u8::from(c.low_on_credit));
+                        out.put_u16(c.shard);
+                        out.put_u64(c.conn);
                     }
                     None => out.put_u8(0),
                 }
@@ -494,7 +504,11 @@ impl Message {
                     id: r.id()?,
                     credit_to: match r.u8("credit flag")? {
                         0 => None,
-                        _ => Some((r.u16("shard")?, r.u64("connection")?)),
+                        flag => Some(CreditTo {
+                            shard: r.u16("shard")?,
+                            conn: r.u64("connection")?,
+                            low_on_credit: flag > 1,
+                        }),
                     },
                 }
             }

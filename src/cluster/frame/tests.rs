@@ -66,7 +66,7 @@ fn message() -> impl Strategy<Value = Message> {
             "\\PC{0,10}",
             proptest::collection::vec(any::<u8>(), 0..20),
             any::<(u64, u64)>(),
-            proptest::option::of(any::<(u16, u64)>()),
+            proptest::option::of(any::<(u16, u64, bool)>()),
         )
             .prop_map(|(groups, publisher, message, (shard, seq), credit_to)| {
                 Message::Route {
@@ -74,7 +74,11 @@ fn message() -> impl Strategy<Value = Message> {
                     publisher,
                     message: message.into(),
                     id: MessageId { shard, seq },
-                    credit_to,
+                    credit_to: credit_to.map(|(shard, conn, low_on_credit)| CreditTo {
+                        shard,
+                        conn,
+                        low_on_credit,
+                    }),
                 }
             }),
         (
