@@ -3,7 +3,8 @@
 # node, side by side in one run: Redis and two nodes (one shard each, both on
 # CPU 0; or every core with CORES=all), loadtest on CPU 1. Prints each run's
 # summary and, for the cross-node runs, the messages the link carried per
-# second (node a's shardmq_cluster_messages_out_total over the window).
+# second (each node's shardmq_cluster_messages_out_total over the window: a's
+# carry the messages, b's the answers: credits, and barriers' answers).
 #
 # Usage: loadtest/scripts/cluster-bench.sh [pairs] [duration]
 # Environment: QOS (default "0 1"), CORES (default 0; "all": the default config,
@@ -60,18 +61,18 @@ for _ in $(seq 100); do
   [ "${up:-0}" -ge 2 ] && break; sleep 0.1
 done
 
-out_total() { curl -s "127.0.0.1:${http[a]}/metrics" | awk '/^shardmq_cluster_messages_out_total/ {print $2}'; }
+out_total() { curl -s "127.0.0.1:${http[$1]}/metrics" | awk '/^shardmq_cluster_messages_out_total/ {print $2}'; }
 for qos in ${QOS:-0 1}; do
   for where in same cross; do
     sub=${mqtt[a]}; [ $where = cross ] && sub=${mqtt[b]}
-    before=$(out_total)
+    before=$(out_total a); before_b=$(out_total b)
     echo "== p2p, $PAIRS pairs, QoS $qos, rate ${RATE:-max}, subscriber on the $where node"
     taskset -c 1 target/release/loadtest --broker "127.0.0.1:${mqtt[a]}" \
       --subscriber-broker "127.0.0.1:$sub" --scenario p2p --clients "$PAIRS" \
       --qos "$qos" --rate "${RATE:-max}" --duration "$DURATION" --warmup 2s --cores 1 \
       --client-id "bench-$qos-$where-{i}" | grep -E "msgs/s|latency|lost|sent|received" || true
-    after=$(out_total)
+    after=$(out_total a); after_b=$(out_total b)
     secs=$(( ${DURATION%s} + 2 ))
-    echo "   link: $(( (after - before) / secs )) messages/s out of node a (window and warm-up)"
+    echo "   link: $(( (after - before) / secs )) messages/s out of node a, $(( (after_b - before_b) / secs )) out of node b (window and warm-up)"
   done
 done
