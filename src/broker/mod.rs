@@ -934,6 +934,8 @@ mod mutant_tests;
 #[cfg(test)]
 mod nodes_tests;
 #[cfg(test)]
+mod owners_sim;
+#[cfg(test)]
 mod seam_tests;
 #[cfg(test)]
 mod share_tests;

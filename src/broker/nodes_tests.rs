@@ -228,7 +228,7 @@ fn moved_while_routed_to_both(forwarded_first: bool) -> (Broker, Vec<Vec<u8>>) {
         node: "b".into(),
         boot: 2,
     };
-    let next = b.after_claim(&"s".into(), 6, Some("a#1"), &me, |_| true, now);
+    let next = b.after_claim(&"s".into(), 6, Some("a#1"), &me, &[life_of_a()], now);
     assert_eq!(next, AfterClaim::Wait);
     assert_eq!(carry(&mut b, "b", &mut a, "a", now), 1, "the takeover");
     assert_eq!(carry(&mut a, "a", &mut b, "b", now), 1, "its answer");
@@ -296,7 +296,7 @@ fn a_session_taken_over_brings_the_messages_it_held() {
         node: "b".into(),
         boot: 2,
     };
-    let next = b.after_claim(&"s".into(), 6, Some("a#1"), &me, |_| true, now);
+    let next = b.after_claim(&"s".into(), 6, Some("a#1"), &me, &[life_of_a()], now);
     assert_eq!(next, AfterClaim::Wait);
     carry(&mut b, "b", &mut a, "a", now);
     assert_eq!(a.stats.handed_over, 2);
@@ -399,4 +399,12 @@ fn a_congested_subscriber_on_another_node_holds_its_publisher_until_it_drains() 
 #[test]
 fn a_congested_subscriber_on_the_shard_that_takes_the_link_holds_its_publisher_too() {
     held_across_nodes(0);
+}
+
+/// Node a's life, as b knows it.
+fn life_of_a() -> crate::store::Owner {
+    crate::store::Owner {
+        node: "a".into(),
+        boot: 1,
+    }
 }

@@ -2,10 +2,11 @@
 //!
 //! Redis settles ownership: every CONNECT in a cluster claims the id (clean
 //! sessions too), each claim raises the session's generation and names the
-//! owner before it. A claim whose predecessor is a live life of another node
-//! tells it ([`NodeMessage::Takeover`]) and waits for its answer
-//! ([`NodeMessage::HandOverDone`]), or its death, before the CONNACK, so
-//! two connections of one id never overlap; a second CONNECT of the id on
+//! owner before it. A claim whose predecessor is another life tells every
+//! live node ([`NodeMessage::Takeover`]) and waits for their answers
+//! ([`NodeMessage::HandOverDone`]), or their deaths, before the CONNACK, so
+//! two connections of one id never overlap (a seeded simulation drives this
+//! code: `owners_sim`); a second CONNECT of the id on
 //! this shard meanwhile gets "server busy". The node taken over:
 //! - closes its client's connection with 0x8E, and answers;
 //! - remembers the takeover's generation a while, so that a claim of its
@@ -124,8 +125,9 @@ pub(super) struct Owners {
     /// The newest generation other nodes took each id at, and until when
     /// it is remembered.
     taken: HashMap<ByteString, (u64, Instant)>,
-    /// CONNECTs waiting for a takeover's answer: id -> (generation, node).
-    waiting: HashMap<ByteString, (u64, ByteString)>,
+    /// CONNECTs waiting for a takeover's answer: id -> (generation, the
+    /// nodes that have not answered).
+    waiting: HashMap<ByteString, (u64, Vec<ByteString>)>,
     /// Persistent sessions taken over, dropped at the instant given.
     lingering: Vec<(ByteString, u64, Instant)>,
     /// Where what reaches a lingering session goes: the node that took it,
@@ -163,33 +165,37 @@ impl Broker {
         generation: u64,
         previous: Option<&str>,
         me: &Owner,
-        alive: impl Fn(&Owner) -> bool,
+        peers: &[Owner],
         now: Instant,
     ) -> AfterClaim {
         let newer = self.taken_at(client_id) > generation;
-        let previous = previous
-            .and_then(Owner::from_field)
-            // Not this node's (its connection, if any, is taken over here),
-            // nor a dead life's, whose connections died with it.
-            .filter(|p| p.node != me.node && alive(p));
-        if let Some(previous) = previous {
-            // Told even when a newer claim makes this one lose: the chain of
-            // claims must reach every connection (a connection the
-            // predecessor accepts later would otherwise hear of no claim).
-            let node = ByteString::from(previous.node.as_str());
+        // Every live node hears of a claim that takes the id from another
+        // life, not only the life before: that one may have died between
+        // its own claim and telling its predecessor, which then still holds
+        // a connection (two such chains found by `owners_sim`). A claim
+        // after this node's own life needs nobody: that life's claim told
+        // the one before it.
+        let told: Vec<ByteString> = match previous.and_then(Owner::from_field) {
+            Some(p) if p != *me => peers.iter().map(|p| p.node.as_str().into()).collect(),
+            _ => Vec::new(),
+        };
+        // Told even when a newer claim makes this one lose: the chain of
+        // claims must reach every connection (a connection the predecessor
+        // accepts later would otherwise hear of no claim).
+        for node in &told {
             let takeover = NodeMessage::Takeover {
                 client_id: client_id.to_string(),
                 generation,
                 new_owner: me.clone(),
             };
             self.to_nodes.push((node.clone(), takeover));
-            if !newer {
-                self.owners
-                    .waiting
-                    .insert(client_id.clone(), (generation, node));
-                self.owners.arrivals.start(client_id, now);
-                return AfterClaim::Wait;
-            }
+        }
+        if !told.is_empty() && !newer {
+            self.owners
+                .waiting
+                .insert(client_id.clone(), (generation, told));
+            self.owners.arrivals.start(client_id, now);
+            return AfterClaim::Wait;
         }
         match newer {
             true => AfterClaim::Refuse(ReasonCode::ServerBusy),
@@ -250,10 +256,14 @@ impl Broker {
                 generation,
             } => {
                 let client_id = ByteString::from(client_id);
-                let ours = self.owners.waiting.get(&client_id);
-                if ours.is_some_and(|(g, n)| *g == generation && n == from) {
-                    self.owners.waiting.remove(&client_id);
-                    self.owners.ended = true;
+                if let Some((g, nodes)) = self.owners.waiting.get_mut(&client_id) {
+                    if *g == generation {
+                        nodes.retain(|n| n != from);
+                        if nodes.is_empty() {
+                            self.owners.waiting.remove(&client_id);
+                            self.owners.ended = true;
+                        }
+                    }
                 }
             }
             NodeMessage::Deliver {
@@ -444,11 +454,14 @@ impl Broker {
         held
     }
 
-    /// `node` died: CONNECTs waiting for its answer go on (its connections
-    /// died with it).
+    /// `node` died: CONNECTs waiting for its answer go on once no other
+    /// node's is missing (its connections died with it).
     pub(super) fn owners_node_died(&mut self, node: &str) {
         let before = self.owners.waiting.len();
-        self.owners.waiting.retain(|_, (_, n)| n != node);
+        self.owners.waiting.retain(|_, (_, nodes)| {
+            nodes.retain(|n| n != node);
+            !nodes.is_empty()
+        });
         if self.owners.waiting.len() != before {
             self.owners.ended = true;
         }

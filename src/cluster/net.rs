@@ -229,6 +229,18 @@ impl Links {
         &self.me
     }
 
+    /// The lives of the other nodes this shard knows as alive.
+    pub fn peer_lives(&self) -> Vec<Owner> {
+        self.peers
+            .borrow()
+            .iter()
+            .map(|(node, p)| Owner {
+                node: node.to_string(),
+                boot: p.boot,
+            })
+            .collect()
+    }
+
     /// Whether `life` is the life of its node this shard knows as alive.
     pub fn is_alive(&self, life: &Owner) -> bool {
         self.peers

@@ -579,7 +579,7 @@ async fn claim(
         claim.generation,
         claim.previous.as_deref(),
         links.me(),
-        |life| links.is_alive(life),
+        &links.peer_lives(),
         Instant::now(),
     );
     shard.wake();
