@@ -290,7 +290,11 @@ impl Broker {
             .sessions
             .get(&client_id)
             .map(|e| (e.generation, e.conn));
-        if self.taken_at(&client_id) < generation {
+        // Remembered only where it may matter: a session here, or a claim
+        // of this node's in progress whose reply may come after this (every
+        // live node hears of a takeover; most hold nothing of the id).
+        let concerned = held.is_some() || self.owners.busy.contains(&client_id);
+        if concerned && self.taken_at(&client_id) < generation {
             self.owners
                 .taken
                 .insert(client_id.clone(), (generation, now + REMEMBER));
