@@ -182,14 +182,7 @@ impl Broker {
         // Told even when a newer claim makes this one lose: the chain of
         // claims must reach every connection (a connection the predecessor
         // accepts later would otherwise hear of no claim).
-        for node in &told {
-            let takeover = NodeMessage::Takeover {
-                client_id: client_id.to_string(),
-                generation,
-                new_owner: me.clone(),
-            };
-            self.to_nodes.push((node.clone(), takeover));
-        }
+        self.tell_claim(client_id, generation, me, &told);
         if !told.is_empty() && !newer {
             self.owners
                 .waiting
@@ -200,6 +193,38 @@ impl Broker {
         match newer {
             true => AfterClaim::Refuse(ReasonCode::ServerBusy),
             false => AfterClaim::Accept,
+        }
+    }
+
+    /// This shard adopted `client_id` at `generation` from a dead life
+    /// (reaping): every live node hears of it, as of a claim after a dead
+    /// predecessor, whose connection of the id (if that life claimed it and
+    /// died before telling) ends. Nobody waits for the answers.
+    pub fn adopted_from_dead(
+        &mut self,
+        client_id: &ByteString,
+        generation: u64,
+        me: &Owner,
+        peers: &[Owner],
+    ) {
+        let nodes: Vec<ByteString> = peers.iter().map(|p| p.node.as_str().into()).collect();
+        self.tell_claim(client_id, generation, me, &nodes);
+    }
+
+    fn tell_claim(
+        &mut self,
+        client_id: &ByteString,
+        generation: u64,
+        me: &Owner,
+        nodes: &[ByteString],
+    ) {
+        for node in nodes {
+            let takeover = NodeMessage::Takeover {
+                client_id: client_id.to_string(),
+                generation,
+                new_owner: me.clone(),
+            };
+            self.to_nodes.push((node.clone(), takeover));
         }
     }
 

@@ -55,9 +55,18 @@ async fn run(shard: Rc<Shard>, dead: Owner) {
         let reaped = store
             .reap_sessions(&dead, shard.nr_shards, |client_id, claim| {
                 let now = Instant::now();
+                let generation = claim.generation;
                 let mut broker = shard.broker.borrow_mut();
                 if let Some((will, generation)) = broker.adopted(&client_id, claim, now) {
                     broker.publish_orphan_will(&client_id, will, generation, now);
+                }
+                if let Some(links) = shard.links() {
+                    broker.adopted_from_dead(
+                        &client_id,
+                        generation,
+                        links.me(),
+                        &links.peer_lives(),
+                    );
                 }
             })
             .await;
