@@ -2,8 +2,8 @@
 //!
 //! Redis settles ownership: every CONNECT in a cluster claims the id (clean
 //! sessions too), each claim raises the session's generation and names the
-//! owner before it. A claim whose predecessor is another life tells every
-//! live node ([`NodeMessage::Takeover`]) and waits for their answers
+//! owner before it. A claim after another claim tells every live node
+//! ([`NodeMessage::Takeover`]) and waits for their answers
 //! ([`NodeMessage::HandOverDone`]), or their deaths, before the CONNACK, so
 //! two connections of one id never overlap (a seeded simulation drives this
 //! code: `owners_sim`); a second CONNECT of the id on
@@ -169,15 +169,22 @@ impl Broker {
         now: Instant,
     ) -> AfterClaim {
         let newer = self.taken_at(client_id) > generation;
-        // Every live node hears of a claim that takes the id from another
-        // life, not only the life before: that one may have died between
-        // its own claim and telling its predecessor, which then still holds
-        // a connection (two such chains found by `owners_sim`). A claim
-        // after this node's own life needs nobody: that life's claim told
-        // the one before it.
+        // Every live node hears of a claim after another claim, not only
+        // the node named before it: that node may have died between its own
+        // claim and telling its predecessor, which then still holds a
+        // connection; or, if it is this node, its claim may have timed out
+        // with its takeovers still on their way (three chains found by
+        // `owners_sim`). Only a claim after this node's own, whose session
+        // is here and not taken since, needs nobody: that claim's takeovers
+        // were all answered before the session was.
+        let held_here = self
+            .sessions
+            .get(client_id)
+            .is_some_and(|e| e.generation.is_some() && !self.is_taken(client_id, e.generation));
         let told: Vec<ByteString> = match previous.and_then(Owner::from_field) {
-            Some(p) if p != *me => peers.iter().map(|p| p.node.as_str().into()).collect(),
-            _ => Vec::new(),
+            Some(p) if p == *me && held_here => Vec::new(),
+            Some(_) => peers.iter().map(|p| p.node.as_str().into()).collect(),
+            None => Vec::new(),
         };
         // Told even when a newer claim makes this one lose: the chain of
         // claims must reach every connection (a connection the predecessor
