@@ -139,36 +139,22 @@ pub(super) struct NodeCredits {
 impl Flow {
     /// `conn` had `n` publishes forwarded to other shards.
     pub(super) fn forwarded(&mut self, conn: ConnId, n: u32) {
-        if n > 0 {
-            *self.unconfirmed.entry(conn).or_insert(0) += n;
-        }
+        count_out(&mut self.unconfirmed, conn, n);
     }
 
     /// `conn` had `n` publishes sent to other nodes.
     pub(super) fn sent_to_nodes(&mut self, conn: ConnId, n: u32) {
-        if n > 0 {
-            *self.unconfirmed_by_nodes.entry(conn).or_insert(0) += n;
-        }
+        count_out(&mut self.unconfirmed_by_nodes, conn, n);
     }
 
     /// Another node credits `conn` back `n` publishes.
     pub(super) fn credited_by_node(&mut self, conn: ConnId, n: u32) {
-        if let Some(left) = self.unconfirmed_by_nodes.get_mut(&conn) {
-            *left = left.saturating_sub(n);
-            if *left == 0 {
-                self.unconfirmed_by_nodes.remove(&conn);
-            }
-        }
+        count_back(&mut self.unconfirmed_by_nodes, conn, n);
     }
 
     /// Another shard credits `conn` back `n` publishes.
     pub(super) fn credited(&mut self, conn: ConnId, n: u32) {
-        if let Some(left) = self.unconfirmed.get_mut(&conn) {
-            *left = left.saturating_sub(n);
-            if *left == 0 {
-                self.unconfirmed.remove(&conn);
-            }
-        }
+        count_back(&mut self.unconfirmed, conn, n);
         if conn & RELAY != 0 && !self.out_of_credit(conn) {
             self.relay_has_room(conn);
         }
@@ -380,6 +366,24 @@ impl Flow {
             }
         }
         taken
+    }
+}
+
+/// `conn` has `n` more publishes out in `unconfirmed`.
+fn count_out(unconfirmed: &mut HashMap<ConnId, u32>, conn: ConnId, n: u32) {
+    if n > 0 {
+        *unconfirmed.entry(conn).or_insert(0) += n;
+    }
+}
+
+/// `n` of `conn`'s publishes out in `unconfirmed` are credited back; a late
+/// credit never goes below zero.
+fn count_back(unconfirmed: &mut HashMap<ConnId, u32>, conn: ConnId, n: u32) {
+    if let Some(left) = unconfirmed.get_mut(&conn) {
+        *left = left.saturating_sub(n);
+        if *left == 0 {
+            unconfirmed.remove(&conn);
+        }
     }
 }
 
