@@ -72,7 +72,6 @@ async fn loses_nothing(pub_shard: usize, sub_shard: usize, qos: QoS) {
     )
     .await;
     sub.sub("bp/t", qos).await;
-    settle().await;
     let before = rss_anon();
     let reader = tokio::spawn(read_slowly(sub, qos));
     flood(

@@ -144,7 +144,6 @@ async fn paho_subscriber_gets_a_two_publisher_qos1_burst_in_order() {
     let mut sub = Subscriber::spawn(b.addr(), &id_on_shard("paho-burst-sub", 0), expected);
     let ready = sub.line(deadline, "its \"subscribed\" line");
     assert_eq!(ready, "subscribed");
-    settle().await;
 
     // One publisher on the subscriber's shard, one on the other.
     let publishers: Vec<_> = PUBLISHERS

@@ -215,7 +215,6 @@ async fn unsubscribe_stops_delivery(version: Version) {
     let (mut sub, _) = persistent(b.addr, version, &id).await;
     sub.sub("us/+", QoS::AtLeastOnce).await;
     sub.sub("other/t", QoS::AtLeastOnce).await;
-    settle().await;
     let mut far = clean(&b, version, "us-far", 0).await;
     let mut near = clean(&b, version, "us-near", 1).await;
 
@@ -702,7 +701,6 @@ async fn retry_interval_resends_until_puback() {
     v3.sub("rt/t", QoS::AtLeastOnce).await;
     let mut v5 = clean(&b, V5, "rt-v5", 1).await;
     v5.sub("rt/t", QoS::AtLeastOnce).await;
-    settle().await;
     let mut publ = clean(&b, V3, "rt-pub", 0).await;
     publish_qos1(&mut publ, "rt/t", 1, b"1").await;
 

@@ -88,7 +88,6 @@ async fn each_malformed_packet_closes_only_its_connection() {
     let b = TestBroker::with(|c| c.mqtt.max_packet_size = 256);
     let mut sub = Raw::connect(b.addr(), V5, &id_on_shard("h-sub", 1), true).await;
     sub.sub("steady/#", QoS::AtLeastOnce).await;
-    settle().await;
     let mut steady = Raw::connect(b.addr(), V311, &id_on_shard("h-pub", 0), true).await;
 
     for (i, (what, version, bytes, reason)) in CASES.iter().enumerate() {
@@ -183,7 +182,6 @@ async fn a_thousand_silent_sockets_do_not_stop_a_publisher() {
     let b = TestBroker::with(|c| c.mqtt.connect_timeout = Duration::from_secs(2));
     let mut sub = Raw::connect(b.addr(), V5, &id_on_shard("thou-sub", 1), true).await;
     sub.sub("busy/t", QoS::AtLeastOnce).await;
-    settle().await;
     let mut publ = Raw::connect(b.addr(), V5, &id_on_shard("thou-pub", 0), true).await;
 
     let mut idle = Vec::with_capacity(1000);

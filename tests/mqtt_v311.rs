@@ -91,7 +91,6 @@ async fn mqtt_3_1_client_works() {
     let b = TestBroker::start();
     let mut old = Raw::connect(b.addr(), Version::V3_1, "old-timer", true).await;
     old.sub("v31/t", QoS::AtLeastOnce).await;
-    settle().await;
     let publ = V3::connect(v3_options(b.addr(), "modern")).await;
     publ.publish("v31/t", Q::AtLeastOnce, false, b"hello 3.1")
         .await;
@@ -207,7 +206,6 @@ async fn wills_with_rumqttc() {
     let b = TestBroker::start();
     let mut watcher = V3::connect(v3_options(b.addr(), "rw-watch")).await;
     watcher.subscribe("rwill/#", Q::AtLeastOnce).await;
-    settle().await;
     let mut opts = v3_options(b.addr(), &id_on_shard("rw-dies", 1));
     opts.set_last_will(rumqttc::LastWill::new(
         "rwill/a",
@@ -332,7 +330,6 @@ async fn unacked_qos1_is_resent_after_the_retry_interval() {
     let b = TestBroker::with(|c| c.mqtt.retry_interval = Duration::from_secs(1));
     let mut sub = Raw::connect(b.addr(), V, &id_on_shard("retry-sub", 1), true).await;
     sub.sub("retry/t", QoS::AtLeastOnce).await;
-    settle().await;
     let mut publ = Raw::connect(b.addr(), V, &id_on_shard("retry-pub", 0), true).await;
     publish_qos1(&mut publ, "retry/t", 1, b"again").await;
     let first = sub.recv_publish().await;

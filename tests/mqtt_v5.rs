@@ -275,7 +275,6 @@ async fn retain_handling_and_retain_as_published() {
     rap.subscribe(subscribe(1, &[("rap/t", o)])).await;
     let mut plain = Raw::connect(b.addr(), V, &id_on_shard("no-rap", 1), true).await;
     plain.sub("rap/t", QoS::AtLeastOnce).await;
-    settle().await;
     let mut p = publish("rap/t", QoS::AtLeastOnce, 2, b"live");
     p.retain = true;
     publ.publish(p).await;
@@ -300,7 +299,6 @@ async fn will_delay_disconnect_with_will_and_takeover() {
     let b = TestBroker::start();
     let mut watcher = Raw::connect(b.addr(), V, &id_on_shard("wd-watch", 0), true).await;
     watcher.sub("wd/#", QoS::AtLeastOnce).await;
-    settle().await;
     let conn = |id: &str, t: &str, delay: Option<u32>, expiry: u32| {
         let mut c = connect(V, id, false, 60);
         c.properties.session_expiry_interval = Some(expiry);
@@ -378,7 +376,6 @@ async fn rumqttc_will_with_properties() {
     let b = TestBroker::start();
     let mut watcher = V5::connect(v5_options(b.addr(), "rw-watch")).await;
     watcher.subscribe("rwill/#", QoS5::AtLeastOnce).await;
-    settle().await;
     let mut opts = v5_options(b.addr(), &id_on_shard("rw-dies", 1));
     let props = mqtt5::LastWillProperties {
         delay_interval: None,
@@ -431,7 +428,6 @@ async fn overlapping_subscriptions_carry_every_subscription_id() {
         sub.subscribe(s).await;
     }
     sub.sub("sid/a/+", QoS::AtMostOnce).await; // no identifier
-    settle().await;
     let mut publ = Raw::connect(b.addr(), V, &id_on_shard("sid-pub", 0), true).await;
     publish_qos2(&mut publ, "sid/a/x", 1, b"all three").await;
     publish_qos2(&mut publ, "sid/b", 2, b"one").await;
@@ -477,7 +473,6 @@ async fn no_local() {
     me.subscribe("nl/echo", QoS5::AtLeastOnce).await;
     let mut other = V5::connect(v5_options(b.addr(), &id_on_shard("nl-other", 1))).await;
     other.subscribe("nl/#", QoS5::AtLeastOnce).await;
-    settle().await;
     me.publish("nl/t", QoS5::AtLeastOnce, false, b"mine").await;
     me.publish("nl/echo", QoS5::AtLeastOnce, false, b"echo")
         .await;
@@ -500,7 +495,6 @@ async fn topic_aliases_from_the_client() {
     let b = TestBroker::start();
     let mut sub = V5::connect(v5_options(b.addr(), &id_on_shard("ta-sub", 1))).await;
     sub.subscribe("ta/#", QoS5::AtLeastOnce).await;
-    settle().await;
     let publ = V5::connect(v5_options(b.addr(), &id_on_shard("ta-pub", 0))).await;
     let alias = |a: u16| mqtt5::PublishProperties {
         topic_alias: Some(a),
@@ -568,7 +562,6 @@ async fn receive_maximum_both_ways() {
     c.properties.receive_maximum = Some(2);
     let (mut sub, _) = Raw::connect_with(b.addr(), c).await;
     sub.sub("rm/t", QoS::AtLeastOnce).await;
-    settle().await;
     let mut publ = Raw::connect(b.addr(), V, &id_on_shard("rm-pub", 0), true).await;
     for i in 0..5u16 {
         publish_qos1(&mut publ, "rm/t", i + 1, &[b'0' + i as u8]).await;
@@ -614,7 +607,6 @@ async fn maximum_packet_size_both_ways() {
     c.properties.receive_maximum = Some(1);
     let (mut small, _) = Raw::connect_with(b.addr(), c).await;
     small.sub("mp/#", QoS::AtLeastOnce).await;
-    settle().await;
 
     let mut publ = Raw::connect(b.addr(), V, &id_on_shard("mp-pub", 0), true).await;
     let big = vec![b'b'; 600];
@@ -708,7 +700,6 @@ async fn request_response_and_user_properties_pass_through() {
     responder.subscribe("rr/req", QoS5::AtLeastOnce).await;
     let mut requester = V5::connect(v5_options(b.addr(), &id_on_shard("rr-req", 0))).await;
     requester.subscribe("rr/reply/1", QoS5::AtLeastOnce).await;
-    settle().await;
     let props = mqtt5::PublishProperties {
         payload_format_indicator: Some(1),
         response_topic: Some("rr/reply/1".into()),
@@ -763,7 +754,6 @@ async fn request_response_and_user_properties_pass_through() {
     // A user property on a 3.1.1 subscriber's delivery is dropped, not an error.
     let mut old = Raw::connect(b.addr(), Version::V3_1_1, "rr-old", true).await;
     old.sub("rr/req", QoS::AtLeastOnce).await;
-    settle().await;
     requester
         .client
         .publish_with_properties("rr/req", QoS5::AtLeastOnce, false, "{}", props)
@@ -806,7 +796,6 @@ async fn topic_aliases_to_the_client() {
     c.properties.topic_alias_maximum = Some(10);
     let (mut sub, _) = Raw::connect_with(b.addr(), c).await;
     sub.sub("tao/#", QoS::AtMostOnce).await;
-    settle().await;
     let mut publ = Raw::connect(b.addr(), V, &id_on_shard("tao-pub", 0), true).await;
     for _ in 0..2 {
         publ.publish(publish("tao/a/rather/long/topic", QoS::AtMostOnce, 0, b"x"))

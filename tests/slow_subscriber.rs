@@ -83,7 +83,6 @@ async fn a_stalled_subscriber(qos: QoS) {
     let mut slow = stalled(addr, &id_on_shard("slow", 1), qos).await;
     let mut reader = Raw::connect(addr, Version::V5, &id_on_shard("reader", 1), true).await;
     reader.sub("flood/#", qos).await;
-    settle().await;
     let connections = b.metric("shardmq_connections", &[]);
     assert_eq!(connections, 2.0);
 

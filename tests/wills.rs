@@ -68,7 +68,6 @@ use shardmq::protocol::{Connect, Disconnect, Packet, QoS, ReasonCode, Version};
 async fn watcher(b: &TestBroker, prefix: &str) -> Raw {
     let mut w = Raw::connect(b.addr(), Version::V5, &id_on_shard(prefix, 0), true).await;
     w.sub("will/#", QoS::AtLeastOnce).await;
-    settle().await;
     w
 }
 
@@ -282,7 +281,6 @@ async fn a_send_timeout_close_publishes_the_will() {
     stuck.send(Packet::Connect(Box::new(c))).await;
     assert!(matches!(stuck.recv().await, Packet::ConnAck(_)));
     stuck.sub("st/t", QoS::AtMostOnce).await;
-    settle().await;
     // 16 MiB at QoS 0, more than the socket buffers hold; never read.
     let mut publ = Raw::connect(b.addr(), Version::V5, &id_on_shard("st-pub", 0), true).await;
     let payload = vec![7u8; 256 << 10];

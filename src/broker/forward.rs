@@ -27,6 +27,11 @@ pub enum Forward {
     Subscribed(TopicFilter),
     /// The sending shard has no subscribers left for this filter.
     Unsubscribed(TopicFilter),
+    /// Answer with [`Forward::Synced`]: a SUBACK waits until every other
+    /// shard has the filters sent before this ([`super::subacks`]).
+    Sync(u64),
+    /// The answer to the sender's [`Forward::Sync`] with this ticket.
+    Synced(u64),
     /// The sending shard now has these members in this share group.
     ShareGroup(TopicFilter, GroupMembers),
     /// Messages of this share group that a member on the sending shard had
@@ -86,6 +91,8 @@ impl Broker {
             Forward::Unsubscribed(filter) => {
                 self.index.remove(&filter, from);
             }
+            Forward::Sync(ticket) => self.forwards.push((from, Forward::Synced(ticket))),
+            Forward::Synced(ticket) => self.synced(ticket),
             Forward::ShareGroup(filter, members) => self.router.set_group(&filter, from, members),
             Forward::HandOver(group, messages) => self.hand_over_here(&group, &messages, now),
             Forward::Loaded => self.peers_loading = self.peers_loading.saturating_sub(1),

@@ -20,6 +20,7 @@ mod owners;
 mod publish;
 mod share;
 mod store;
+mod subacks;
 mod subscribe;
 
 use std::rc::Rc;
@@ -206,6 +207,8 @@ pub struct Broker {
     store_messages: bool,
     /// PUBACKs and PUBRECs waiting for their messages to be stored ([`acks`]).
     acks: acks::HeldAcks,
+    /// SUBACKs waiting for other shards to have their filters ([`subacks`]).
+    replies: subacks::HeldReplies,
     /// While a message another shard forwarded is routed: that shard.
     routing_from: Option<usize>,
     /// In a cluster: which other nodes subscribe to what.
@@ -265,6 +268,7 @@ impl Broker {
             store_ops: Vec::new(),
             store_messages: false,
             acks: acks::HeldAcks::default(),
+            replies: subacks::HeldReplies::default(),
             routing_from: None,
             node_routes: Default::default(),
             to_nodes: Vec::new(),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use super::tests::{connect, online, publish, settings, subscribe};
+use super::tests::{connect, deliver_forwards, online, publish, settings, subscribe};
 use super::*;
 use crate::protocol::{LastWill, QoS, Version, WillProperties};
 use crate::topic::TopicName;
@@ -175,18 +175,6 @@ fn persistent(b: &mut Broker, conn: ConnId, id: &str) -> Client {
     online(b, conn, c)
 }
 
-/// Delivers what each shard queued for the other, until nothing is left.
-fn exchange(shards: &mut [Broker; 2], now: Instant) {
-    for _ in 0..4 {
-        for from in 0..2 {
-            let forwards = std::mem::take(&mut shards[from].forwards);
-            for (to, f) in forwards {
-                shards[to].on_forward(from, f, now);
-            }
-        }
-    }
-}
-
 /// Share-group online counts (`mod.rs` `disconnected_because`'s and
 /// `connect_from`'s `count_online(.., -1)`, "delete -") and the shard-local
 /// pick (`publish.rs` `Sessions::is_online -> true`): while a member is
@@ -210,14 +198,14 @@ fn share_groups_count_members_that_leave_as_offline() {
         }
     }
     online(&mut s[0], 3, connect(Version::V5, "a", true));
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
 
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     for id in 1..=4 {
         s[0].handle(&mut publ, publish("t", QoS::AtLeastOnce, id, b"m"), now)
             .unwrap();
     }
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let to_b = s[1]
         .take_output(1)
         .packets
@@ -395,13 +383,13 @@ fn a_resumed_member_counts_as_online() {
         s[shard].disconnected(&m, None, now);
     }
     persistent(&mut s[0], 2, "a");
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     for id in 1..=4 {
         s[0].handle(&mut publ, publish("t", QoS::AtLeastOnce, id, b"m"), now)
             .unwrap();
     }
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     assert_eq!(s[0].queue_depths(), (0, 4), "all in flight to a");
     assert_eq!(s[1].queue_depths(), (0, 0), "nothing waits for b");
 }

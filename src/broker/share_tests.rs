@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::tests::{connect, online, pid, publish, subscribe};
+use super::tests::{connect, deliver_forwards, online, pid, publish, subscribe};
 use super::*;
 use crate::protocol::{Ack, ConnectProperties, QoS, Version};
 
@@ -18,18 +18,6 @@ fn shards() -> [Broker; 2] {
         Broker::new(0, 2, tests::settings()),
         Broker::new(1, 2, tests::settings()),
     ]
-}
-
-/// Delivers what each shard queued for the other, until nothing is left.
-fn exchange(shards: &mut [Broker; 2], now: Instant) {
-    for _ in 0..4 {
-        for from in 0..2 {
-            let forwards = std::mem::take(&mut shards[from].forwards);
-            for (to, f) in forwards {
-                shards[to].on_forward(from, f, now);
-            }
-        }
-    }
 }
 
 /// An MQTT 5 clean-start client (session expiry 0: its session ends with
@@ -85,7 +73,7 @@ fn a_leaving_member_hands_its_unreceived_messages_over_in_order() {
     let mut s = shards();
     let mut a = member(&mut s[0], 1, "a", 2);
     join(&mut s[0], &mut a, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
     assert_eq!(payloads(&mut s[0], 1), [&b"0"[..], b"1"], "a's window");
@@ -93,9 +81,9 @@ fn a_leaving_member_hands_its_unreceived_messages_over_in_order() {
 
     let mut b = member(&mut s[1], 1, "b", 10);
     join(&mut s[1], &mut b, SHARE, QoS::AtMostOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     s[0].disconnected(&a, None, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     assert_eq!(
         publishes(&mut s[1], 1),
         PAYLOADS
@@ -163,10 +151,10 @@ fn a_plain_subscriptions_messages_are_not_handed_over() {
     join(&mut s[0], &mut a, "t", QoS::AtLeastOnce, now);
     let mut b = member(&mut s[1], 1, "b", 10);
     join(&mut s[1], &mut b, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     assert_eq!(payloads(&mut s[0], 1).len(), 4, "a's plain copies");
     assert_eq!(payloads(&mut s[1], 1).len(), 4, "the group's copies");
 
@@ -175,7 +163,7 @@ fn a_plain_subscriptions_messages_are_not_handed_over() {
         .forwards
         .iter()
         .all(|(_, f)| !matches!(f, Forward::HandOver(..))));
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     assert_eq!(payloads(&mut s[1], 1), Vec::<Bytes>::new());
 }
 
@@ -188,7 +176,7 @@ fn with_no_other_member_nothing_is_handed_over() {
     let mut s = shards();
     let mut a = member(&mut s[0], 1, "a", 10);
     join(&mut s[0], &mut a, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
     assert_eq!(payloads(&mut s[0], 1).len(), 4);
@@ -201,10 +189,10 @@ fn with_no_other_member_nothing_is_handed_over() {
         "{:?}",
         s[0].forwards
     );
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut b = member(&mut s[1], 1, "b", 10);
     join(&mut s[1], &mut b, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     assert_eq!(payloads(&mut s[1], 1), Vec::<Bytes>::new());
     assert_eq!(s[0].queue_depths(), (0, 0));
 }
@@ -220,16 +208,16 @@ fn a_takeover_with_clean_start_hands_the_old_sessions_messages_over() {
     c.properties.session_expiry_interval = Some(600);
     let mut a = online(&mut s[0], 1, c);
     join(&mut s[0], &mut a, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
     assert_eq!(payloads(&mut s[0], 1).len(), 4);
     let mut b = member(&mut s[1], 1, "b", 10);
     join(&mut s[1], &mut b, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
 
     online(&mut s[0], 2, connect(Version::V5, "a", true));
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     assert_eq!(payloads(&mut s[1], 1), PAYLOADS.to_vec());
     assert_eq!(
         payloads(&mut s[0], 2),
@@ -247,7 +235,7 @@ fn a_groups_messages_go_to_one_member() {
     let mut s = shards();
     let mut a = member(&mut s[0], 1, "a", 10);
     join(&mut s[0], &mut a, SHARE, QoS::AtLeastOnce, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let mut publ = online(&mut s[0], 9, connect(Version::V5, "p", true));
     send_all(&mut s[0], &mut publ, QoS::AtLeastOnce, now);
     assert_eq!(payloads(&mut s[0], 1).len(), 4);
@@ -255,10 +243,10 @@ fn a_groups_messages_go_to_one_member() {
         let mut m = member(&mut s[1], conn, id, 10);
         join(&mut s[1], &mut m, SHARE, QoS::AtLeastOnce, now);
     }
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
 
     s[0].disconnected(&a, None, now);
-    exchange(&mut s, now);
+    deliver_forwards(&mut s, now);
     let got = [payloads(&mut s[1], 1), payloads(&mut s[1], 2)];
     assert!(
         got.contains(&PAYLOADS.map(Bytes::from_static).to_vec()),

@@ -12,12 +12,21 @@ use crate::protocol::{
 use crate::session::{Delivery, Subscription};
 use crate::topic::TopicFilter;
 
+/// What [`Broker::attach_subscription`] did.
+pub(super) struct Attached {
+    /// The session had this filter already (its options are replaced).
+    existed: bool,
+    /// The filter is new to this shard: the other shards were told.
+    announced: bool,
+}
+
 impl Broker {
     /// A SUBSCRIBE: each filter the ACL allows is added; a denied one gets
     /// 0x87 not authorized (0x80 in MQTT 3) in the SUBACK.
     pub(super) fn subscribe(&mut self, client: &Client, subscribe: Subscribe, now: Instant) {
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut announced = false;
         // Gathered only for a sink that wants `on_subscribe`.
         let mut topics = self
             .events
@@ -38,8 +47,9 @@ impl Broker {
                         options: *options,
                         id: subscribe.properties.subscription_identifier,
                     };
-                    if !self.add_subscription(client, filter, sub, &mut retained) {
-                        return;
+                    match self.add_subscription(client, filter, sub, &mut retained) {
+                        Some(new_here) => announced |= new_here,
+                        None => return,
                     }
                     match options.qos {
                         QoS::AtMostOnce => ReasonCode::Success,
@@ -70,36 +80,34 @@ impl Broker {
             properties: Default::default(),
         };
         // The SUBACK goes before the retained messages it lets through.
-        self.output(client.conn).packets.push(Packet::SubAck(ack));
-        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
-            return;
-        };
-        let out = &mut self.outputs.to(client.conn).packets;
-        let before = out.len();
-        for delivery in retained {
-            if let Some(drop) = entry.session.deliver(delivery, now, out) {
-                self.stats.count_drops(std::slice::from_ref(&drop));
-                self.events
-                    .dropped(&client.client_id, std::slice::from_ref(&drop));
+        let mut packets = vec![Packet::SubAck(ack)];
+        if let Some(entry) = self.sessions.get_mut(&client.client_id) {
+            for delivery in retained {
+                if let Some(drop) = entry.session.deliver(delivery, now, &mut packets) {
+                    self.stats.count_drops(std::slice::from_ref(&drop));
+                    self.events
+                        .dropped(&client.client_id, std::slice::from_ref(&drop));
+                }
             }
+            self.events.delivered(&client.identity, &packets[1..]);
         }
-        self.events.delivered(&client.identity, &out[before..]);
+        self.reply(client, packets, announced);
     }
 
     /// Adds (or replaces) one subscription of `client`, and gathers the
-    /// retained messages it gets into `retained`. False if the session is gone.
+    /// retained messages it gets into `retained`. `None` if the session is
+    /// gone; else whether the filter is new to this shard.
     fn add_subscription(
         &mut self,
         client: &Client,
         filter: &TopicFilter,
         sub: Subscription,
         retained: &mut Vec<Delivery>,
-    ) -> bool {
+    ) -> Option<bool> {
         let options = &sub.options;
         // A new member of a share group is online: it is subscribing.
-        let Some(existed) = self.attach_subscription(&client.client_id, filter, sub, true) else {
-            return false;
-        };
+        let Attached { existed, announced } =
+            self.attach_subscription(&client.client_id, filter, sub, true)?;
         // Retained messages go to new non-shared subscribers only as retain
         // handling allows [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
         let send_retained = filter.share_group().is_none()
@@ -122,7 +130,7 @@ impl Broker {
                 })
             });
         }
-        true
+        Some(announced)
     }
 
     pub(super) fn unsubscribe(&mut self, client: &Client, unsubscribe: Unsubscribe) {
@@ -153,25 +161,26 @@ impl Broker {
             reason_codes,
             properties: Default::default(),
         };
-        self.output(client.conn).packets.push(Packet::UnsubAck(ack));
+        self.reply(client, vec![Packet::UnsubAck(ack)], false);
     }
 
     /// Adds (or replaces) a subscription of the session `client_id`: in the
     /// session, the router and the shard index, and in the store. `online`:
     /// whether a new share-group member counts as online. `None` if there is
-    /// no such session; otherwise whether the subscription existed.
+    /// no such session.
     pub(super) fn attach_subscription(
         &mut self,
         client_id: &ByteString,
         filter: &TopicFilter,
         sub: Subscription,
         online: bool,
-    ) -> Option<bool> {
+    ) -> Option<Attached> {
         let entry = self.sessions.get_mut(client_id)?;
         let existed = entry.session.subscribe(filter.clone(), sub);
         let generation = entry.generation;
         self.router.subscribe(client_id, filter, sub);
-        if !existed && self.index.add(filter, self.shard) == 1 {
+        let announced = !existed && self.index.add(filter, self.shard) == 1;
+        if announced {
             self.broadcast(Forward::Subscribed(filter.detached()));
             self.store_route(filter, true);
         }
@@ -179,7 +188,7 @@ impl Broker {
             self.count_group(filter, 1, i32::from(online));
         }
         self.store_subscription(client_id, generation, filter, Some(&sub));
-        Some(existed)
+        Some(Attached { existed, announced })
     }
 
     /// Removes a subscription from the router and the shard index (the session

@@ -544,13 +544,98 @@ fn publishes_cross_shards_through_the_index() {
     assert!(shards[0].forwards.is_empty());
 }
 
+/// A SUBACK goes out only once the other shard has the new filter: a
+/// publish there after the SUBACK must find it. A reply behind a held one
+/// waits too, so the client's acknowledgements keep its order.
+#[test]
+fn a_suback_waits_until_every_other_shard_has_the_filter() {
+    let now = Instant::now();
+    let kinds = |b: &mut Broker, conn| -> Vec<&'static str> {
+        b.take_output(conn)
+            .packets
+            .iter()
+            .map(|p| match p {
+                Packet::SubAck(_) => "suback",
+                Packet::UnsubAck(_) => "unsuback",
+                Packet::Publish(_) => "publish",
+                _ => "other",
+            })
+            .collect()
+    };
+    let mut shards = [Broker::new(0, 2, settings()), Broker::new(1, 2, settings())];
+    let mut sub = online(&mut shards[1], 1, connect(Version::V5, "s", true));
+    shards[1]
+        .handle(&mut sub, subscribe("x/#", QoS::AtMostOnce), now)
+        .unwrap();
+    // Again (its options replaced, nothing new to tell), then gone.
+    shards[1]
+        .handle(&mut sub, subscribe("x/#", QoS::AtLeastOnce), now)
+        .unwrap();
+    shards[1]
+        .handle(
+            &mut sub,
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id: pid(2),
+                filters: vec![TopicFilter::new("x/#").unwrap()],
+                user_properties: Vec::new(),
+            }),
+            now,
+        )
+        .unwrap();
+    assert_eq!(kinds(&mut shards[1], 1), Vec::<&str>::new());
+    // Shard 0 applies the filter and answers; the replies go, in order.
+    let told = std::mem::take(&mut shards[1].forwards);
+    for (to, f) in told {
+        shards[to].on_forward(1, f, now);
+    }
+    assert_eq!(kinds(&mut shards[1], 1), Vec::<&str>::new());
+    let answers = std::mem::take(&mut shards[0].forwards);
+    assert!(
+        matches!(answers[..], [(1, Forward::Synced(_))]),
+        "{answers:?}"
+    );
+    for (to, f) in answers {
+        shards[to].on_forward(0, f, now);
+    }
+    assert_eq!(kinds(&mut shards[1], 1), ["suback", "suback", "unsuback"]);
+    // Shard 0's first subscriber to x/# waits for shard 1 in turn; a
+    // SUBSCRIBE with nothing new to tell and nothing held goes at once.
+    let mut other = online(&mut shards[0], 2, connect(Version::V5, "o", true));
+    shards[0]
+        .handle(&mut other, subscribe("x/#", QoS::AtMostOnce), now)
+        .unwrap();
+    assert_eq!(kinds(&mut shards[0], 2), Vec::<&str>::new());
+    deliver_forwards(&mut shards, now);
+    assert_eq!(kinds(&mut shards[0], 2), ["suback"]);
+    shards[0]
+        .handle(&mut other, subscribe("x/#", QoS::AtMostOnce), now)
+        .unwrap();
+    assert!(shards[0].forwards.is_empty());
+    assert_eq!(kinds(&mut shards[0], 2), ["suback"]);
+    // One shard has no one to wait for.
+    let mut alone = Broker::new(0, 1, settings());
+    let mut c = online(&mut alone, 1, connect(Version::V5, "a", true));
+    alone
+        .handle(&mut c, subscribe("y", QoS::AtMostOnce), now)
+        .unwrap();
+    assert_eq!(kinds(&mut alone, 1), ["suback"]);
+}
+
+/// Delivers what each shard queued for the other, answers included, until
+/// nothing is left.
 pub(super) fn deliver_forwards(shards: &mut [Broker; 2], now: Instant) {
-    for from in 0..2 {
-        let forwards = std::mem::take(&mut shards[from].forwards);
-        for (to, f) in forwards {
-            shards[to].on_forward(from, f, now);
+    for _ in 0..8 {
+        for from in 0..2 {
+            let forwards = std::mem::take(&mut shards[from].forwards);
+            for (to, f) in forwards {
+                shards[to].on_forward(from, f, now);
+            }
         }
     }
+    assert!(
+        shards.iter().all(|s| s.forwards.is_empty()),
+        "still talking"
+    );
 }
 
 #[test]

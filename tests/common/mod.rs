@@ -119,8 +119,9 @@ pub fn id_on_shard(prefix: &str, shard: usize) -> String {
         .unwrap()
 }
 
-/// Lets subscriptions reach the other shard's index before publishing: the
-/// shard index is updated by message, asynchronously.
+/// Lets what shards tell each other asynchronously arrive: share-group
+/// members, messages forwarded to an offline session. (Not needed after a
+/// SUBACK: it waits until every shard has the filter.)
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(150)).await;
 }

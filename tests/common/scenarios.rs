@@ -72,7 +72,6 @@ pub async fn qos2_across_reconnect(version: Version) {
     let sub_id = id_on_shard("q2-sub", 1);
     let (mut sub, _) = persistent(b.addr(), version, &sub_id).await;
     sub.sub("q2/t", QoS::ExactlyOnce).await;
-    settle().await;
 
     let mut publ = Raw::connect(b.addr(), version, &id_on_shard("q2-pub", 0), true).await;
     publish_qos2(&mut publ, "q2/t", 1, b"m1").await;
@@ -152,7 +151,6 @@ pub async fn takeover_across_shards(version: Version) {
     let b = TestBroker::start();
     let mut watcher = Raw::connect(b.addr(), version, "watcher", true).await;
     watcher.sub("will/#", QoS::AtLeastOnce).await;
-    settle().await;
     for shard in 0..2 {
         let id = id_on_shard("twin", shard);
         let mut c = connect(version, &id, false, 60);
@@ -209,7 +207,6 @@ pub async fn keepalive(version: Version) {
     let b = TestBroker::start();
     let mut watcher = Raw::connect(b.addr(), version, "ka-watch", true).await;
     watcher.sub("will/#", QoS::AtLeastOnce).await;
-    settle().await;
 
     // Pinging every 1.1 s, later than the 1 s keepalive but within 1.5 times
     // it, keeps the connection open.
@@ -251,7 +248,6 @@ pub async fn wills(version: Version) {
     let b = TestBroker::start();
     let mut watcher = Raw::connect(b.addr(), version, &id_on_shard("w-watch", 0), true).await;
     watcher.sub("will/#", QoS::AtLeastOnce).await;
-    settle().await;
 
     for shard in 0..2 {
         let mut c = connect(version, &id_on_shard("w-abrupt", shard), true, 60);
@@ -293,7 +289,6 @@ pub async fn retained(version: Version) {
     let b = TestBroker::start();
     let mut live = Raw::connect(b.addr(), version, &id_on_shard("r-live", 1), true).await;
     live.sub("r/#", QoS::AtLeastOnce).await;
-    settle().await;
     let mut publ = Raw::connect(b.addr(), version, &id_on_shard("r-pub", 0), true).await;
     let mut p = publish("r/a", QoS::AtLeastOnce, 1, b"A1");
     p.retain = true;
@@ -356,7 +351,6 @@ pub async fn overlapping(version: Version) {
     sub.sub("ov/#", QoS::AtLeastOnce).await;
     sub.sub("ov/+/x", QoS::ExactlyOnce).await;
     sub.sub("ov/a/x", QoS::AtMostOnce).await;
-    settle().await;
     let mut publ = Raw::connect(b.addr(), version, &id_on_shard("ov-pub", 0), true).await;
     publish_qos2(&mut publ, "ov/a/x", 1, b"three filters").await;
     publish_qos2(&mut publ, "ov/b", 2, b"one filter").await;
