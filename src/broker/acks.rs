@@ -52,6 +52,15 @@ enum Held {
         client_id: ByteString,
         ack: Packet,
     },
+    /// A SUBACK or UNSUBACK (and what follows it) of a session the store
+    /// mirrors: it waits until the subscription is stored, so that a node
+    /// that dies after sending it loses no subscription a client was told
+    /// of ([`super::subacks`]).
+    Reply {
+        conn: ConnId,
+        client_id: ByteString,
+        packets: Vec<Packet>,
+    },
     /// The answer to another node's barrier.
     Node {
         node: ByteString,
@@ -108,6 +117,9 @@ pub struct HeldAcks {
     open_nodes: Vec<ByteString>,
     /// When the first of `open` was held.
     open_since: Option<Instant>,
+    /// Something routed here since the last seal is held only in memory
+    /// where it should be stored: the next batch fails.
+    open_unstored: bool,
     sealed: VecDeque<Batch>,
     next_ticket: u64,
     /// `(shard, ticket)`: barriers to answer once this shard's writes queued
@@ -142,6 +154,24 @@ impl Broker {
         }
     }
 
+    /// Holds `packets`, a reply to `conn` and what follows it, until the
+    /// store writes queued so far are answered.
+    pub(super) fn hold_reply(
+        &mut self,
+        conn: ConnId,
+        client_id: &ByteString,
+        packets: Vec<Packet>,
+        now: Instant,
+    ) {
+        let client_id = client_id.clone();
+        let reply = Held::Reply {
+            conn,
+            client_id,
+            packets,
+        };
+        self.hold(reply, now);
+    }
+
     /// Another node's barrier, behind the messages it routed here: answered
     /// once they are queued (and stored) like a local publisher's.
     pub(super) fn node_barrier(&mut self, node: ByteString, shard: u16, ticket: u64, now: Instant) {
@@ -159,6 +189,15 @@ impl Broker {
     /// routed there since it opened.
     pub(super) fn acks_wait_for(&mut self, shards: ShardMask) {
         self.acks.open_shards |= shards;
+    }
+
+    /// With `durability = "messages"`: a message another node routed here
+    /// is kept only in memory for now (its session's claim is not through):
+    /// the batch its barrier joins fails, and its publisher publishes again.
+    pub(super) fn acks_unstored(&mut self) {
+        if self.store_messages {
+            self.acks.open_unstored = true;
+        }
     }
 
     fn hold(&mut self, held: Held, now: Instant) {
@@ -181,6 +220,7 @@ impl Broker {
         let shards = std::mem::take(&mut acks.open_shards).without(self.shard);
         let nodes = std::mem::take(&mut acks.open_nodes);
         let since = acks.open_since.take().unwrap_or_else(Instant::now);
+        let stored = !std::mem::take(&mut acks.open_unstored);
         let mut left = 1 + nodes.len();
         for shard in shards.iter() {
             self.forwards.push((shard, Forward::Barrier(ticket)));
@@ -200,7 +240,7 @@ impl Broker {
             left,
             nodes,
             since,
-            stored: true,
+            stored,
         });
         Some(ticket)
     }
@@ -282,6 +322,21 @@ impl Broker {
                         client_id,
                         ack,
                     } => (conn, client_id, ack),
+                    Held::Reply {
+                        conn,
+                        client_id,
+                        packets,
+                    } => {
+                        // Not stored: the client is told nothing and comes
+                        // back, as a publisher whose message was not stored.
+                        if self.attached(&client_id, conn) {
+                            match batch.stored {
+                                true => self.output(conn).packets.extend(packets),
+                                false => self.outputs.close(conn, ReasonCode::UnspecifiedError),
+                            }
+                        }
+                        continue;
+                    }
                     Held::Node {
                         node,
                         shard,
@@ -298,11 +353,7 @@ impl Broker {
                 };
                 // The client may have gone, or come back on a new
                 // connection, meanwhile: it publishes again then.
-                let attached = self
-                    .sessions
-                    .get(&client_id)
-                    .is_some_and(|e| e.conn == Some(conn));
-                if !attached {
+                if !self.attached(&client_id, conn) {
                     continue;
                 }
                 if batch.stored {
@@ -313,6 +364,13 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Whether `conn` is still the connection of the session `client_id`.
+    pub(super) fn attached(&self, client_id: &ByteString, conn: ConnId) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|e| e.conn == Some(conn))
     }
 
     /// Whether acknowledgements are held back (tests).

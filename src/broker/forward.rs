@@ -92,7 +92,7 @@ impl Broker {
                 self.index.remove(&filter, from);
             }
             Forward::Sync(ticket) => self.forwards.push((from, Forward::Synced(ticket))),
-            Forward::Synced(ticket) => self.synced(ticket),
+            Forward::Synced(ticket) => self.synced(ticket, now),
             Forward::ShareGroup(filter, members) => self.router.set_group(&filter, from, members),
             Forward::HandOver(group, messages) => self.hand_over_here(&group, &messages, now),
             Forward::Loaded => self.peers_loading = self.peers_loading.saturating_sub(1),

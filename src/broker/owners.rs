@@ -397,8 +397,12 @@ impl Broker {
         let held = self.sessions.get(&client_id).and_then(|e| e.generation);
         match held {
             Some(g) if g == generation => self.deliver_forwarded(&client_id, delivery, now),
-            Some(g) if g > generation => self.stats.forwards_lost += 1,
+            Some(g) if g > generation => {
+                self.stats.forwards_lost += 1;
+                self.acks_unstored();
+            }
             _ => {
+                self.acks_unstored();
                 let early = self
                     .owners
                     .early

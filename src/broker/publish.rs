@@ -65,7 +65,7 @@ impl Broker {
                 self.output(client.conn).packets.push(Packet::PubComp(comp));
             }
             Packet::Subscribe(subscribe) => self.subscribe(client, subscribe, now),
-            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(client, unsubscribe),
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(client, unsubscribe, now),
             Packet::PingReq => self.output(client.conn).packets.push(Packet::PingResp),
             Packet::Disconnect(d) => {
                 if let (Some(expiry), Some(entry)) = (

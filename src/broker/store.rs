@@ -106,6 +106,46 @@ impl Broker {
         true
     }
 
+    /// In a cluster, with `durability = "messages"`: the claim of a CONNECT
+    /// came back, and the CONNECT may now wait for the node that held the
+    /// session. The session the claim read is restored offline here at
+    /// once, so what is published to it meanwhile is queued and stored: the
+    /// store names this node the owner already, and a dead previous owner's
+    /// routes may be gone. [`Broker::claimed`] then finds it here. Call
+    /// right after [`Broker::after_claim`], which must see the node as it
+    /// was before.
+    pub fn claim_replied(&mut self, client_id: &ByteString, claim: &mut Claim, now: Instant) {
+        if !self.store_messages
+            || self.sessions.contains_key(client_id)
+            || self.is_taken(client_id, Some(claim.generation))
+        {
+            return;
+        }
+        if let Some(stored) = claim.session.take() {
+            self.restore(client_id, stored, claim.generation, now);
+        }
+    }
+
+    /// A CONNECT whose claim ran is refused all the same: the node that held
+    /// the session did not let go in time. The store names this node the
+    /// owner now, and no other node routes to the session any more, so it
+    /// is kept here offline, as an adoption would (it goes on receiving,
+    /// and what the old owner hands over late joins it). Without this, the
+    /// session would belong to no one until its client came back.
+    pub fn claim_refused(&mut self, client_id: &ByteString, claim: Claim, now: Instant) {
+        let generation = claim.generation;
+        if !self.claimed(client_id, claim, now) {
+            return;
+        }
+        self.claim = None;
+        if let Some(entry) = self.sessions.get_mut(client_id) {
+            if entry.conn.is_none() {
+                entry.generation = Some(generation);
+            }
+        }
+        self.deliver_early(client_id, now);
+    }
+
     /// A session a past life of this node owned, found at start-up: restored
     /// offline unless a client already connected to it. Returns the will the
     /// dead connection left, for [`Broker::publish_orphan_will`] once every

@@ -18,6 +18,7 @@
 //! not wait for other nodes (nor does EMQX's for its cluster's routes).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytestring::ByteString;
 
@@ -47,11 +48,17 @@ impl Broker {
     /// Sends `packets`, a reply to `client` and what follows it: at once,
     /// unless `sync` (the request told other shards of a new filter) or a
     /// reply of the same connection is held already.
-    pub(super) fn reply(&mut self, client: &Client, packets: Vec<Packet>, sync: bool) {
+    pub(super) fn reply(
+        &mut self,
+        client: &Client,
+        packets: Vec<Packet>,
+        sync: bool,
+        now: Instant,
+    ) {
         let sync = sync && self.nr_shards > 1;
         let behind = self.replies.held.iter().any(|h| h.conn == client.conn);
         if !sync && !behind {
-            self.output(client.conn).packets.extend(packets);
+            self.send_reply(client.conn, &client.client_id, packets, now);
             return;
         }
         let replies = &mut self.replies;
@@ -67,32 +74,49 @@ impl Broker {
         if sync {
             self.broadcast(Forward::Sync(ticket));
         } else {
-            self.release_replies();
+            self.release_replies(now);
         }
     }
 
     /// Another shard has applied everything this shard sent it before the
     /// sync `ticket`.
-    pub(super) fn synced(&mut self, ticket: u64) {
+    pub(super) fn synced(&mut self, ticket: u64, now: Instant) {
         if let Some(held) = self.replies.held.iter_mut().find(|h| h.ticket == ticket) {
             held.left = held.left.saturating_sub(1);
         }
-        self.release_replies();
+        self.release_replies(now);
     }
 
-    fn release_replies(&mut self) {
+    fn release_replies(&mut self, now: Instant) {
         while self.replies.held.front().is_some_and(|h| h.left == 0) {
             let Some(held) = self.replies.held.pop_front() else {
                 break;
             };
             // The client may have gone meanwhile; its reply goes with it.
-            let attached = self
-                .sessions
-                .get(&held.client_id)
-                .is_some_and(|e| e.conn == Some(held.conn));
-            if attached {
-                self.output(held.conn).packets.extend(held.packets);
+            if self.attached(&held.client_id, held.conn) {
+                self.send_reply(held.conn, &held.client_id, held.packets, now);
             }
+        }
+    }
+
+    /// Sends a reply now, or, for a session the store mirrors, once the
+    /// store has its change ([`Broker::hold_reply`]): a SUBACK must not
+    /// promise what a node's death could take back.
+    fn send_reply(
+        &mut self,
+        conn: ConnId,
+        client_id: &ByteString,
+        packets: Vec<Packet>,
+        now: Instant,
+    ) {
+        let stored = self.persist
+            && self
+                .sessions
+                .get(client_id)
+                .is_some_and(|e| e.generation.is_some());
+        match stored {
+            true => self.hold_reply(conn, client_id, packets, now),
+            false => self.output(conn).packets.extend(packets),
         }
     }
 }

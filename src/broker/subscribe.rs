@@ -91,7 +91,7 @@ impl Broker {
             }
             self.events.delivered(&client.identity, &packets[1..]);
         }
-        self.reply(client, packets, announced);
+        self.reply(client, packets, announced, now);
     }
 
     /// Adds (or replaces) one subscription of `client`, and gathers the
@@ -133,7 +133,7 @@ impl Broker {
         Some(announced)
     }
 
-    pub(super) fn unsubscribe(&mut self, client: &Client, unsubscribe: Unsubscribe) {
+    pub(super) fn unsubscribe(&mut self, client: &Client, unsubscribe: Unsubscribe, now: Instant) {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let existed = self
@@ -161,7 +161,7 @@ impl Broker {
             reason_codes,
             properties: Default::default(),
         };
-        self.reply(client, vec![Packet::UnsubAck(ack)], false);
+        self.reply(client, vec![Packet::UnsubAck(ack)], false, now);
     }
 
     /// Adds (or replaces) a subscription of the session `client_id`: in the

@@ -52,8 +52,13 @@ async fn run(shard: Rc<Shard>, dead: Owner) {
     };
     let started = Instant::now();
     let adopted = loop {
+        let live: Vec<Owner> = shard.links().map_or_else(Vec::new, |links| {
+            let mut live = links.peer_lives();
+            live.push(links.me().clone());
+            live
+        });
         let reaped = store
-            .reap_sessions(&dead, shard.nr_shards, |client_id, claim| {
+            .reap_sessions(&dead, shard.nr_shards, &live, |client_id, claim| {
                 let now = Instant::now();
                 let generation = claim.generation;
                 let mut broker = shard.broker.borrow_mut();

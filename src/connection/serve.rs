@@ -522,6 +522,7 @@ async fn accept(
     let conn = shard.next_conn.get();
     shard.next_conn.set(conn + 1);
     let now = Instant::now();
+    let previous = claim.as_ref().and_then(|c| c.previous.clone());
     let accepted = {
         let mut broker = shard.broker.borrow_mut();
         let won = claim.is_none_or(|claim| broker.claimed(&connect.client_id, claim, now));
@@ -532,6 +533,9 @@ async fn accept(
             false => Err(ReasonCode::ServerBusy),
         }
     };
+    if let (Ok(_), Some(store)) = (&accepted, &shard.store) {
+        release_previous(&shard, store, &connect.client_id, previous.as_deref());
+    }
     match accepted {
         Ok(client) => Ok(Some(Accepted {
             socket,
@@ -574,14 +578,21 @@ async fn claim(
     let Some(links) = shard.links() else {
         return Ok(claim);
     };
-    let next = shard.broker.borrow_mut().after_claim(
-        client_id,
-        claim.generation,
-        claim.previous.as_deref(),
-        links.me(),
-        &links.peer_lives(),
-        Instant::now(),
-    );
+    let mut claim = claim;
+    let next = {
+        let mut broker = shard.broker.borrow_mut();
+        let now = Instant::now();
+        let next = broker.after_claim(
+            client_id,
+            claim.generation,
+            claim.previous.as_deref(),
+            links.me(),
+            &links.peer_lives(),
+            now,
+        );
+        broker.claim_replied(client_id, &mut claim, now);
+        next
+    };
     shard.wake();
     match next {
         AfterClaim::Accept => Ok(claim),
@@ -606,10 +617,54 @@ async fn claim(
             } else {
                 warn!(shard = shard.id, client = %client_id, previous = ?claim.previous,
                     "CONNECT refused: the node that held the session did not let go in time");
+                let now = Instant::now();
+                let previous = claim.previous.clone();
+                shard
+                    .broker
+                    .borrow_mut()
+                    .claim_refused(client_id, claim, now);
+                release_previous(shard, store, client_id, previous.as_deref());
                 Err(ReasonCode::ServerUnavailable)
             }
         }
     }
+}
+
+/// In a cluster, once a session claimed from another node is held here:
+/// its id leaves that node's sessions set when this node's routes for it
+/// are written. If that node is dead, an empty set lets its routes go
+/// ([`crate::store::RedisStore::reap_sessions`]); before then, a publish
+/// elsewhere could find neither its routes nor this node's.
+fn release_previous(
+    shard: &Shard,
+    store: &RedisStore,
+    client_id: &ByteString,
+    previous: Option<&str>,
+) {
+    let Some(links) = shard.links() else {
+        return;
+    };
+    let Some(previous) = previous.and_then(crate::store::Owner::from_field) else {
+        return;
+    };
+    if previous.node == links.me().node {
+        return;
+    }
+    // The session's route writes go to the store before the removal. Not
+    // through `Shard::wake`: the writer of the connection just accepted is
+    // not registered yet, and would miss the wake-up for its CONNACK.
+    let ops = shard.broker.borrow_mut().take_store_ops();
+    if !ops.is_empty() {
+        store.write(ops, Vec::new());
+    }
+    let (store, client_id) = (store.clone(), client_id.clone());
+    glommio::spawn_local(async move {
+        store.flush().await;
+        if let Err(e) = store.release(&previous, &client_id).await {
+            debug!(error = %e, "leaving a session in its old node's set");
+        }
+    })
+    .detach();
 }
 
 /// Whether the session `connect` asks for outlives its connection, and so

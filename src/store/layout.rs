@@ -100,12 +100,17 @@ impl Keys {
 /// Claims a session for a new connection, or adopts one a past life of this
 /// node left.
 ///
-/// KEYS: session, subscriptions, queue. ARGV: the new owner; `1` if the CONNECT
+/// KEYS: session, subscriptions, queue, the claiming node's sessions set.
+/// ARGV: the new owner; `1` if the CONNECT
 /// starts clean; an owner prefix the current owner must have (`""`: any),
-/// for adoption, which returns 0 when the session is gone or not this node's,
-/// and 1 when this very owner has it already; `1` if queued messages are
+/// for adoption, which returns 0 when the session is gone, the owner when
+/// another owner has it, and 1 when this very owner has it already; `1` if queued messages are
 /// stored (`durability = "messages"`: otherwise the queue is not touched,
-/// which saves Redis about a sixth of a restart's loading).
+/// which saves Redis about a sixth of a restart's loading); the client id.
+///
+/// A CONNECT's claim puts the id in the claiming node's sessions set at
+/// once: if that node dies before it hears the reply, its reapers find the
+/// session and adopt it (the connection it took over elsewhere then ends).
 ///
 /// The generation only grows, even across the session key's deletion (a
 /// clean session's end, an expiry): it is at least Redis's clock in
@@ -125,13 +130,16 @@ impl Keys {
 /// `online` write) once it has published it, so a claimer that dies first
 /// leaves it to the next claim instead of losing it.
 pub const CLAIM: &str = r#"
-local s, subs, q = KEYS[1], KEYS[2], KEYS[3]
+local s, subs, q, set = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local owner, clean, must, messages = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local h = redis.call('HMGET', s, 'owner', 'expiry', 'will')
 local prev, expiry, will = h[1], h[2], h[3]
 if must ~= '' then
-  if not prev or string.sub(prev, 1, #must) ~= must then
+  if not prev then
     return 0
+  end
+  if string.sub(prev, 1, #must) ~= must then
+    return prev
   end
   if prev == owner then
     return 1
@@ -150,6 +158,7 @@ if prev and prev ~= owner and will then
   orphan = will
 end
 if must == '' then
+  redis.call('SADD', set, ARGV[5])
   redis.call('HSET', s, 'owner', owner)
   redis.call('PERSIST', s)
   redis.call('PERSIST', subs)
@@ -173,6 +182,19 @@ if expiry then
   if messages then queue = redis.call('HGETALL', q) end
 end
 return {gen, prev, expiry, ttl, orphan, list, queue}
+"#;
+
+/// A session claimed from another node leaves that node's sessions set, if
+/// the claimer still owns it (a later claim may have taken it since: then
+/// the set keeps it for reaping).
+///
+/// KEYS: session, the other node's sessions set. ARGV: the claimer, the
+/// client id. Returns 1 if it left the set.
+pub const RELEASE: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return 0
+end
+return redis.call('SREM', KEYS[2], ARGV[2])
 "#;
 
 /// The end of reaping a dead life: its route sets go, and an entry on the

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ::redis::{cmd, Value};
 use shards::test_executor;
 
-use super::layout::{Keys, CLAIM, WRITE};
+use super::layout::{Keys, CLAIM, RELEASE, WRITE};
 use super::redis::test_server::RedisServer;
 use super::redis::{RedisClient, RedisConfig, Script};
 
@@ -46,10 +46,15 @@ impl Scripts {
             .key(self.keys.session(id))
             .key(self.keys.subscriptions(id))
             .key(self.keys.queue(id))
+            .key(
+                self.keys
+                    .node_sessions(owner.split('#').next().unwrap_or(owner)),
+            )
             .arg(owner)
             .arg(if clean { "1" } else { "0" })
             .arg("")
-            .arg("1");
+            .arg("1")
+            .arg(id);
         match self.client.eval(&call).await {
             Ok(Value::Array(parts)) => parts,
             other => panic!("claim: {other:?}"),
@@ -188,5 +193,64 @@ fn an_orphan_will_stays_until_its_claimer_says_it_went_out() {
         s.write("w", &["willgone", &g]).await.unwrap();
         let reply = s.claim_as("w", "d#4", false).await;
         assert_eq!(reply[4], Value::Nil, "published twice");
+    });
+}
+
+/// The sessions sets reaping reads: a CONNECT's claim puts the id in its
+/// node's set at once (a node that dies before the reply is still reaped);
+/// an adoption finding another owner names it; RELEASE takes the id out of
+/// the old node's set only while the caller still owns the session.
+#[test]
+fn claims_fill_the_sessions_sets_that_reaping_and_release_empty() {
+    let server = RedisServer::start();
+    test_executor(move || async move {
+        let s = Scripts::start(&server).await;
+        let members = |node: &str| {
+            let mut c = cmd("SMEMBERS");
+            c.arg(s.keys.node_sessions(node));
+            c
+        };
+        s.claim_as("r", "a#1", false).await;
+        assert_eq!(
+            s.run(&mut members("a")).await,
+            Value::Array(vec![Value::BulkString(b"r".to_vec())]),
+            "in a's set before a wrote anything"
+        );
+        s.claim_as("r", "b#1", false).await;
+        // An adoption of a#1's session finds b#1's.
+        let adopt = s
+            .claim
+            .call()
+            .key(s.keys.session("r"))
+            .key(s.keys.subscriptions("r"))
+            .key(s.keys.queue("r"))
+            .key(s.keys.node_sessions("c"))
+            .arg("c#1")
+            .arg("0")
+            .arg("a#1")
+            .arg("1")
+            .arg("r");
+        assert_eq!(
+            s.client.eval(&adopt).await.expect("adopt"),
+            Value::BulkString(b"b#1".to_vec())
+        );
+        let script = Script::new("release", RELEASE);
+        let release = |owner: &'static str| {
+            script
+                .call()
+                .key(s.keys.session("r"))
+                .key(s.keys.node_sessions("a"))
+                .arg(owner)
+                .arg("r")
+        };
+        // Not the owner: the set keeps it. The owner: it goes.
+        let not_owner = release("c#1");
+        assert_eq!(
+            s.client.eval(&not_owner).await.expect("release"),
+            Value::Int(0)
+        );
+        let owner = release("b#1");
+        assert_eq!(s.client.eval(&owner).await.expect("release"), Value::Int(1));
+        assert_eq!(s.run(&mut members("a")).await, Value::Array(vec![]));
     });
 }

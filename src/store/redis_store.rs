@@ -183,10 +183,12 @@ impl RedisStore {
             .key(keys.session(client_id))
             .key(keys.subscriptions(client_id))
             .key(keys.queue(client_id))
+            .key(keys.node_sessions(&self.inner.owner.node))
             .arg(&self.inner.owner_field)
             .arg(if clean { "1" } else { "0" })
             .arg(must)
             .arg(if self.inner.messages { "1" } else { "0" })
+            .arg(client_id)
     }
 
     /// Appends every route change and retained message set to the
@@ -290,7 +292,13 @@ impl RedisStore {
                 );
                 let mut args = vec![expiry_secs(expiry).to_string().into_bytes()];
                 args.extend(will.map(|w| w.to_vec()));
-                sessions.push(&client_id, generation, "online", args, None);
+                sessions.push(
+                    &client_id,
+                    generation,
+                    "online",
+                    args,
+                    Some(self.inner.shard),
+                );
             }
             StoreOp::Offline {
                 client_id,
@@ -314,7 +322,7 @@ impl RedisStore {
                 subscription,
             } => {
                 let args = vec![filter.as_bytes().to_vec(), subscription.to_vec()];
-                sessions.push(&client_id, generation, "sub", args, None);
+                sessions.push(&client_id, generation, "sub", args, Some(self.inner.shard));
             }
             StoreOp::Unsubscribe {
                 client_id,
@@ -322,7 +330,13 @@ impl RedisStore {
                 filter,
             } => {
                 let args = vec![filter.as_bytes().to_vec()];
-                sessions.push(&client_id, generation, "unsub", args, None);
+                sessions.push(
+                    &client_id,
+                    generation,
+                    "unsub",
+                    args,
+                    Some(self.inner.shard),
+                );
             }
             StoreOp::Remove {
                 client_id,
@@ -519,7 +533,8 @@ fn parse_claim(
     let bad = |v: &Value| StoreError::Reply("claim", v.clone());
     let parts = match &reply {
         Value::Array(parts) if parts.len() == 7 => parts,
-        Value::Nil | Value::Int(_) => return Ok(None),
+        // Adoption only: gone (0), here already (1), another owner's.
+        Value::Nil | Value::Int(_) | Value::BulkString(_) => return Ok(None),
         other => return Err(bad(other)),
     };
     let Value::Int(generation) = parts[0] else {
@@ -651,30 +666,44 @@ impl RedisStore {
         adopted: impl FnMut(ByteString, Claim),
     ) -> Result<usize, StoreError> {
         let me = &self.inner.owner;
-        self.adopt_sessions(&me.node, &me.node_prefix(), nr_shards, adopted)
+        self.adopt_sessions(&me.node, &me.node_prefix(), nr_shards, |_| false, adopted)
             .await
     }
 
     /// Reaping (`cluster::reap`): adopts the sessions of this shard that the
     /// dead life `dead` owned, into this node's set, and returns their ids.
     /// They stay in the dead node's set until [`RedisStore::reaped`].
+    ///
+    /// A session another live life claimed from the dead one stays in the
+    /// dead node's set: that node takes it out once its routes are written
+    /// ([`RedisStore::reaped`] after its CONNECT), so the dead node's routes
+    /// do not go before the claimer's are on the feed. `live`: the lives
+    /// alive now, this one included.
     pub async fn reap_sessions(
         &self,
         dead: &Owner,
         nr_shards: usize,
+        live: &[Owner],
         mut adopted: impl FnMut(ByteString, Claim),
     ) -> Result<Vec<ByteString>, StoreError> {
         let mine = self.inner.keys.node_sessions(&self.inner.owner.node);
         let mut ids = Vec::new();
-        self.adopt_sessions(&dead.node, &dead.to_field(), nr_shards, |id, claim| {
-            drop(
-                self.inner
-                    .client
-                    .cmd(redis::cmd("SADD").arg(&mine).arg(&*id)),
-            );
-            ids.push(id.clone());
-            adopted(id, claim)
-        })
+        let alive = |owner: &str| live.iter().any(|l| l.to_field() == owner);
+        self.adopt_sessions(
+            &dead.node,
+            &dead.to_field(),
+            nr_shards,
+            alive,
+            |id, claim| {
+                drop(
+                    self.inner
+                        .client
+                        .cmd(redis::cmd("SADD").arg(&mine).arg(&*id)),
+                );
+                ids.push(id.clone());
+                adopted(id, claim)
+            },
+        )
         .await?;
         Ok(ids)
     }
@@ -715,15 +744,35 @@ impl RedisStore {
         Ok(())
     }
 
+    /// `client_id`, which this node claimed from `previous`, leaves
+    /// `previous`'s sessions set if this node still owns it ([`layout::RELEASE`]).
+    pub async fn release(
+        &self,
+        previous: &Owner,
+        client_id: &ByteString,
+    ) -> Result<(), StoreError> {
+        let keys = &self.inner.keys;
+        let script = Script::new("release", layout::RELEASE);
+        let call = script
+            .call()
+            .key(keys.session(client_id))
+            .key(keys.node_sessions(&previous.node))
+            .arg(self.inner.owner.to_field())
+            .arg(&**client_id);
+        self.inner.client.eval(&call).await?;
+        Ok(())
+    }
+
     /// Calls `adopted` with each session of this shard in `node`'s set whose
     /// owner field starts with `must`, claimed offline for this node, and
-    /// returns how many. Sessions gone or owned by another life leave the
-    /// set.
+    /// returns how many. Sessions gone, or owned by another life that is not
+    /// `owner_alive`, leave the set.
     async fn adopt_sessions(
         &self,
         node: &str,
         must: &str,
         nr_shards: usize,
+        owner_alive: impl Fn(&str) -> bool,
         mut adopted: impl FnMut(ByteString, Claim),
     ) -> Result<usize, StoreError> {
         let set = self.inner.keys.node_sessions(node);
@@ -757,15 +806,23 @@ impl RedisStore {
                         count += 1;
                         adopted(id, claim);
                     }
-                    None if reply == Value::Int(0) => {
-                        // Queued now; its reply does not matter.
-                        drop(
-                            self.inner
-                                .client
-                                .cmd(redis::cmd("SREM").arg(&set).arg(&*id)),
-                        );
+                    None => {
+                        let gone = match &reply {
+                            Value::Int(0) => true,
+                            Value::BulkString(owner) => {
+                                !owner_alive(&String::from_utf8_lossy(owner))
+                            }
+                            _ => false,
+                        };
+                        if gone {
+                            // Queued now; its reply does not matter.
+                            drop(
+                                self.inner
+                                    .client
+                                    .cmd(redis::cmd("SREM").arg(&set).arg(&*id)),
+                            );
+                        }
                     }
-                    None => {}
                 }
             }
         }
