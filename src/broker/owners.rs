@@ -139,6 +139,12 @@ pub(super) struct Owners {
     early: HashMap<ByteString, (u64, Vec<Forwarded>)>,
     /// Sessions this shard claimed from another node a moment ago.
     pub(super) arrivals: Arrivals,
+    /// Client ids whose last claim here waited and was not answered by
+    /// every node: its CONNECT timed out or went away, but the session may
+    /// be held here all the same ([`Broker::claim_replied`],
+    /// [`Broker::claim_refused`]) while a connection elsewhere lives until
+    /// the takeovers arrive. The next claim here tells every node again.
+    unanswered: HashSet<ByteString>,
     /// A wait ended since [`Broker::take_handovers_ended`].
     ended: bool,
 }
@@ -175,12 +181,15 @@ impl Broker {
         // connection; or, if it is this node, its claim may have timed out
         // with its takeovers still on their way (three chains found by
         // `owners_sim`). Only a claim after this node's own, whose session
-        // is here and not taken since, needs nobody: that claim's takeovers
-        // were all answered before the session was.
-        let held_here = self
-            .sessions
-            .get(client_id)
-            .is_some_and(|e| e.generation.is_some() && !self.is_taken(client_id, e.generation));
+        // is here and not taken since, and whose takeovers were all
+        // answered, needs nobody (seed 2491: one that timed out left a
+        // connection on the node its takeover had not reached yet).
+        let answered = !self.owners.unanswered.remove(client_id);
+        let held_here = answered
+            && self
+                .sessions
+                .get(client_id)
+                .is_some_and(|e| e.generation.is_some() && !self.is_taken(client_id, e.generation));
         let told: Vec<ByteString> = match previous.and_then(Owner::from_field) {
             Some(p) if p == *me && held_here => Vec::new(),
             Some(_) => peers.iter().map(|p| p.node.as_str().into()).collect(),
@@ -194,6 +203,7 @@ impl Broker {
             self.owners
                 .waiting
                 .insert(client_id.clone(), (generation, told));
+            self.owners.unanswered.insert(client_id.clone());
             self.owners.arrivals.start(client_id, now);
             return AfterClaim::Wait;
         }
@@ -293,6 +303,7 @@ impl Broker {
                         nodes.retain(|n| n != from);
                         if nodes.is_empty() {
                             self.owners.waiting.remove(&client_id);
+                            self.owners.unanswered.remove(&client_id);
                             self.owners.ended = true;
                         }
                     }
@@ -497,14 +508,15 @@ impl Broker {
     /// `node` died: CONNECTs waiting for its answer go on once no other
     /// node's is missing (its connections died with it).
     pub(super) fn owners_node_died(&mut self, node: &str) {
-        let before = self.owners.waiting.len();
-        self.owners.waiting.retain(|_, (_, nodes)| {
+        let owners = &mut self.owners;
+        owners.waiting.retain(|id, (_, nodes)| {
             nodes.retain(|n| n != node);
+            if nodes.is_empty() {
+                owners.unanswered.remove(id);
+                owners.ended = true;
+            }
             !nodes.is_empty()
         });
-        if self.owners.waiting.len() != before {
-            self.owners.ended = true;
-        }
     }
 
     /// Drops the sessions taken over whose linger is over, and forgets old
@@ -512,6 +524,10 @@ impl Broker {
     pub(super) fn expire_taken(&mut self, now: Instant) {
         self.owners.taken.retain(|_, (_, until)| *until > now);
         self.owners.arrivals.expire(now);
+        let sessions = &self.sessions;
+        self.owners
+            .unanswered
+            .retain(|id| sessions.contains_key(id));
         // Forwarded for a CONNECT that never got through.
         let waiting = &self.owners.busy;
         self.owners.early.retain(|id, _| waiting.contains(id));
