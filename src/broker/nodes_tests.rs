@@ -408,3 +408,42 @@ fn life_of_a() -> crate::store::Owner {
         boot: 1,
     }
 }
+
+/// With `durability = "messages"`, a message the old owner forwards before
+/// the new owner's claim is through is only in the new owner's memory: the
+/// batch its barrier joins there fails, so its publisher publishes again
+/// instead of holding an acknowledgement for a message a crash would lose.
+#[test]
+fn a_delivery_forwarded_before_the_claim_is_through_fails_its_batch() {
+    let now = Instant::now();
+    let (mut a, mut b) = (node().with_stored_messages(), node().with_stored_messages());
+    claimed_subscriber(&mut a, 1, 5, None);
+    let takeover = NodeMessage::Takeover {
+        client_id: "s".into(),
+        generation: 6,
+        new_owner: crate::store::Owner {
+            node: "b".into(),
+            boot: 2,
+        },
+    };
+    a.on_node_message(&"b".into(), takeover, now);
+    let mut publ = online(&mut a, 3, connect(Version::V5, "p", true));
+    a.handle(&mut publ, publish("t", QoS::AtLeastOnce, 1, b"m"), now)
+        .unwrap();
+    let ticket = a.seal_acks().expect("held");
+    a.stored(ticket, true);
+    let sent = format!("{:?}", a.to_nodes);
+    assert!(carry(&mut a, "a", &mut b, "b", now) >= 3, "{sent}");
+    let theirs = b.seal_acks().expect("a's barrier is held");
+    b.stored(theirs, true);
+    assert!(
+        matches!(
+            &b.to_nodes[..],
+            [(n, NodeMessage::Stored { stored: false, .. })] if n == "a"
+        ),
+        "{:?}",
+        b.to_nodes
+    );
+    carry(&mut b, "b", &mut a, "a", now);
+    assert_eq!(a.take_output(3).close, Some(ReasonCode::UnspecifiedError));
+}

@@ -77,7 +77,10 @@ const NODES: usize = 3;
 const IDS: [&str; 2] = ["x", "y"];
 const SEEDS: u64 = 2000;
 /// Seeds that once failed, run every time (even with fewer [`SEEDS`]).
-const REGRESSIONS: [u64; 9] = [28, 95, 275, 322, 733, 1155, 1188, 2491, 51978];
+///
+/// 6987 fails only without [`Broker::claim_refused`] (20,000 seeds found
+/// no other with it off): kept so the sim still pins it.
+const REGRESSIONS: [u64; 10] = [28, 95, 275, 322, 733, 1155, 1188, 2491, 6987, 51978];
 const STEPS: usize = 300;
 /// How long a CONNECT waits for the node it takes the session from.
 const HANDOVER_WAIT: Duration = Duration::from_secs(3);
