@@ -234,23 +234,22 @@ pub fn start(
         if let Some(fanout) = fanout {
             broker = broker.with_events(Box::new(fanout));
         }
-        let shard = Rc::new(
-            Shard::new(
-                ctx.id(),
-                ctx.nr_shards(),
-                broker,
-                max_packet_size,
-                connect_timeout,
-                shutdown.clone(),
-                metrics.clone(),
-            )
-            .with_store(store.clone())
-            .with_links(
-                registration
-                    .as_ref()
-                    .map(|me| cluster::net::Links::new(me.owner.clone())),
-            ),
-        );
+        let shard = Shard::new(
+            ctx.id(),
+            ctx.nr_shards(),
+            broker,
+            max_packet_size,
+            connect_timeout,
+            shutdown.clone(),
+            metrics.clone(),
+        )
+        .with_store(store.clone())
+        .with_links(
+            registration
+                .as_ref()
+                .map(|me| cluster::net::Links::new(me.owner.clone())),
+        )
+        .into_rc();
         if let Some(store) = &store {
             let weak = Rc::downgrade(&shard);
             store.on_barrier(move |from, ticket, stored| {

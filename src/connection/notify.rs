@@ -27,6 +27,11 @@ impl Notify {
         self.pending.get()
     }
 
+    /// Takes a kept wake-up without waiting: whether there was one.
+    pub fn take(&self) -> bool {
+        self.pending.replace(false)
+    }
+
     /// Resolves at the next (or a kept) wake-up.
     pub async fn notified(&self) {
         poll_fn(|cx| self.poll_notified(cx)).await

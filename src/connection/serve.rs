@@ -1,11 +1,15 @@
 //! The socket side of a connection: read packets into the shard's broker, write
 //! what the broker queues for it.
 //!
-//! Each connection has two tasks on its shard. The reader decodes packets and
-//! hands them to the [`Broker`]; the writer waits for a [`Notify`], takes the
-//! connection's queued packets, encodes them all into one buffer and writes it
-//! with one call (writes are coalesced per wake-up). They share one [`Socket`],
-//! which neither holds across an await, so neither waits on the other.
+//! Each connection has a reader task on its shard, and a writer task while it
+//! has output. The reader decodes packets and hands them to the [`Broker`];
+//! the writer, started when the broker queues output for an idle connection
+//! ([`Shard::wake`]), takes the connection's queued packets, encodes them all
+//! into one buffer and writes it with one call (writes are coalesced per
+//! wake-up), and ends once nothing is left: an idle connection keeps no
+//! writer's future (about 400 bytes each, issue 15). They share one
+//! [`Socket`], which neither holds across an await, so neither waits on the
+//! other.
 //!
 //! A session lives on the shard `shards::shard_for(client_id)` names. A
 //! connection accepted elsewhere is handed to that shard right after its CONNECT
@@ -111,13 +115,34 @@ pub struct Shard {
     hold_until: Instant,
     /// In a cluster: this shard's links to the other nodes.
     links: Option<crate::cluster::net::Links>,
+    /// This shard itself, for the writer tasks [`Shard::wake`] starts.
+    me: std::rc::Weak<Shard>,
+}
+
+/// Whether a connection's writer task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Nothing to write: the next output starts a writer.
+    Idle,
+    Running,
+    /// The connection's last write is done: no writer starts again.
+    Closed,
 }
 
 /// What a connection's reader and writer share.
 #[derive(Debug)]
 struct ConnState {
     socket: Socket,
+    /// Output is queued for the connection (or it must close).
     notify: Notify,
+    writer: Cell<Writer>,
+    /// A writer stopped: the reader, ending, waits for the one running.
+    stopped: Notify,
+    version: Version,
+    /// The client's Maximum Packet Size (MQTT 5), past which nothing is sent.
+    max_packet_size: Option<u32>,
+    /// The topic aliases given to the client, kept between writers.
+    aliases: RefCell<OutboundAliases>,
     /// Why the broker closed the connection (takeover, shutdown), once it has.
     closed_by_broker: Cell<Option<ReasonCode>>,
     /// Set when the reader has ended; the writer then flushes and closes.
@@ -174,7 +199,16 @@ impl Shard {
             loading: Cell::new(false),
             hold_until: Instant::now(),
             links: None,
+            me: std::rc::Weak::new(),
         }
+    }
+
+    /// The shard in its `Rc`, as its tasks share it.
+    pub fn into_rc(mut self) -> Rc<Shard> {
+        Rc::new_cyclic(|me| {
+            self.me = me.clone();
+            self
+        })
     }
 
     /// Runs as a node of a cluster, with links to the other nodes.
@@ -228,13 +262,13 @@ impl Shard {
         let writers = self.writers.borrow();
         for conn in broker.drain_dirty() {
             if let Some(state) = writers.get(&conn) {
-                state.notify.notify();
+                self.start_writer(conn, state);
             }
         }
         for conn in broker.take_closing() {
             if let Some(state) = writers.get(&conn) {
-                state.notify.notify();
                 state.interrupt.notify();
+                self.start_writer(conn, state);
             }
         }
         if broker.take_credited() {
@@ -292,6 +326,27 @@ impl Shard {
             }
             drop(broker);
             self.wake();
+        }
+    }
+
+    /// Tells `conn`'s writer there is output, and starts one if none runs.
+    fn start_writer(&self, conn: ConnId, state: &Rc<ConnState>) {
+        state.notify.notify();
+        if state.writer.get() != Writer::Idle {
+            return;
+        }
+        let Some(shard) = self.me.upgrade() else {
+            return;
+        };
+        // Scheduled, not run at once as `spawn_local` would: the caller may
+        // hold the broker.
+        let queue = glommio::executor().current_task_queue();
+        match glommio::spawn_local_into(write_loop(shard, conn, state.clone()), queue) {
+            Ok(task) => {
+                state.writer.set(Writer::Running);
+                task.detach();
+            }
+            Err(e) => warn!(shard = self.id, conn, error = %e, "no writer task"),
         }
     }
 
@@ -373,8 +428,8 @@ impl Shard {
 
     /// Wakes every writer (shutdown).
     pub fn wake_all(&self) {
-        for state in self.writers.borrow().values() {
-            state.notify.notify();
+        for (&conn, state) in self.writers.borrow().iter() {
+            self.start_writer(conn, state);
         }
     }
 }
@@ -681,7 +736,6 @@ fn persistent(connect: &Connect) -> bool {
 /// A connection being served: what its reader keeps.
 struct Live {
     state: Rc<ConnState>,
-    writer: glommio::Task<()>,
     rbuf: BytesMut,
     conn: ConnId,
     client: Box<Client>,
@@ -689,7 +743,8 @@ struct Live {
     _admission: Admission,
 }
 
-/// Sets an accepted connection up: its shared state and its writer task.
+/// Sets an accepted connection up: its shared state, and a writer for the
+/// CONNACK.
 fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
     let Accepted {
         socket,
@@ -704,6 +759,11 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
     let state = Rc::new(ConnState {
         socket,
         notify: Notify::default(),
+        writer: Cell::new(Writer::Idle),
+        stopped: Notify::default(),
+        version: client.version,
+        max_packet_size: client.max_packet_size,
+        aliases: RefCell::new(OutboundAliases::new(client.topic_alias_maximum)),
         closed_by_broker: Cell::new(None),
         reader_done: Cell::new(false),
         reader_error: Cell::new(None),
@@ -714,18 +774,9 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         reading_since: Cell::new(None),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
-    let writer = glommio::spawn_local(write_loop(
-        shard.clone(),
-        conn,
-        client.version,
-        client.max_packet_size,
-        client.topic_alias_maximum,
-        state.clone(),
-    ));
     shard.wake();
     Ok(Live {
         state,
-        writer,
         rbuf,
         conn,
         client,
@@ -735,10 +786,9 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
 
 /// Reads until the connection ends, then tells the broker and waits for the
 /// writer to finish.
-async fn run(shard: &Shard, live: Live) {
+async fn run(shard: &Rc<Shard>, live: Live) {
     let Live {
         state,
-        writer,
         mut rbuf,
         conn,
         mut client,
@@ -767,7 +817,19 @@ async fn run(shard: &Shard, live: Live) {
     state.notify.notify();
     state.interrupt.notify();
     shard.wake();
-    writer.await;
+    // The writer's last pass (the DISCONNECT, the linger): the one running
+    // finishes it, or this task runs it.
+    loop {
+        match state.writer.get() {
+            Writer::Closed => break,
+            Writer::Idle => {
+                state.writer.set(Writer::Running);
+                // Boxed: kept inline, it would grow every connection's task.
+                Box::pin(write_loop(shard.clone(), conn, state.clone())).await;
+            }
+            Writer::Running => state.stopped.notified().await,
+        }
+    }
     shard.writers.borrow_mut().remove(&conn);
     debug!(shard = shard.id, fd = state.socket.raw_fd(), client = %client.client_id, ?end, "disconnected");
 }
@@ -992,25 +1054,27 @@ async fn wait_for_credit(shard: &Shard, conn: ConnId) {
     futures_lite::future::or(credited, glommio::timer::sleep(stall)).await;
 }
 
-async fn write_loop(
-    shard: Rc<Shard>,
-    conn: ConnId,
-    version: Version,
-    max_packet_size: Option<u32>,
-    topic_alias_maximum: u16,
-    state: Rc<ConnState>,
-) {
+/// The writer: writes what the broker queued for `conn` until nothing is
+/// left, then ends ([`Writer::Idle`]), or until the connection's last write
+/// ([`Writer::Closed`]). Whoever starts it sets [`Writer::Running`].
+async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
+    write_until_idle(&shard, conn, &state).await;
+    if state.writer.get() == Writer::Running {
+        state.writer.set(Writer::Idle);
+    }
+    state.stopped.notify();
+    // Publishers may wait for this connection's output to drain.
+    state.drained.wake_all();
+}
+
+async fn write_until_idle(shard: &Shard, conn: ConnId, state: &ConnState) {
+    let version = state.version;
     let mut wbuf = BytesMut::new();
-    let mut aliases = OutboundAliases::new(topic_alias_maximum);
     loop {
         // A kept interrupt means the connection is closing: take the close
         // (or the reader's end) without waiting for another wake-up.
-        if !state.interrupt.is_pending() {
-            if !state.notify.is_pending() {
-                // Going to sleep: an idle connection holds no write buffer.
-                wbuf = BytesMut::new();
-            }
-            state.notify.notified().await;
+        if !state.interrupt.is_pending() && !state.notify.take() {
+            return;
         }
         let out = shard
             .broker
@@ -1022,24 +1086,7 @@ async fn write_loop(
         if !shard.broker.borrow().forwards.is_empty() {
             shard.wake();
         }
-        for mut packet in out.packets {
-            let applied = match &mut packet {
-                Packet::Publish(p) => aliases.apply(p),
-                _ => Applied::Unchanged,
-            };
-            // Never send an MQTT 5 client more than it accepts [MQTT-3.1.2-24].
-            if let (Some(max), Ok(len)) = (max_packet_size, encoded_len(&packet, version)) {
-                if len > max as usize {
-                    if let (Applied::Assigned, Packet::Publish(p)) = (applied, &packet) {
-                        aliases.forget(&p.topic);
-                    }
-                    continue;
-                }
-            }
-            if let Err(e) = encode(&packet, version, &mut wbuf) {
-                debug!(error = %e, packet = packet.name(), "not encodable");
-            }
-        }
+        encode_output(state, out.packets, &mut wbuf);
         if let Some(reason) = out.close {
             state.closed_by_broker.set(Some(reason));
         }
@@ -1079,17 +1126,42 @@ async fn write_loop(
                         .or(Some(ReasonCode::UnspecifiedError)),
                 );
                 state.socket.shutdown();
-                state.drained.wake_all();
+                state.writer.set(Writer::Closed);
                 return;
             }
             state.writing_since.set(None);
             wbuf.clear();
         }
         if closing {
-            linger(&shard, &state).await;
+            linger(shard, state).await;
             state.socket.shutdown();
-            state.drained.wake_all();
+            state.writer.set(Writer::Closed);
             return;
+        }
+    }
+}
+
+/// Encodes `packets` for the connection into `wbuf`, with its topic aliases,
+/// leaving out what its Maximum Packet Size refuses.
+fn encode_output(state: &ConnState, packets: Vec<Packet>, wbuf: &mut BytesMut) {
+    let version = state.version;
+    let mut aliases = state.aliases.borrow_mut();
+    for mut packet in packets {
+        let applied = match &mut packet {
+            Packet::Publish(p) => aliases.apply(p),
+            _ => Applied::Unchanged,
+        };
+        // Never send an MQTT 5 client more than it accepts [MQTT-3.1.2-24].
+        if let (Some(max), Ok(len)) = (state.max_packet_size, encoded_len(&packet, version)) {
+            if len > max as usize {
+                if let (Applied::Assigned, Packet::Publish(p)) = (applied, &packet) {
+                    aliases.forget(&p.topic);
+                }
+                continue;
+            }
+        }
+        if let Err(e) = encode(&packet, version, wbuf) {
+            debug!(error = %e, packet = packet.name(), "not encodable");
         }
     }
 }
@@ -1123,10 +1195,6 @@ mod tests {
         std::mem::size_of::<R>()
     }
 
-    fn size_of_6<A, B, C, D, E, F, R>(_: fn(A, B, C, D, E, F) -> R) -> usize {
-        std::mem::size_of::<R>()
-    }
-
     /// Every idle connection keeps its reader's and writer's futures: these
     /// bounds guard the 3 KiB per idle connection of benchmarks.md (a CONNECT
     /// or a second stream kept in the task costs hundreds of bytes each).
@@ -1149,7 +1217,7 @@ mod tests {
     fn connection_tasks_stay_small() {
         let reader = size_of_3(serve as fn(_, _, _) -> _);
         assert!(reader <= 512, "serve's future is {reader} bytes");
-        let writer = size_of_6(write_loop as fn(_, _, _, _, _, _) -> _);
+        let writer = size_of_3(write_loop as fn(_, _, _) -> _);
         assert!(writer <= 384, "write_loop's future is {writer} bytes");
     }
 }
