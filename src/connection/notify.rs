@@ -27,9 +27,10 @@ impl Notify {
         self.pending.get()
     }
 
-    /// Takes a kept wake-up without waiting: whether there was one.
-    pub fn take(&self) -> bool {
-        self.pending.replace(false)
+    /// Drops the waker of a task that no longer waits: a waker kept here
+    /// keeps its task's memory (glommio frees a task with its last waker).
+    pub fn clear_waiter(&self) {
+        self.waker.borrow_mut().take();
     }
 
     /// Resolves at the next (or a kept) wake-up.

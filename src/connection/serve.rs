@@ -133,16 +133,19 @@ enum Writer {
 #[derive(Debug)]
 struct ConnState {
     socket: Socket,
-    /// Output is queued for the connection (or it must close).
-    notify: Notify,
+    /// Output is queued for the connection (or it must close): the writer
+    /// takes it before it ends.
+    has_output: Cell<bool>,
     writer: Cell<Writer>,
     /// A writer stopped: the reader, ending, waits for the one running.
     stopped: Notify,
     version: Version,
     /// The client's Maximum Packet Size (MQTT 5), past which nothing is sent.
     max_packet_size: Option<u32>,
-    /// The topic aliases given to the client, kept between writers.
-    aliases: RefCell<OutboundAliases>,
+    /// The topic aliases given to the client, kept between writers; `None`
+    /// for the clients that take none (most: MQTT 3, and 5 without a Topic
+    /// Alias Maximum), which then keep no map.
+    aliases: RefCell<Option<Box<OutboundAliases>>>,
     /// Why the broker closed the connection (takeover, shutdown), once it has.
     closed_by_broker: Cell<Option<ReasonCode>>,
     /// Set when the reader has ended; the writer then flushes and closes.
@@ -331,7 +334,7 @@ impl Shard {
 
     /// Tells `conn`'s writer there is output, and starts one if none runs.
     fn start_writer(&self, conn: ConnId, state: &Rc<ConnState>) {
-        state.notify.notify();
+        state.has_output.set(true);
         if state.writer.get() != Writer::Idle {
             return;
         }
@@ -758,12 +761,15 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
     socket.set_read_timeout(None)?;
     let state = Rc::new(ConnState {
         socket,
-        notify: Notify::default(),
+        has_output: Cell::new(false),
         writer: Cell::new(Writer::Idle),
         stopped: Notify::default(),
         version: client.version,
         max_packet_size: client.max_packet_size,
-        aliases: RefCell::new(OutboundAliases::new(client.topic_alias_maximum)),
+        aliases: RefCell::new(
+            (client.topic_alias_maximum > 0)
+                .then(|| Box::new(OutboundAliases::new(client.topic_alias_maximum))),
+        ),
         closed_by_broker: Cell::new(None),
         reader_done: Cell::new(false),
         reader_error: Cell::new(None),
@@ -814,7 +820,7 @@ async fn run(shard: &Rc<Shard>, live: Live) {
         Instant::now(),
     );
     state.reader_done.set(true);
-    state.notify.notify();
+    state.has_output.set(true);
     state.interrupt.notify();
     shard.wake();
     // The writer's last pass (the DISCONNECT, the linger): the one running
@@ -1062,6 +1068,9 @@ async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
     if state.writer.get() == Writer::Running {
         state.writer.set(Writer::Idle);
     }
+    // A write polls the interrupt, which keeps this task's waker: without
+    // this, every connection would keep its ended writer's memory.
+    state.interrupt.clear_waiter();
     state.stopped.notify();
     // Publishers may wait for this connection's output to drain.
     state.drained.wake_all();
@@ -1073,7 +1082,7 @@ async fn write_until_idle(shard: &Shard, conn: ConnId, state: &ConnState) {
     loop {
         // A kept interrupt means the connection is closing: take the close
         // (or the reader's end) without waiting for another wake-up.
-        if !state.interrupt.is_pending() && !state.notify.take() {
+        if !state.interrupt.is_pending() && !state.has_output.replace(false) {
             return;
         }
         let out = shard
@@ -1147,14 +1156,16 @@ fn encode_output(state: &ConnState, packets: Vec<Packet>, wbuf: &mut BytesMut) {
     let version = state.version;
     let mut aliases = state.aliases.borrow_mut();
     for mut packet in packets {
-        let applied = match &mut packet {
-            Packet::Publish(p) => aliases.apply(p),
+        let applied = match (&mut packet, aliases.as_mut()) {
+            (Packet::Publish(p), Some(aliases)) => aliases.apply(p),
             _ => Applied::Unchanged,
         };
         // Never send an MQTT 5 client more than it accepts [MQTT-3.1.2-24].
         if let (Some(max), Ok(len)) = (state.max_packet_size, encoded_len(&packet, version)) {
             if len > max as usize {
-                if let (Applied::Assigned, Packet::Publish(p)) = (applied, &packet) {
+                if let (Applied::Assigned, Packet::Publish(p), Some(aliases)) =
+                    (applied, &packet, aliases.as_mut())
+                {
                     aliases.forget(&p.topic);
                 }
                 continue;
@@ -1195,9 +1206,6 @@ mod tests {
         std::mem::size_of::<R>()
     }
 
-    /// Every idle connection keeps its reader's and writer's futures: these
-    /// bounds guard the 3 KiB per idle connection of benchmarks.md (a CONNECT
-    /// or a second stream kept in the task costs hundreds of bytes each).
     #[test]
     fn publish_and_subscribe_wait_for_loading_by_their_first_byte() {
         for (bytes, held) in [
@@ -1213,11 +1221,19 @@ mod tests {
         }
     }
 
+    /// Every idle connection keeps its reader's future and its shared state:
+    /// these bounds guard the bytes per idle connection of benchmarks.md (a
+    /// CONNECT or a second stream kept in the task costs hundreds of bytes
+    /// each).
     #[test]
     fn connection_tasks_stay_small() {
         let reader = size_of_3(serve as fn(_, _, _) -> _);
         assert!(reader <= 512, "serve's future is {reader} bytes");
         let writer = size_of_3(write_loop as fn(_, _, _) -> _);
         assert!(writer <= 384, "write_loop's future is {writer} bytes");
+        // Every connection keeps its shared state; the writer's future only
+        // while it writes.
+        let state = std::mem::size_of::<ConnState>();
+        assert!(state <= 320, "ConnState is {state} bytes");
     }
 }

@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# conn-storm with the broker's CPU counted by the kernel: a broker (shardmq or
-# Mosquitto) on a free 127.0.0.1 port, `loadtest --scenario conn-storm --clients
-# 50 --rate max` for 10 s after 2 s of warm-up, and from 5 s into the run one of:
+# A load with the broker's CPU counted by the kernel: a broker (shardmq or
+# Mosquitto) on a free 127.0.0.1 port, loadtest for 10 s after 2 s of warm-up
+# (by default conn-storm: `--scenario conn-storm --clients 50 --rate max`), and
+# from 5 s into the run one of:
 #   perfstat  `perf stat -e task-clock,context-switches` over 5 s (the default)
 #   strace    `strace -c -f` over 6 s (slows the broker: count calls, not time)
 #   perfrec   `perf record -F 999 -g` over 5 s, kept as $OUT/perf.data
-# Prints connections/s, SUBACK p50, and the profile's summary.
+# Prints the run's rate (conn-storm: connections/s) and p50, and the profile's
+# summary; divide task-clock by the rate times 5 s for the CPU per message.
 #
-# Usage: loadtest/scripts/storm-profile.sh shardmq|mosquitto [pinned|default] [perfstat|strace|perfrec]
+# Usage: loadtest/scripts/broker-profile.sh shardmq|mosquitto [pinned|default] [perfstat|strace|perfrec]
 #   pinned:  the broker on CPU 0 (shardmq: [shards] cores = [0]), loadtest on CPU 1
 #   default: every process on its defaults (shardmq: a shard per core), nothing pinned
 # Environment: SHARDMQ (default target/release/shardmq), OUT (default: a temporary
-# directory, removed at exit).
+# directory, removed at exit), LOAD (loadtest's scenario arguments, default
+# "--scenario conn-storm --clients 50 --rate max"; the quiet regime of issue 15:
+# "--scenario p2p --clients 1000 --qos 0 --rate 5000").
 # Needs: target/release/loadtest, perf or strace, mosquitto for that broker.
 set -euo pipefail
 BROKER=${1:?shardmq or mosquitto}
 MODE=${2:-pinned}
 PROF=${3:-perfstat}
+LOAD=${LOAD:---scenario conn-storm --clients 50 --rate max}
 cd "$(dirname "$0")/../.."
 SHARDMQ=${SHARDMQ:-target/release/shardmq}
 if [ -n "${OUT:-}" ]; then work=$OUT; mkdir -p "$work"; else work=$(mktemp -d); fi
@@ -53,8 +58,9 @@ esac
 broker=$!
 pids+=("$broker")
 sleep 1
-"${pin_load[@]}" target/release/loadtest --broker "127.0.0.1:$port" --scenario conn-storm \
-    --clients 50 --rate max --duration 10s --warmup 2s "${load_cores[@]}" \
+# shellcheck disable=SC2086 # LOAD is a list of arguments
+"${pin_load[@]}" target/release/loadtest --broker "127.0.0.1:$port" $LOAD \
+    --duration 10s --warmup 2s "${load_cores[@]}" \
     --json "$work/run.json" > "$work/loadtest.log" 2>&1 &
 load=$!
 pids+=("$load")
@@ -69,7 +75,7 @@ wait "$load"
 python3 - "$work/run.json" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))
-print(f"connections/s {run['received_per_sec']:.0f}, SUBACK p50 {run['latency_us']['p50']} µs")
+print(f"received/s {run['received_per_sec']:.0f}, p50 {run['latency_us']['p50']} µs")
 PY
 case $PROF in
     perfstat) grep -v '^#' "$work/perf.txt" | grep . ;;
