@@ -247,14 +247,21 @@ impl World {
         if !self.nodes[node].alive {
             return;
         }
+        if !self.begin_connect(node, id.clone(), "") {
+            self.log.push(format!("{}: CONNECT {id} busy", name(node)));
+        }
+    }
+
+    /// Starts a CONNECT of `id` on `node`: its claim joins the node's calls
+    /// to Redis. `false` while one of the id claims or waits there.
+    fn begin_connect(&mut self, node: usize, id: ByteString, note: &str) -> bool {
         self.next_conn += 1;
         let conn = self.next_conn;
         if !self.nodes[node].broker.begin_claim(&id) {
-            self.log.push(format!("{}: CONNECT {id} busy", name(node)));
-            return;
+            return false;
         }
         self.log
-            .push(format!("{}: CONNECT {id} as {conn}", name(node)));
+            .push(format!("{}: CONNECT {id} as {conn}{note}", name(node)));
         self.nodes[node].calls.push_back(Call::Claim(conn));
         self.attempts.push(Attempt {
             node,
@@ -262,6 +269,7 @@ impl World {
             conn,
             stage: Stage::Claiming,
         });
+        true
     }
 
     /// Redis runs the oldest call of a random node.
@@ -912,21 +920,7 @@ impl World {
                 .copied()
                 .find(|&i| owner.as_deref() == Some(self.nodes[i].me.to_field().as_str()))
                 .unwrap_or(alive[0]);
-            self.next_conn += 1;
-            let conn = self.next_conn;
-            let id = ByteString::from(id);
-            if !self.nodes[node].broker.begin_claim(&id) {
-                continue;
-            }
-            self.log
-                .push(format!("{}: CONNECT {id} as {conn} (last)", name(node)));
-            self.nodes[node].calls.push_back(Call::Claim(conn));
-            self.attempts.push(Attempt {
-                node,
-                id,
-                conn,
-                stage: Stage::Claiming,
-            });
+            self.begin_connect(node, ByteString::from(id), " (last)");
         }
     }
 
