@@ -214,7 +214,8 @@ const IDLE_CLIENTS: u32 = 1_000;
 /// What one idle connection may cost the broker, bytes of RSS: a regression bound,
 /// not the goal. This test (a debug build, 1,000 connections) saw 2,961-3,518 B in
 /// 17 runs on the 2-core VM (2026-12-06); the bound is about 1.5x that. Release
-/// builds at 10k connections measure ~2.6 KB (benchmarks.md). Below the lower end
+/// builds at 10k connections measured ~2.6 KB, and ~2.2 KB since a writer task runs only
+/// while it has output (benchmarks.md). Below the lower end
 /// the figure is not a measurement (sampled before the connections were up).
 const IDLE_BYTES_PER_CONNECTION: std::ops::RangeInclusive<f64> = 1_000.0..=5_000.0;
 
