@@ -101,12 +101,12 @@ impl Keys {
 /// node left.
 ///
 /// KEYS: session, subscriptions, queue, the claiming node's sessions set.
-/// ARGV: the new owner; `1` if the CONNECT
-/// starts clean; an owner prefix the current owner must have (`""`: any),
-/// for adoption, which returns 0 when the session is gone, the owner when
-/// another owner has it, and 1 when this very owner has it already; `1` if queued messages are
-/// stored (`durability = "messages"`: otherwise the queue is not touched,
-/// which saves Redis about a sixth of a restart's loading); the client id.
+/// ARGV: the new owner; `1` if the CONNECT starts clean; an owner prefix the
+/// current owner must have (`""`: any), for adoption, which returns 0 when
+/// the session is gone, the owner when another owner has it, and 1 when this
+/// very owner has it already; `1` if queued messages are stored
+/// (`durability = "messages"`: otherwise the queue is not touched, which
+/// saves Redis about a sixth of a restart's loading); the client id.
 ///
 /// A CONNECT's claim puts the id in the claiming node's sessions set at
 /// once: if that node dies before it hears the reply, its reapers find the

@@ -54,6 +54,7 @@ struct Inner {
     shard: usize,
     claim: Script,
     write: Script,
+    release: Script,
     order: RefCell<WriteOrder>,
     /// In a cluster: route and retained changes also go to the feed.
     feed: std::cell::Cell<bool>,
@@ -132,6 +133,7 @@ impl RedisStore {
                 shard,
                 claim: Script::new("claim", layout::CLAIM),
                 write: Script::new("write", layout::WRITE),
+                release: Script::new("release", layout::RELEASE),
                 order: RefCell::default(),
                 feed: std::cell::Cell::new(false),
                 messages: config.durability == crate::config::Durability::Messages,
@@ -676,7 +678,7 @@ impl RedisStore {
     ///
     /// A session another live life claimed from the dead one stays in the
     /// dead node's set: that node takes it out once its routes are written
-    /// ([`RedisStore::reaped`] after its CONNECT), so the dead node's routes
+    /// ([`RedisStore::release`] after its CONNECT), so the dead node's routes
     /// do not go before the claimer's are on the feed. `live`: the lives
     /// alive now, this one included.
     pub async fn reap_sessions(
@@ -752,12 +754,13 @@ impl RedisStore {
         client_id: &ByteString,
     ) -> Result<(), StoreError> {
         let keys = &self.inner.keys;
-        let script = Script::new("release", layout::RELEASE);
-        let call = script
+        let call = self
+            .inner
+            .release
             .call()
             .key(keys.session(client_id))
             .key(keys.node_sessions(&previous.node))
-            .arg(self.inner.owner.to_field())
+            .arg(&self.inner.owner_field)
             .arg(&**client_id);
         self.inner.client.eval(&call).await?;
         Ok(())
