@@ -502,10 +502,12 @@ fn reload_acl(acl: AclFile) -> impl FnMut(Trigger) + Send + 'static {
 /// closed at most this much after 1.5 times its keepalive.
 const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
 
-/// Ends the connections whose client stayed silent past its keepalive.
+/// Ends the connections whose client stayed silent past its keepalive, and
+/// the writer tasks parked since the last sweep.
 async fn keepalive(shard: Rc<Shard>, shutdown: Shutdown) {
     while !shutdown.sleep(KEEPALIVE_SWEEP).await {
         shard.expire_idle(Instant::now());
+        shard.retire_parked();
     }
 }
 

@@ -240,6 +240,59 @@ fn metrics_count_connections_and_messages() {
     stop(server);
 }
 
+/// A connection's writer task lives while it writes and for at most two
+/// keepalive sweeps after: a subscriber that reads nothing keeps one, idle
+/// connections on both shards keep none (issue 15, memory per idle connection).
+#[test]
+fn idle_connections_keep_no_writer_task() {
+    let server = broker(|_| {});
+    let (mqtt, http) = (server.local_addrs()[0], server.http_addr());
+    let writers = |t: &str| metric(t, "shardmq_writer_tasks", &[]);
+
+    // A subscriber that reads nothing while a publisher floods it: its writer
+    // is stuck in a write until `send-timeout` (30 s).
+    let mut stuck = connect(mqtt, "writers-stuck");
+    subscribe(&mut stuck, "w/flood");
+    let mut flood = connect(mqtt, "writers-flood");
+    flood.set_write_timeout(Some(PATIENCE)).unwrap();
+    // PUBLISH QoS 0 to "w/flood", remaining length 16,384 (80 80 01).
+    let mut publish = vec![0x30, 0x80, 0x80, 0x01, 0x00, 0x07];
+    publish.extend_from_slice(b"w/flood");
+    publish.resize(4 + 16_384, b'x');
+    let flooder = thread::spawn(move || {
+        for _ in 0..2_000 {
+            if flood.write_all(&publish).is_err() {
+                break;
+            }
+        }
+        flood
+    });
+    metrics_until(
+        http,
+        "a writer stuck on a subscriber that reads nothing",
+        |t| writers(t) >= 1,
+    );
+    drop(stuck);
+
+    // Idle connections on both shards, each sent a CONNACK and a SUBACK.
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut s = connect(mqtt, &format!("writers-idle-{i}"));
+            subscribe(&mut s, &format!("w/idle/{i}"));
+            s
+        })
+        .collect();
+    metrics_until(http, "no writer task once every connection is idle", |t| {
+        metric(t, "shardmq_connections", &["shard=\"0\""]) > 0
+            && metric(t, "shardmq_connections", &["shard=\"1\""]) > 0
+            && metric(t, "shardmq_connections", &[]) == 21
+            && writers(t) == 0
+    });
+    drop(idle);
+    drop(flooder.join().expect("the flooder ends"));
+    stop(server);
+}
+
 #[test]
 fn sys_topics_reach_subscribers_on_every_shard() {
     let server = broker(|c| c.sys.interval = Duration::from_secs(1));

@@ -33,6 +33,23 @@ impl Notify {
         self.waker.borrow_mut().take();
     }
 
+    /// Wakes the waiting task without keeping a wake-up: it waits for a
+    /// condition of its own ([`Notify::set_waiter`]).
+    pub fn wake_waiter(&self) {
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Registers the task to be woken by the next [`Notify::notify`] or
+    /// [`Notify::wake_waiter`], leaving any kept wake-up where it is.
+    pub fn set_waiter(&self, waker: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
     /// Resolves at the next (or a kept) wake-up.
     pub async fn notified(&self) {
         poll_fn(|cx| self.poll_notified(cx)).await

@@ -96,6 +96,9 @@ pub struct ShardMetrics {
     pub connects: AtomicU64,
     /// Sessions held, online or not.
     pub sessions: AtomicU64,
+    /// Connections with a writer task: writing, or parked for at most two
+    /// keepalive sweeps after their last output. An idle one has none.
+    pub writers: AtomicU64,
     /// Subscriptions held.
     pub subscriptions: AtomicU64,
     /// Retained messages (every shard holds a full copy).

@@ -68,6 +68,14 @@ pub fn render(metrics: &Metrics) -> String {
     );
     per_shard(
         &mut out,
+        "shardmq_writer_tasks",
+        "gauge",
+        "Connections with a writer task: writing, or parked for at most two keepalive \
+         sweeps (0.5 s) after their last output. An idle connection has none.",
+        |s| &s.writers,
+    );
+    per_shard(
+        &mut out,
         "shardmq_sessions",
         "gauge",
         "Sessions held, online or offline.",
