@@ -282,6 +282,10 @@ pub fn start(
             shard.clone(),
             shutdown.clone(),
         )));
+        tasks.push(glommio::spawn_local(retire_writers(
+            shard.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(glommio::spawn_local(metrics::sample(
             shard.clone(),
             shutdown.clone(),
@@ -502,12 +506,39 @@ fn reload_acl(acl: AclFile) -> impl FnMut(Trigger) + Send + 'static {
 /// closed at most this much after 1.5 times its keepalive.
 const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
 
-/// Ends the connections whose client stayed silent past its keepalive, and
-/// the writer tasks parked since the last sweep.
+/// Ends the connections whose client stayed silent past its keepalive.
 async fn keepalive(shard: Rc<Shard>, shutdown: Shutdown) {
     while !shutdown.sleep(KEEPALIVE_SWEEP).await {
         shard.expire_idle(Instant::now());
-        shard.retire_parked();
+    }
+}
+
+/// How often parked writers are looked at: one parked between two ticks in a
+/// row is ended. Short, so that a storm of new connections (a CONNACK and a
+/// SUBACK each, then silence) does not hold a writer for each of them.
+const RETIRE_TICK: Duration = Duration::from_millis(50);
+
+/// Ends the writer tasks parked for a whole [`RETIRE_TICK`]; no timer runs
+/// while none is parked.
+async fn retire_writers(shard: Rc<Shard>, shutdown: Shutdown) {
+    loop {
+        let parked = async {
+            shard.parked_any.notified().await;
+            false
+        };
+        let stop = async {
+            shutdown.recv().await;
+            true
+        };
+        if futures_lite::future::or(stop, parked).await {
+            return;
+        }
+        while shard.has_parked() {
+            if shutdown.sleep(RETIRE_TICK).await {
+                return;
+            }
+            shard.retire_parked();
+        }
     }
 }
 

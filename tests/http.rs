@@ -241,7 +241,7 @@ fn metrics_count_connections_and_messages() {
 }
 
 /// A connection's writer task lives while it writes and for at most two
-/// keepalive sweeps after: a subscriber that reads nothing keeps one, idle
+/// retire ticks (0.1 s) after: a subscriber that reads nothing keeps one, idle
 /// connections on both shards keep none (issue 15, memory per idle connection).
 #[test]
 fn idle_connections_keep_no_writer_task() {

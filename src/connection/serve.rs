@@ -6,9 +6,9 @@
 //! [`Broker`]; the writer, started when the broker queues output for a
 //! connection without one ([`Shard::wake`]), takes the connection's queued
 //! packets, encodes them all into one buffer and writes it with one call
-//! (writes are coalesced per wake-up), then parks until more comes. The
-//! keepalive sweep ends the writers parked for a whole sweep: an idle
-//! connection keeps no writer's future (about 400 bytes each, issue 15). They
+//! (writes are coalesced per wake-up), then parks until more comes. A tick
+//! ends the writers parked for a whole tick: an idle connection keeps no
+//! writer's future (about 400 bytes each, issue 15). They
 //! share one [`Socket`], which neither holds across an await, so neither waits
 //! on the other.
 //!
@@ -120,23 +120,30 @@ pub struct Shard {
     links: Option<crate::cluster::net::Links>,
     /// This shard itself, for the writer tasks [`Shard::wake`] starts.
     me: std::rc::Weak<Shard>,
+    /// The connections whose writer parked since the last retire tick
+    /// ([`Shard::retire_parked`]); each listed once ([`ConnState::listed`]).
+    parked: RefCell<Vec<ConnId>>,
+    /// Wakes the retire task when a writer parks and none was listed.
+    pub parked_any: Notify,
 }
 
 /// Whether a connection's writer task runs.
 ///
 /// A writer that has written everything parks, and the next output wakes it:
 /// on a busy shard, output comes again within microseconds, and starting a
-/// task per batch cost a tenth of saturated throughput. The keepalive sweep
-/// ([`Shard::retire_parked`]) ends the writers it finds parked two sweeps in a
-/// row, so an idle connection keeps none (its future is hundreds of bytes).
+/// task per batch cost a tenth of saturated throughput. A tick
+/// ([`Shard::retire_parked`]) ends the writers it finds parked two ticks in a
+/// row, so an idle connection keeps none (its future is hundreds of bytes),
+/// and a storm of new connections does not keep a writer for each of them
+/// for long (the memory of the tasks, freed, still counts in the RSS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writer {
     /// No writer task: the next output starts one.
     Idle,
     Running,
-    /// Waiting for output since before the last sweep at most.
+    /// Waiting for output since the last tick at most.
     Parked,
-    /// Found parked by a sweep: the next sweep retires it.
+    /// Found parked by a tick: the next tick retires it.
     ParkedSwept,
     /// Told to end, unless output came first.
     Retiring,
@@ -152,6 +159,8 @@ struct ConnState {
     /// takes it before it ends.
     has_output: Cell<bool>,
     writer: Cell<Writer>,
+    /// Listed in [`Shard::parked`].
+    listed: Cell<bool>,
     /// A writer stopped: the reader, ending, waits for the one running.
     stopped: Notify,
     version: Version,
@@ -218,6 +227,8 @@ impl Shard {
             hold_until: Instant::now(),
             links: None,
             me: std::rc::Weak::new(),
+            parked: RefCell::new(Vec::new()),
+            parked_any: Notify::default(),
         }
     }
 
@@ -448,17 +459,34 @@ impl Shard {
         }
     }
 
-    /// Ends the writers parked since the sweep before this one (call it
-    /// with the keepalive sweep): an idle connection keeps no writer task.
+    /// Whether a writer is listed as parked, for the retire task.
+    pub fn has_parked(&self) -> bool {
+        !self.parked.borrow().is_empty()
+    }
+
+    /// Ends the writers parked since the tick before this one: an idle
+    /// connection keeps no writer task. Only the writers that parked since
+    /// are looked at, not every connection.
     pub fn retire_parked(&self) {
-        for state in self.writers.borrow().values() {
+        let listed = self.parked.take();
+        let writers = self.writers.borrow();
+        let mut kept = self.parked.borrow_mut();
+        for conn in listed {
+            let Some(state) = writers.get(&conn) else {
+                continue;
+            };
             match state.writer.get() {
-                Writer::Parked => state.writer.set(Writer::ParkedSwept),
+                Writer::Parked => {
+                    state.writer.set(Writer::ParkedSwept);
+                    kept.push(conn);
+                }
                 Writer::ParkedSwept => {
                     state.writer.set(Writer::Retiring);
+                    state.listed.set(false);
                     state.interrupt.wake_waiter();
                 }
-                _ => {}
+                // Running: listed again when it parks.
+                _ => state.listed.set(false),
             }
         }
     }
@@ -797,6 +825,7 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         socket,
         has_output: Cell::new(false),
         writer: Cell::new(Writer::Idle),
+        listed: Cell::new(false),
         stopped: Notify::default(),
         version: client.version,
         max_packet_size: client.max_packet_size,
@@ -1104,7 +1133,7 @@ async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
     gauge.fetch_add(1, Relaxed);
     loop {
         write_until_idle(&shard, conn, &state).await;
-        if state.writer.get() != Writer::Running || !park(&state).await {
+        if state.writer.get() != Writer::Running || !park(&shard, conn, &state).await {
             break;
         }
     }
@@ -1117,10 +1146,17 @@ async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
     state.drained.wake_all();
 }
 
-/// Waits for output, or the connection's close; `false` once the sweep
-/// retired the writer first ([`Writer::Idle`]).
-async fn park(state: &ConnState) -> bool {
+/// Waits for output, or the connection's close; `false` once the retire
+/// tick ended the writer first ([`Writer::Idle`]).
+async fn park(shard: &Shard, conn: ConnId, state: &ConnState) -> bool {
     state.writer.set(Writer::Parked);
+    if !state.listed.replace(true) {
+        let mut parked = shard.parked.borrow_mut();
+        if parked.is_empty() {
+            shard.parked_any.notify();
+        }
+        parked.push(conn);
+    }
     // Publishers may wait for this connection's output to drain.
     state.drained.wake_all();
     std::future::poll_fn(|cx| {

@@ -97,7 +97,7 @@ pub struct ShardMetrics {
     /// Sessions held, online or not.
     pub sessions: AtomicU64,
     /// Connections with a writer task: writing, or parked for at most two
-    /// keepalive sweeps after their last output. An idle one has none.
+    /// retire ticks after their last output. An idle one has none.
     pub writers: AtomicU64,
     /// Subscriptions held.
     pub subscriptions: AtomicU64,

@@ -70,8 +70,8 @@ pub fn render(metrics: &Metrics) -> String {
         &mut out,
         "shardmq_writer_tasks",
         "gauge",
-        "Connections with a writer task: writing, or parked for at most two keepalive \
-         sweeps (0.5 s) after their last output. An idle connection has none.",
+        "Connections with a writer task: writing, or parked for at most 0.1 s after \
+         their last output. An idle connection has none.",
         |s| &s.writers,
     );
     per_shard(
