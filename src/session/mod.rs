@@ -132,9 +132,6 @@ pub struct Session {
     online: bool,
     inflight: Inflight,
     queue: Queue,
-    /// QoS 2 packet ids received from the client and not yet released by PUBREL:
-    /// a resent PUBLISH with one of them must not be routed twice [MQTT-4.3.3-10].
-    incoming_qos2: HashSet<u16>,
     /// The packet id tried next for an outgoing message.
     next_packet_id: u16,
     /// The client's MQTT 5 maximum packet size and its protocol version (to
@@ -143,6 +140,18 @@ pub struct Session {
     subscriptions: HashMap<TopicFilter, Subscription>,
     /// The number the next stored delivery gets ([`Delivery::stored`]).
     next_stored: u64,
+    /// What only some sessions use, made on first use ([`Rare`]).
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session only some use: QoS 2 publishers and stored
+/// deliveries. Boxed on first use: every idle session would otherwise carry
+/// them (56 bytes, issue 15's memory per idle connection).
+#[derive(Debug, Default)]
+struct Rare {
+    /// QoS 2 packet ids received from the client and not yet released by PUBREL:
+    /// a resent PUBLISH with one of them must not be routed twice [MQTT-4.3.3-10].
+    incoming_qos2: HashSet<u16>,
     /// What the store has to learn, oldest first ([`Stored`]).
     journal: Vec<Stored>,
 }
@@ -156,13 +165,20 @@ impl Session {
             online: false,
             inflight: Inflight::default(),
             queue: Queue::default(),
-            incoming_qos2: HashSet::default(),
             next_packet_id: 1,
             max_packet: None,
             subscriptions: HashMap::default(),
             next_stored: 1,
-            journal: Vec::new(),
+            rare: None,
         }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn journal(&mut self, entry: Stored) {
+        self.rare().journal.push(entry);
     }
 
     /// A number for a delivery about to be stored ([`Delivery::stored`]).
@@ -174,17 +190,16 @@ impl Session {
 
     /// What the store must learn of stored deliveries since the last call.
     pub fn take_journal(&mut self) -> Vec<Stored> {
-        std::mem::take(&mut self.journal)
+        self.rare
+            .as_mut()
+            .map_or_else(Vec::new, |r| std::mem::take(&mut r.journal))
     }
 
     /// Records that `dropped` left the session, for those that were stored.
     fn trimmed<'a>(&mut self, dropped: impl IntoIterator<Item = &'a Delivery>) {
-        self.journal.extend(
-            dropped
-                .into_iter()
-                .filter_map(|d| d.stored)
-                .map(Stored::Trimmed),
-        );
+        for n in dropped.into_iter().filter_map(|d| d.stored) {
+            self.journal(Stored::Trimmed(n));
+        }
     }
 
     /// Puts back the deliveries the store kept for this offline session
@@ -482,7 +497,7 @@ impl Session {
         }
         out.push(Packet::Publish(publish));
         if let Some(n) = delivery.stored {
-            self.journal.push(Stored::Sent(n, packet_id));
+            self.journal(Stored::Sent(n, packet_id));
         }
         let state = match delivery.qos {
             QoS::ExactlyOnce => OutState::AwaitingPubRec,
@@ -559,7 +574,7 @@ impl Session {
                 if state == OutState::AwaitingPubRec {
                     let stored = self.inflight.iter().find(|e| e.packet_id == packet_id);
                     if let Some(n) = stored.and_then(|e| e.delivery.stored) {
-                        self.journal.push(Stored::Released(n));
+                        self.journal(Stored::Released(n));
                     }
                 }
                 self.inflight
@@ -603,18 +618,20 @@ impl Session {
     /// A QoS 2 PUBLISH arrived. `true` if it is new and must be routed; `false`
     /// for a resend of one already routed.
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
-        self.incoming_qos2.insert(packet_id.get())
+        self.rare().incoming_qos2.insert(packet_id.get())
     }
 
     /// QoS 2 PUBLISHes received and not yet released, for the MQTT 5 receive
     /// maximum the server announced.
     pub fn pending_qos2(&self) -> usize {
-        self.incoming_qos2.len()
+        self.rare.as_ref().map_or(0, |r| r.incoming_qos2.len())
     }
 
     /// PUBREL from the client. `false` if the id was unknown.
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
-        self.incoming_qos2.remove(&packet_id.get())
+        self.rare
+            .as_mut()
+            .is_some_and(|r| r.incoming_qos2.remove(&packet_id.get()))
     }
 }
 
