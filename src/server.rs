@@ -22,7 +22,7 @@ use crate::broker::{Broker, Settings};
 use crate::cluster::{self, lease::Registration, membership::Change};
 use crate::config::{Config, Cores, Durability, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
-use crate::connection::{resume_readers, serve, Shard, ShardMsg};
+use crate::connection::{serve, Shard, ShardMsg};
 use crate::events::sink::{self as event_sinks, ResolveError};
 use crate::http::HttpServer;
 use crate::metrics::{self, Health, Metrics};
@@ -344,8 +344,6 @@ pub fn start(
                 shutdown.clone(),
             )));
         }
-        // Detached: it must outlive shutdown until the last connection ends.
-        glommio::spawn_local(resume_readers(shard.clone())).detach();
         let mut accepts = Vec::new();
         for index in 0..listeners {
             let Some(listener) = ctx.take_listener(index) else {

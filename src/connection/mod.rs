@@ -7,9 +7,8 @@ mod aliases;
 pub mod handshake;
 mod notify;
 mod serve;
-mod sleep;
 mod socket;
 
 pub use notify::{Notify, WakeQueue};
-pub use serve::{resume_readers, serve, Shard, ShardMsg};
+pub use serve::{serve, Shard, ShardMsg};
 pub use socket::{read_scratch, ReadScratch, Socket};

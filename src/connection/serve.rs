@@ -7,9 +7,8 @@
 //! connection without one ([`Shard::wake`]), takes the connection's queued
 //! packets, encodes them all into one buffer and writes it with one call
 //! (writes are coalesced per wake-up), then parks until more comes. A tick
-//! ends the writers parked for a whole tick, and puts to sleep the readers
-//! that waited for input as long ([`super::sleep`]): an idle connection keeps
-//! no task at all (about 400 bytes each, issue 15). They
+//! ends the writers parked for a whole tick: an idle connection keeps no
+//! writer's future (about 400 bytes each, issue 15). They
 //! share one [`Socket`], which neither holds across an await, so neither waits
 //! on the other.
 //!
@@ -25,7 +24,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -45,7 +44,6 @@ use crate::protocol::{
 };
 use crate::store::redis::Status;
 use crate::store::redis_store::RedisStore;
-use shards::TaskToken;
 
 /// Messages waiting for the mesh flusher past which readers stop reading
 /// their sockets: a client publishing faster than another shard takes its
@@ -122,14 +120,11 @@ pub struct Shard {
     links: Option<crate::cluster::net::Links>,
     /// This shard itself, for the writer tasks [`Shard::wake`] starts.
     me: std::rc::Weak<Shard>,
-    /// The connections whose writer parked, or whose reader began to wait
-    /// for input, since the last retire tick ([`Shard::retire_parked`]); each
-    /// listed once ([`ConnState::listed`]).
+    /// The connections whose writer parked since the last retire tick
+    /// ([`Shard::retire_parked`]); each listed once ([`ConnState::listed`]).
     parked: RefCell<Vec<ConnId>>,
     /// Wakes the retire task when a writer parks and none was listed.
     pub parked_any: Notify,
-    /// What the readers put to sleep keep until input comes ([`run`]).
-    asleep: RefCell<HashMap<ConnId, Box<Live>>>,
 }
 
 /// Whether a connection's writer task runs.
@@ -156,19 +151,6 @@ enum Writer {
     Closed,
 }
 
-/// What a connection's reader task is doing, for the retire tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reader {
-    /// Handling input, or waiting for something else than input.
-    Busy,
-    /// Waiting for input since the last tick at most.
-    Waiting,
-    /// Found waiting by a tick: the next tick puts it to sleep.
-    WaitingSwept,
-    /// Asked to sleep ([`ConnState::wake_reader`]).
-    ToSleep,
-}
-
 /// What a connection's reader and writer share.
 #[derive(Debug)]
 struct ConnState {
@@ -179,10 +161,8 @@ struct ConnState {
     writer: Cell<Writer>,
     /// Listed in [`Shard::parked`].
     listed: Cell<bool>,
-    reader: Cell<Reader>,
-    /// Wakes the reader: a writer stopped (the reader, ending, waits for the
-    /// one running), or the tick asks it to sleep.
-    wake_reader: Notify,
+    /// A writer stopped: the reader, ending, waits for the one running.
+    stopped: Notify,
     version: Version,
     /// The client's Maximum Packet Size (MQTT 5), past which nothing is sent.
     max_packet_size: Option<u32>,
@@ -249,7 +229,6 @@ impl Shard {
             me: std::rc::Weak::new(),
             parked: RefCell::new(Vec::new()),
             parked_any: Notify::default(),
-            asleep: RefCell::new(HashMap::default()),
         }
     }
 
@@ -485,10 +464,9 @@ impl Shard {
         !self.parked.borrow().is_empty()
     }
 
-    /// Ends the writers parked since the tick before this one, and puts to
-    /// sleep the readers waiting for input as long: an idle connection keeps
-    /// no task. Only the connections listed since are looked at, not every
-    /// connection.
+    /// Ends the writers parked since the tick before this one: an idle
+    /// connection keeps no writer task. Only the writers that parked since
+    /// are looked at, not every connection.
     pub fn retire_parked(&self) {
         let listed = self.parked.take();
         let writers = self.writers.borrow();
@@ -497,48 +475,19 @@ impl Shard {
             let Some(state) = writers.get(&conn) else {
                 continue;
             };
-            let writer = match state.writer.get() {
-                Writer::Parked => Some(Writer::ParkedSwept),
+            match state.writer.get() {
+                Writer::Parked => {
+                    state.writer.set(Writer::ParkedSwept);
+                    kept.push(conn);
+                }
                 Writer::ParkedSwept => {
+                    state.writer.set(Writer::Retiring);
+                    state.listed.set(false);
                     state.interrupt.wake_waiter();
-                    Some(Writer::Retiring)
                 }
                 // Running: listed again when it parks.
-                _ => None,
-            };
-            let reader = match state.reader.get() {
-                Reader::Waiting => Some(Reader::WaitingSwept),
-                Reader::WaitingSwept => {
-                    state.wake_reader.notify();
-                    Some(Reader::ToSleep)
-                }
-                // Busy: listed again when it waits for input.
-                _ => None,
-            };
-            if let Some(writer) = writer {
-                state.writer.set(writer);
+                _ => state.listed.set(false),
             }
-            if let Some(reader) = reader {
-                state.reader.set(reader);
-            }
-            let again = matches!(writer, Some(Writer::ParkedSwept))
-                || matches!(reader, Some(Reader::WaitingSwept));
-            if again {
-                kept.push(conn);
-            } else {
-                state.listed.set(false);
-            }
-        }
-    }
-
-    /// Lists `conn` for the retire tick, once.
-    fn list_idle(&self, conn: ConnId, state: &ConnState) {
-        if !state.listed.replace(true) {
-            let mut parked = self.parked.borrow_mut();
-            if parked.is_empty() {
-                self.parked_any.notify();
-            }
-            parked.push(conn);
         }
     }
 
@@ -563,6 +512,7 @@ pub fn serve(
     // CONNECT or the hand-off (idle memory per connection).
     let accept = Box::pin(accept(shard.clone(), Socket::new(stream), handoff));
     async move {
+        let _token = token;
         // Each step's result is bound by a `let`, so none is kept in the task
         // while the session runs.
         let accepted = match accept.await {
@@ -570,7 +520,7 @@ pub fn serve(
             Ok(None) => return,
             Err(e) => return debug!(shard = shard.id, error = %e, "connection ended"),
         };
-        let live = match start(&shard, accepted, token) {
+        let live = match start(&shard, accepted) {
             Ok(live) => live,
             Err(e) => return debug!(shard = shard.id, error = %e, "connection ended"),
         };
@@ -848,8 +798,7 @@ fn persistent(connect: &Connect) -> bool {
     !connect.client_id.is_empty() && expiry > 0
 }
 
-/// A connection being served: what its reader keeps, and what a sleeping
-/// reader leaves in [`Shard::asleep`].
+/// A connection being served: what its reader keeps.
 struct Live {
     state: Rc<ConnState>,
     rbuf: BytesMut,
@@ -857,13 +806,11 @@ struct Live {
     client: Box<Client>,
     /// The `max-connections` slot, held until the connection ends.
     _admission: Admission,
-    /// Counts the connection as live, so that shutdown waits for its end.
-    _token: TaskToken,
 }
 
 /// Sets an accepted connection up: its shared state, and a writer for the
 /// CONNACK.
-fn start(shard: &Rc<Shard>, accepted: Accepted, token: TaskToken) -> io::Result<Live> {
+fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
     let Accepted {
         socket,
         rbuf,
@@ -879,8 +826,7 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: TaskToken) -> io::Result<
         has_output: Cell::new(false),
         writer: Cell::new(Writer::Idle),
         listed: Cell::new(false),
-        reader: Cell::new(Reader::Busy),
-        wake_reader: Notify::default(),
+        stopped: Notify::default(),
         version: client.version,
         max_packet_size: client.max_packet_size,
         aliases: RefCell::new(
@@ -904,30 +850,20 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: TaskToken) -> io::Result<
         conn,
         client,
         _admission,
-        _token: token,
     })
 }
 
 /// Reads until the connection ends, then tells the broker and waits for the
-/// writer to finish; or until the reader is put to sleep, leaving `live` in
-/// [`Shard::asleep`] for the next reader ([`resume_readers`]).
-async fn run(shard: &Rc<Shard>, mut live: Live) {
-    let end = read_loop(shard, &mut live.rbuf, &mut live.client, &live.state).await;
-    if let End::Asleep = end {
-        shard.asleep.borrow_mut().insert(live.conn, Box::new(live));
-        shard
-            .metrics
-            .shard(shard.id)
-            .readers_asleep
-            .fetch_add(1, Relaxed);
-        return;
-    }
+/// writer to finish.
+async fn run(shard: &Rc<Shard>, live: Live) {
     let Live {
         state,
+        mut rbuf,
         conn,
         mut client,
-        ..
+        _admission,
     } = live;
+    let end = read_loop(shard, &mut rbuf, &mut client, &state).await;
     // Why the connection ended, as on_client_offline reports it; the broker
     // also decides from it whether the will goes out.
     let code = match end {
@@ -937,7 +873,7 @@ async fn run(shard: &Rc<Shard>, mut live: Live) {
         End::Closed(Closed::WithWill(_)) => Some(ReasonCode::DisconnectWithWillMessage),
         End::ByBroker => state.closed_by_broker.get(),
         // No reason: the peer closed the TCP connection or it failed.
-        End::Abnormal | End::Asleep => state.reader_error.get(),
+        End::Abnormal => state.reader_error.get(),
     };
     let will = client.will.take();
     shard.broker.borrow_mut().disconnected_because(
@@ -961,7 +897,7 @@ async fn run(shard: &Rc<Shard>, mut live: Live) {
                 Box::pin(write_loop(shard.clone(), conn, state.clone())).await;
             }
             // A parked writer wakes at the interrupt and closes.
-            _ => state.wake_reader.notified().await,
+            _ => state.stopped.notified().await,
         }
     }
     shard.writers.borrow_mut().remove(&conn);
@@ -1034,8 +970,6 @@ enum End {
     ByBroker,
     /// Network failure, keepalive timeout or protocol error.
     Abnormal,
-    /// Not an end: the reader was put to sleep ([`super::sleep`]).
-    Asleep,
 }
 
 /// Whether the next packet in `rbuf` is a PUBLISH (type 3) or a SUBSCRIBE
@@ -1126,11 +1060,7 @@ async fn read_loop(
         if state.idle_timeout.is_some() {
             state.reading_since.set(Some(Instant::now()));
         }
-        // Asleep, the read is still waiting: `reading_since` stays for the
-        // keepalive sweep.
-        let Some(read) = read_or_sleep(shard, client.conn, rbuf, state).await else {
-            return End::Asleep;
-        };
+        let read = state.socket.read(rbuf, &shard.read_scratch).await;
         state.reading_since.set(None);
         match read {
             Ok(0) => {
@@ -1149,64 +1079,6 @@ async fn read_loop(
                     state.reader_error.set(Some(ReasonCode::KeepAliveTimeout));
                 }
                 return End::Abnormal;
-            }
-        }
-    }
-}
-
-/// Reads into `rbuf`. Or, if the retire tick asks the reader to sleep while
-/// the socket still has nothing, leaves the read armed with a waker that
-/// queues `conn` for a new reader ([`super::sleep`]) and returns `None`: the
-/// reader's task then ends, and its memory with it.
-async fn read_or_sleep(
-    shard: &Shard,
-    conn: ConnId,
-    rbuf: &mut BytesMut,
-    state: &ConnState,
-) -> Option<io::Result<usize>> {
-    state.reader.set(Reader::Waiting);
-    shard.list_idle(conn, state);
-    let scratch = &shard.read_scratch;
-    let result = std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = state.socket.poll_read(cx, rbuf, scratch) {
-            return Poll::Ready(Some(result));
-        }
-        // Woken for something else than sleep (a writer that stopped): wait on.
-        while state.wake_reader.poll_notified(cx).is_ready() {
-            if state.reader.get() != Reader::ToSleep {
-                continue;
-            }
-            let waker = super::sleep::resume_waker(conn);
-            return match state
-                .socket
-                .poll_read(&mut Context::from_waker(&waker), rbuf, scratch)
-            {
-                Poll::Ready(result) => Poll::Ready(Some(result)),
-                Poll::Pending => {
-                    // Nothing may keep the task's waker, or its memory stays.
-                    state.wake_reader.clear_waiter();
-                    Poll::Ready(None)
-                }
-            };
-        }
-        Poll::Pending
-    })
-    .await;
-    state.reader.set(Reader::Busy);
-    result
-}
-
-/// Starts a reader again for each sleeping connection whose socket has
-/// input, or was closed ([`super::sleep`]). Runs for the shard's life.
-pub async fn resume_readers(shard: Rc<Shard>) {
-    loop {
-        for conn in super::sleep::woken().await {
-            let live = shard.asleep.borrow_mut().remove(&conn);
-            if let Some(live) = live {
-                let asleep = &shard.metrics.shard(shard.id).readers_asleep;
-                asleep.fetch_sub(1, Relaxed);
-                let shard = shard.clone();
-                glommio::spawn_local(async move { run(&shard, *live).await }).detach();
             }
         }
     }
@@ -1269,7 +1141,7 @@ async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
     // this, every connection would keep its ended writer's memory.
     state.interrupt.clear_waiter();
     gauge.fetch_sub(1, Relaxed);
-    state.wake_reader.notify();
+    state.stopped.notify();
     // Publishers may wait for this connection's output to drain.
     state.drained.wake_all();
 }
@@ -1278,7 +1150,13 @@ async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
 /// tick ended the writer first ([`Writer::Idle`]).
 async fn park(shard: &Shard, conn: ConnId, state: &ConnState) -> bool {
     state.writer.set(Writer::Parked);
-    shard.list_idle(conn, state);
+    if !state.listed.replace(true) {
+        let mut parked = shard.parked.borrow_mut();
+        if parked.is_empty() {
+            shard.parked_any.notify();
+        }
+        parked.push(conn);
+    }
     // Publishers may wait for this connection's output to drain.
     state.drained.wake_all();
     std::future::poll_fn(|cx| {

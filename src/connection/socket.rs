@@ -17,7 +17,7 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -60,32 +60,24 @@ impl Socket {
     /// Appends what one read returns to `buf`; 0 at end of stream. While the
     /// socket has nothing, an empty `buf` gives its memory back.
     pub async fn read(&self, buf: &mut BytesMut, scratch: &ReadScratch) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_read(cx, buf, scratch)).await
-    }
-
-    /// [`Socket::read`] polled once: pending, the socket wakes `cx`'s waker
-    /// when input comes (and only it: glommio keeps one waiter per read).
-    pub fn poll_read(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        scratch: &ReadScratch,
-    ) -> Poll<io::Result<usize>> {
-        let mut stream = self.stream.borrow_mut();
-        let mut scratch = scratch.borrow_mut();
-        match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
-            Poll::Ready(Ok(n)) => {
-                buf.extend_from_slice(&scratch[..n]);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => {
-                if buf.is_empty() && buf.capacity() > 0 {
-                    *buf = BytesMut::new();
+        poll_fn(|cx| {
+            let mut stream = self.stream.borrow_mut();
+            let mut scratch = scratch.borrow_mut();
+            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(n)) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(n))
                 }
-                Poll::Pending
+                Poll::Pending => {
+                    if buf.is_empty() && buf.capacity() > 0 {
+                        *buf = BytesMut::new();
+                    }
+                    Poll::Pending
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        }
+        })
+        .await
     }
 
     /// Writes all of `data`. `None` if `interrupt` fired first (the

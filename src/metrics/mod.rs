@@ -99,9 +99,6 @@ pub struct ShardMetrics {
     /// Connections with a writer task: writing, or parked for at most two
     /// retire ticks after their last output. An idle one has none.
     pub writers: AtomicU64,
-    /// Connections whose reader task ended after 0.1 s without input, until
-    /// input comes (`connection::sleep`).
-    pub readers_asleep: AtomicU64,
     /// Subscriptions held.
     pub subscriptions: AtomicU64,
     /// Retained messages (every shard holds a full copy).

@@ -76,14 +76,6 @@ pub fn render(metrics: &Metrics) -> String {
     );
     per_shard(
         &mut out,
-        "shardmq_readers_asleep",
-        "gauge",
-        "Connections whose reader task ended after 0.1 s without input, until input \
-         comes. An idle connection keeps no task.",
-        |s| &s.readers_asleep,
-    );
-    per_shard(
-        &mut out,
         "shardmq_sessions",
         "gauge",
         "Sessions held, online or offline.",
