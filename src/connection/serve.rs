@@ -1157,8 +1157,10 @@ async fn park(shard: &Shard, conn: ConnId, state: &ConnState) -> bool {
         }
         parked.push(conn);
     }
-    // Publishers may wait for this connection's output to drain.
-    state.drained.wake_all();
+    // No wake-up of the publishers waiting for this output to drain: each
+    // output taken woke one, which passes the turn on. Waking them all here
+    // woke a fan-in's thousand publishers each time the subscriber caught
+    // up, and cut fan-in 1000→1 at full rate from 1.4M to 0.1M msgs/s.
     std::future::poll_fn(|cx| {
         if state.has_output.get() || state.interrupt.is_pending() {
             state.writer.set(Writer::Running);
