@@ -8,9 +8,9 @@
 //! packets, encodes them all into one buffer and writes it with one call
 //! (writes are coalesced per wake-up), then parks until more comes. A tick
 //! ends the writers parked for a whole tick: an idle connection keeps no
-//! writer's future (about 400 bytes each, issue 15). They
-//! share one [`Socket`], which neither holds across an await, so neither waits
-//! on the other.
+//! writer's future (about 400 bytes each, issue 15). They share one
+//! [`Socket`], which neither holds across an await, so neither waits on the
+//! other.
 //!
 //! A session lives on the shard `shards::shard_for(client_id)` names. A
 //! connection accepted elsewhere is handed to that shard right after its CONNECT
@@ -1125,7 +1125,7 @@ async fn wait_for_credit(shard: &Shard, conn: ConnId) {
 }
 
 /// The writer: writes what the broker queued for `conn`, parking while
-/// nothing is left, until the sweep retires it ([`Writer::Idle`]) or the
+/// nothing is left, until the retire tick ends it ([`Writer::Idle`]) or the
 /// connection's last write is done ([`Writer::Closed`]). Whoever starts it
 /// sets [`Writer::Running`].
 async fn write_loop(shard: Rc<Shard>, conn: ConnId, state: Rc<ConnState>) {
