@@ -17,9 +17,7 @@ pub struct Notify {
 impl Notify {
     pub fn notify(&self) {
         self.pending.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
-            waker.wake();
-        }
+        self.wake_waiter();
     }
 
     /// Whether a wake-up is kept, not yet taken by [`Notify::notified`].
