@@ -4,14 +4,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
-use glommio::net::TcpStream;
 use shards::{Inbox, Outbox, PoolBuilder, Shutdown, ShutdownHandle};
 use thiserror::Error;
 use tracing::{error, info};
@@ -22,7 +20,7 @@ use crate::broker::{Broker, Settings};
 use crate::cluster::{self, lease::Registration, membership::Change};
 use crate::config::{Config, Cores, Durability, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
-use crate::connection::{serve, Shard, ShardMsg};
+use crate::connection::{serve, Shard, ShardMsg, Socket};
 use crate::events::sink::{self as event_sinks, ResolveError};
 use crate::http::HttpServer;
 use crate::metrics::{self, Health, Metrics};
@@ -242,7 +240,7 @@ pub fn start(
             connect_timeout,
             shutdown.clone(),
             metrics.clone(),
-        )
+        )?
         .with_store(store.clone())
         .with_links(
             registration
@@ -282,6 +280,12 @@ pub fn start(
             shard.clone(),
             shutdown.clone(),
         )));
+        // The sockets are served until the last connection has closed.
+        let sockets_stop = shards::Shutdown::new();
+        let poller = {
+            let (stop, readiness) = (sockets_stop.clone(), shard.readiness.clone());
+            glommio::spawn_local(async move { readiness.run(&stop).await })
+        };
         tasks.push(glommio::spawn_local(retire_writers(
             shard.clone(),
             shutdown.clone(),
@@ -351,7 +355,8 @@ pub fn start(
             };
             let shard = shard.clone();
             accepts.push(listener.spawn_accept_loop(&shutdown, move |stream| {
-                glommio::spawn_local(serve(shard.clone(), stream, None)).detach();
+                let socket = Socket::from_glommio(stream, &shard.readiness);
+                glommio::spawn_local(serve(shard.clone(), socket, None)).detach();
             }));
         }
         if registration.is_some() {
@@ -378,6 +383,8 @@ pub fn start(
         if let Some(store) = &store {
             store.flush().await;
         }
+        sockets_stop.trigger();
+        poller.await;
         sinks_stop.trigger();
         for task in sink_tasks.into_iter().chain(tasks) {
             task.await;
@@ -436,11 +443,9 @@ async fn receive(shard: Rc<Shard>, mut inbox: Inbox<ShardMsg>, shutdown: Shutdow
                     buffered,
                     connect,
                 } => {
-                    // SAFETY: the descriptor was duplicated for this hand-off and
-                    // nothing else owns it.
-                    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+                    let socket = Socket::new(fd, &shard.readiness);
                     let handoff = Some((BytesMut::from(&buffered[..]), connect));
-                    glommio::spawn_local(serve(shard.clone(), stream, handoff)).detach();
+                    glommio::spawn_local(serve(shard.clone(), socket, handoff)).detach();
                 }
                 ShardMsg::Cluster(change) => {
                     cluster::net::membership_changed(&shard, &change, false)

@@ -288,10 +288,13 @@ async fn dial(shard: Rc<Shard>, node: ByteString, peer: Rc<Peer>) {
                 "not an IP address and port",
             ))),
         };
-        match stream {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let socket = Rc::new(Socket::new(stream));
+        let socket = stream.map_err(std::io::Error::from).and_then(|stream| {
+            let _ = stream.set_nodelay(true);
+            Socket::from_glommio(stream, &shard.readiness)
+        });
+        match socket {
+            Ok(socket) => {
+                let socket = Rc::new(socket);
                 let since = Instant::now();
                 match handshake(&socket, &links.me).await {
                     Ok((hello, buf)) if hello.node == *node && hello.boot == peer.boot => {
@@ -334,7 +337,10 @@ async fn dial(shard: Rc<Shard>, node: ByteString, peer: Rc<Peer>) {
 pub async fn accept(shard: Rc<Shard>, stream: TcpStream) {
     let Some(links) = shard.links() else { return };
     let _ = stream.set_nodelay(true);
-    let socket = Rc::new(Socket::new(stream));
+    let socket = match Socket::from_glommio(stream, &shard.readiness) {
+        Ok(socket) => Rc::new(socket),
+        Err(e) => return warn!(shard = shard.id, error = %e, "cluster link not served"),
+    };
     let (hello, buf) = match handshake(&socket, &links.me).await {
         Ok(answer) => answer,
         Err(e) => {

@@ -6,6 +6,7 @@
 mod aliases;
 pub mod handshake;
 mod notify;
+pub mod readiness;
 mod serve;
 mod socket;
 

@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
+use super::readiness::Readiness;
 use super::socket::{read_scratch, ReadScratch, Socket, LINGER};
 use super::{Notify, WakeQueue};
 use crate::broker::{AfterClaim, Broker, Client, Closed, ConnId, Forward};
@@ -109,6 +109,8 @@ pub struct Shard {
     pub metrics: Arc<Metrics>,
     /// Where every connection of the shard reads into first.
     read_scratch: ReadScratch,
+    /// The shard's epoll set, with every client and cluster socket in it.
+    pub readiness: Rc<Readiness>,
     /// `[store] kind = "redis"`: where the broker's store ops go.
     store: Option<RedisStore>,
     /// Whether PUBLISH and SUBSCRIBE packets may have to wait for loading
@@ -204,8 +206,8 @@ impl Shard {
         connect_timeout: Duration,
         shutdown: shards::Shutdown,
         metrics: Arc<Metrics>,
-    ) -> Shard {
-        Shard {
+    ) -> io::Result<Shard> {
+        Ok(Shard {
             id,
             nr_shards,
             broker: RefCell::new(broker),
@@ -222,6 +224,7 @@ impl Shard {
             shutdown,
             metrics,
             read_scratch: read_scratch(),
+            readiness: Rc::new(Readiness::new()?),
             store: None,
             loading: Cell::new(false),
             hold_until: Instant::now(),
@@ -229,7 +232,7 @@ impl Shard {
             me: std::rc::Weak::new(),
             parked: RefCell::new(Vec::new()),
             parked_any: Notify::default(),
-        }
+        })
     }
 
     /// The shard in its `Rc`, as its tasks share it.
@@ -503,16 +506,20 @@ impl Shard {
 /// another shard accepted and passed here with its CONNECT already read.
 pub fn serve(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    socket: io::Result<Socket>,
     handoff: Option<(BytesMut, Box<Connect>)>,
 ) -> impl Future<Output = ()> {
     let token = shard.tracker.token();
     // The accept phase is boxed and the session's setup is not async: the
     // connection's task then keeps only what a live session needs, not the
     // CONNECT or the hand-off (idle memory per connection).
-    let accept = Box::pin(accept(shard.clone(), Socket::new(stream), handoff));
+    let accept = socket.map(|socket| Box::pin(accept(shard.clone(), socket, handoff)));
     async move {
         let _token = token;
+        let accept = match accept {
+            Ok(accept) => accept,
+            Err(e) => return debug!(shard = shard.id, error = %e, "connection not served"),
+        };
         // Each step's result is bound by a `let`, so none is kept in the task
         // while the session runs.
         let accepted = match accept.await {

@@ -11,19 +11,19 @@
 //! more: an idle connection holds no buffer at all (issue 4's 3 KiB per idle
 //! connection), while a busy one keeps its buffer between reads.
 
-use std::cell::RefCell;
-use std::future::poll_fn;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 
+use super::readiness::{Direction, Readiness, Token};
 use super::Notify;
 
 /// Bytes asked of the socket per read; also the size of a shard's shared read
@@ -45,25 +45,49 @@ pub fn read_scratch() -> ReadScratch {
     RefCell::new(vec![0; READ_CHUNK].into_boxed_slice())
 }
 
+/// A TCP socket in its shard's epoll set ([`Readiness`]).
 #[derive(Debug)]
 pub struct Socket {
-    stream: RefCell<TcpStream>,
+    fd: OwnedFd,
+    token: Token,
+    readiness: Rc<Readiness>,
+    /// How long one read may wait; `None`: for ever.
+    read_timeout: Cell<Option<Duration>>,
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream) -> Socket {
-        Socket {
-            stream: RefCell::new(stream),
-        }
+    /// Takes `fd`, a connected TCP socket, into the shard's set.
+    pub fn new(fd: OwnedFd, readiness: &Rc<Readiness>) -> io::Result<Socket> {
+        let token = readiness.register(fd.as_fd())?;
+        Ok(Socket {
+            fd,
+            token,
+            readiness: readiness.clone(),
+            read_timeout: Cell::new(None),
+        })
+    }
+
+    /// The same for a socket glommio made (an accepted or dialled one): its
+    /// descriptor, duplicated, goes into the set, and glommio's stream (with
+    /// the read it armed but did not submit yet) is dropped.
+    pub fn from_glommio(
+        stream: glommio::net::TcpStream,
+        readiness: &Rc<Readiness>,
+    ) -> io::Result<Socket> {
+        // SAFETY: the descriptor belongs to `stream`, open for this borrow.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        let owned = fd.try_clone_to_owned()?;
+        drop(stream);
+        Socket::new(owned, readiness)
     }
 
     /// Appends what one read returns to `buf`; 0 at end of stream. While the
-    /// socket has nothing, an empty `buf` gives its memory back.
+    /// socket has nothing, an empty `buf` gives its memory back. Fails with
+    /// `TimedOut` after the read timeout, if one is set.
     pub async fn read(&self, buf: &mut BytesMut, scratch: &ReadScratch) -> io::Result<usize> {
-        poll_fn(|cx| {
-            let mut stream = self.stream.borrow_mut();
+        let read = poll_fn(|cx| {
             let mut scratch = scratch.borrow_mut();
-            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+            match self.try_io(Direction::Read, cx, || self.recv(&mut scratch[..])) {
                 Poll::Ready(Ok(n)) => {
                     buf.extend_from_slice(&scratch[..n]);
                     Poll::Ready(Ok(n))
@@ -76,8 +100,74 @@ impl Socket {
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             }
-        })
-        .await
+        });
+        match self.read_timeout.get() {
+            None => read.await,
+            Some(timeout) => within(timeout, read).await,
+        }
+    }
+
+    /// One read or write while the socket may be ready; when it turns out
+    /// not to be (or is known not to be), waits for its next edge.
+    fn try_io(
+        &self,
+        direction: Direction,
+        cx: &mut std::task::Context<'_>,
+        mut io: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        while self.readiness.ready(self.token, direction) {
+            match io() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                done => return Poll::Ready(done),
+            }
+        }
+        self.readiness.wait(self.token, direction, cx.waker());
+        Poll::Pending
+    }
+
+    /// `recv` without blocking; a short read marks the socket drained (the
+    /// next read waits for an edge instead of asking the kernel again).
+    fn recv(&self, into: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `into` is valid for writes of its length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                into.as_mut_ptr().cast(),
+                into.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n > 0 && n < into.len() {
+            self.readiness.drained(self.token, Direction::Read);
+        }
+        Ok(n)
+    }
+
+    /// `send` without blocking (and without SIGPIPE); a short write marks the
+    /// socket full.
+    fn send(&self, data: &[u8]) -> io::Result<usize> {
+        // SAFETY: `data` is valid for reads of its length.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n < data.len() {
+            self.readiness.drained(self.token, Direction::Write);
+        }
+        Ok(n)
     }
 
     /// Writes all of `data`. `None` if `interrupt` fired first (the
@@ -93,9 +183,8 @@ impl Socket {
                     return Poll::Ready(None);
                 }
             }
-            let mut stream = self.stream.borrow_mut();
             while !data.is_empty() {
-                match Pin::new(&mut *stream).poll_write(cx, data) {
+                match self.try_io(Direction::Write, cx, || self.send(data)) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Some(Err(io::ErrorKind::WriteZero.into())))
                     }
@@ -110,15 +199,18 @@ impl Socket {
     }
 
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Ok(self.stream.borrow().set_read_timeout(timeout)?)
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        self.read_timeout.set(timeout);
+        Ok(())
     }
 
     /// Writes a closing connection's last bytes (a refusal, a DISCONNECT): within
     /// [`LAST_WRITE`], so a client that does not read cannot keep the socket.
     pub async fn write_last(&self, data: &[u8]) -> io::Result<()> {
-        self.stream.borrow().set_write_timeout(Some(LAST_WRITE))?;
-        // Without an interrupt, `write_all` always finishes with a result.
-        self.write_all(data, None).await.unwrap_or(Ok(()))
+        let write = async { self.write_all(data, None).await.unwrap_or(Ok(())) };
+        within(LAST_WRITE, write).await
     }
 
     /// Shuts both directions down; the descriptor closes when the socket is
@@ -140,10 +232,7 @@ impl Socket {
     }
 
     fn shutdown_how(&self, how: Shutdown) {
-        let stream = self.stream.borrow();
-        // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
-        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        let _ = socket2::SockRef::from(&fd).shutdown(how);
+        let _ = socket2::SockRef::from(&self.fd).shutdown(how);
     }
 
     /// Reads and throws away what the client sends until it closes, fails, or
@@ -155,16 +244,14 @@ impl Socket {
     pub async fn discard_input(&self, scratch: &ReadScratch, deadline: Instant) {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.set_read_timeout(Some(left)).is_err() {
+            if left.is_zero() {
                 return;
             }
             let read = poll_fn(|cx| {
-                let mut stream = self.stream.borrow_mut();
                 let mut scratch = scratch.borrow_mut();
-                Pin::new(&mut *stream).poll_read(cx, &mut scratch[..])
-            })
-            .await;
-            if !matches!(read, Ok(n) if n > 0) {
+                self.try_io(Direction::Read, cx, || self.recv(&mut scratch[..]))
+            });
+            if !matches!(within(left, read).await, Ok(n) if n > 0) {
                 return;
             }
         }
@@ -184,19 +271,38 @@ impl Socket {
     /// A second descriptor for the socket (close-on-exec), to hand the
     /// connection to another shard.
     pub fn dup(&self) -> io::Result<OwnedFd> {
-        let stream = self.stream.borrow();
-        // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
-        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        fd.try_clone_to_owned()
+        self.fd.try_clone()
     }
 
     /// The client's address (for events); `None` if the kernel cannot say,
     /// e.g. the peer already went away.
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.stream.borrow().peer_addr().ok()
+        socket2::SockRef::from(&self.fd)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
     }
 
     pub fn raw_fd(&self) -> i32 {
-        self.stream.borrow().as_raw_fd()
+        self.fd.as_raw_fd()
+    }
+}
+
+/// `io`, or `TimedOut` once `timeout` has passed. Boxed: timeouts are for
+/// the rare reads and writes (a CONNECT, a closing connection's last ones), and
+/// a timer kept inline would grow the future of every reader and writer.
+fn within<T>(
+    timeout: Duration,
+    io: impl Future<Output = io::Result<T>>,
+) -> Pin<Box<impl Future<Output = io::Result<T>>>> {
+    Box::pin(futures_lite::future::or(io, async move {
+        glommio::timer::sleep(timeout).await;
+        Err(io::ErrorKind::TimedOut.into())
+    }))
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.readiness.deregister(self.token, self.fd.as_fd());
     }
 }

@@ -1,0 +1,356 @@
+//! The shard's epoll set: when each of its sockets can be read or written.
+//!
+//! glommio 0.9 reads a socket by trying `recv` and, when nothing is there,
+//! arming a one-shot io_uring poll on it; after every read that does not fill
+//! the buffer it arms another. Every poll is set up and torn down in the
+//! kernel, keeps a source of about 500 bytes per idle connection, and
+//! completes as task work that interrupts the running shard, since glommio
+//! creates its rings without `IORING_SETUP_COOP_TASKRUN` (benchmarks.md, "where
+//! a conn-storm connection's CPU goes"). The client sockets here are instead
+//! registered once, edge-triggered, in an epoll set of the shard; a task takes
+//! what is ready with a non-blocking `epoll_wait` and wakes the tasks waiting
+//! on it. The shard sleeps on one io_uring poll, on the epoll descriptor
+//! itself, and only when it has found nothing ready.
+//!
+//! Each socket has a slot with its waiting reader and writer, and whether it
+//! may have input or room for output: a short read or write clears the flag
+//! and an edge sets it again, so a drained socket is not asked again (glommio
+//! arms its "early poll" for the same reason).
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Waker};
+
+use futures_lite::AsyncRead;
+use slab::Slab;
+
+/// Events taken per `epoll_wait`; more wait for the next round.
+const EVENTS: usize = 1024;
+
+/// A socket's place in the set.
+pub type Token = usize;
+
+#[derive(Debug, Default)]
+struct Slot {
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+    /// False after a read that found the socket drained, until an edge.
+    readable: bool,
+    /// False after a write that filled the send buffer, until an edge.
+    writable: bool,
+    /// The peer ended its side (or the socket failed): no input edge comes
+    /// any more and every read returns at once, so no read waits from now on.
+    read_closed: bool,
+    /// The same for output: the connection is gone or failed.
+    write_closed: bool,
+}
+
+impl Slot {
+    /// The flag, waiting task and end of `direction`.
+    fn side(&mut self, direction: Direction) -> (&mut bool, &mut Option<Waker>, bool) {
+        match direction {
+            Direction::Read => (&mut self.readable, &mut self.reader, self.read_closed),
+            Direction::Write => (&mut self.writable, &mut self.writer, self.write_closed),
+        }
+    }
+}
+
+/// One shard's epoll set and the tasks waiting on its sockets.
+#[derive(Debug)]
+pub struct Readiness {
+    epoll: OwnedFd,
+    slots: RefCell<Slab<Slot>>,
+    events: RefCell<Vec<libc::epoll_event>>,
+    /// Rounds of the poller so far: one per wake-up of a shard with news.
+    rounds: Cell<u64>,
+}
+
+/// Which way a task waits on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Read,
+    Write,
+}
+
+impl Readiness {
+    pub fn new() -> io::Result<Readiness> {
+        // SAFETY: a plain system call; a non-negative result is a new
+        // descriptor that nothing else owns.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Readiness {
+            // SAFETY: see above.
+            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            slots: RefCell::new(Slab::new()),
+            events: RefCell::new(Vec::with_capacity(EVENTS)),
+            rounds: Cell::new(0),
+        })
+    }
+
+    /// Adds `fd` to the set, for input, output and hang-up, edge-triggered.
+    pub fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Token> {
+        let token = self.slots.borrow_mut().insert(Slot {
+            readable: true,
+            writable: true,
+            ..Slot::default()
+        });
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token as u64,
+        };
+        // SAFETY: both descriptors are open for the duration of the call.
+        let done = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut event,
+            )
+        };
+        if done < 0 {
+            let e = io::Error::last_os_error();
+            self.slots.borrow_mut().remove(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Takes `fd` out of the set. Must come before the descriptor closes: a
+    /// duplicate (a hand-off to another shard) would otherwise keep it in.
+    pub fn deregister(&self, token: Token, fd: BorrowedFd<'_>) {
+        // SAFETY: both descriptors are open for the duration of the call.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            );
+        }
+        self.slots.borrow_mut().try_remove(token);
+    }
+
+    /// Whether the socket may have something for `direction`; false means
+    /// the last try found it drained (or full) and no edge came since.
+    pub fn ready(&self, token: Token, direction: Direction) -> bool {
+        let slots = self.slots.borrow();
+        slots.get(token).is_none_or(|slot| match direction {
+            Direction::Read => slot.readable,
+            Direction::Write => slot.writable,
+        })
+    }
+
+    /// Marks the socket drained (or full) until its next edge.
+    pub fn drained(&self, token: Token, direction: Direction) {
+        if let Some(slot) = self.slots.borrow_mut().get_mut(token) {
+            let (flag, _, closed) = slot.side(direction);
+            *flag = closed;
+        }
+    }
+
+    /// Marks the socket drained (or full) and wakes `waker` at its next edge;
+    /// at once if no edge will come.
+    pub fn wait(&self, token: Token, direction: Direction, waker: &Waker) {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.get_mut(token) else {
+            return waker.wake_by_ref();
+        };
+        let (flag, waiting, closed) = slot.side(direction);
+        *flag = closed;
+        if closed {
+            return waker.wake_by_ref();
+        }
+        match waiting {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *waiting = Some(waker.clone()),
+        }
+    }
+
+    /// How many rounds the poller went through.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.get()
+    }
+
+    /// Takes what is ready without blocking and wakes whoever waits on it;
+    /// returns how many sockets had news.
+    fn dispatch(&self) -> io::Result<usize> {
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        // SAFETY: the buffer has room for `EVENTS` entries; the kernel
+        // writes at most that many and says how many.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                EVENTS as i32,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: the kernel initialised the first `n` entries.
+        unsafe { events.set_len(n as usize) };
+        let mut slots = self.slots.borrow_mut();
+        for event in events.iter() {
+            let Some(slot) = slots.get_mut(event.u64 as usize) else {
+                continue;
+            };
+            let bits = event.events as i32;
+            let failed = bits & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
+            let hangup = failed || bits & libc::EPOLLRDHUP != 0;
+            slot.read_closed |= hangup;
+            slot.write_closed |= failed;
+            if hangup || bits & libc::EPOLLIN != 0 {
+                slot.readable = true;
+                if let Some(w) = slot.reader.take() {
+                    w.wake();
+                }
+            }
+            if failed || bits & libc::EPOLLOUT != 0 {
+                slot.writable = true;
+                if let Some(w) = slot.writer.take() {
+                    w.wake();
+                }
+            }
+        }
+        Ok(events.len())
+    }
+
+    /// The shard's poller: wakes the tasks whose sockets are ready, then
+    /// waits until the set has news again. Ends when `stop` fires.
+    pub async fn run(&self, stop: &shards::Shutdown) {
+        loop {
+            self.rounds.set(self.rounds.get() + 1);
+            if let Err(e) = self.dispatch() {
+                tracing::error!(error = %e, "epoll_wait failed; sockets no longer served");
+                return;
+            }
+            let stopped = futures_lite::future::or(
+                async {
+                    stop.recv().await;
+                    true
+                },
+                async {
+                    if let Err(e) = until_readable(self.epoll.as_fd()).await {
+                        tracing::warn!(error = %e, "waiting on the epoll set");
+                        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    false
+                },
+            )
+            .await;
+            if stopped {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits, through glommio's reactor, until `fd` has input (for an epoll
+/// descriptor: until some socket in the set is ready).
+///
+/// glommio 0.9's public API has no poll on a bare descriptor. A glommio
+/// stream arms a one-shot poll for input on its descriptor when it is
+/// created, and its read waits for that poll; so a stream made on a
+/// duplicate of `fd` waits for it. Its read then fails (the descriptor is no
+/// socket), which only says that the poll completed. The duplicate closes
+/// when the stream drops. `tests/readiness.rs` fails if glommio stops
+/// working this way.
+async fn until_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let dup: RawFd = fd.try_clone_to_owned()?.into_raw_fd();
+    // SAFETY: `dup` is a descriptor nobody else owns; the stream closes it.
+    let mut stream = unsafe { glommio::net::TcpStream::from_raw_fd(dup) };
+    let mut byte = [0u8; 1];
+    let _ = poll_fn(|cx: &mut Context<'_>| Pin::new(&mut stream).poll_read(cx, &mut byte)).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use shards::test_executor;
+
+    use super::Readiness;
+    use crate::connection::{read_scratch, Socket};
+
+    /// A connected pair: the broker's side in the set, the peer's plain.
+    fn pair(readiness: &Rc<Readiness>) -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        (Socket::new(ours.into(), readiness).expect("register"), peer)
+    }
+
+    fn poller(readiness: &Rc<Readiness>) -> (shards::Shutdown, glommio::Task<()>) {
+        let stop = shards::Shutdown::new();
+        let task = glommio::spawn_local({
+            let (readiness, stop) = (readiness.clone(), stop.clone());
+            async move { readiness.run(&stop).await }
+        });
+        (stop, task)
+    }
+
+    #[test]
+    fn a_read_waits_for_input_and_the_shard_sleeps_meanwhile() {
+        test_executor(|| async {
+            let readiness = Rc::new(Readiness::new().expect("epoll"));
+            let (socket, mut peer) = pair(&readiness);
+            let (stop, task) = poller(&readiness);
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                peer.write_all(b"hello").expect("write");
+                peer
+            });
+            let mut buf = BytesMut::new();
+            let n = socket.read(&mut buf, &read_scratch()).await.expect("read");
+            assert_eq!((n, &buf[..]), (5, &b"hello"[..]));
+            // Waiting 300 ms took a round at the start, one for the socket's
+            // first (writable) edge and one for the input: a poller that did
+            // not sleep on the set would have gone round thousands of times.
+            assert!(readiness.rounds() <= 4, "{} rounds", readiness.rounds());
+            drop(writer.join());
+            stop.trigger();
+            task.await;
+        });
+    }
+
+    #[test]
+    fn a_write_to_a_full_socket_goes_on_when_the_peer_reads() {
+        test_executor(|| async {
+            let readiness = Rc::new(Readiness::new().expect("epoll"));
+            let (socket, mut peer) = pair(&readiness);
+            let (stop, task) = poller(&readiness);
+            // Far more than the two socket buffers hold: the write must wait
+            // for the reader below.
+            let data = vec![7u8; 32 << 20];
+            let reader = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).expect("read");
+                got.len()
+            });
+            let written = socket.write_all(&data, None).await;
+            assert!(matches!(written, Some(Ok(()))), "{written:?}");
+            socket.shutdown();
+            assert_eq!(reader.join().expect("reader"), data.len());
+            stop.trigger();
+            task.await;
+        });
+    }
+}
