@@ -1,10 +1,10 @@
 //! One client socket shared by the connection's reader and writer tasks.
 //!
-//! Both tasks use the same descriptor: the stream is borrowed only inside each
-//! poll, never across an await, so the reader can wait for input while the
-//! writer waits for the socket to drain. One descriptor per connection keeps a
-//! 19k-connection node under a 20k open-files limit, and one glommio stream
-//! keeps its reactor state single.
+//! Both tasks use the same descriptor, through non-blocking `recv` and `send`,
+//! and wait for it through the shard's epoll set ([`Readiness`]), each in its
+//! own direction: the reader can wait for input while the writer waits for the
+//! socket to drain. One descriptor per connection keeps a 19k-connection node
+//! under a 20k open-files limit.
 //!
 //! Reads go through a buffer the shard's connections share, and a connection's
 //! own read buffer is dropped whenever it is empty and the socket has nothing
