@@ -176,9 +176,8 @@ impl Readiness {
         self.rounds.get()
     }
 
-    /// Takes what is ready without blocking and wakes whoever waits on it;
-    /// returns how many sockets had news.
-    fn dispatch(&self) -> io::Result<usize> {
+    /// Takes what is ready without blocking and wakes whoever waits on it.
+    fn dispatch(&self) -> io::Result<()> {
         let mut events = self.events.borrow_mut();
         events.clear();
         // SAFETY: the buffer has room for `EVENTS` entries; the kernel
@@ -194,7 +193,7 @@ impl Readiness {
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
+                Ok(())
             } else {
                 Err(e)
             };
@@ -224,7 +223,7 @@ impl Readiness {
                 }
             }
         }
-        Ok(events.len())
+        Ok(())
     }
 
     /// The shard's poller: wakes the tasks whose sockets are ready, then
