@@ -241,10 +241,12 @@ fn metrics_count_connections_and_messages() {
 }
 
 /// A connection's writer task lives while it writes and for at most two
-/// retire ticks (0.1 s) after: a subscriber that reads nothing keeps one, idle
-/// connections on both shards keep none (issue 15, memory per idle connection).
+/// retire ticks (0.1 s) after, and its reader task only while it has input
+/// or must wait: a subscriber that reads nothing keeps a writer, idle
+/// connections on both shards keep no task, and still answer and receive
+/// (issue 15, memory per idle connection).
 #[test]
-fn idle_connections_keep_no_writer_task() {
+fn idle_connections_keep_no_task() {
     let server = broker(|_| {});
     let (mqtt, http) = (server.local_addrs()[0], server.http_addr());
     let writers = |t: &str| metric(t, "shardmq_writer_tasks", &[]);
@@ -275,19 +277,36 @@ fn idle_connections_keep_no_writer_task() {
     drop(stuck);
 
     // Idle connections on both shards, each sent a CONNACK and a SUBACK.
-    let idle: Vec<TcpStream> = (0..20)
+    let mut idle: Vec<TcpStream> = (0..20)
         .map(|i| {
             let mut s = connect(mqtt, &format!("writers-idle-{i}"));
             subscribe(&mut s, &format!("w/idle/{i}"));
             s
         })
         .collect();
-    metrics_until(http, "no writer task once every connection is idle", |t| {
+    metrics_until(http, "no task once every connection is idle", |t| {
         metric(t, "shardmq_connections", &["shard=\"0\""]) > 0
             && metric(t, "shardmq_connections", &["shard=\"1\""]) > 0
             && metric(t, "shardmq_connections", &[]) == 21
             && writers(t) == 0
+            && metric(t, "shardmq_reader_tasks", &[]) == 0
     });
+
+    // Asleep, they still answer and receive: PINGREQ, and a PUBLISH from
+    // one to the others' topics (on both shards).
+    idle[0].write_all(&[0xc0, 0x00]).unwrap();
+    assert_eq!(read_packet(&mut idle[0]).unwrap(), [0xd0, 0x00], "PINGRESP");
+    for i in 2..20 {
+        let topic = format!("w/idle/{i}");
+        let mut publish = vec![0x30, (2 + topic.len() + 2) as u8, 0x00, topic.len() as u8];
+        publish.extend_from_slice(topic.as_bytes());
+        publish.extend_from_slice(b"hi");
+        idle[1].write_all(&publish).unwrap();
+    }
+    for (i, sub) in idle.iter_mut().enumerate().skip(2) {
+        let (topic, payload) = topic_and_payload(&read_packet(sub).unwrap());
+        assert_eq!((topic, payload.as_str()), (format!("w/idle/{i}"), "hi"));
+    }
     drop(idle);
     drop(flooder.join().expect("the flooder ends"));
     stop(server);

@@ -161,7 +161,7 @@ impl Links {
         self.drained.wait_until(|| !self.backlogged()).await;
     }
 
-    fn backlogged(&self) -> bool {
+    pub fn backlogged(&self) -> bool {
         self.peers
             .borrow()
             .values()

@@ -12,6 +12,15 @@
 //! [`Socket`], which neither holds across an await, so neither waits on the
 //! other.
 //!
+//! A reader that finds its socket drained goes to sleep: its task ends, and
+//! what it keeps ([`Live`]) waits in the socket's slot of the shard's epoll
+//! set. The next input is read and handled right there, by the shard's poller
+//! ([`Asleep::resume`]), which puts it back to sleep; a reader task starts
+//! again only when the connection must wait for something (flow control, the
+//! node's loading), has more input than one read, or ends. So an idle
+//! connection keeps no task (about 450 bytes), and a quiet one costs no task
+//! switch per packet.
+//!
 //! A session lives on the shard `shards::shard_for(client_id)` names. A
 //! connection accepted elsewhere is handed to that shard right after its CONNECT
 //! (descriptor, CONNECT and unread bytes), so takeovers never cross shards.
@@ -33,7 +42,7 @@ use tracing::{debug, warn};
 
 use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
-use super::readiness::Readiness;
+use super::readiness::{Readiness, Resume};
 use super::socket::{read_scratch, ReadScratch, Socket, LINGER};
 use super::{Notify, WakeQueue};
 use crate::broker::{AfterClaim, Broker, Client, Closed, ConnId, Forward};
@@ -190,10 +199,10 @@ struct ConnState {
     writing_since: Cell<Option<Instant>>,
     /// The keepalive bound on one read (1.5 times the keepalive), if any.
     idle_timeout: Option<Duration>,
-    /// When the read in progress started, if the reader is reading: a read
-    /// that waits past `idle_timeout` ends the connection
-    /// ([`Shard::expire_idle`]). Not a timeout on each read: glommio would
-    /// arm and cancel a kernel timer per read.
+    /// Since when the reader has waited for input, if it is waiting (asleep):
+    /// a wait past `idle_timeout` ends the connection
+    /// ([`Shard::expire_idle`]). Not a timeout on each wait: that would arm
+    /// and cancel a timer each time.
     reading_since: Cell<Option<Instant>>,
 }
 
@@ -515,7 +524,6 @@ pub fn serve(
     // CONNECT or the hand-off (idle memory per connection).
     let accept = socket.map(|socket| Box::pin(accept(shard.clone(), socket, handoff)));
     async move {
-        let _token = token;
         let accept = match accept {
             Ok(accept) => accept,
             Err(e) => return debug!(shard = shard.id, error = %e, "connection not served"),
@@ -527,11 +535,11 @@ pub fn serve(
             Ok(None) => return,
             Err(e) => return debug!(shard = shard.id, error = %e, "connection ended"),
         };
-        let live = match start(&shard, accepted) {
+        let live = match start(&shard, accepted, token) {
             Ok(live) => live,
             Err(e) => return debug!(shard = shard.id, error = %e, "connection ended"),
         };
-        run(&shard, live).await;
+        run(shard, live, None).await;
     }
 }
 
@@ -805,7 +813,8 @@ fn persistent(connect: &Connect) -> bool {
     !connect.client_id.is_empty() && expiry > 0
 }
 
-/// A connection being served: what its reader keeps.
+/// A connection being served: what its reader keeps, and what a sleeping
+/// reader leaves for the next ([`sleep`]).
 struct Live {
     state: Rc<ConnState>,
     rbuf: BytesMut,
@@ -813,11 +822,14 @@ struct Live {
     client: Box<Client>,
     /// The `max-connections` slot, held until the connection ends.
     _admission: Admission,
+    /// Counts the connection, asleep or not, until it ends: shutdown waits
+    /// for it.
+    _token: shards::TaskToken,
 }
 
 /// Sets an accepted connection up: its shared state, and a writer for the
 /// CONNACK.
-fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
+fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> io::Result<Live> {
     let Accepted {
         socket,
         rbuf,
@@ -857,20 +869,39 @@ fn start(shard: &Rc<Shard>, accepted: Accepted) -> io::Result<Live> {
         conn,
         client,
         _admission,
+        _token: token,
     })
 }
 
-/// Reads until the connection ends, then tells the broker and waits for the
-/// writer to finish.
-async fn run(shard: &Rc<Shard>, live: Live) {
+/// The reader's task: reads and handles input, after `first` if set, until
+/// the socket is drained (the reader sleeps) or the connection ends.
+async fn run(shard: Rc<Shard>, mut live: Live, first: Option<Wait>) {
+    let readers = &shard.metrics.shard(shard.id).readers;
+    readers.fetch_add(1, Relaxed);
+    let end = read_loop(&shard, &mut live, first).await;
+    readers.fetch_sub(1, Relaxed);
+    match end {
+        End::Asleep => sleep(Box::new(Asleep { shard, live })),
+        end => finish(&shard, live, end).await,
+    }
+}
+
+/// Starts a reader task for `live`, after `first` if set.
+fn spawn_reader(asleep: Asleep, first: Option<Wait>) {
+    let Asleep { shard, live } = asleep;
+    glommio::spawn_local(run(shard, live, first)).detach();
+}
+
+/// The connection has ended: tells the broker and waits for the writer to
+/// finish.
+async fn finish(shard: &Rc<Shard>, live: Live, end: End) {
+    // The rest of `live` (the admission, the token) is kept to the end.
     let Live {
         state,
-        mut rbuf,
         conn,
         mut client,
-        _admission,
+        ..
     } = live;
-    let end = read_loop(shard, &mut rbuf, &mut client, &state).await;
     // Why the connection ended, as on_client_offline reports it; the broker
     // also decides from it whether the will goes out.
     let code = match end {
@@ -880,7 +911,7 @@ async fn run(shard: &Rc<Shard>, live: Live) {
         End::Closed(Closed::WithWill(_)) => Some(ReasonCode::DisconnectWithWillMessage),
         End::ByBroker => state.closed_by_broker.get(),
         // No reason: the peer closed the TCP connection or it failed.
-        End::Abnormal => state.reader_error.get(),
+        End::Abnormal | End::Asleep => state.reader_error.get(),
     };
     let will = client.will.take();
     shard.broker.borrow_mut().disconnected_because(
@@ -909,6 +940,62 @@ async fn run(shard: &Rc<Shard>, live: Live) {
     }
     shard.writers.borrow_mut().remove(&conn);
     debug!(shard = shard.id, fd = state.socket.raw_fd(), client = %client.client_id, ?end, "disconnected");
+}
+
+/// A sleeping reader: what it keeps, in its socket's slot of the epoll set
+/// until input comes ([`Asleep::resume`]).
+struct Asleep {
+    shard: Rc<Shard>,
+    live: Live,
+}
+
+/// Puts a reader whose socket is drained to sleep. `reading_since` stays set
+/// meanwhile, so the keepalive still ends a sleeping connection.
+fn sleep(asleep: Box<Asleep>) {
+    let state = asleep.live.state.clone();
+    if state.idle_timeout.is_some() && state.reading_since.get().is_none() {
+        state.reading_since.set(Some(Instant::now()));
+    }
+    // Input came since the socket was found drained: read on in a task.
+    if let Err(asleep) = state.socket.sleep(asleep) {
+        spawn_reader(*asleep, None);
+    }
+}
+
+impl Resume for Asleep {
+    /// Input came (or the socket closed): one read, handled here, and back
+    /// to sleep; a task reads on only if the connection must wait, has more
+    /// input, or ends.
+    fn resume(mut self: Box<Self>) {
+        let Asleep { shard, live } = &mut *self;
+        let state = &live.state;
+        // What the reader task waits for before it reads.
+        if shard.mesh_out.borrow().len() >= MESH_BACKLOG
+            || shard.links().is_some_and(|links| links.backlogged())
+        {
+            state.reading_since.set(None);
+            return spawn_reader(*self, None);
+        }
+        let read = state.socket.try_read(&mut live.rbuf, &shard.read_scratch);
+        if read.is_none() {
+            // A spurious edge: still waiting, since the same time.
+            return sleep(self);
+        }
+        state.reading_since.set(None);
+        if !matches!(read, Some(Ok(n)) if n > 0) {
+            // The end of the stream, or an error: the task ends the
+            // connection.
+            return spawn_reader(*self, None);
+        }
+        match handle_buffered(shard, &mut live.rbuf, &mut live.client, state) {
+            Ok(None) => sleep(self),
+            Ok(Some(wait)) => spawn_reader(*self, Some(wait)),
+            Err(end) => {
+                let Asleep { shard, live } = *self;
+                glommio::spawn_local(async move { finish(&shard, live, end).await }).detach();
+            }
+        }
+    }
 }
 
 /// Sends the CONNACK refusing a connection with `reason`, within the last-write
@@ -977,6 +1064,8 @@ enum End {
     ByBroker,
     /// Network failure, keepalive timeout or protocol error.
     Abnormal,
+    /// Not an end: the reader is to sleep ([`sleep`]).
+    Asleep,
 }
 
 /// Whether the next packet in `rbuf` is a PUBLISH (type 3) or a SUBSCRIBE
@@ -985,77 +1074,101 @@ fn held_while_loading(rbuf: &[u8]) -> bool {
     matches!(rbuf.first().map(|b| b >> 4), Some(3 | 8))
 }
 
-async fn read_loop(
+/// Handles the packets in `rbuf` until it holds no whole one, or until one
+/// makes the client wait ([`Wait`]); the broker's output goes out. Err: the
+/// connection ends.
+fn handle_buffered(
     shard: &Shard,
     rbuf: &mut BytesMut,
     client: &mut Client,
     state: &ConnState,
-) -> End {
-    loop {
-        // What this batch found the client must wait for before more is read.
-        let mut wait = None;
-        while wait.is_none() {
-            // Looked up by the packet type in the first byte, before decoding:
-            // a decoded packet kept across this wait would live in every
-            // connection's task.
-            if shard.loading.get() && held_while_loading(rbuf) {
-                Box::pin(shard.until_loaded()).await;
-            }
-            match decode(rbuf, client.version, shard.max_packet_size) {
-                Ok(Some(packet)) => {
-                    let mut broker = shard.broker.borrow_mut();
-                    match broker.handle(client, packet, Instant::now()) {
-                        Ok(None) => {
-                            wait = broker.take_congested().map(Wait::Recipient);
-                            if wait.is_none() && broker.out_of_credit(client.conn) {
-                                wait = Some(Wait::Credit);
-                            }
-                        }
-                        Ok(Some(closed)) => {
-                            drop(broker);
-                            shard.wake();
-                            return End::Closed(closed);
-                        }
-                        Err(reason) => {
-                            drop(broker);
-                            shard.wake();
-                            state.reader_error.set(Some(reason));
-                            return End::Abnormal;
+) -> Result<Option<Wait>, End> {
+    // What this batch found the client must wait for before more is read.
+    let mut wait = None;
+    while wait.is_none() {
+        // Looked up by the packet type in the first byte, before decoding: a
+        // decoded packet kept across the wait would live in every
+        // connection's task.
+        if shard.loading.get() && held_while_loading(rbuf) {
+            wait = Some(Wait::Loading);
+            break;
+        }
+        match decode(rbuf, client.version, shard.max_packet_size) {
+            Ok(Some(packet)) => {
+                let mut broker = shard.broker.borrow_mut();
+                match broker.handle(client, packet, Instant::now()) {
+                    Ok(None) => {
+                        wait = broker.take_congested().map(Wait::Recipient);
+                        if wait.is_none() && broker.out_of_credit(client.conn) {
+                            wait = Some(Wait::Credit);
                         }
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(client = %client.client_id, error = %e, "protocol error");
-                    shard.wake();
-                    state.reader_error.set(Some(e.reason_code()));
-                    return End::Abnormal;
+                    Ok(Some(closed)) => {
+                        drop(broker);
+                        shard.wake();
+                        return Err(End::Closed(closed));
+                    }
+                    Err(reason) => {
+                        drop(broker);
+                        shard.wake();
+                        state.reader_error.set(Some(reason));
+                        return Err(End::Abnormal);
+                    }
                 }
             }
+            Ok(None) => break,
+            Err(e) => {
+                debug!(client = %client.client_id, error = %e, "protocol error");
+                shard.wake();
+                state.reader_error.set(Some(e.reason_code()));
+                return Err(End::Abnormal);
+            }
         }
-        shard.wake();
-        if state.closed_by_broker.get().is_some() {
-            return End::ByBroker;
-        }
-        match wait {
-            // Boxed: rare, and their timers would otherwise live in every idle
-            // connection's task. What is still buffered is decoded next.
+    }
+    shard.wake();
+    if state.closed_by_broker.get().is_some() {
+        return Err(End::ByBroker);
+    }
+    Ok(wait)
+}
+
+/// Handles input (after `wait`, if set) until the socket is drained
+/// ([`End::Asleep`]) or the connection ends.
+async fn read_loop(shard: &Shard, live: &mut Live, mut wait: Option<Wait>) -> End {
+    let Live {
+        state,
+        rbuf,
+        client,
+        ..
+    } = live;
+    loop {
+        // Boxed: rare, and their timers would otherwise live in every
+        // reader's task.
+        match wait.take() {
             Some(Wait::Recipient((conn, recipient))) => {
-                Box::pin(wait_for_drain(shard, conn, &recipient)).await;
-                continue;
+                Box::pin(wait_for_drain(shard, conn, &recipient)).await
             }
-            Some(Wait::Credit) => {
-                Box::pin(wait_for_credit(shard, client.conn)).await;
-                continue;
-            }
+            Some(Wait::Credit) => Box::pin(wait_for_credit(shard, client.conn)).await,
+            Some(Wait::Loading) => Box::pin(shard.until_loaded()).await,
             None => {}
         }
-        // A client that always has more to send must not keep the shard's
-        // writers (and other readers) from running: glommio only switches tasks
-        // at an await that is pending, and a socket with data waiting never is.
+        // What is buffered first: the packets a wait held back, or that came
+        // with the CONNECT.
+        match handle_buffered(shard, rbuf, client, state) {
+            Ok(None) => {}
+            Ok(next) => {
+                wait = next;
+                continue;
+            }
+            Err(end) => return end,
+        }
+        // A client that always has more to send must not keep the
+        // shard's writers (and other readers) from running: glommio only
+        // switches tasks at an await that is pending.
         glommio::yield_if_needed().await;
-        // Back-pressure from the mesh: the send task takes the whole backlog each
-        // time the previous batch is accepted, so this waits one flush at most.
+        // Back-pressure from the mesh: the send task takes the whole
+        // backlog each time the previous batch is accepted, so this waits
+        // one flush at most.
         shard
             .mesh_drained
             .wait_until(|| shard.mesh_out.borrow().len() < MESH_BACKLOG)
@@ -1064,40 +1177,32 @@ async fn read_loop(
         if let Some(links) = shard.links() {
             links.until_drained().await;
         }
-        if state.idle_timeout.is_some() {
-            state.reading_since.set(Some(Instant::now()));
-        }
-        let read = state.socket.read(rbuf, &shard.read_scratch).await;
-        state.reading_since.set(None);
-        match read {
-            Ok(0) => {
+        match state.socket.try_read(rbuf, &shard.read_scratch) {
+            None => return End::Asleep,
+            Some(Ok(0)) => {
                 return if state.closed_by_broker.get().is_some() {
                     End::ByBroker
                 } else {
                     End::Abnormal
                 }
             }
-            Ok(_) => {}
-            Err(e) => {
-                if state.closed_by_broker.get().is_some() {
-                    return End::ByBroker;
-                }
-                if e.kind() == io::ErrorKind::TimedOut {
-                    state.reader_error.set(Some(ReasonCode::KeepAliveTimeout));
-                }
-                return End::Abnormal;
-            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) if state.closed_by_broker.get().is_some() => return End::ByBroker,
+            Some(Err(_)) => return End::Abnormal,
         }
     }
 }
 
-/// What a publisher's reader waits for before it reads more ([`crate::broker`]'s
-/// flow control).
+/// What a reader waits for before it reads more: [`crate::broker`]'s flow
+/// control, or the node's loading.
 enum Wait {
     /// A recipient on this shard, connected as this connection, to drain.
     Recipient((ConnId, ByteString)),
     /// Credits from other shards for publishes this connection forwarded.
     Credit,
+    /// The node to load what a past life left in the store, for a PUBLISH
+    /// or SUBSCRIBE ([`Shard::until_loaded`]).
+    Loading,
 }
 
 /// Waits until `recipient` (connected as `conn`) is no longer congested, or
@@ -1328,19 +1433,22 @@ mod tests {
         }
     }
 
-    /// Every idle connection keeps its reader's future and its shared state:
-    /// these bounds guard the bytes per idle connection of benchmarks.md (a
-    /// CONNECT or a second stream kept in the task costs hundreds of bytes
-    /// each).
+    /// Every idle connection keeps what its sleeping reader keeps and its
+    /// shared state, and every busy one its reader's future: these bounds
+    /// guard the bytes per connection of benchmarks.md (a CONNECT or a second
+    /// stream kept in the task costs hundreds of bytes each).
     #[test]
     fn connection_tasks_stay_small() {
-        let reader = size_of_3(serve as fn(_, _, _) -> _);
-        assert!(reader <= 512, "serve's future is {reader} bytes");
+        let asleep = std::mem::size_of::<Asleep>();
+        assert!(asleep <= 96, "a sleeping reader keeps {asleep} bytes");
+        let state = std::mem::size_of::<ConnState>();
+        assert!(state <= 256, "ConnState is {state} bytes");
+        let reader = size_of_3(run as fn(_, _, _) -> _);
+        assert!(reader <= 512, "the reader's future is {reader} bytes");
+        // The first reader, with the handshake (boxed) before it.
+        let serve = size_of_3(serve as fn(_, _, _) -> _);
+        assert!(serve <= 576, "serve's future is {serve} bytes");
         let writer = size_of_3(write_loop as fn(_, _, _) -> _);
         assert!(writer <= 384, "write_loop's future is {writer} bytes");
-        // Every connection keeps its shared state; the writer's future only
-        // while it writes.
-        let state = std::mem::size_of::<ConnState>();
-        assert!(state <= 320, "ConnState is {state} bytes");
     }
 }

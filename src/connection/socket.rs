@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::readiness::{Direction, Readiness, Token};
+use super::readiness::{Direction, Readiness, Resume, Token};
 use super::Notify;
 
 /// Bytes asked of the socket per read; also the size of a shard's shared read
@@ -105,6 +105,36 @@ impl Socket {
             None => read.await,
             Some(timeout) => within(timeout, read).await,
         }
+    }
+
+    /// One read without waiting: `None` if the socket is drained (the next
+    /// read should wait for its input edge). An empty `buf` then gives its
+    /// memory back.
+    pub fn try_read(&self, buf: &mut BytesMut, scratch: &ReadScratch) -> Option<io::Result<usize>> {
+        let mut scratch = scratch.borrow_mut();
+        while self.readiness.ready(self.token, Direction::Read) {
+            match self.recv(&mut scratch[..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readiness.drained(self.token, Direction::Read);
+                }
+                Ok(n) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    return Some(Ok(n));
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = BytesMut::new();
+        }
+        None
+    }
+
+    /// Puts the connection's reader to sleep until the next input
+    /// ([`Readiness::sleep`]); `sleeper` comes back if input may be waiting.
+    pub fn sleep<S: Resume + 'static>(&self, sleeper: Box<S>) -> Result<(), Box<S>> {
+        self.readiness.sleep(self.token, sleeper)
     }
 
     /// One read or write while the socket may be ready; when it turns out

@@ -99,6 +99,10 @@ pub struct ShardMetrics {
     /// Connections with a writer task: writing, or parked for at most two
     /// retire ticks after their last output. An idle one has none.
     pub writers: AtomicU64,
+    /// Connections with a reader task: one that must wait (flow control,
+    /// loading) or has more input than one read. The others' readers sleep
+    /// in the epoll set (`connection::serve`).
+    pub readers: AtomicU64,
     /// Subscriptions held.
     pub subscriptions: AtomicU64,
     /// Retained messages (every shard holds a full copy).

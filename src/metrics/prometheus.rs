@@ -76,6 +76,14 @@ pub fn render(metrics: &Metrics) -> String {
     );
     per_shard(
         &mut out,
+        "shardmq_reader_tasks",
+        "gauge",
+        "Connections with a reader task: waiting for flow control or loading, or \
+         with more input than one read takes. An idle connection has none.",
+        |s| &s.readers,
+    );
+    per_shard(
+        &mut out,
         "shardmq_sessions",
         "gauge",
         "Sessions held, online or offline.",
