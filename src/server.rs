@@ -20,7 +20,7 @@ use crate::broker::{Broker, Settings};
 use crate::cluster::{self, lease::Registration, membership::Change};
 use crate::config::{Config, Cores, Durability, StoreKind};
 use crate::connection::handshake::ConnectPolicy;
-use crate::connection::{serve, Shard, ShardMsg, Socket};
+use crate::connection::{accept_loop, serve, Shard, ShardMsg, Socket};
 use crate::events::sink::{self as event_sinks, ResolveError};
 use crate::http::HttpServer;
 use crate::metrics::{self, Health, Metrics};
@@ -353,11 +353,18 @@ pub fn start(
             let Some(listener) = ctx.take_listener(index) else {
                 continue;
             };
+            let readiness = shard.readiness.clone();
             let shard = shard.clone();
-            accepts.push(listener.spawn_accept_loop(&shutdown, move |stream| {
-                let socket = Socket::from_glommio(stream, &shard.readiness);
+            let on_accept = move |fd| {
+                let socket = Socket::new(fd, &shard.readiness);
                 glommio::spawn_local(serve(shard.clone(), socket, None)).detach();
-            }));
+            };
+            accepts.push(glommio::spawn_local(accept_loop(
+                listener,
+                readiness,
+                shutdown.clone(),
+                on_accept,
+            )));
         }
         if registration.is_some() {
             if let Some(listener) = ctx.take_listener(listeners) {

@@ -101,7 +101,7 @@ pub use context::ShardContext;
 pub use cpus::{online_cpus, CpuList};
 pub use error::{JoinError, MeshError, StartError};
 pub use inbox::{Batch, Inbox};
-pub use listener::{set_send_buffer, AcceptStats, Listener, ListenerConfig};
+pub use listener::{set_send_buffer, AcceptFailure, AcceptStats, Listener, ListenerConfig};
 pub use outbox::{Outbox, OutboxMaker};
 pub use placement::shard_for;
 pub use pool::{Pool, PoolBuilder};

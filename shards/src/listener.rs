@@ -245,6 +245,14 @@ impl Listener {
         self.local_addr
     }
 
+    /// The listening socket, for an accept loop of the caller's own (one on
+    /// an epoll set of its own, say) instead of [`Listener::spawn_accept_loop`].
+    /// The listener must outlive that use: dropping it closes the socket.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: `inner` owns `fd` and keeps it open while `self` lives.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
     /// Spawns the accept loop as a task of its own on the current executor.
     ///
     /// Each accepted stream gets TCP_NODELAY (MQTT packets are small and
@@ -315,7 +323,8 @@ impl Listener {
 }
 
 /// How an accept error is handled.
-enum AcceptFailure {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptFailure {
     /// One connection failed (reset before accept): carry on.
     Connection,
     /// Descriptor or memory limits: wait and retry.
@@ -325,7 +334,7 @@ enum AcceptFailure {
 }
 
 impl AcceptFailure {
-    fn of(e: &io::Error) -> Self {
+    pub fn of(e: &io::Error) -> Self {
         const RESOURCES: [i32; 4] = [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM];
         match e.raw_os_error() {
             Some(code) if RESOURCES.contains(&code) => Self::Resources,

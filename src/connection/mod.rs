@@ -1,8 +1,10 @@
-//! One client connection: the CONNECT handshake and the per-packet protocol
+//! One client connection: its accept on the shard's epoll set (`accept`,
+//! `readiness`), the CONNECT handshake and the per-packet protocol
 //! rules (`handshake`), the socket tasks that drive the shard's broker
 //! (`serve`) over the socket they share (`socket`), and the wake-up between
 //! them (`notify`).
 
+mod accept;
 mod aliases;
 pub mod handshake;
 mod notify;
@@ -10,6 +12,7 @@ pub mod readiness;
 mod serve;
 mod socket;
 
+pub use accept::accept_loop;
 pub use notify::{Notify, WakeQueue};
 pub use serve::{serve, Shard, ShardMsg};
 pub use socket::{read_scratch, ReadScratch, Socket};

@@ -150,6 +150,16 @@ impl Readiness {
         Ok(token)
     }
 
+    /// Forgets a socket whose descriptor is about to close, and with it the
+    /// last reference to the socket: the kernel takes it out of the set then.
+    /// A socket with a duplicate (a hand-off to another shard) would stay in
+    /// it: [`Readiness::deregister`] that one.
+    pub fn forget(&self, token: Token) {
+        // Dropped after the borrow: what a slot holds may hold sockets.
+        let slot = self.slots.borrow_mut().try_remove(token);
+        drop(slot);
+    }
+
     /// Takes `fd` out of the set. Must come before the descriptor closes: a
     /// duplicate (a hand-off to another shard) would otherwise keep it in.
     pub fn deregister(&self, token: Token, fd: BorrowedFd<'_>) {
@@ -162,9 +172,7 @@ impl Readiness {
                 std::ptr::null_mut(),
             );
         }
-        // Dropped after the borrow: what a slot holds may hold sockets.
-        let slot = self.slots.borrow_mut().try_remove(token);
-        drop(slot);
+        self.forget(token);
     }
 
     /// Whether the socket may have something for `direction`; false means

@@ -53,6 +53,9 @@ pub struct Socket {
     readiness: Rc<Readiness>,
     /// How long one read may wait; `None`: for ever.
     read_timeout: Cell<Option<Duration>>,
+    /// Another descriptor shares the socket ([`Socket::dup`]): it must be
+    /// taken out of the set by hand when this one closes.
+    shared: Cell<bool>,
 }
 
 impl Socket {
@@ -64,6 +67,7 @@ impl Socket {
             token,
             readiness: readiness.clone(),
             read_timeout: Cell::new(None),
+            shared: Cell::new(false),
         })
     }
 
@@ -78,7 +82,11 @@ impl Socket {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
         let owned = fd.try_clone_to_owned()?;
         drop(stream);
-        Socket::new(owned, readiness)
+        let socket = Socket::new(owned, readiness)?;
+        // glommio may keep the socket open a while (an operation it armed):
+        // taken out of the set by hand.
+        socket.shared.set(true);
+        Ok(socket)
     }
 
     /// Appends what one read returns to `buf`; 0 at end of stream. While the
@@ -301,6 +309,7 @@ impl Socket {
     /// A second descriptor for the socket (close-on-exec), to hand the
     /// connection to another shard.
     pub fn dup(&self) -> io::Result<OwnedFd> {
+        self.shared.set(true);
         self.fd.try_clone()
     }
 
@@ -333,6 +342,12 @@ fn within<T>(
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        self.readiness.deregister(self.token, self.fd.as_fd());
+        if self.shared.get() {
+            self.readiness.deregister(self.token, self.fd.as_fd());
+        } else {
+            // Closing the only descriptor of the socket takes it out of the
+            // set: one `epoll_ctl` fewer per connection.
+            self.readiness.forget(self.token);
+        }
     }
 }
