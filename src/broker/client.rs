@@ -35,8 +35,10 @@ pub struct Client {
     /// The will to publish if the connection ends without a normal DISCONNECT.
     /// Boxed: most clients have none, and an idle connection keeps its Client.
     pub will: Option<Box<LastWill>>,
-    /// Topic aliases the client set, for PUBLISHes that name their topic by alias.
-    pub(super) aliases: HashMap<u16, TopicName>,
+    /// Topic aliases the client set, for PUBLISHes that name their topic by
+    /// alias. Boxed on first use: most clients set none, and an idle
+    /// connection keeps its Client (issue 15).
+    pub(super) aliases: Option<Box<HashMap<u16, TopicName>>>,
 }
 
 impl Client {
@@ -61,7 +63,7 @@ impl Client {
                 w.payload = bytes::Bytes::copy_from_slice(&w.payload);
                 Box::new(w)
             }),
-            aliases: HashMap::default(),
+            aliases: None,
         }
     }
 

@@ -169,11 +169,13 @@ impl Broker {
             if publish.topic.is_alias_only() {
                 publish.topic = client
                     .aliases
-                    .get(&alias)
+                    .as_ref()
+                    .and_then(|aliases| aliases.get(&alias))
                     .cloned()
                     .ok_or(ReasonCode::ProtocolError)?;
             } else {
-                client.aliases.insert(alias, publish.topic.detached());
+                let aliases = client.aliases.get_or_insert_default();
+                aliases.insert(alias, publish.topic.detached());
             }
         }
         if publish.topic.levels().count() > self.settings.max_topic_levels {

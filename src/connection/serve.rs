@@ -1443,6 +1443,8 @@ mod tests {
         assert!(asleep <= 96, "a sleeping reader keeps {asleep} bytes");
         let state = std::mem::size_of::<ConnState>();
         assert!(state <= 256, "ConnState is {state} bytes");
+        let client = std::mem::size_of::<Client>();
+        assert!(client <= 96, "Client is {client} bytes");
         let reader = size_of_3(run as fn(_, _, _) -> _);
         assert!(reader <= 512, "the reader's future is {reader} bytes");
         // The first reader, with the handshake (boxed) before it.
