@@ -1,8 +1,9 @@
 //! The socket side of a connection: read packets into the shard's broker, write
 //! what the broker queues for it.
 //!
-//! Each connection has a reader task on its shard, and a writer task while it
-//! has output now and then. The reader decodes packets and hands them to the
+//! Each connection has a reader on its shard (a task only while it has input
+//! or must wait, see below), and a writer task while it has output now and
+//! then. The reader decodes packets and hands them to the
 //! [`Broker`]; the writer, started when the broker queues output for a
 //! connection without one ([`Shard::wake`]), takes the connection's queued
 //! packets, encodes them all into one buffer and writes it with one call

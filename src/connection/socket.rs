@@ -2,8 +2,9 @@
 //!
 //! Both tasks use the same descriptor, through non-blocking `recv` and `send`,
 //! and wait for it through the shard's epoll set ([`Readiness`]), each in its
-//! own direction: the reader can wait for input while the writer waits for the
-//! socket to drain. One descriptor per connection keeps a 19k-connection node
+//! own direction: the reader can wait for input (or sleep until it comes,
+//! [`Socket::sleep`]) while the writer waits for the socket to drain. One
+//! descriptor per connection keeps a 19k-connection node
 //! under a 20k open-files limit.
 //!
 //! Reads go through a buffer the shard's connections share, and a connection's
