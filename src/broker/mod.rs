@@ -670,7 +670,7 @@ impl Broker {
         let limits = self.settings.limits;
         let entry = self.sessions.entry(client_id.clone()).or_insert_with(|| {
             Box::new(Entry {
-                session: Session::new(client_id.clone(), limits),
+                session: Session::new(limits),
                 conn: None,
                 expiry: Duration::ZERO,
                 expires_at: None,

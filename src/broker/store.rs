@@ -226,7 +226,7 @@ impl Broker {
         self.sessions.insert(
             client_id.clone(),
             Box::new(Entry {
-                session: Session::new(client_id.clone(), self.settings.limits),
+                session: Session::new(self.settings.limits),
                 conn: None,
                 expiry: stored.expiry,
                 // No TTL was running when the session was online as its

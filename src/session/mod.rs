@@ -12,8 +12,6 @@ mod queue;
 use crate::hash::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bytestring::ByteString;
-
 pub use inflight::{Inflight, InflightEntry, OutState};
 pub use queue::{OverflowPolicy, Queue};
 
@@ -124,7 +122,6 @@ pub struct Subscription {
 /// A client's session state.
 #[derive(Debug)]
 pub struct Session {
-    pub client_id: ByteString,
     limits: Limits,
     /// The inflight window in use: `max-inflight`, or less if the client's MQTT 5
     /// receive maximum asks for less.
@@ -157,9 +154,10 @@ struct Rare {
 }
 
 impl Session {
-    pub fn new(client_id: ByteString, limits: Limits) -> Session {
+    /// A session with nothing in it yet. Its client id is the key the broker
+    /// keeps it under: kept here too, it cost 32 bytes per session.
+    pub fn new(limits: Limits) -> Session {
         Session {
-            client_id,
             limits,
             window: limits.max_inflight,
             online: false,
