@@ -94,20 +94,11 @@ impl Socket {
     /// socket has nothing, an empty `buf` gives its memory back. Fails with
     /// `TimedOut` after the read timeout, if one is set.
     pub async fn read(&self, buf: &mut BytesMut, scratch: &ReadScratch) -> io::Result<usize> {
-        let read = poll_fn(|cx| {
-            let mut scratch = scratch.borrow_mut();
-            match self.try_io(Direction::Read, cx, || self.recv(&mut scratch[..])) {
-                Poll::Ready(Ok(n)) => {
-                    buf.extend_from_slice(&scratch[..n]);
-                    Poll::Ready(Ok(n))
-                }
-                Poll::Pending => {
-                    if buf.is_empty() && buf.capacity() > 0 {
-                        *buf = BytesMut::new();
-                    }
-                    Poll::Pending
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        let read = poll_fn(|cx| match self.try_read(buf, scratch) {
+            Some(read) => Poll::Ready(read),
+            None => {
+                self.readiness.wait(self.token, Direction::Read, cx.waker());
+                Poll::Pending
             }
         });
         match self.read_timeout.get() {
