@@ -31,7 +31,6 @@ fn device() -> Identity {
         username: Some(ByteString::from_static("rider-1")),
         client_id: ByteString::from_static("device-1:owner-7:profile-42"),
         claims: Some(Arc::new(claims)),
-        peer: None,
     }
 }
 

@@ -33,7 +33,6 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
         username: Some(ByteString::from("user-1")),
         client_id: ByteString::from("device-1:owner-7"),
         claims: None,
-        peer: None,
     };
     let id = &who.client_id;
     let topic = TopicName::new("a/b".to_owned()).unwrap();
@@ -70,6 +69,7 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
     f(
         Event::Register {
             who: &who,
+            peer: None,
             clean_start: false,
             session_present: false,
             user_properties: &props,

@@ -19,7 +19,6 @@ fn who(client_id: &str, username: Option<&str>) -> Identity {
         username: username.map(|u| ByteString::from(u.to_owned())),
         client_id: ByteString::from(client_id.to_owned()),
         claims: None,
-        peer: None,
     }
 }
 

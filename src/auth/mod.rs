@@ -68,9 +68,6 @@ pub struct Identity {
     /// Verified token claims as strings, for `%(j, claim)` ACL rules. `None`
     /// without a token; [`ConfiguredAuthenticator`] fills it from the JWT.
     pub claims: Option<Arc<Claims>>,
-    /// The client's address, for `on_register` (`peer_addr`, `peer_port`);
-    /// `None` where the broker is driven without a socket (tests).
-    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Identity {
@@ -80,7 +77,6 @@ impl Identity {
             username: connect.username.clone(),
             client_id: client_id.clone(),
             claims: None,
-            peer: None,
         }
     }
 }

@@ -623,8 +623,16 @@ impl Broker {
                 return Err(reason);
             }
         };
-        let client_id = accepted.client_id.clone();
-        let identity = Rc::new(Identity { peer, ..identity });
+        // Copied out of the CONNECT: a slice would keep the whole packet (a
+        // token in its password, say) as long as the session lives.
+        let client_id = ByteString::from(&*accepted.client_id);
+        let identity = Rc::new(Identity {
+            username: identity.username.map(|u| ByteString::from(&*u)),
+            // The key the session is kept under, which the client's
+            // `client_id()` is.
+            client_id: client_id.clone(),
+            ..identity
+        });
 
         let mut session_present = false;
         // Whether the session's shared subscriptions count as online already.
@@ -704,6 +712,7 @@ impl Broker {
         self.stats.connections += 1;
         self.events.emit(EventKind::Register, || Event::Register {
             who: &identity,
+            peer,
             clean_start: connect.clean_start,
             session_present,
             user_properties: &connect.properties.user_properties,
@@ -720,7 +729,7 @@ impl Broker {
         if !was_online {
             self.count_online(&client_id, 1);
         }
-        let client = Client::new(conn, client_id, identity, connect, &accepted);
+        let client = Client::new(conn, identity, connect, &accepted);
         if let Some(generation) = generation {
             self.store_online(&client, generation, accepted.session_expiry, now);
         }
@@ -757,18 +766,18 @@ impl Broker {
         self.outputs.take(client.conn);
         self.flow.closed(client.conn);
         let will = will.filter(|_| reason != OfflineReason::NormalDisconnect);
-        let owner = self.sessions.get(&client.client_id).and_then(|e| e.conn);
+        let owner = self.sessions.get(client.client_id()).and_then(|e| e.conn);
         if owner != Some(client.conn) {
             self.taken_over(client, will, now);
             return;
         }
-        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+        let Some(entry) = self.sessions.get_mut(client.client_id()) else {
             return;
         };
         entry.conn = None;
         let drops = entry.session.disconnect();
         self.stats.count_drops(&drops);
-        self.events.dropped(&client.client_id, &drops);
+        self.events.dropped(client.client_id(), &drops);
         self.events
             .emit(EventKind::ClientOffline, || Event::ClientOffline {
                 who: &client.identity,
@@ -789,12 +798,12 @@ impl Broker {
             }
             None => {}
         }
-        self.count_online(&client.client_id, -1);
-        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+        self.count_online(client.client_id(), -1);
+        let Some(entry) = self.sessions.get_mut(client.client_id()) else {
             return;
         };
         if expiry == Duration::ZERO && entry.pending_will.is_none() {
-            self.end_session(&client.client_id, now);
+            self.end_session(client.client_id(), now);
             return;
         }
         if expiry != Duration::MAX {
@@ -802,7 +811,7 @@ impl Broker {
         }
         if let Some(generation) = entry.generation {
             let will = entry.pending_will.as_deref().cloned();
-            self.store_offline(&client.client_id, generation, expiry, will.as_ref(), now);
+            self.store_offline(client.client_id(), generation, expiry, will.as_ref(), now);
         }
     }
 

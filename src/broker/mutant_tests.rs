@@ -394,17 +394,17 @@ fn a_resumed_member_counts_as_online() {
     assert_eq!(s[1].queue_depths(), (0, 0), "nothing waits for b");
 }
 
-/// `mod.rs` `connect_from`: the identity keeps the peer address the
-/// connection came from ("delete field peer"), for `on_register`.
+/// `mod.rs` `connect_from`: `on_register` carries the peer address the
+/// connection came from ("delete field peer").
 #[test]
-fn the_identity_keeps_the_peer_address() {
+fn on_register_carries_the_peer_address() {
     let now = Instant::now();
-    let mut b = Broker::new(0, 1, settings());
+    let recorder = crate::events::Recorder::new(&[EventKind::Register]);
+    let mut b = Broker::new(0, 1, settings()).with_events(Box::new(recorder.clone()));
     let peer: std::net::SocketAddr = "127.0.0.9:4321".parse().unwrap();
-    let c = b
-        .connect_from(1, &connect(Version::V5, "c", true), Some(peer), now)
+    b.connect_from(1, &connect(Version::V5, "c", true), Some(peer), now)
         .unwrap();
-    assert_eq!(c.identity.peer, Some(peer));
+    assert_eq!(recorder.take(), ["register c from 127.0.0.9:4321"]);
 }
 
 /// `publish.rs` `alias > topic_alias_maximum` → `>=`: the maximum itself

@@ -56,7 +56,7 @@ impl Broker {
             Packet::PubRel(ack) => {
                 let known = self
                     .sessions
-                    .get_mut(&client.client_id)
+                    .get_mut(client.client_id())
                     .is_some_and(|e| e.session.release_qos2(ack.packet_id));
                 let mut comp = Ack::new(ack.packet_id);
                 if !known {
@@ -70,7 +70,7 @@ impl Broker {
             Packet::Disconnect(d) => {
                 if let (Some(expiry), Some(entry)) = (
                     d.properties.session_expiry_interval,
-                    self.sessions.get_mut(&client.client_id),
+                    self.sessions.get_mut(client.client_id()),
                 ) {
                     // Setting an expiry on DISCONNECT when CONNECT had none is a
                     // protocol error [MQTT-3.14.2-2].
@@ -109,7 +109,7 @@ impl Broker {
         if !self.events.wants(EventKind::DeliveryComplete) {
             return;
         }
-        let Some(entry) = self.sessions.get(&client.client_id) else {
+        let Some(entry) = self.sessions.get(client.client_id()) else {
             return;
         };
         let acked = entry
@@ -138,14 +138,14 @@ impl Broker {
         now: Instant,
         ack: impl FnOnce(&mut Session, &mut Vec<Packet>) -> (bool, Vec<(Delivery, DropReason)>),
     ) {
-        let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+        let Some(entry) = self.sessions.get_mut(client.client_id()) else {
             return;
         };
         let mut packets = Vec::new();
         let (_known, drops) = ack(&mut entry.session, &mut packets);
-        super::store::journal(&client.client_id, entry, None, &mut self.store_ops);
+        super::store::journal(client.client_id(), entry, None, &mut self.store_ops);
         self.stats.count_drops(&drops);
-        self.events.dropped(&client.client_id, &drops);
+        self.events.dropped(client.client_id(), &drops);
         self.events.delivered(&client.identity, &packets);
         if !packets.is_empty() {
             self.output(client.conn).packets.extend(packets);
@@ -211,7 +211,7 @@ impl Broker {
         let (route, mut held) = match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => (allow, Some(Packet::PubAck(ack(id)))),
             (QoS::ExactlyOnce, Some(id)) => {
-                let Some(entry) = self.sessions.get_mut(&client.client_id) else {
+                let Some(entry) = self.sessions.get_mut(client.client_id()) else {
                     return Ok(());
                 };
                 let ack = ack(id);
@@ -249,7 +249,7 @@ impl Broker {
                 label: decision.label.as_deref(),
                 pattern: decision.pattern.as_deref(),
             });
-            let message = Message::from_publish(&publish, &client.client_id, now);
+            let message = Message::from_publish(&publish, client.client_id(), now);
             routed = self.route_message(message, Some(client.conn), now);
         }
         if let Some(ack) = held {
@@ -265,7 +265,7 @@ impl Broker {
                 } else {
                     ShardMask::default()
                 };
-                self.hold_ack(client.conn, &client.client_id, ack, shards, nodes, now);
+                self.hold_ack(client.conn, client.client_id(), ack, shards, nodes, now);
             } else {
                 self.output(client.conn).packets.push(ack);
             }

@@ -221,7 +221,6 @@ impl Broker {
             username: None,
             client_id: client_id.clone(),
             claims: None,
-            peer: None,
         });
         self.sessions.insert(
             client_id.clone(),
@@ -357,7 +356,7 @@ impl Broker {
             record::encode_will(delay, &client.will_message(w, now), now)
         });
         self.store(StoreOp::Online {
-            client_id: client.client_id.clone(),
+            client_id: client.client_id().clone(),
             generation,
             expiry,
             will,

@@ -58,7 +58,7 @@ impl Broker {
         let sync = sync && self.nr_shards > 1;
         let behind = self.replies.held.iter().any(|h| h.conn == client.conn);
         if !sync && !behind {
-            self.send_reply(client.conn, &client.client_id, packets, now);
+            self.send_reply(client.conn, client.client_id(), packets, now);
             return;
         }
         let replies = &mut self.replies;
@@ -67,7 +67,7 @@ impl Broker {
         replies.held.push_back(Held {
             ticket,
             conn: client.conn,
-            client_id: client.client_id.clone(),
+            client_id: client.client_id().clone(),
             packets,
             left: if sync { self.nr_shards - 1 } else { 0 },
         });

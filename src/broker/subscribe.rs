@@ -81,12 +81,12 @@ impl Broker {
         };
         // The SUBACK goes before the retained messages it lets through.
         let mut packets = vec![Packet::SubAck(ack)];
-        if let Some(entry) = self.sessions.get_mut(&client.client_id) {
+        if let Some(entry) = self.sessions.get_mut(client.client_id()) {
             for delivery in retained {
                 if let Some(drop) = entry.session.deliver(delivery, now, &mut packets) {
                     self.stats.count_drops(std::slice::from_ref(&drop));
                     self.events
-                        .dropped(&client.client_id, std::slice::from_ref(&drop));
+                        .dropped(client.client_id(), std::slice::from_ref(&drop));
                 }
             }
             self.events.delivered(&client.identity, &packets[1..]);
@@ -107,7 +107,7 @@ impl Broker {
         let options = &sub.options;
         // A new member of a share group is online: it is subscribing.
         let Attached { existed, announced } =
-            self.attach_subscription(&client.client_id, filter, sub, true)?;
+            self.attach_subscription(client.client_id(), filter, sub, true)?;
         // Retained messages go to new non-shared subscribers only as retain
         // handling allows [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
         let send_retained = filter.share_group().is_none()
@@ -138,11 +138,11 @@ impl Broker {
         for filter in &unsubscribe.filters {
             let existed = self
                 .sessions
-                .get_mut(&client.client_id)
+                .get_mut(client.client_id())
                 .and_then(|e| e.session.unsubscribe(filter).then_some(e.generation));
             if let Some(generation) = existed {
-                self.store_subscription(&client.client_id, generation, filter, None);
-                self.drop_subscription(&client.client_id, filter, true);
+                self.store_subscription(client.client_id(), generation, filter, None);
+                self.drop_subscription(client.client_id(), filter, true);
                 reason_codes.push(ReasonCode::Success);
             } else {
                 reason_codes.push(ReasonCode::NoSubscriptionExisted);

@@ -372,19 +372,19 @@ async fn handshake(socket: &Socket, me: &Owner) -> std::io::Result<(Hello, Bytes
     if let Some(Err(e)) = socket.write_all(&out, None).await {
         return Err(e);
     }
-    socket.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let scratch = read_scratch();
     let mut buf = BytesMut::new();
     loop {
         match Hello::decode(&mut buf) {
-            Ok(Some(hello)) => {
-                socket.set_read_timeout(None)?;
-                return Ok((hello, buf));
-            }
+            Ok(Some(hello)) => return Ok((hello, buf)),
             Ok(None) => {}
             Err(e) => return Err(std::io::Error::other(e)),
         }
-        if socket.read(&mut buf, &scratch).await? == 0 {
+        if socket
+            .read_within(HELLO_TIMEOUT, &mut buf, &scratch)
+            .await?
+            == 0
+        {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }

@@ -11,6 +11,7 @@ mod notify;
 pub mod readiness;
 mod serve;
 mod socket;
+mod stamp;
 
 pub use accept::accept_loop;
 pub use notify::{Notify, WakeQueue};

@@ -1,17 +1,26 @@
 //! A wake-up between two tasks of one shard: "there is output for you".
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 
 /// Wakes one waiting task; a wake-up sent while nobody waits is kept, so it is
 /// never lost. Holds at most one waker, which keeps glommio's waker count
-/// bounded however often it is awaited.
-#[derive(Debug, Default)]
+/// bounded however often it is awaited. Cells, not a `RefCell`: every
+/// connection holds two (issue 15, memory per idle connection).
+#[derive(Default)]
 pub struct Notify {
     pending: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notify")
+            .field("pending", &self.pending.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notify {
@@ -28,13 +37,13 @@ impl Notify {
     /// Drops the waker of a task that no longer waits: a waker kept here
     /// keeps its task's memory (glommio frees a task with its last waker).
     pub fn clear_waiter(&self) {
-        self.waker.borrow_mut().take();
+        self.waker.take();
     }
 
     /// Wakes the waiting task without keeping a wake-up: it waits for a
     /// condition of its own ([`Notify::set_waiter`]).
     pub fn wake_waiter(&self) {
-        if let Some(waker) = self.waker.borrow_mut().take() {
+        if let Some(waker) = self.waker.take() {
             waker.wake();
         }
     }
@@ -42,10 +51,8 @@ impl Notify {
     /// Registers the task to be woken by the next [`Notify::notify`] or
     /// [`Notify::wake_waiter`], leaving any kept wake-up where it is.
     pub fn set_waiter(&self, waker: &Waker) {
-        let mut slot = self.waker.borrow_mut();
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
+        let kept = self.waker.take().filter(|w| w.will_wake(waker));
+        self.waker.set(kept.or_else(|| Some(waker.clone())));
     }
 
     /// Resolves at the next (or a kept) wake-up.
@@ -58,7 +65,7 @@ impl Notify {
         if self.pending.replace(false) {
             Poll::Ready(())
         } else {
-            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            self.waker.set(Some(cx.waker().clone()));
             Poll::Pending
         }
     }
@@ -73,15 +80,24 @@ impl Notify {
 /// resumes and, when it finds the subscriber still not congested, passes the
 /// turn to the next. All at once: the readers paused until the mesh backlog
 /// has been taken by the send task.
-#[derive(Debug, Default)]
+/// A cell, not a `RefCell`, for the same reason as [`Notify`]'s.
+#[derive(Default)]
 pub struct WakeQueue {
-    wakers: RefCell<VecDeque<Waker>>,
+    wakers: Cell<VecDeque<Waker>>,
+}
+
+impl std::fmt::Debug for WakeQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WakeQueue").finish_non_exhaustive()
+    }
 }
 
 impl WakeQueue {
     /// Wakes the longest-waiting task, if any.
     pub fn wake_one(&self) {
-        let next = self.wakers.borrow_mut().pop_front();
+        let mut wakers = self.wakers.take();
+        let next = wakers.pop_front();
+        self.wakers.set(wakers);
         if let Some(waker) = next {
             waker.wake();
         }
@@ -102,12 +118,13 @@ impl WakeQueue {
                 self.wake_one();
                 return Poll::Ready(());
             }
-            let mut wakers = self.wakers.borrow_mut();
+            let mut wakers = self.wakers.take();
             // One waker per task, however often it is polled: glommio 0.9
             // counts a task's wakers in an i16 (DESIGN.md, known bugs).
             if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
                 wakers.push_back(cx.waker().clone());
             }
+            self.wakers.set(wakers);
             Poll::Pending
         })
         .await

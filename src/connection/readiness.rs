@@ -403,6 +403,31 @@ mod tests {
         });
     }
 
+    /// The memory an idle connection keeps (issue 15): a packet cut from the
+    /// read buffer leaves an empty buffer that still holds the packet's
+    /// allocation, which only the packet should keep once the socket is
+    /// drained.
+    #[test]
+    fn a_drained_socket_leaves_no_buffer_behind_its_packets() {
+        test_executor(|| async {
+            let readiness = Rc::new(Readiness::new().expect("epoll"));
+            let (socket, mut peer) = pair(&readiness);
+            let (stop, task) = poller(&readiness);
+            // More than 8 bytes: the buffer is then made just as long, and
+            // the one left after the cut has no capacity at all.
+            peer.write_all(b"a CONNECT, say").expect("write");
+            let scratch = read_scratch();
+            let mut buf = BytesMut::new();
+            assert_eq!(socket.read(&mut buf, &scratch).await.expect("read"), 14);
+            let packet = buf.split_to(14).freeze();
+            assert!(!packet.is_unique(), "the buffer shares the packet's memory");
+            assert!(socket.try_read(&mut buf, &scratch).is_none(), "drained");
+            assert!(packet.is_unique(), "the drained buffer let go of it");
+            stop.trigger();
+            task.await;
+        });
+    }
+
     /// Sets its flag when resumed.
     struct Flag(Rc<std::cell::Cell<bool>>);
 

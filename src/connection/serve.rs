@@ -45,6 +45,7 @@ use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
 use super::readiness::{Readiness, Resume};
 use super::socket::{read_scratch, ReadScratch, Socket, LINGER};
+use super::stamp::{Stamp, Timeout};
 use super::{Notify, WakeQueue};
 use crate::broker::{AfterClaim, Broker, Client, Closed, ConnId, Forward};
 use crate::events::OfflineReason;
@@ -197,14 +198,14 @@ struct ConnState {
     drained: WakeQueue,
     /// When the write in progress started, if one is: a write stuck for
     /// `send-timeout` closes the connection ([`Shard::close_stuck`]).
-    writing_since: Cell<Option<Instant>>,
+    writing_since: Cell<Stamp>,
     /// The keepalive bound on one read (1.5 times the keepalive), if any.
-    idle_timeout: Option<Duration>,
+    idle_timeout: Timeout,
     /// Since when the reader has waited for input, if it is waiting (asleep):
     /// a wait past `idle_timeout` ends the connection
     /// ([`Shard::expire_idle`]). Not a timeout on each wait: that would arm
     /// and cancel a timer each time.
-    reading_since: Cell<Option<Instant>>,
+    reading_since: Cell<Stamp>,
 }
 
 impl Shard {
@@ -412,7 +413,8 @@ impl Shard {
                 state
                     .writing_since
                     .get()
-                    .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+                    .age(now)
+                    .is_some_and(|age| age >= timeout)
             })
             .map(|(&conn, _)| conn)
             .collect();
@@ -460,12 +462,12 @@ impl Shard {
     /// few times a second.
     pub fn expire_idle(&self, now: Instant) {
         for state in self.writers.borrow().values() {
-            let (Some(timeout), Some(since)) = (state.idle_timeout, state.reading_since.get())
+            let (Some(timeout), Some(waited)) =
+                (state.idle_timeout.get(), state.reading_since.get().age(now))
             else {
                 continue;
             };
-            if now.saturating_duration_since(since) >= timeout && state.reader_error.get().is_none()
-            {
+            if waited >= timeout && state.reader_error.get().is_none() {
                 state.reader_error.set(Some(ReasonCode::KeepAliveTimeout));
                 state.socket.shutdown_read();
             }
@@ -536,10 +538,7 @@ pub fn serve(
             Ok(None) => return,
             Err(e) => return debug!(shard = shard.id, error = %e, "connection ended"),
         };
-        let live = match start(&shard, accepted, token) {
-            Ok(live) => live,
-            Err(e) => return debug!(shard = shard.id, error = %e, "connection ended"),
-        };
+        let live = start(&shard, accepted, token);
         run(shard, live, None).await;
     }
 }
@@ -830,7 +829,7 @@ struct Live {
 
 /// Sets an accepted connection up: its shared state, and a writer for the
 /// CONNACK.
-fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> io::Result<Live> {
+fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> Live {
     let Accepted {
         socket,
         rbuf,
@@ -838,9 +837,6 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> io:
         client,
         _admission,
     } = accepted;
-    // The CONNECT's deadline was a read timeout; keepalive is kept by
-    // `Shard::expire_idle` instead.
-    socket.set_read_timeout(None)?;
     let state = Rc::new(ConnState {
         socket,
         has_output: Cell::new(false),
@@ -858,20 +854,20 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> io:
         reader_error: Cell::new(None),
         interrupt: Notify::default(),
         drained: WakeQueue::default(),
-        writing_since: Cell::new(None),
-        idle_timeout: client.idle_timeout,
-        reading_since: Cell::new(None),
+        writing_since: Cell::new(Stamp::NONE),
+        idle_timeout: Timeout::new(client.idle_timeout),
+        reading_since: Cell::new(Stamp::NONE),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
     shard.wake();
-    Ok(Live {
+    Live {
         state,
         rbuf,
         conn,
         client,
         _admission,
         _token: token,
-    })
+    }
 }
 
 /// The reader's task: reads and handles input, after `first` if set, until
@@ -940,7 +936,7 @@ async fn finish(shard: &Rc<Shard>, live: Live, end: End) {
         }
     }
     shard.writers.borrow_mut().remove(&conn);
-    debug!(shard = shard.id, fd = state.socket.raw_fd(), client = %client.client_id, ?end, "disconnected");
+    debug!(shard = shard.id, fd = state.socket.raw_fd(), client = %client.client_id(), ?end, "disconnected");
 }
 
 /// A sleeping reader: what it keeps, in its socket's slot of the epoll set
@@ -954,8 +950,8 @@ struct Asleep {
 /// meanwhile, so the keepalive still ends a sleeping connection.
 fn sleep(asleep: Box<Asleep>) {
     let state = asleep.live.state.clone();
-    if state.idle_timeout.is_some() && state.reading_since.get().is_none() {
-        state.reading_since.set(Some(Instant::now()));
+    if state.idle_timeout.get().is_some() && state.reading_since.get() == Stamp::NONE {
+        state.reading_since.set(Stamp::at(Instant::now()));
     }
     // Input came since the socket was found drained: read on in a task.
     if let Err(asleep) = state.socket.sleep(asleep) {
@@ -974,7 +970,7 @@ impl Resume for Asleep {
         if shard.mesh_out.borrow().len() >= MESH_BACKLOG
             || shard.links().is_some_and(|links| links.backlogged())
         {
-            state.reading_since.set(None);
+            state.reading_since.set(Stamp::NONE);
             return spawn_reader(*self, None);
         }
         let read = state.socket.try_read(&mut live.rbuf, &shard.read_scratch);
@@ -982,7 +978,7 @@ impl Resume for Asleep {
             // A spurious edge: still waiting, since the same time.
             return sleep(self);
         }
-        state.reading_since.set(None);
+        state.reading_since.set(Stamp::NONE);
         if !matches!(read, Some(Ok(n)) if n > 0) {
             // The end of the stream, or an error: the task ends the
             // connection.
@@ -1029,12 +1025,13 @@ async fn read_connect(
                 if left.is_zero() {
                     return Ok(None);
                 }
-                socket.set_read_timeout(Some(left))?;
-                let read =
-                    futures_lite::future::or(socket.read(&mut rbuf, &shard.read_scratch), async {
+                let read = futures_lite::future::or(
+                    socket.read_within(left, &mut rbuf, &shard.read_scratch),
+                    async {
                         shard.shutdown.recv().await;
                         Ok(0)
-                    });
+                    },
+                );
                 if read.await? == 0 {
                     return Ok(None);
                 }
@@ -1119,7 +1116,7 @@ fn handle_buffered(
             }
             Ok(None) => break,
             Err(e) => {
-                debug!(client = %client.client_id, error = %e, "protocol error");
+                debug!(client = %client.client_id(), error = %e, "protocol error");
                 shard.wake();
                 state.reader_error.set(Some(e.reason_code()));
                 return Err(End::Abnormal);
@@ -1333,7 +1330,7 @@ async fn write_until_idle(shard: &Shard, conn: ConnId, state: &ConnState) {
             // The last write is bounded in time; the others end early if the
             // connection is told to close meanwhile: a client that does not
             // read must not keep its writer (and socket) forever.
-            state.writing_since.set(Some(Instant::now()));
+            state.writing_since.set(Stamp::at(Instant::now()));
             let written = if closing {
                 Some(state.socket.write_last(&wbuf).await)
             } else {
@@ -1351,7 +1348,7 @@ async fn write_until_idle(shard: &Shard, conn: ConnId, state: &ConnState) {
                 state.writer.set(Writer::Closed);
                 return;
             }
-            state.writing_since.set(None);
+            state.writing_since.set(Stamp::NONE);
             wbuf.clear();
         }
         if closing {
@@ -1443,9 +1440,11 @@ mod tests {
         let asleep = std::mem::size_of::<Asleep>();
         assert!(asleep <= 96, "a sleeping reader keeps {asleep} bytes");
         let state = std::mem::size_of::<ConnState>();
-        assert!(state <= 256, "ConnState is {state} bytes");
+        assert!(state <= 160, "ConnState is {state} bytes");
         let client = std::mem::size_of::<Client>();
-        assert!(client <= 96, "Client is {client} bytes");
+        assert!(client <= 64, "Client is {client} bytes");
+        let identity = std::mem::size_of::<crate::auth::Identity>();
+        assert!(identity <= 72, "Identity is {identity} bytes");
         let reader = size_of_3(run as fn(_, _, _) -> _);
         assert!(reader <= 512, "the reader's future is {reader} bytes");
         // The first reader, with the handshake (boxed) before it.

@@ -52,8 +52,6 @@ pub struct Socket {
     fd: OwnedFd,
     token: Token,
     readiness: Rc<Readiness>,
-    /// How long one read may wait; `None`: for ever.
-    read_timeout: Cell<Option<Duration>>,
     /// Another descriptor shares the socket ([`Socket::dup`]): it must be
     /// taken out of the set by hand when this one closes.
     shared: Cell<bool>,
@@ -67,7 +65,6 @@ impl Socket {
             fd,
             token,
             readiness: readiness.clone(),
-            read_timeout: Cell::new(None),
             shared: Cell::new(false),
         })
     }
@@ -91,20 +88,28 @@ impl Socket {
     }
 
     /// Appends what one read returns to `buf`; 0 at end of stream. While the
-    /// socket has nothing, an empty `buf` gives its memory back. Fails with
-    /// `TimedOut` after the read timeout, if one is set.
+    /// socket has nothing, an empty `buf` gives its memory back.
     pub async fn read(&self, buf: &mut BytesMut, scratch: &ReadScratch) -> io::Result<usize> {
-        let read = poll_fn(|cx| match self.try_read(buf, scratch) {
+        poll_fn(|cx| match self.try_read(buf, scratch) {
             Some(read) => Poll::Ready(read),
             None => {
                 self.readiness.wait(self.token, Direction::Read, cx.waker());
                 Poll::Pending
             }
-        });
-        match self.read_timeout.get() {
-            None => read.await,
-            Some(timeout) => within(timeout, read).await,
-        }
+        })
+        .await
+    }
+
+    /// [`Socket::read`], failing with `TimedOut` after `timeout` (a CONNECT's
+    /// or a hello's deadline). An argument, not a setting the socket keeps:
+    /// only those first reads have one, and every connection would carry it.
+    pub async fn read_within(
+        &self,
+        timeout: Duration,
+        buf: &mut BytesMut,
+        scratch: &ReadScratch,
+    ) -> io::Result<usize> {
+        within(timeout, self.read(buf, scratch)).await
     }
 
     /// One read without waiting: `None` if the socket is drained (the next
@@ -125,7 +130,9 @@ impl Socket {
                 Err(e) => return Some(Err(e)),
             }
         }
-        if buf.is_empty() && buf.capacity() > 0 {
+        if buf.is_empty() {
+            // Even with no capacity left: an empty buffer split from the
+            // packet before it still holds that packet's memory.
             *buf = BytesMut::new();
         }
         None
@@ -226,14 +233,6 @@ impl Socket {
             Poll::Ready(Some(Ok(())))
         })
         .await
-    }
-
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        self.read_timeout.set(timeout);
-        Ok(())
     }
 
     /// Writes a closing connection's last bytes (a refusal, a DISCONNECT): within

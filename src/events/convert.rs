@@ -33,12 +33,13 @@ pub fn to_native(event: &Event<'_>, now: SystemTime) -> native::Event {
     let event = match *event {
         Event::Register {
             who,
+            peer,
             user_properties,
             ..
         } => E::OnRegister(vmq::OnRegister {
             timestamp: ts,
-            peer_addr: peer_ip(who.peer),
-            peer_port: peer_port(who.peer),
+            peer_addr: peer_ip(peer),
+            peer_port: peer_port(peer),
             username: username(who),
             client_id: who.client_id.to_string(),
             user_properties: user_properties

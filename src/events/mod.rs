@@ -168,6 +168,10 @@ pub enum Event<'a> {
     /// `on_register`: a CONNECT was accepted.
     Register {
         who: &'a Identity,
+        /// The client's address (`peer_addr`, `peer_port`); `None` where the
+        /// broker is driven without a socket (tests). Not kept in the
+        /// identity: every idle connection would carry it (issue 15).
+        peer: Option<std::net::SocketAddr>,
         clean_start: bool,
         session_present: bool,
         /// MQTT 5 user properties, or Courier's 3.1.1 extension.

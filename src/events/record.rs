@@ -45,11 +45,15 @@ fn summary(event: &Event<'_>) -> String {
     match *event {
         Event::Register {
             who,
+            peer,
             session_present,
             user_properties,
             ..
         } => {
             let mut s = format!("register {}", who.client_id);
+            if let Some(peer) = peer {
+                let _ = write!(s, " from {peer}");
+            }
             if session_present {
                 s.push_str(" present");
             }

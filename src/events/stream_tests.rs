@@ -588,7 +588,6 @@ fn delivery_complete_converts_like_deliver() {
         username: Some(ByteString::from("u")),
         client_id: ByteString::from("c"),
         claims: None,
-        peer: None,
     };
     let topic = TopicName::new(s("t/1")).unwrap();
     let payload = Bytes::from_static(b"p");

@@ -158,11 +158,12 @@ pub(super) fn body(event: &Event<'_>, ts: Ts, w: &mut impl Out) {
     match *event {
         Event::Register {
             who,
+            peer,
             user_properties,
             ..
         } => {
-            text(w, 2, peer_ip(who.peer).as_bytes());
-            int(w, 3, i64::from(peer_port(who.peer)));
+            text(w, 2, peer_ip(peer).as_bytes());
+            int(w, 3, i64::from(peer_port(peer)));
             text(w, 4, username(who));
             text(w, 6, who.client_id.as_bytes());
             // Map entries in CONNECT order; a repeated key's last value
@@ -396,13 +397,11 @@ mod tests {
             username: Some(ByteString::from("u")),
             client_id: ByteString::from("c-1"),
             claims: None,
-            peer: Some("10.1.2.3:40000".parse().unwrap()),
         };
         let anon = Identity {
             username: None,
             client_id: ByteString::from("c-2"),
             claims: None,
-            peer: None,
         };
         let topic = TopicName::new("a/b".to_owned()).unwrap();
         let empty = Bytes::new();
@@ -423,15 +422,18 @@ mod tests {
             info("s/#", 128, None, Some("s/#")),
         ];
         let filters = [TopicFilter::new("a/+".to_owned()).unwrap()];
-        for who in [&named, &anon] {
+        let addr = Some("10.1.2.3:40000".parse().unwrap());
+        for (who, peer) in [(&named, addr), (&anon, None)] {
             f(Event::Register {
                 who,
+                peer,
                 clean_start: true,
                 session_present: false,
                 user_properties: &sorted,
             });
             f(Event::Register {
                 who,
+                peer,
                 clean_start: true,
                 session_present: false,
                 user_properties: &vec![],

@@ -715,7 +715,7 @@ impl World {
                     n.unacked.remove(&conn);
                     n.broker.disconnected_because(&client, None, reason, now);
                     self.log
-                        .push(format!("{}: {} closed", name(i), client.client_id));
+                        .push(format!("{}: {} closed", name(i), client.client_id()));
                 } else if n.publisher.as_ref().is_some_and(|p| p.conn == conn) {
                     if let Some(client) = n.publisher.take() {
                         n.broker.disconnected_because(&client, None, reason, now);
@@ -758,7 +758,7 @@ impl World {
                 let Some(client) = n.online.get_mut(&conn) else {
                     continue;
                 };
-                let id = client.client_id.clone();
+                let id = client.client_id().clone();
                 for packet in n.broker.take_output(conn).packets {
                     match packet {
                         Packet::ConnAck(ack) if !ack.session_present => {
@@ -821,7 +821,7 @@ impl World {
                 .flat_map(|(i, n)| {
                     n.online
                         .iter()
-                        .filter(|(_, c)| c.client_id == id)
+                        .filter(|(_, c)| *c.client_id() == id)
                         .map(move |(&conn, _)| (i, conn))
                 })
                 .collect();
@@ -909,7 +909,7 @@ impl World {
             let online = self
                 .nodes
                 .iter()
-                .any(|n| n.alive && n.online.values().any(|c| c.client_id == id));
+                .any(|n| n.alive && n.online.values().any(|c| *c.client_id() == id));
             if online || !self.owed_from.contains_key(id) {
                 continue;
             }
@@ -930,7 +930,7 @@ impl World {
         for id in IDS {
             let named = self.redis.owner(id);
             for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.alive) {
-                let online = n.online.values().any(|c| c.client_id == id);
+                let online = n.online.values().any(|c| *c.client_id() == id);
                 if online && named != Some(n.me.to_field().as_str()) {
                     return Err(format!(
                         "{id} online on {} but Redis names {named:?}",

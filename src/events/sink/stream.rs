@@ -315,7 +315,6 @@ mod tests {
             username: None,
             client_id: ByteString::from("c"),
             claims: None,
-            peer: None,
         };
         let topic = TopicName::new("a/b".to_owned()).unwrap();
         let payload = Bytes::new();
