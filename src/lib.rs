@@ -35,6 +35,7 @@ pub mod retained;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod stamp;
 pub mod store;
 pub mod topic;
 

@@ -1,7 +1,7 @@
 //! What the broker knows about one connection, beside its session.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytestring::ByteString;
 
@@ -10,6 +10,7 @@ use crate::connection::handshake::Accepted;
 use crate::hash::HashMap;
 use crate::message::Message;
 use crate::protocol::{Connect, LastWill, Publish, PublishProperties, Version};
+use crate::stamp::Timeout;
 use crate::topic::TopicName;
 
 /// Identifies a connection on its shard.
@@ -26,11 +27,7 @@ pub struct Client {
     pub identity: Rc<Identity>,
     pub version: Version,
     /// Close the connection after this much silence (1.5 × keepalive).
-    pub idle_timeout: Option<Duration>,
-    /// The largest packet the client accepts (MQTT 5); larger ones are not sent.
-    pub max_packet_size: Option<u32>,
-    /// How many topic aliases the client accepts from the server (MQTT 5).
-    pub topic_alias_maximum: u16,
+    pub idle_timeout: Timeout,
     /// The will to publish if the connection ends without a normal DISCONNECT.
     /// Boxed: most clients have none, and an idle connection keeps its Client.
     pub will: Option<Box<LastWill>>,
@@ -51,9 +48,7 @@ impl Client {
             conn,
             identity,
             version: connect.version,
-            idle_timeout: accepted.idle_timeout,
-            max_packet_size: connect.properties.maximum_packet_size,
-            topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+            idle_timeout: Timeout::new(accepted.idle_timeout),
             will: connect.will.clone().map(|mut w| {
                 // Kept past the CONNECT: copy it out of the read buffer.
                 w.topic = w.topic.detached();

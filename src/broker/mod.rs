@@ -165,6 +165,8 @@ pub struct Broker {
     shard: usize,
     nr_shards: usize,
     settings: Settings,
+    /// `settings.limits`, which every session shares.
+    limits: Rc<crate::session::Limits>,
     /// Entries boxed: the table's empty slots then cost a pointer, not a session.
     sessions: HashMap<ByteString, Box<Entry>>,
     router: Router,
@@ -246,6 +248,7 @@ impl Broker {
         Broker {
             shard,
             nr_shards,
+            limits: Rc::new(settings.limits),
             settings,
             sessions: HashMap::default(),
             router: Router::default(),
@@ -675,10 +678,10 @@ impl Broker {
                 self.publish_message(pending.1, now);
             }
         }
-        let limits = self.settings.limits;
+        let limits = &self.limits;
         let entry = self.sessions.entry(client_id.clone()).or_insert_with(|| {
             Box::new(Entry {
-                session: Session::new(limits),
+                session: Session::new(limits.clone()),
                 conn: None,
                 expiry: Duration::ZERO,
                 expires_at: None,

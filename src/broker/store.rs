@@ -225,7 +225,7 @@ impl Broker {
         self.sessions.insert(
             client_id.clone(),
             Box::new(Entry {
-                session: Session::new(self.settings.limits),
+                session: Session::new(self.limits.clone()),
                 conn: None,
                 expiry: stored.expiry,
                 // No TTL was running when the session was online as its

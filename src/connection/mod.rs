@@ -11,7 +11,6 @@ mod notify;
 pub mod readiness;
 mod serve;
 mod socket;
-mod stamp;
 
 pub use accept::accept_loop;
 pub use notify::{Notify, WakeQueue};

@@ -45,7 +45,6 @@ use super::aliases::{Applied, OutboundAliases};
 use super::handshake::refusal;
 use super::readiness::{Readiness, Resume};
 use super::socket::{read_scratch, ReadScratch, Socket, LINGER};
-use super::stamp::{Stamp, Timeout};
 use super::{Notify, WakeQueue};
 use crate::broker::{AfterClaim, Broker, Client, Closed, ConnId, Forward};
 use crate::events::OfflineReason;
@@ -53,6 +52,7 @@ use crate::metrics::{Admission, Metrics};
 use crate::protocol::{
     decode, encode, encoded_len, Connect, DecodeError, Disconnect, Packet, ReasonCode, Version,
 };
+use crate::stamp::{Stamp, Timeout};
 use crate::store::redis::Status;
 use crate::store::redis_store::RedisStore;
 
@@ -549,6 +549,10 @@ struct Accepted {
     rbuf: BytesMut,
     conn: ConnId,
     client: Box<Client>,
+    /// The largest packet the client accepts (MQTT 5); larger ones are not sent.
+    max_packet_size: Option<u32>,
+    /// How many topic aliases the client accepts from the server (MQTT 5).
+    topic_alias_maximum: u16,
     /// The `max-connections` slot, held until the connection ends.
     _admission: Admission,
 }
@@ -677,6 +681,8 @@ async fn accept(
             rbuf,
             conn,
             client: Box::new(client),
+            max_packet_size: connect.properties.maximum_packet_size,
+            topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
             _admission: admission,
         })),
         Err(reason) => {
@@ -835,6 +841,8 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> Liv
         rbuf,
         conn,
         client,
+        max_packet_size,
+        topic_alias_maximum,
         _admission,
     } = accepted;
     let state = Rc::new(ConnState {
@@ -844,10 +852,9 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> Liv
         listed: Cell::new(false),
         stopped: Notify::default(),
         version: client.version,
-        max_packet_size: client.max_packet_size,
+        max_packet_size,
         aliases: RefCell::new(
-            (client.topic_alias_maximum > 0)
-                .then(|| Box::new(OutboundAliases::new(client.topic_alias_maximum))),
+            (topic_alias_maximum > 0).then(|| Box::new(OutboundAliases::new(topic_alias_maximum))),
         ),
         closed_by_broker: Cell::new(None),
         reader_done: Cell::new(false),
@@ -855,7 +862,7 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> Liv
         interrupt: Notify::default(),
         drained: WakeQueue::default(),
         writing_since: Cell::new(Stamp::NONE),
-        idle_timeout: Timeout::new(client.idle_timeout),
+        idle_timeout: client.idle_timeout,
         reading_since: Cell::new(Stamp::NONE),
     });
     shard.writers.borrow_mut().insert(conn, state.clone());
@@ -1442,7 +1449,7 @@ mod tests {
         let state = std::mem::size_of::<ConnState>();
         assert!(state <= 160, "ConnState is {state} bytes");
         let client = std::mem::size_of::<Client>();
-        assert!(client <= 64, "Client is {client} bytes");
+        assert!(client <= 40, "Client is {client} bytes");
         let identity = std::mem::size_of::<crate::auth::Identity>();
         assert!(identity <= 72, "Identity is {identity} bytes");
         let reader = size_of_3(run as fn(_, _, _) -> _);

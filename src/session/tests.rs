@@ -42,7 +42,7 @@ fn limits(max_inflight: u16, queue: usize) -> Limits {
 }
 
 fn online(l: Limits) -> Session {
-    let mut s = Session::new(l);
+    let mut s = Session::new(Rc::new(l));
     assert!(!s.is_online());
     let mut out = Vec::new();
     assert!(s.connect(None, Instant::now(), &mut out).is_empty());
@@ -111,7 +111,7 @@ fn window_limits_inflight_and_acks_release_the_queue_in_order() {
 
 #[test]
 fn receive_maximum_narrows_the_window() {
-    let mut s = Session::new(limits(10, 10));
+    let mut s = Session::new(Rc::new(limits(10, 10)));
     let mut out = Vec::new();
     s.connect(Some(1), Instant::now(), &mut out);
     for n in 0..3 {
@@ -226,10 +226,10 @@ fn queue_limits_and_overflow_policies() {
         (OverflowPolicy::DropNewest, [1, 2], 3),
         (OverflowPolicy::DropOldest, [2, 3], 1),
     ] {
-        let mut s = Session::new(Limits {
+        let mut s = Session::new(Rc::new(Limits {
             overflow: policy,
             ..limits(1, 2)
-        });
+        }));
         let mut out = Vec::new();
         for n in 1..=2 {
             assert_eq!(
@@ -331,7 +331,7 @@ fn incoming_qos2_is_routed_once() {
 /// MQTT 5 UNSUBACK reason (0x11 when no subscription existed).
 #[test]
 fn subscriptions_are_replaced_and_forgotten_once() {
-    let mut s = Session::new(limits(1, 1));
+    let mut s = Session::new(Rc::new(limits(1, 1)));
     let filter = TopicFilter::new("a/+").unwrap();
     let at = |qos| Subscription {
         options: SubscriptionOptions {
@@ -359,7 +359,7 @@ fn subscriptions_are_replaced_and_forgotten_once() {
 #[test]
 fn too_large_for_the_client_is_dropped_not_left_inflight() {
     let now = Instant::now();
-    let mut s = Session::new(limits(10, 10));
+    let mut s = Session::new(Rc::new(limits(10, 10)));
     s.set_max_packet_size(Some(64), Version::V5);
     let mut out = Vec::new();
     assert!(s.connect(Some(1), now, &mut out).is_empty());

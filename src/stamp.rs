@@ -1,7 +1,7 @@
-//! Instants and timeouts as a connection's shared state keeps them: in 8 and
-//! 4 bytes instead of an `Option<Instant>`'s and an `Option<Duration>`'s 16,
-//! since every connection, idle or not, holds two instants and a timeout
-//! (issue 15, memory per idle connection). Milliseconds are precise enough:
+//! Instants and timeouts as a connection keeps them: in 8 and 4 bytes
+//! instead of an `Option<Instant>`'s and an `Option<Duration>`'s 16, since
+//! every connection, idle or not, holds a few (issue 15, memory per idle
+//! connection). Milliseconds are precise enough:
 //! the sweeps that read them run a few times a second.
 
 use std::num::{NonZeroU32, NonZeroU64};
