@@ -18,6 +18,7 @@ mod nodes;
 mod output;
 mod owners;
 mod publish;
+mod sessions;
 mod share;
 mod store;
 mod subacks;
@@ -36,6 +37,7 @@ pub use output::Output;
 use output::Outputs;
 pub use owners::AfterClaim;
 pub use publish::Closed;
+use sessions::SessionTable;
 
 use crate::acl::{AllowAll, Authorizer};
 use crate::auth::{AllowAnonymous, Authenticator, Identity, Preparation, Prepared};
@@ -168,7 +170,7 @@ pub struct Broker {
     /// `settings.limits`, which every session shares.
     limits: Rc<crate::session::Limits>,
     /// Entries boxed: the table's empty slots then cost a pointer, not a session.
-    sessions: HashMap<ByteString, Box<Entry>>,
+    sessions: SessionTable,
     router: Router,
     retained: RetainedStore,
     index: ShardIndex,
@@ -250,7 +252,7 @@ impl Broker {
             nr_shards,
             limits: Rc::new(settings.limits),
             settings,
-            sessions: HashMap::default(),
+            sessions: SessionTable::default(),
             router: Router::default(),
             retained: RetainedStore::default(),
             index: ShardIndex::new(),
@@ -312,7 +314,7 @@ impl Broker {
     /// new rules withdraw stops delivering. Returns how many were removed.
     pub fn revoke_denied(&mut self) -> usize {
         let mut denied = Vec::new();
-        for (client_id, entry) in &self.sessions {
+        for (client_id, entry) in self.sessions.iter() {
             for (filter, _) in entry.session.subscriptions() {
                 if !self.acl.subscribe(&entry.identity, filter).allow {
                     denied.push((client_id.clone(), filter.clone(), entry.conn.is_some()));
@@ -679,7 +681,7 @@ impl Broker {
             }
         }
         let limits = &self.limits;
-        let entry = self.sessions.entry(client_id.clone()).or_insert_with(|| {
+        let entry = self.sessions.get_or_insert_with(&client_id, || {
             Box::new(Entry {
                 session: Session::new(limits.clone()),
                 conn: None,
@@ -875,7 +877,9 @@ impl Broker {
         }
         let mut wills = Vec::new();
         let mut expired = Vec::new();
-        for (id, entry) in &mut self.sessions {
+        for entry in self.sessions.values_mut() {
+            let identity = entry.identity.clone();
+            let id = &identity.client_id;
             if let (Some(conn), true, Some(interval)) =
                 (entry.conn, entry.retry, self.settings.retry_interval)
             {

@@ -7,7 +7,7 @@ use crate::hash::HashMap;
 use bytestring::ByteString;
 
 use super::flow::Flow;
-use super::{Broker, Client, ConnId, Entry, Forward, Outputs, Stats};
+use super::{Broker, Client, ConnId, Forward, Outputs, SessionTable, Stats};
 use crate::events::{Event, EventKind, Events};
 use crate::message::Message;
 use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
@@ -397,7 +397,7 @@ impl Broker {
 
 /// The shard's sessions as the router's [`Recipients`].
 pub(super) struct Sessions<'a> {
-    sessions: &'a mut HashMap<ByteString, Box<Entry>>,
+    sessions: &'a mut SessionTable,
     outputs: &'a mut Outputs,
     stats: &'a mut Stats,
     events: &'a mut Events,

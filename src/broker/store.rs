@@ -222,27 +222,24 @@ impl Broker {
             client_id: client_id.clone(),
             claims: None,
         });
-        self.sessions.insert(
-            client_id.clone(),
-            Box::new(Entry {
-                session: Session::new(self.limits.clone()),
-                conn: None,
-                expiry: stored.expiry,
-                // No TTL was running when the session was online as its
-                // node died: its expiry runs from now.
-                expires_at: match stored.expires_in {
-                    Some(left) => Some(now + left),
-                    None => now.checked_add(stored.expiry),
-                },
-                pending_will: None,
-                retry: false,
-                identity,
-                // None while the subscriptions attach: they are in the store
-                // already and are not written again, but the routes they add
-                // are (start-up emptied the node's route sets).
-                generation: None,
-            }),
-        );
+        self.sessions.insert(Box::new(Entry {
+            session: Session::new(self.limits.clone()),
+            conn: None,
+            expiry: stored.expiry,
+            // No TTL was running when the session was online as its
+            // node died: its expiry runs from now.
+            expires_at: match stored.expires_in {
+                Some(left) => Some(now + left),
+                None => now.checked_add(stored.expiry),
+            },
+            pending_will: None,
+            retry: false,
+            identity,
+            // None while the subscriptions attach: they are in the store
+            // already and are not written again, but the routes they add
+            // are (start-up emptied the node's route sets).
+            generation: None,
+        }));
         for (filter, sub) in stored.subscriptions {
             self.attach_subscription(client_id, &filter, sub, false);
         }

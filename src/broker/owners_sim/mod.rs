@@ -837,7 +837,7 @@ impl World {
     /// that answers late, is refused.
     fn check_generations_grow(&mut self) -> Result<(), String> {
         for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.alive) {
-            for (id, entry) in &n.broker.sessions {
+            for (id, entry) in n.broker.sessions.iter() {
                 let Some(generation) = entry.generation else {
                     continue;
                 };
