@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// An instant, or none: milliseconds since the process's first stamp, plus
 /// one (so none is zero).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stamp(Option<NonZeroU64>);
 
 impl Stamp {
@@ -19,6 +19,12 @@ impl Stamp {
     pub fn at(instant: Instant) -> Stamp {
         let since = instant.saturating_duration_since(epoch());
         Stamp(NonZeroU64::new(millis(since).saturating_add(1)))
+    }
+
+    /// Whether the stamp is at or before `now` (to the millisecond); a none
+    /// stamp never is.
+    pub fn reached(self, now: Instant) -> bool {
+        self.age(now).is_some() && Stamp::at(now) >= self
     }
 
     /// How long before `now` the stamp was taken; `None` if it is none.
@@ -71,6 +77,9 @@ mod tests {
         // An earlier `now` (another task's clock reading) is no age at all.
         assert_eq!(Stamp::at(later).age(t0), Some(Duration::ZERO));
         assert_eq!(Stamp::NONE.age(later), None);
+        assert!(stamp.reached(t0) && stamp.reached(later));
+        assert!(!Stamp::at(later).reached(t0));
+        assert!(!Stamp::NONE.reached(later));
         assert_eq!(Stamp::default(), Stamp::NONE);
         assert_eq!(std::mem::size_of::<Stamp>(), 8);
     }

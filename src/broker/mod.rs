@@ -50,6 +50,7 @@ use crate::ratelimit::RateLimits;
 use crate::retained::RetainedStore;
 use crate::router::Router;
 use crate::session::{Delivery, DropReason, Limits, Session};
+use crate::stamp::Stamp;
 use crate::topic::{ShardIndex, TopicName};
 
 /// Settings the broker applies, from `[mqtt]` in the config.
@@ -143,10 +144,13 @@ struct Entry {
     session: Session,
     /// The connection currently attached, if the client is online.
     conn: Option<ConnId>,
-    /// How long the session outlives its connection.
-    expiry: Duration,
+    /// How long the session outlives its connection, in seconds as MQTT 5
+    /// gives it (`u32::MAX`: for ever); see [`Entry::expiry`]. 4 bytes, not a
+    /// `Duration`'s 16, as `expires_at` is a `Stamp`: every session has them
+    /// (issue 15, memory per idle connection).
+    expiry_secs: u32,
     /// When an offline session ends, if it does.
-    expires_at: Option<Instant>,
+    expires_at: Stamp,
     /// A will waiting for its MQTT 5 will delay, published at this instant unless
     /// the client comes back first [MQTT-3.1.3-9].
     /// Boxed: most sessions never have one, and every session carries the field.
@@ -160,6 +164,24 @@ struct Entry {
     /// The fencing generation of the session's claim in the store, if the
     /// store mirrors it (a persistent session with a store; [`store`]).
     generation: Option<u64>,
+}
+
+impl Entry {
+    fn expiry(&self) -> Duration {
+        match self.expiry_secs {
+            u32::MAX => Duration::MAX,
+            secs => Duration::from_secs(u64::from(secs)),
+        }
+    }
+
+    /// Whole seconds, a fraction rounded up; past `u32::MAX - 1` seconds
+    /// (136 years) the session never expires.
+    fn set_expiry(&mut self, expiry: Duration) {
+        let secs = expiry
+            .as_secs()
+            .saturating_add(u64::from(expiry.subsec_nanos() > 0));
+        self.expiry_secs = u32::try_from(secs).unwrap_or(u32::MAX);
+    }
 }
 
 /// The broker state of one shard.
@@ -630,19 +652,22 @@ impl Broker {
         };
         // Copied out of the CONNECT: a slice would keep the whole packet (a
         // token in its password, say) as long as the session lives.
-        let client_id = ByteString::from(&*accepted.client_id);
         let identity = Rc::new(Identity {
             username: identity.username.map(|u| ByteString::from(&*u)),
             // The key the session is kept under, which the client's
             // `client_id()` is.
-            client_id: client_id.clone(),
+            client_id: ByteString::from(&*accepted.client_id),
             ..identity
         });
+        // Borrowed, not cloned: a copy that is never shared needs no shared
+        // header (32 bytes per connection).
+        let holder = identity.clone();
+        let client_id = &holder.client_id;
 
         let mut session_present = false;
         // Whether the session's shared subscriptions count as online already.
         let mut was_online = false;
-        let generation = self.claim_for(&client_id);
+        let generation = self.claim_for(client_id);
         if let (Some(unclaimed), None) = (&mut self.unclaimed, generation) {
             // Bounded: loading can wait long for a Redis that is down. Past
             // the bound, a clean return no longer ends its stored session,
@@ -651,8 +676,8 @@ impl Broker {
                 unclaimed.insert(client_id.clone());
             }
         }
-        if let Some(old) = self.sessions.get_mut(&client_id) {
-            let ends = connect.clean_start || old.expiry.is_zero();
+        if let Some(old) = self.sessions.get_mut(client_id) {
+            let ends = connect.clean_start || old.expiry_secs == 0;
             if ends && generation.is_some() {
                 // The claim has already emptied the stored session.
                 old.generation = None;
@@ -669,10 +694,10 @@ impl Broker {
             let pending = old.pending_will.take().filter(|_| ends);
             if ends {
                 if was_online {
-                    self.count_online(&client_id, -1);
+                    self.count_online(client_id, -1);
                     was_online = false;
                 }
-                self.end_session(&client_id, now);
+                self.end_session(client_id, now);
             } else {
                 session_present = true;
             }
@@ -681,12 +706,12 @@ impl Broker {
             }
         }
         let limits = &self.limits;
-        let entry = self.sessions.get_or_insert_with(&client_id, || {
+        let entry = self.sessions.get_or_insert_with(client_id, || {
             Box::new(Entry {
                 session: Session::new(limits.clone()),
                 conn: None,
-                expiry: Duration::ZERO,
-                expires_at: None,
+                expiry_secs: 0,
+                expires_at: Stamp::NONE,
                 pending_will: None,
                 retry: false,
                 identity: identity.clone(),
@@ -700,8 +725,8 @@ impl Broker {
         let generation = entry.generation;
         entry.conn = Some(conn);
         entry.retry = !connect.version.is_v5();
-        entry.expiry = accepted.session_expiry;
-        entry.expires_at = None;
+        entry.set_expiry(accepted.session_expiry);
+        entry.expires_at = Stamp::NONE;
 
         let mut connack = handshake::connack(&accepted, session_present, &policy);
         connack.properties.topic_alias_maximum =
@@ -712,7 +737,7 @@ impl Broker {
             .session
             .set_max_packet_size(connect.properties.maximum_packet_size, connect.version);
         let drops = entry.session.connect(receive_maximum, now, &mut packets);
-        store::journal(&client_id, entry, None, &mut self.store_ops);
+        store::journal(client_id, entry, None, &mut self.store_ops);
         self.stats.count_drops(&drops);
         self.stats.connections += 1;
         self.events.emit(EventKind::Register, || Event::Register {
@@ -728,11 +753,11 @@ impl Broker {
                     who: &identity,
                 });
         }
-        self.events.dropped(&client_id, &drops);
+        self.events.dropped(client_id, &drops);
         self.events.delivered(&identity, &packets);
         self.output(conn).packets.extend(packets);
         if !was_online {
-            self.count_online(&client_id, 1);
+            self.count_online(client_id, 1);
         }
         let client = Client::new(conn, identity, connect, &accepted);
         if let Some(generation) = generation {
@@ -789,7 +814,7 @@ impl Broker {
                 reason,
             });
         let will = will.map(|w| (w.properties.will_delay_interval.unwrap_or(0), w));
-        let expiry = entry.expiry;
+        let expiry = entry.expiry();
         match will {
             Some((0, w)) => {
                 let message = client.will_message(&w, now);
@@ -812,7 +837,7 @@ impl Broker {
             return;
         }
         if expiry != Duration::MAX {
-            entry.expires_at = Some(now + expiry);
+            entry.expires_at = Stamp::at(now + expiry);
         }
         if let Some(generation) = entry.generation {
             let will = entry.pending_will.as_deref().cloned();
@@ -898,7 +923,7 @@ impl Broker {
                     wills.extend(entry.pending_will.take().map(|p| (id.clone(), p.1)));
                 }
             }
-            if entry.conn.is_none() && entry.expires_at.is_some_and(|at| at <= now) {
+            if entry.conn.is_none() && entry.expires_at.reached(now) {
                 // The store expires the session's keys by itself at about the
                 // same time; the removal also takes the session out of the
                 // node's set.

@@ -74,13 +74,10 @@ impl Broker {
                 ) {
                     // Setting an expiry on DISCONNECT when CONNECT had none is a
                     // protocol error [MQTT-3.14.2-2].
-                    if entry.expiry.is_zero() && expiry != 0 {
+                    if entry.expiry_secs == 0 && expiry != 0 {
                         return Err(ReasonCode::ProtocolError);
                     }
-                    entry.expiry = match expiry {
-                        u32::MAX => std::time::Duration::MAX,
-                        secs => std::time::Duration::from_secs(u64::from(secs)),
-                    };
+                    entry.expiry_secs = expiry;
                 }
                 return Ok(Some(match d.reason_code {
                     ReasonCode::Success => Closed::Normal,

@@ -15,6 +15,7 @@ use bytestring::ByteString;
 use super::{Broker, Client, Entry, Forward, HashSet};
 use crate::message::Message;
 use crate::session::{Session, Stored, Subscription};
+use crate::stamp::Stamp;
 use crate::store::{record, Claim, StoreOp, StoredSession};
 use crate::topic::TopicFilter;
 
@@ -222,15 +223,17 @@ impl Broker {
             client_id: client_id.clone(),
             claims: None,
         });
-        self.sessions.insert(Box::new(Entry {
+        let mut entry = Box::new(Entry {
             session: Session::new(self.limits.clone()),
             conn: None,
-            expiry: stored.expiry,
+            expiry_secs: 0,
             // No TTL was running when the session was online as its
             // node died: its expiry runs from now.
             expires_at: match stored.expires_in {
-                Some(left) => Some(now + left),
-                None => now.checked_add(stored.expiry),
+                Some(left) => Stamp::at(now + left),
+                None => now
+                    .checked_add(stored.expiry)
+                    .map_or(Stamp::NONE, Stamp::at),
             },
             pending_will: None,
             retry: false,
@@ -239,7 +242,9 @@ impl Broker {
             // already and are not written again, but the routes they add
             // are (start-up emptied the node's route sets).
             generation: None,
-        }));
+        });
+        entry.set_expiry(stored.expiry);
+        self.sessions.insert(entry);
         for (filter, sub) in stored.subscriptions {
             self.attach_subscription(client_id, &filter, sub, false);
         }

@@ -849,3 +849,11 @@ fn a_backed_up_output_holds_copies_not_read_buffer_views() {
     assert!(views[..publish::PINNING_BACKLOG].iter().all(|v| *v));
     assert!(!views[publish::PINNING_BACKLOG..].iter().any(|v| *v));
 }
+
+/// Every session keeps an entry, online or not: with the allocator's 8 bytes,
+/// 200 is one 208-byte chunk (issue 15, memory per idle connection; benchmarks.md).
+#[test]
+fn a_session_entry_stays_small() {
+    let entry = std::mem::size_of::<Entry>();
+    assert!(entry <= 200, "Entry is {entry} bytes");
+}
