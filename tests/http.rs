@@ -307,6 +307,18 @@ fn idle_connections_keep_no_task() {
         let (topic, payload) = topic_and_payload(&read_packet(sub).unwrap());
         assert_eq!((topic, payload.as_str()), (format!("w/idle/{i}"), "hi"));
     }
+    // A PUBLISH in two halves, far apart: the reader goes back to sleep with
+    // the first half kept, and the whole packet goes through.
+    let topic = "w/idle/2";
+    let mut publish = vec![0x30, (2 + topic.len() + 5) as u8, 0x00, topic.len() as u8];
+    publish.extend_from_slice(topic.as_bytes());
+    publish.extend_from_slice(b"split");
+    let (first, rest) = publish.split_at(6);
+    idle[1].write_all(first).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    idle[1].write_all(rest).unwrap();
+    let (got, payload) = topic_and_payload(&read_packet(&mut idle[2]).unwrap());
+    assert_eq!((got.as_str(), payload.as_str()), (topic, "split"));
     drop(idle);
     drop(flooder.join().expect("the flooder ends"));
     stop(server);
