@@ -28,7 +28,7 @@ fn rules(n: usize) -> AclRules {
 fn device() -> Identity {
     let claims: BTreeMap<String, String> = [("tenant".to_owned(), "acme".to_owned())].into();
     Identity {
-        username: Some(ByteString::from_static("rider-1")),
+        username: Some("rider-1".into()),
         client_id: ByteString::from_static("device-1:owner-7:profile-42"),
         claims: Some(Arc::new(claims)),
     }

@@ -30,7 +30,7 @@ use shardmq::topic::{TopicFilter, TopicName};
 /// (protobuf's JSON mapping, .proto field names) each must decode to.
 fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
     let who = Identity {
-        username: Some(ByteString::from("user-1")),
+        username: Some("user-1".into()),
         client_id: ByteString::from("device-1:owner-7"),
         claims: None,
     };
@@ -80,7 +80,7 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
     f(
         Event::RegisterFailed {
             client_id: id,
-            username: who.username.as_ref(),
+            username: Some(&ByteString::from("user-1")),
             clean_start: true,
             reason: ReasonCode::NotAuthorized,
             failure: Some(Failure::UsernameRidMismatch),
@@ -178,7 +178,7 @@ fn with_every_event(f: &mut dyn FnMut(Event<'_>, Value)) {
     f(
         Event::ClientGone {
             client_id: id,
-            username: who.username.as_ref(),
+            username: who.username.as_deref(),
         },
         with(json!({"username": "user-1"})),
     );

@@ -16,7 +16,7 @@ use Access::{Read, Write};
 
 fn who(client_id: &str, username: Option<&str>) -> Identity {
     Identity {
-        username: username.map(|u| ByteString::from(u.to_owned())),
+        username: username.map(Box::from),
         client_id: ByteString::from(client_id.to_owned()),
         claims: None,
     }

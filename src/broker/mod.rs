@@ -653,7 +653,6 @@ impl Broker {
         // Copied out of the CONNECT: a slice would keep the whole packet (a
         // token in its password, say) as long as the session lives.
         let identity = Rc::new(Identity {
-            username: identity.username.map(|u| ByteString::from(&*u)),
             // The key the session is kept under, which the client's
             // `client_id()` is.
             client_id: ByteString::from(&*accepted.client_id),
@@ -955,7 +954,7 @@ impl Broker {
         self.events
             .emit(EventKind::ClientGone, || Event::ClientGone {
                 client_id,
-                username: entry.identity.username.as_ref(),
+                username: entry.identity.username.as_deref(),
             });
         let filters: Vec<_> = entry
             .session

@@ -46,12 +46,22 @@ pub trait Resume {
 
 pub type Sleeper = Box<dyn Resume>;
 
+/// Who waits for a socket's input.
+#[derive(Default)]
+enum Reader {
+    #[default]
+    None,
+    /// A reader task, woken at the next input edge.
+    Task(Waker),
+    /// A reader that went to sleep ([`Readiness::sleep`]); its next input
+    /// edge (or hang-up) calls it. One field with the task's: a slot per
+    /// connection is 48 bytes, not 56.
+    Asleep(Sleeper),
+}
+
 #[derive(Default)]
 struct Slot {
-    reader: Option<Waker>,
-    /// A reader that went to sleep ([`Readiness::sleep`]); its next input
-    /// edge (or hang-up) calls it.
-    sleeper: Option<Sleeper>,
+    reader: Reader,
     writer: Option<Waker>,
     /// False after a read that found the socket drained, until an edge.
     readable: bool,
@@ -65,11 +75,21 @@ struct Slot {
 }
 
 impl Slot {
-    /// The flag, waiting task and end of `direction`.
-    fn side(&mut self, direction: Direction) -> (&mut bool, &mut Option<Waker>, bool) {
+    /// The flag and end of `direction`.
+    fn side(&mut self, direction: Direction) -> (&mut bool, bool) {
         match direction {
-            Direction::Read => (&mut self.readable, &mut self.reader, self.read_closed),
-            Direction::Write => (&mut self.writable, &mut self.writer, self.write_closed),
+            Direction::Read => (&mut self.readable, self.read_closed),
+            Direction::Write => (&mut self.writable, self.write_closed),
+        }
+    }
+
+    /// Has `waker` woken at the next edge of `direction`.
+    fn set_waiter(&mut self, direction: Direction, waker: &Waker) {
+        match (direction, &self.reader, &self.writer) {
+            (Direction::Read, Reader::Task(w), _) | (Direction::Write, _, Some(w))
+                if w.will_wake(waker) => {}
+            (Direction::Read, ..) => self.reader = Reader::Task(waker.clone()),
+            (Direction::Write, ..) => self.writer = Some(waker.clone()),
         }
     }
 }
@@ -77,9 +97,15 @@ impl Slot {
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
-            .field("reader", &self.reader)
+            .field(
+                "reader",
+                &match &self.reader {
+                    Reader::None => "none",
+                    Reader::Task(_) => "task",
+                    Reader::Asleep(_) => "asleep",
+                },
+            )
             .field("writer", &self.writer)
-            .field("asleep", &self.sleeper.is_some())
             .field("readable", &self.readable)
             .field("writable", &self.writable)
             .field("read_closed", &self.read_closed)
@@ -188,7 +214,7 @@ impl Readiness {
     /// Marks the socket drained (or full) until its next edge.
     pub fn drained(&self, token: Token, direction: Direction) {
         if let Some(slot) = self.slots.borrow_mut().get_mut(token) {
-            let (flag, _, closed) = slot.side(direction);
+            let (flag, closed) = slot.side(direction);
             *flag = closed;
         }
     }
@@ -200,15 +226,12 @@ impl Readiness {
         let Some(slot) = slots.get_mut(token) else {
             return waker.wake_by_ref();
         };
-        let (flag, waiting, closed) = slot.side(direction);
+        let (flag, closed) = slot.side(direction);
         *flag = closed;
         if closed {
             return waker.wake_by_ref();
         }
-        match waiting {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *waiting = Some(waker.clone()),
-        }
+        slot.set_waiter(direction, waker);
     }
 
     /// Puts the socket's reader to sleep: `sleeper` is resumed at the next
@@ -218,8 +241,7 @@ impl Readiness {
     pub fn sleep<S: Resume + 'static>(&self, token: Token, sleeper: Box<S>) -> Result<(), Box<S>> {
         match self.slots.borrow_mut().get_mut(token) {
             Some(slot) if !slot.readable && !slot.read_closed => {
-                slot.reader = None;
-                slot.sleeper = Some(sleeper);
+                slot.reader = Reader::Asleep(sleeper);
                 Ok(())
             }
             _ => Err(sleeper),
@@ -268,10 +290,11 @@ impl Readiness {
             slot.write_closed |= failed;
             if hangup || bits & libc::EPOLLIN != 0 {
                 slot.readable = true;
-                if let Some(w) = slot.reader.take() {
-                    w.wake();
+                match std::mem::take(&mut slot.reader) {
+                    Reader::Task(w) => w.wake(),
+                    Reader::Asleep(sleeper) => resumed.push(sleeper),
+                    Reader::None => {}
                 }
-                resumed.extend(slot.sleeper.take());
             }
             if failed || bits & libc::EPOLLOUT != 0 {
                 slot.writable = true;
@@ -426,6 +449,13 @@ mod tests {
             stop.trigger();
             task.await;
         });
+    }
+
+    /// Every connection has a slot, idle or not (issue 15).
+    #[test]
+    fn a_slot_stays_small() {
+        let slot = std::mem::size_of::<super::Slot>();
+        assert!(slot <= 48, "a slot is {slot} bytes");
     }
 
     /// Sets its flag when resumed.

@@ -262,7 +262,7 @@ pub enum Event<'a> {
     ClientGone {
         client_id: &'a ByteString,
         /// The last username the session connected with.
-        username: Option<&'a ByteString>,
+        username: Option<&'a str>,
     },
     /// `on_session_expired`: an offline session's expiry interval ran out
     /// (an `on_client_gone` follows).

@@ -237,7 +237,7 @@ fn connect(version: Version, id: &str, user: &str, clean: bool) -> Connect {
             keep_alive: 30,
             client_id: ByteString::from(id),
             will: None,
-            username: Some(ByteString::from(user)),
+            username: Some(user.into()),
             password: Some(Bytes::from_static(b"jwt")),
             properties: ConnectProperties {
                 user_properties: vec![
@@ -585,7 +585,7 @@ fn both_streams_carry_every_hook_mqtt_5() {
 #[test]
 fn delivery_complete_converts_like_deliver() {
     let who = Identity {
-        username: Some(ByteString::from("u")),
+        username: Some("u".into()),
         client_id: ByteString::from("c"),
         claims: None,
     };

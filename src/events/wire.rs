@@ -394,7 +394,7 @@ mod tests {
     /// Events covering every hook and the optional fields both ways.
     fn each_event(f: &mut dyn FnMut(Event<'_>)) {
         let named = Identity {
-            username: Some(ByteString::from("u")),
+            username: Some("u".into()),
             client_id: ByteString::from("c-1"),
             claims: None,
         };
@@ -480,7 +480,7 @@ mod tests {
             }
             f(Event::ClientGone {
                 client_id: &who.client_id,
-                username: who.username.as_ref(),
+                username: who.username.as_deref(),
             });
             f(Event::SessionExpired {
                 client_id: &who.client_id,
@@ -504,9 +504,10 @@ mod tests {
                 (ReasonCode::NotAuthorized, None),
                 (ReasonCode::UnsupportedProtocolVersion, None),
             ] {
+                let username = who.username.as_deref().map(ByteString::from);
                 f(Event::RegisterFailed {
                     client_id: &who.client_id,
-                    username: who.username.as_ref(),
+                    username: username.as_ref(),
                     clean_start: false,
                     reason,
                     failure,
