@@ -560,7 +560,6 @@ pub fn serve(
 struct Accepted {
     socket: Socket,
     rbuf: BytesMut,
-    conn: ConnId,
     client: Client,
     /// The largest packet the client accepts (MQTT 5); larger ones are not sent.
     max_packet_size: Option<u32>,
@@ -692,7 +691,6 @@ async fn accept(
         Ok(client) => Ok(Some(Accepted {
             socket,
             rbuf,
-            conn,
             client,
             max_packet_size: connect.properties.maximum_packet_size,
             topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
@@ -853,7 +851,6 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> Liv
     let Accepted {
         socket,
         rbuf,
-        conn,
         client,
         max_packet_size,
         topic_alias_maximum,
@@ -879,7 +876,10 @@ fn start(shard: &Rc<Shard>, accepted: Accepted, token: shards::TaskToken) -> Liv
         idle_timeout: client.idle_timeout,
         reading_since: Cell::new(Stamp::NONE),
     });
-    shard.writers.borrow_mut().insert(conn, state.clone());
+    shard
+        .writers
+        .borrow_mut()
+        .insert(client.conn, state.clone());
     shard.wake();
     Live {
         state,
