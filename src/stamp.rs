@@ -24,7 +24,7 @@ impl Stamp {
     /// Whether the stamp is at or before `now` (to the millisecond); a none
     /// stamp never is.
     pub fn reached(self, now: Instant) -> bool {
-        self.age(now).is_some() && Stamp::at(now) >= self
+        self != Stamp::NONE && Stamp::at(now) >= self
     }
 
     /// How long before `now` the stamp was taken; `None` if it is none.
